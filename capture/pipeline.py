@@ -1,0 +1,108 @@
+"""The pipeline manager: a writer thread that drains the rings into a sink.
+
+The writer wakes every ``interval`` seconds, drains every ring into a reusable
+numpy buffer (the copy runs in C without the GIL) and hands each batch to the
+sink.  It drains until the rings are empty before sleeping again, so a burst
+never waits a whole interval.  If the sink fails, the thread records the
+failure, stops handing batches to the sink and keeps draining so that producers
+never block on a dead writer; everything drained after the failure is counted
+as lost.  ``stop`` drains what is left and returns.
+
+The writer is a raw ``_thread`` thread rather than a ``threading.Thread``: the
+recorded program's ``threading.enumerate()`` and ``active_count()`` must not
+see it, and interpreter shutdown must not wait for it (``stop`` runs at exit).
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from scope import native
+
+
+class BatchSink(Protocol):
+    """Where drained records go (``scope.storage.writer.RecordingWriter``)."""
+
+    def write_batch(self, records: np.ndarray) -> None:
+        """Store one batch of records (a ``native.RECORD_DTYPE`` array)."""
+
+
+@dataclass
+class PipelineHealth:
+    """What the writer thread did; reported in the run's row and by ``scope status``."""
+
+    batches: int = 0
+    records: int = 0
+    records_lost: int = 0
+    failure: str | None = None
+
+
+class Pipeline:
+    """Owns the writer thread between ``start`` and ``stop``."""
+
+    def __init__(self, sink: BatchSink, batch_records: int = 1 << 18, interval: float = 0.005):
+        self.sink = sink
+        self.health = PipelineHealth()
+        self._buffer = np.zeros(batch_records, dtype=native.RECORD_DTYPE)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._ident: int | None = None
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._ident = _thread.start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._interval):
+                self.drain_all()
+        except BaseException as exc:  # pragma: no cover - drain_all already guards the sink
+            self.health.failure = self.health.failure or f"writer thread: {exc!r}"
+        finally:
+            self._stopped.set()
+
+    def drain_all(self, timeout: float = -1) -> int:
+        """Drain until the rings are empty; returns how many records moved.
+
+        Gives up (returning 0) if another drain holds the buffer for longer than
+        ``timeout`` seconds (-1 waits for ever).
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return 0
+        moved = 0
+        try:
+            while True:
+                n = native.drain(self._buffer)
+                if n == 0:
+                    return moved
+                moved += n
+                self._deliver(self._buffer[:n])
+        finally:
+            self._lock.release()
+
+    def _deliver(self, batch: np.ndarray) -> None:
+        self.health.records += len(batch)
+        if self.health.failure is not None:
+            self.health.records_lost += len(batch)
+            return
+        try:
+            self.sink.write_batch(batch)
+            self.health.batches += 1
+        except Exception as exc:  # the recorded program must never see scope fail
+            self.health.failure = f"{type(exc).__name__}: {exc}"
+            self.health.records_lost += len(batch)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread and drain everything still in the rings."""
+        self._stop.set()
+        waits = self._ident is not None and self._ident != _thread.get_ident()
+        if waits and not self._stopped.wait(timeout):
+            self.health.failure = self.health.failure or "writer thread did not stop"
+        self.drain_all(timeout)

@@ -1,0 +1,176 @@
+"""Describe every function of a module from its source, using libcst.
+
+The analyzer reads the concrete syntax tree once and reports, for each ``def``
+in source order, what the planner needs to decide how to instrument it: its
+qualified name (as ``__qualname__`` will be), its kind, its decorators and
+whether it is a dunder that scope itself might end up calling.  It uses no
+metadata providers: positions come from the ``ast`` the rewriter lowers onto,
+matched by source order, which keeps analysis close to libcst's parse speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+#: Dunders that scope's own machinery could trigger while recording a value.
+SCOPE_SENSITIVE_DUNDERS = frozenset(
+    {
+        "__repr__",
+        "__str__",
+        "__format__",
+        "__eq__",
+        "__ne__",
+        "__hash__",
+        "__getattr__",
+        "__getattribute__",
+        "__setattr__",
+        "__delattr__",
+        "__del__",
+        "__len__",
+        "__bool__",
+        "__iter__",
+        "__class_getitem__",
+        "__instancecheck__",
+        "__subclasscheck__",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """What the source says about one ``def`` (in the order the defs appear)."""
+
+    name: str
+    qualname: str
+    #: plain, method, staticmethod, classmethod, property, generator, coroutine,
+    #: async_generator
+    kind: str
+    decorators: tuple[str, ...]
+    class_name: str | None
+    is_async: bool
+    is_generator: bool
+    is_dunder: bool
+    scope_sensitive: bool
+
+
+@dataclass
+class _Def:
+    """A ``def`` being visited; ``yields`` is settled when its body has been seen."""
+
+    name: str
+    qualname: str
+    decorators: tuple[str, ...]
+    class_name: str | None
+    is_async: bool
+    yields: bool = False
+
+
+@dataclass
+class _Scope:
+    kind: str  # "class", "function" or "lambda"
+    qualname: str
+    definition: _Def | None = None
+    globals: set[str] = field(default_factory=set)
+
+
+def _dotted(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    if isinstance(node, cst.Call):
+        return _dotted(node.func)
+    return type(node).__name__
+
+
+class _Collector(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.definitions: list[_Def] = []
+        self._scopes: list[_Scope] = []
+
+    def _qualname(self, name: str) -> str:
+        if not self._scopes:
+            return name
+        parent = self._scopes[-1]
+        if parent.kind != "class" and name in parent.globals:
+            return name
+        suffix = "" if parent.kind == "class" else ".<locals>"
+        return f"{parent.qualname}{suffix}.{name}"
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._scopes.append(_Scope("class", self._qualname(node.name.value)))
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._scopes.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        in_class = bool(self._scopes) and self._scopes[-1].kind == "class"
+        definition = _Def(
+            name=node.name.value,
+            qualname=self._qualname(node.name.value),
+            decorators=tuple(_dotted(d.decorator) for d in node.decorators),
+            class_name=self._scopes[-1].qualname if in_class else None,
+            is_async=node.asynchronous is not None,
+        )
+        self.definitions.append(definition)
+        self._scopes.append(_Scope("function", definition.qualname, definition))
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._scopes.pop()
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self._scopes.append(_Scope("lambda", self._qualname("<lambda>")))
+
+    def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        self._scopes.pop()
+
+    def visit_Global(self, node: cst.Global) -> None:
+        if self._scopes:
+            self._scopes[-1].globals.update(item.name.value for item in node.names)
+
+    def visit_Yield(self, node: cst.Yield) -> None:
+        if self._scopes and self._scopes[-1].definition is not None:
+            self._scopes[-1].definition.yields = True
+
+
+def _describe(d: _Def) -> FunctionInfo:
+    last_parts = {name.rsplit(".", 1)[-1] for name in d.decorators}
+    if d.is_async:
+        kind = "async_generator" if d.yields else "coroutine"
+    elif d.yields:
+        kind = "generator"
+    elif d.class_name is None:
+        kind = "plain"
+    elif "staticmethod" in last_parts:
+        kind = "staticmethod"
+    elif "classmethod" in last_parts:
+        kind = "classmethod"
+    elif "property" in last_parts or last_parts & {"setter", "getter", "deleter"}:
+        kind = "property"
+    else:
+        kind = "method"
+    is_dunder = d.name.startswith("__") and d.name.endswith("__") and len(d.name) > 4
+    return FunctionInfo(
+        name=d.name,
+        qualname=d.qualname,
+        kind=kind,
+        decorators=d.decorators,
+        class_name=d.class_name,
+        is_async=d.is_async,
+        is_generator=d.yields,
+        is_dunder=is_dunder,
+        scope_sensitive=is_dunder and d.name in SCOPE_SENSITIVE_DUNDERS,
+    )
+
+
+def analyze_source(source: str | bytes) -> list[FunctionInfo]:
+    """Return a description of every ``def`` in ``source``, in source order.
+
+    Raises ``libcst.ParserSyntaxError`` for source that does not parse.
+    """
+    module = cst.parse_module(source)
+    collector = _Collector()
+    module.visit(collector)
+    return [_describe(d) for d in collector.definitions]

@@ -1,0 +1,133 @@
+"""The import hook: a meta-path finder that hands the user's modules to scope's loader.
+
+The finder asks the standard ``PathFinder`` where a module is, and claims it only
+when it is plain Python source (``SourceFileLoader``) that the selector calls the
+user's; everything else (extension, frozen, zip, namespace and third-party
+modules) is left to the usual machinery by returning ``None``.
+
+The loader subclasses ``SourceFileLoader`` and changes two things: the source
+is compiled with the plan applied (``source_to_code``), and the standard
+``__pycache__`` files are neither read nor written for instrumented modules
+(``path_stats`` reports no usable stats, which is how ``SourceLoader.get_code``
+skips its bytecode cache), so plain ``python`` runs never see instrumented
+bytecode.  ``__file__``, ``__spec__``, ``inspect.getsource`` and ``-B`` work
+as usual because the rest is the standard loader.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
+from types import CodeType, ModuleType
+from typing import Any
+
+from scope.instrument.analyze import analyze_source
+from scope.instrument.plan import ModulePlan, make_plan
+from scope.instrument.rewrite import compile_instrumented
+from scope.instrument.select import ModuleSelector
+
+#: Called with each module's plan, before its code runs.
+PlanListener = Callable[[ModulePlan], None]
+#: Called when instrumenting a module failed and it was loaded as is.
+FailureListener = Callable[[str, str, BaseException], None]
+
+
+class Instrumenter:
+    """Turns a module's source into instrumented code, reporting plans and failures."""
+
+    def __init__(
+        self,
+        level: str,
+        on_plan: PlanListener | None = None,
+        on_failure: FailureListener | None = None,
+    ) -> None:
+        self.level = level
+        self.on_plan = on_plan
+        self.on_failure = on_failure
+
+    def plan(self, module: str, path: str, source: bytes | str) -> ModulePlan:
+        """The plan for ``source`` (raises libcst's parser error if libcst cannot read it)."""
+        return make_plan(module, path, analyze_source(source), self.level)
+
+    def compile(self, module: str, path: str, source: bytes | str) -> CodeType | None:
+        """Instrumented code for ``source``, or ``None`` if scope could not instrument it.
+
+        A ``SyntaxError`` is not scope's failure: the caller compiles the source
+        normally so that Python raises its own error.
+        """
+        try:
+            plan = self.plan(module, path, source)
+            code = compile_instrumented(source, path, plan)
+        except SyntaxError:
+            return None
+        except Exception as exc:
+            if self.on_failure is not None:
+                self.on_failure(module, path, exc)
+            return None
+        if self.on_plan is not None:
+            self.on_plan(plan)
+        return code
+
+
+class ScopeLoader(SourceFileLoader):
+    """A ``SourceFileLoader`` whose modules report their calls to scope."""
+
+    def __init__(self, fullname: str, path: str, instrumenter: Instrumenter) -> None:
+        super().__init__(fullname, path)
+        self._instrumenter = instrumenter
+
+    def path_stats(self, path: str) -> dict[str, Any]:
+        """Refuse stats so ``get_code`` neither reads nor writes ``__pycache__``."""
+        raise OSError("scope: instrumented modules bypass the standard bytecode cache")
+
+    def source_to_code(  # type: ignore[override]
+        self, data: bytes, path: str, *, _optimize: int = -1
+    ) -> CodeType:
+        """Compile ``data`` with scope's instrumentation, or as is if that fails."""
+        code = self._instrumenter.compile(self.name, path, data)
+        if code is None:
+            return super().source_to_code(data, path)
+        return code
+
+
+class ScopeFinder:
+    """A meta-path finder that claims the user's source modules for ``ScopeLoader``."""
+
+    def __init__(self, selector: ModuleSelector, instrumenter: Instrumenter) -> None:
+        self.selector = selector
+        self.instrumenter = instrumenter
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        """Return a spec with scope's loader for a user module, else ``None``."""
+        spec = PathFinder.find_spec(fullname, path, target)
+        if spec is None or type(spec.loader) is not SourceFileLoader or not spec.origin:
+            return None
+        if not self.selector.decide(fullname, spec.origin).instrument:
+            return None
+        spec.loader = ScopeLoader(fullname, spec.origin, self.instrumenter)
+        return spec
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached here; ``PathFinder`` keeps its own caches."""
+
+
+def install(finder: ScopeFinder) -> None:
+    """Put ``finder`` first on ``sys.meta_path``, behind pytest's assertion rewriter."""
+    uninstall(finder)
+    position = 0
+    for i, existing in enumerate(sys.meta_path):
+        if type(existing).__name__ == "AssertionRewritingHook":
+            position = i + 1
+    sys.meta_path.insert(position, finder)  # type: ignore[arg-type]
+
+
+def uninstall(finder: ScopeFinder) -> None:
+    """Remove ``finder`` from ``sys.meta_path`` if it is there."""
+    while finder in sys.meta_path:
+        sys.meta_path.remove(finder)  # type: ignore[arg-type]

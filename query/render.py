@@ -1,0 +1,120 @@
+"""Show query answers to people (rich tables and trees) and to scripts (JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+from scope.query.api import CallNode, CallTree, FunctionStats, RunSummary
+
+_OUTCOME_STYLES = {"returned": "", "raised": "bold red", "unfinished": "yellow"}
+
+
+def format_ns(ns: float | None) -> str:
+    """A duration for people: 812 ns, 3.41 µs, 12.0 ms, 2.31 s."""
+    if ns is None or ns < 0:
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            value = ns / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def to_json(value: Any) -> str:
+    """Dataclasses (and lists of them) as JSON."""
+
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
+        if isinstance(obj, list | tuple):
+            return [plain(v) for v in obj]
+        return obj
+
+    return json.dumps(plain(value), default=str, indent=2)
+
+
+def runs_table(runs: Sequence[RunSummary]) -> Table:
+    """The runs of a recording, one row each."""
+    table = Table(title="Runs")
+    for name, justify in (
+        ("run", "right"),
+        ("started", "left"),
+        ("program", "left"),
+        ("exit", "right"),
+        ("calls", "right"),
+        ("dropped", "right"),
+        ("status", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-",
+            " ".join(run.argv),
+            "-" if run.exit_status is None else str(run.exit_status),
+            "-" if run.calls_stored is None else f"{run.calls_stored:,}",
+            "-" if run.events_dropped is None else f"{run.events_dropped:,}",
+            run.status + (" (" + "; ".join(run.problems) + ")" if run.problems else ""),
+        )
+    return table
+
+
+def function_table(stats: Sequence[FunctionStats], run: int) -> Table:
+    """Calls per function with total and mean time."""
+    table = Table(title=f"Calls in run {run}")
+    table.add_column("function")
+    table.add_column("module")
+    for name in ("calls", "raised", "total", "mean", "max"):
+        table.add_column(name, justify="right")
+    for s in stats:
+        table.add_row(
+            s.qualname,
+            s.module,
+            f"{s.calls:,}",
+            f"{s.raised:,}" if s.raised else "",
+            format_ns(s.total_ns),
+            format_ns(s.mean_ns),
+            format_ns(s.max_ns),
+        )
+    return table
+
+
+def _label(node: CallNode) -> Text:
+    text = Text(node.qualname, style="bold")
+    text.append(f"  {format_ns(node.duration_ns)}", style="cyan")
+    if node.outcome != "returned":
+        text.append(f"  {node.outcome}", style=_OUTCOME_STYLES.get(node.outcome, ""))
+    text.append(f"  #{node.id}", style="dim")
+    return text
+
+
+def call_tree(tree: CallTree, max_depth: int | None = None) -> Tree:
+    """A rich tree of calls; subtrees below ``max_depth`` levels are summarised."""
+    title = f"Run {tree.run}: {tree.shown:,} of {tree.total:,} calls"
+    root = Tree(Text(title, style="italic"))
+
+    def add(branch: Tree, node: CallNode, level: int) -> None:
+        child = branch.add(_label(node))
+        if max_depth is not None and level >= max_depth and node.children:
+            child.add(Text(f"… {len(node.children)} more calls below", style="dim"))
+            return
+        for sub in node.children:
+            add(child, sub, level + 1)
+
+    for node in tree.roots:
+        add(root, node, 1)
+    if tree.shown < tree.total:
+        root.add(Text(f"… {tree.total - tree.shown:,} more calls (raise --limit)", style="dim"))
+    return root
+
+
+def console() -> Console:
+    """A console for stdout; colours only on a terminal."""
+    return Console(highlight=False)

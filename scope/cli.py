@@ -1,0 +1,215 @@
+"""The ``scope`` command line: record a program, then ask about the recording.
+
+``main`` is the console script.  It runs click in non-standalone mode so that
+scope's errors become one line (``scope: error: …``, exit 1) and usage errors
+click's usual message (exit 2), and so that a recorded program's ending
+(``SystemExit``, an uncaught exception, ``KeyboardInterrupt``) is re-raised
+outside click, which would otherwise turn ``KeyboardInterrupt`` into "Aborted!".
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import click
+
+from scope import __version__
+from scope.config import LEVELS, Config, load_config
+from scope.errors import ScopeError
+
+
+@dataclass
+class _ProgramEnded:
+    """Returned by ``run``: how the recorded program ended, to finish outside click."""
+
+    outcome: object
+    recorder: object
+
+
+def _config(db: str | None = None, **flags: object) -> Config:
+    return load_config(overrides={"db": db, **flags})
+
+
+db_option = click.option(
+    "--db",
+    metavar="PATH",
+    help="Recording file (default: .scope/scope.duckdb in the project root).",
+)
+run_option = click.option("--run", "run_id", type=int, help="Run number (default: the latest).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="scope")
+def cli() -> None:
+    """Record what a Python program does, then ask about it.
+
+    \b
+    Examples:
+      python -m scope run app.py --app-flag     record a program
+      scope calls --function parse              calls per function
+      scope tree                                the call tree of the latest run
+    """
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@db_option
+@click.option("--level", type=click.Choice(LEVELS), help="Capture level (default: calls).")
+@click.option(
+    "--include", multiple=True, metavar="PATTERN", help="Also instrument these modules or paths."
+)
+@click.option(
+    "--exclude", multiple=True, metavar="PATTERN", help="Never instrument these modules or paths."
+)
+@click.option("-m", "as_module", is_flag=True, help="TARGET is a module name, as in python -m.")
+@click.option("-c", "as_code", is_flag=True, help="TARGET is program text, as in python -c.")
+@click.argument("target")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(
+    db: str | None,
+    level: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_module: bool,
+    as_code: bool,
+    target: str,
+    args: tuple[str, ...],
+) -> _ProgramEnded:
+    """Run a program as python would, recording every call of your code.
+
+    Options stop at TARGET: everything after it belongs to the program.
+
+    \b
+    Examples:
+      python -m scope run app.py --verbose
+      python -m scope run -m package.tool input.txt
+      python -m scope run -c "import app; app.main()"
+    """
+    from scope.runner import Program, prepare, run_program
+    from scope.session import Recorder
+
+    if as_module and as_code:
+        raise click.UsageError("-m and -c cannot be used together")
+    config = _config(db, level=level, include=include, exclude=exclude)
+    kind = "module" if as_module else "code" if as_code else "script"
+    program = Program(kind, target, args)
+    prepare(program)
+    recorder = Recorder(config, script=target if kind == "script" else None)
+    recorder.start()
+    try:
+        outcome = run_program(program, recorder)
+    except ScopeError:
+        recorder.exit_status = 1
+        raise
+    return _ProgramEnded(outcome, recorder)
+
+
+@cli.command()
+@db_option
+@json_option
+def runs(db: str | None, as_json: bool) -> None:
+    """List the runs in a recording."""
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        found = recording.runs()
+    if as_json:
+        click.echo(render.to_json(found))
+    else:
+        render.console().print(render.runs_table(found))
+
+
+@cli.command()
+@db_option
+@run_option
+@click.option("--function", "-f", metavar="NAME", help="Only functions whose name contains NAME.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many functions.")
+@json_option
+def calls(
+    db: str | None, run_id: int | None, function: str | None, limit: int | None, as_json: bool
+) -> None:
+    """Calls per function: how many, total, mean and longest time.
+
+    \b
+    Examples:
+      scope calls
+      scope calls --function parse --run 2
+    """
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        resolved = recording.resolve_run(run_id)
+        stats = recording.function_stats(resolved, function=function, limit=limit)
+    if as_json:
+        click.echo(render.to_json(stats))
+    else:
+        render.console().print(render.function_table(stats, resolved))
+
+
+@cli.command()
+@db_option
+@run_option
+@click.argument("call_id", type=int, required=False)
+@click.option("--depth", type=click.IntRange(min=1), help="Summarise calls deeper than this.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="At most this many calls.",
+)
+@json_option
+def tree(
+    db: str | None,
+    run_id: int | None,
+    call_id: int | None,
+    depth: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The call tree of a run, or of one call (CALL_ID) and everything under it.
+
+    \b
+    Examples:
+      scope tree
+      scope tree 1099511627777 --depth 3
+    """
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        answer = recording.tree(call_id, run=run_id, limit=limit)
+    if as_json:
+        click.echo(render.to_json(answer))
+    else:
+        render.console().print(render.call_tree(answer, max_depth=depth))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``scope`` command and of ``python -m scope``."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="scope", standalone_mode=False
+        )
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ScopeError as exc:
+        click.echo(f"scope: error: {exc}", err=True)
+        sys.exit(1)
+    if isinstance(result, _ProgramEnded):
+        from scope.runner import Outcome
+        from scope.session import Recorder
+
+        assert isinstance(result.outcome, Outcome) and isinstance(result.recorder, Recorder)
+        result.outcome.finish(result.recorder)
+        return
+    if isinstance(result, int) and result:
+        sys.exit(result)

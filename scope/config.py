@@ -1,0 +1,177 @@
+"""Configuration: ``[tool.scope]`` in pyproject.toml, then ``SCOPE_*`` variables, then flags.
+
+Later sources win.  Every value is validated when it is read, and an unknown
+key or a bad value raises ``ConfigError`` naming the key and where it came
+from.  Unknown ``SCOPE_*`` variables are ignored: other tools (scope's own
+corpus scripts among them) use the prefix too.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from scope.errors import ConfigError
+
+LEVELS = ("off", "calls", "args", "full")
+OVERFLOW_POLICIES = ("drop", "block")
+DEFAULT_DB = os.path.join(".scope", "scope.duckdb")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings for recording and querying."""
+
+    #: the folder holding pyproject.toml (else the working directory)
+    project_root: str
+    #: the recording file
+    db: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    level: str = "calls"
+    #: calls stored one row each per function before aggregating (0 = unlimited)
+    max_calls_per_function: int = 100_000
+    #: records per thread ring
+    ring_size: int = 1 << 18
+    overflow: str = "drop"
+    #: extra name patterns whose values are redacted
+    redact: tuple[str, ...] = ()
+    #: where each value came from, for messages
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def _as_str(key: str, value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} {where} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _as_patterns(key: str, value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ConfigError(f"{key} {where} must be a list of patterns, not {value!r}")
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{key} {where} has an empty or non-string pattern: {item!r}")
+    return tuple(i.strip() for i in items)
+
+
+def _as_choice(choices: tuple[str, ...]) -> Callable[[str, Any, str], str]:
+    def check(key: str, value: Any, where: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{key} {where} must be one of {', '.join(choices)}, not {value!r}")
+        return str(value)
+
+    return check
+
+
+def _as_count(minimum: int, maximum: int) -> Callable[[str, Any, str], int]:
+    def check(key: str, value: Any, where: str) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip().replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"{key} {where} must be a whole number, not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} {where} must be a whole number, not {value!r}")
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{key} {where} must be between {minimum} and {maximum}, not {value}")
+        return value
+
+    return check
+
+
+#: key -> validator; the environment variable is SCOPE_<KEY>.
+VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
+    "db": _as_str,
+    "include": _as_patterns,
+    "exclude": _as_patterns,
+    "level": _as_choice(LEVELS),
+    "max_calls_per_function": _as_count(0, 2**62),
+    "ring_size": _as_count(1024, 1 << 30),
+    "overflow": _as_choice(OVERFLOW_POLICIES),
+    "redact": _as_patterns,
+}
+
+
+def find_project_root(start: str) -> str | None:
+    """The nearest folder at or above ``start`` that holds a pyproject.toml."""
+    folder = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(folder, "pyproject.toml")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _from_pyproject(root: str) -> dict[str, Any]:
+    path = os.path.join(root, "pyproject.toml")
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    section = data.get("tool", {}).get("scope", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[tool.scope] in {path} must be a table")
+    for key in section:
+        if key not in VALIDATORS:
+            known = ", ".join(sorted(VALIDATORS))
+            raise ConfigError(f"unknown key {key!r} in [tool.scope] of {path} (known: {known})")
+    return dict(section)
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    values = {}
+    for key in VALIDATORS:
+        variable = f"SCOPE_{key.upper()}"
+        if variable in environ and environ[variable] != "":
+            values[key] = environ[variable]
+    return values
+
+
+def load_config(
+    cwd: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read and validate the configuration for a command run in ``cwd``.
+
+    ``overrides`` are command-line values (``None`` values are ignored).
+    """
+    cwd = os.path.abspath(cwd or os.getcwd())
+    environ = os.environ if environ is None else environ
+    found_root = find_project_root(cwd)
+    root = found_root or cwd
+    layers: list[tuple[dict[str, Any], str, str]] = []
+    if found_root is not None:
+        pyproject = os.path.join(found_root, "pyproject.toml")
+        layers.append((_from_pyproject(found_root), f"in [tool.scope] of {pyproject}", found_root))
+    layers.append((_from_environment(environ), "from the environment", cwd))
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
+    for key in flags:
+        if key not in VALIDATORS:
+            raise ConfigError(f"unknown setting {key!r}")
+    layers.append((flags, "on the command line", cwd))
+
+    config = Config(project_root=root, db=os.path.join(root, DEFAULT_DB))
+    sources: dict[str, str] = {}
+    for values, where, base in layers:
+        for key, raw in values.items():
+            label = f"SCOPE_{key.upper()}" if where == "from the environment" else key
+            value = VALIDATORS[key](label, raw, where)
+            if key == "db":
+                value = os.path.join(base, os.path.expanduser(value))
+            config = replace(config, **{key: value})
+            sources[key] = where
+    return replace(config, sources=sources)

@@ -1,0 +1,44 @@
+"""scope's errors: one hierarchy, each class with a short code.
+
+The CLI prints ``scope: error: <message>`` and exits 1 for any ``ScopeError``;
+nothing here is ever raised into a recorded program.  This module imports
+nothing of scope's, so every stage can raise these.
+"""
+
+from __future__ import annotations
+
+
+class ScopeError(Exception):
+    """Base of every error scope reports to its user."""
+
+    code = "scope"
+
+
+class ConfigError(ScopeError):
+    """A configuration key or value is invalid (the message names the key)."""
+
+    code = "config"
+
+
+class ProgramError(ScopeError):
+    """The program to record cannot be found or started."""
+
+    code = "program"
+
+
+class RecordingError(ScopeError):
+    """A recording file cannot be created, opened, read or written."""
+
+    code = "recording"
+
+
+class NotARecording(RecordingError):
+    """A file exists but is not a scope recording (or is of an unknown version)."""
+
+    code = "not-a-recording"
+
+
+class QueryError(ScopeError):
+    """A question about a recording cannot be answered (unknown run or call, ...)."""
+
+    code = "query"

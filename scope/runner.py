@@ -1,0 +1,213 @@
+"""Run a program the way ``python`` would, under a recorder.
+
+``Program`` says what to run (a script path, a module name or code) and with
+which arguments.  ``run_program`` sets up ``sys.argv``, ``sys.path[0]`` and a
+fresh ``__main__`` module as the interpreter does, starts the recorder, runs
+the program and returns an ``Outcome`` without letting anything escape, so the
+caller can end the process outside click's own exception handling.
+``Outcome.finish`` then ends the process exactly as the interpreter would have:
+the same exit status, and for an uncaught exception the same traceback, with
+scope's own frames removed.
+
+The model is coverage.py's ``execfile.py``; modules run through the
+interpreter's own ``runpy._run_module_as_main``, so their tracebacks show the
+same ``<frozen runpy>`` frames as under ``python -m``.  The program runs through
+``native.run_at_bottom``, so no frame of scope's (or click's, or runpy's for
+``scope`` itself) is below it: ``inspect.stack()``, ``sys._getframe`` and the
+recursion limit see what they see under ``python``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import os
+import runpy
+import signal
+import sys
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.machinery import BuiltinImporter, SourceFileLoader
+
+from scope import native
+from scope.errors import ProgramError
+from scope.session import Recorder
+
+_SCOPE_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__ or ""))
+    for m in (sys.modules["scope"], sys.modules["scope.session"])
+)
+
+
+@dataclass(frozen=True)
+class Program:
+    """What to run: ``kind`` is "script", "module" or "code"; ``target`` the path, name or code."""
+
+    kind: str
+    target: str
+    args: Sequence[str] = ()
+
+    @property
+    def argv0(self) -> str:
+        """``sys.argv[0]`` before the program runs (runpy replaces it for modules)."""
+        return {"script": self.target, "module": "-m", "code": "-c"}[self.kind]
+
+
+@dataclass
+class Outcome:
+    """How the program ended: normally, by ``SystemExit``, or by another exception."""
+
+    exception: BaseException | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """The status a shell would see for this ending."""
+        exc = self.exception
+        if exc is None:
+            return 0
+        if isinstance(exc, SystemExit):
+            if exc.code is None:
+                return 0
+            if isinstance(exc.code, int):
+                return exc.code & 0xFF
+            return 1
+        if isinstance(exc, KeyboardInterrupt):
+            return 128 + signal.SIGINT
+        return 1
+
+    def finish(self, recorder: Recorder | None) -> None:
+        """End the process as the interpreter would have (returns only for a normal end)."""
+        exc = self.exception
+        if exc is None:
+            return None
+        if isinstance(exc, SystemExit):
+            raise exc
+        # The default hook prints exc.__traceback__, not its third argument.
+        exc = exc.with_traceback(_without_scope_frames(exc.__traceback__))
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        if isinstance(exc, KeyboardInterrupt):
+            # The interpreter ends by SIGINT here, so the shell sees 130; flush first.
+            if recorder is not None:
+                recorder.stop()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit(1)
+
+
+def _is_scope_frame(tb: types.TracebackType) -> bool:
+    filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return any(filename.startswith(d + os.sep) for d in _SCOPE_DIRS)
+
+
+def _without_scope_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    while tb is not None and _is_scope_frame(tb):
+        tb = tb.tb_next
+    return tb
+
+
+def _fresh_main(program: Program) -> types.ModuleType:
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    main.__dict__["__annotations__"] = {}
+    main.__loader__ = BuiltinImporter
+    if program.kind == "script":
+        path = os.path.abspath(program.target)
+        main.__file__ = path
+        main.__dict__["__cached__"] = None
+        main.__loader__ = SourceFileLoader("__main__", path)
+    return main
+
+
+def _path0(program: Program) -> str:
+    if program.kind == "script":
+        return os.path.dirname(os.path.realpath(program.target))
+    if program.kind == "module":
+        return os.getcwd()
+    return ""
+
+
+def check_program(program: Program) -> None:
+    """Refuse, before recording starts, a program that cannot be run at all."""
+    if program.kind == "script":
+        if not os.path.exists(program.target):
+            raise ProgramError(f"can't open file {program.target!r}: no such file")
+        if os.path.isdir(program.target):
+            if not os.path.isfile(os.path.join(program.target, "__main__.py")):
+                raise ProgramError(f"can't find '__main__' module in {program.target!r}")
+        elif not os.access(program.target, os.R_OK):
+            raise ProgramError(f"can't open file {program.target!r}: permission denied")
+    elif program.kind == "module":
+        parts = program.target.split(".")
+        if not all(part.isidentifier() for part in parts):
+            raise ProgramError(f"not a module name: {program.target!r}")
+        # Only the top-level name: finding a submodule would run its parents' code
+        # before the import hook exists, and they would not be recorded.
+        try:
+            found = importlib.util.find_spec(parts[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ProgramError(f"no module named {parts[0]!r}")
+
+
+def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) -> None:
+    if os.path.isdir(program.target):
+        native.run_at_bottom(runpy._run_module_as_main, "__main__", False)  # type: ignore[attr-defined]
+        return
+    path = os.path.abspath(program.target)
+    with open(path, "rb") as f:
+        source = f.read()
+    native.run_at_bottom(_compile_main(recorder, path, source), main.__dict__)
+
+
+def _compile_main(recorder: Recorder, filename: str, source: str | bytes) -> types.CodeType:
+    """Instrumented code for ``__main__``, or (on a syntax error) Python's own error."""
+    code = recorder.instrumenter.compile("__main__", filename, source)
+    if code is None:
+        code = compile(source, filename, "exec", dont_inherit=True)
+    return code
+
+
+def _run_module(program: Program) -> None:
+    try:
+        runpy._get_module_details(program.target, ProgramError)  # type: ignore[attr-defined]
+    except ProgramError as exc:
+        raise ProgramError(str(exc).replace("No module named", "no module named")) from None
+    native.run_at_bottom(runpy._run_module_as_main, program.target, True)  # type: ignore[attr-defined]
+
+
+def prepare(program: Program) -> None:
+    """Set ``sys.argv``, ``sys.path[0]`` and ``__main__`` as the interpreter would."""
+    check_program(program)
+    sys.argv[:] = [program.argv0, *program.args]
+    sys.path[0] = _path0(program)
+    if program.kind == "script" and os.path.isdir(program.target):
+        sys.path[0] = os.path.abspath(program.target)
+    sys.modules["__main__"] = _fresh_main(program)
+
+
+def run_program(program: Program, recorder: Recorder) -> Outcome:
+    """Run ``program`` (already ``prepare``d, recorder started); capture how it ended.
+
+    A ``ProgramError`` (a ``-m`` module that cannot be found) is raised, not captured.
+    """
+    main = sys.modules["__main__"]
+    try:
+        if program.kind == "module":
+            _run_module(program)
+        elif program.kind == "script":
+            _run_script(program, main, recorder)
+        else:
+            code = _compile_main(recorder, "<string>", program.target)
+            native.run_at_bottom(code, main.__dict__)
+    except ProgramError:
+        raise
+    except BaseException as exc:
+        outcome = Outcome(exc)
+    else:
+        outcome = Outcome()
+    recorder.exit_status = outcome.exit_status
+    return outcome

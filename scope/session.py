@@ -1,0 +1,150 @@
+"""A recording session: wires the stages together for one process.
+
+``Recorder.start`` opens the recording (so a bad ``--db`` fails before the
+program runs), inserts the run's row, binds the entry points, starts the writer
+thread and installs the import hook.  ``Recorder.stop`` runs once, at exit
+(registered first with ``atexit``, so it runs after the program's own exit
+handlers), and stores everything still in flight.  Nothing here ever raises into
+the recorded program: a failure while stopping is reported on stderr in one
+line and the program's exit status is left alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+
+from scope import __version__, native
+from scope.capture import runtime
+from scope.capture.pipeline import Pipeline
+from scope.config import Config
+from scope.instrument.hook import Instrumenter, ScopeFinder, install, uninstall
+from scope.instrument.select import ModuleSelector, default_roots
+from scope.storage import database
+from scope.storage.writer import RecordingWriter, RunEnd, RunInfo
+
+BLOCK_TIMEOUT_NS = 50_000_000
+MAX_STACK_DEPTH = 1 << 22
+
+
+@dataclass
+class RecorderReport:
+    """What a finished session stored and lost, for the user and the tests."""
+
+    db: str
+    run_id: int
+    calls_stored: int = 0
+    calls_unfinished: int = 0
+    events_dropped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class Recorder:
+    """Records the current process into ``config.db`` between ``start`` and ``stop``."""
+
+    def __init__(self, config: Config, script: str | None = None) -> None:
+        self.config = config
+        self.script = script
+        self.exit_status: int | None = None
+        self.report: RecorderReport | None = None
+        self._pid = os.getpid()
+        self._problems: list[str] = []
+        self._writer: RecordingWriter | None = None
+        self._pipeline: Pipeline | None = None
+        self._finder: ScopeFinder | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        """Begin recording; raises ``RecordingError`` if the file cannot be written."""
+        native.configure(
+            self.config.ring_size, self.config.overflow, BLOCK_TIMEOUT_NS, MAX_STACK_DEPTH
+        )
+        con = database.open_for_writing(self.config.db)
+        self._writer = RecordingWriter(con)
+        self._writer.begin(
+            RunInfo(
+                argv=list(sys.argv),
+                cwd=os.getcwd(),
+                python=f"{platform.python_implementation()} {platform.python_version()}",
+                platform=platform.platform(),
+                pid=os.getpid(),
+                scope_version=__version__,
+                start_ns=native.now_ns(),
+            )
+        )
+        runtime.install_entry_points()
+        self._pipeline = Pipeline(self._writer)
+        self._pipeline.start()
+        selector = ModuleSelector(
+            default_roots(self.config.project_root, self.script),
+            include=self.config.include,
+            exclude=self.config.exclude,
+        )
+        self.instrumenter = Instrumenter(
+            self.config.level, on_plan=self._writer.add_plan, on_failure=self._instrument_failed
+        )
+        self._finder = ScopeFinder(selector, self.instrumenter)
+        install(self._finder)
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        atexit.register(self.stop)
+        native.set_enabled(True)
+
+    def _instrument_failed(self, module: str, path: str, exc: BaseException) -> None:
+        self._problems.append(f"{module} ({path}) not instrumented: {type(exc).__name__}: {exc}")
+
+    def _after_fork_in_child(self) -> None:
+        # Child processes are not recorded yet; the parent's file is the parent's.
+        native.after_fork_child()
+        self._stopped = True
+
+    def stop(self) -> RecorderReport | None:
+        """Stop recording and store everything captured; safe to call more than once."""
+        if self._stopped or os.getpid() != self._pid:
+            return self.report
+        self._stopped = True
+        native.set_enabled(False)
+        if self._finder is not None:
+            uninstall(self._finder)
+        try:
+            self._finish()
+        except Exception as exc:
+            self._problems.append(f"could not finish the recording: {type(exc).__name__}: {exc}")
+        if self._problems:
+            sys.stderr.write(f"scope: warning: {'; '.join(self._problems)}\n")
+            sys.stderr.flush()
+        return self.report
+
+    def _finish(self) -> None:
+        assert self._writer is not None and self._pipeline is not None
+        self._pipeline.stop()
+        health = self._pipeline.health
+        if health.failure:
+            self._problems.append(
+                f"the recording stopped storing calls ({health.failure}); "
+                f"{health.records_lost} events lost"
+            )
+        rings = native.stats()
+        if rings.dropped:
+            self._problems.append(f"{rings.dropped} events dropped (rings full)")
+        self._writer.finish(
+            RunEnd(
+                exit_status=self.exit_status,
+                end_ns=native.now_ns(),
+                rings=rings,
+                writer_batches=health.batches,
+                records_lost=health.records_lost,
+                problems=list(self._problems),
+            )
+        )
+        self._writer.con.close()
+        self.report = RecorderReport(
+            db=self.config.db,
+            run_id=self._writer.run_id,
+            calls_stored=self._writer.calls_stored,
+            calls_unfinished=self._writer.calls_unfinished,
+            events_dropped=rings.dropped + health.records_lost,
+            problems=list(self._problems),
+        )

@@ -1,0 +1,103 @@
+"""Create, open and validate recording files.
+
+A recording is a DuckDB file.  ``open_for_writing`` creates it (and its folder)
+on first use and checks the schema version of an existing one;
+``open_for_reading`` opens read-only and refuses anything that is not a scope
+recording.  Every failure becomes a ``RecordingError`` whose message names the
+file, never a DuckDB traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+from scope.storage.schema import SCHEMA_VERSION, create_statements
+
+from scope.errors import NotARecording, RecordingError
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as exc:
+        message = _describe(exc)
+        if "not a valid DuckDB database" in message or "Invalid Input Error" in message:
+            raise NotARecording(f"{path} is not a scope recording (not a DuckDB file)") from None
+        if "lock" in message.lower():
+            raise RecordingError(
+                f"{path} is in use by another process (DuckDB allows one writer): {message}"
+            ) from None
+        raise RecordingError(f"cannot open recording {path}: {message}") from None
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The schema version stored in the file, or None if it has no ``meta`` table."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return int(row[0]) if row else None
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, path: str, empty_ok: bool) -> None:
+    version = schema_version(con)
+    if version is None:
+        tables = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+        if empty_ok and tables is not None and tables[0] == 0:
+            return
+        raise NotARecording(f"{path} is a DuckDB file but not a scope recording")
+    if version != SCHEMA_VERSION:
+        raise NotARecording(
+            f"{path} has recording schema version {version}; "
+            f"this scope reads version {SCHEMA_VERSION}"
+        )
+
+
+def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` for recording, creating the file, its folder and the schema if needed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise RecordingError(f"cannot create folder for recording {path}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise RecordingError(f"cannot write recording {path}: folder {folder} is not writable")
+    if os.path.isdir(path):
+        raise RecordingError(f"cannot write recording {path}: it is a directory")
+    con = _connect(path, read_only=False)
+    try:
+        _check_version(con, path, empty_ok=True)
+        if schema_version(con) is None:
+            con.execute("BEGIN")
+            for statement in create_statements():
+                con.execute(statement)
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            con.execute("COMMIT")
+    except RecordingError:
+        con.close()
+        raise
+    except duckdb.Error as exc:
+        con.close()
+        raise RecordingError(f"cannot write recording {path}: {_describe(exc)}") from None
+    return con
+
+
+def open_for_reading(path: str) -> duckdb.DuckDBPyConnection:
+    """Open an existing recording read-only, checking that it is one."""
+    if not os.path.exists(path):
+        raise RecordingError(f"no recording at {path} (record one with 'scope run')")
+    if os.path.isdir(path):
+        raise RecordingError(f"{path} is a directory, not a recording")
+    con = _connect(path, read_only=True)
+    try:
+        _check_version(con, path, empty_ok=False)
+    except RecordingError:
+        con.close()
+        raise
+    return con

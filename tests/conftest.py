@@ -1,0 +1,93 @@
+"""Shared helpers: run programs with and without scope in subprocesses, read recordings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished process printed and returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without any SCOPE_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_")}
+    env.pop("PYTHONPATH", None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def run(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> Result:
+    """Run ``args`` in ``cwd`` and collect its output."""
+    proc = subprocess.run(
+        list(args),
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder (with a pyproject.toml, so it is its own project root)."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    return tmp_path
+
+
+@pytest.fixture
+def write(project: Path) -> Callable[[str, str], Path]:
+    """Write a dedented file into the project and return its path."""
+
+    def _write(name: str, text: str) -> Path:
+        path = project / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def python(project: Path) -> Callable[..., Result]:
+    """Run plain ``python ARGS`` in the project."""
+    return lambda *args, **kw: run([sys.executable, *args], project, **kw)
+
+
+@pytest.fixture
+def scope(project: Path) -> Callable[..., Result]:
+    """Run ``python -m scope ARGS`` in the project."""
+    return lambda *args, **kw: run([sys.executable, "-m", "scope", *args], project, **kw)
+
+
+@pytest.fixture
+def query(project: Path) -> Callable[..., list[tuple[object, ...]]]:
+    """Run SQL against the project's default recording (read-only)."""
+
+    def _query(sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        con = duckdb.connect(str(project / ".scope" / "scope.duckdb"), read_only=True)
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
+
+    return _query

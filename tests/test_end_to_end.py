@@ -1,0 +1,370 @@
+"""End to end: record programs in a subprocess and check what was stored and what they did.
+
+The strongest checks here are differential: the same program under plain
+``python`` and under ``python -m scope run`` must print the same output, exit
+with the same status and show the same tracebacks; and the calls scope stores
+must be the calls a reference ``sys.setprofile`` tracer sees.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calc.py"
+
+FIB = """
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    print(fib(15))
+"""
+
+# A tracer that records (parent qualname, qualname) for every call of a plain
+# function or method defined in the traced file: what scope instruments.
+REFERENCE_TRACER = r"""
+import json, runpy, sys
+target = sys.argv[1]
+GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # generators, coroutines, async gens
+pairs = []
+stack = []
+def profile(frame, event, arg):
+    code = frame.f_code
+    # Only functions: optimized code (not module or class bodies), not generators, not
+    # comprehensions or lambdas (their names start with "<").
+    if (code.co_filename != target or code.co_name.startswith("<")
+            or not code.co_flags & 0x1 or code.co_flags & GENERATOR_FLAGS):
+        return
+    if event == "call":
+        pairs.append((stack[-1] if stack else None, code.co_qualname))
+        stack.append(code.co_qualname)
+    elif event == "return":
+        stack.pop()
+sys.argv = sys.argv[1:]
+sys.setprofile(profile)
+try:
+    runpy.run_path(target, run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    sys.setprofile(None)
+print(json.dumps(pairs), file=sys.stderr)
+"""
+
+
+def stored_pairs(query) -> Counter[tuple[str | None, str]]:
+    rows = query(
+        """SELECT pf.qualname, f.qualname
+           FROM call c JOIN function f ON f.run = c.run AND f.id = c.function
+           LEFT JOIN call p ON p.run = c.run AND p.id = c.parent
+           LEFT JOIN function pf ON pf.run = p.run AND pf.id = p.function
+           WHERE c.run = (SELECT max(id) FROM run)"""
+    )
+    return Counter((parent, name) for parent, name in rows)
+
+
+def test_fib_15_is_1973_calls_with_correct_parents_and_depths(write, scope, query):
+    write("fib.py", FIB)
+    result = scope("run", "fib.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "610\n"
+    assert query("SELECT count(*) FROM call") == [(1973,)]
+    # One root, at depth 0, with no parent.
+    assert query("SELECT count(*), min(depth), max(depth) FROM call WHERE parent IS NULL") == [
+        (1, 0, 0)
+    ]
+    # Every other call hangs under a call that exists, one level deeper.
+    assert query(
+        """SELECT count(*) FROM call c JOIN call p ON p.id = c.parent AND p.run = c.run
+           WHERE c.depth = p.depth + 1 AND c.thread = p.thread"""
+    ) == [(1972,)]
+    # fib(n >= 2) makes exactly two calls; 610 leaves make none; the deepest is fib(1) at 14.
+    children = query(
+        """SELECT n, count(*) FROM (
+               SELECT p.id, count(c.id) AS n FROM call p LEFT JOIN call c ON c.parent = p.id
+               GROUP BY p.id) GROUP BY n ORDER BY n"""
+    )
+    assert children == [(0, 987), (2, 986)]
+    assert query("SELECT max(depth) FROM call") == [(14,)]
+    # Each subtree is the preorder interval [id, end_id] on its thread.
+    assert query(
+        """SELECT count(*) FROM call p WHERE p.end_id - p.id + 1 <>
+               (SELECT count(*) FROM call c WHERE c.thread = p.thread
+                  AND c.id BETWEEN p.id AND p.end_id)"""
+    ) == [(0,)]
+    assert query("SELECT count(*) FROM call WHERE duration_ns < 0 OR outcome <> 'returned'") == [
+        (0,)
+    ]
+
+
+def test_exception_through_three_frames_is_the_outcome_of_each(write, scope, query):
+    write(
+        "exc.py",
+        """
+        def inner():
+            raise KeyError("missing")
+
+        def middle():
+            return inner()
+
+        def outer():
+            middle()
+
+        def main():
+            try:
+                outer()
+            except KeyError:
+                print("caught")
+            return "done"
+
+        main()
+        """,
+    )
+    result = scope("run", "exc.py")
+    assert result.returncode == 0 and result.stdout == "caught\n"
+    rows = query(
+        """SELECT f.qualname, c.depth, c.outcome FROM call c
+           JOIN function f ON f.id = c.function AND f.run = c.run ORDER BY c.id"""
+    )
+    assert rows == [
+        ("main", 0, "returned"),
+        ("outer", 1, "raised"),
+        ("middle", 2, "raised"),
+        ("inner", 3, "raised"),
+    ]
+
+
+def test_example_calls_equal_a_reference_tracer(project, python, scope, query):
+    shutil.copy(EXAMPLE, project / "calc.py")
+    (project / "tracer.py").write_text(REFERENCE_TRACER)
+    reference = python("tracer.py", str(project / "calc.py"))
+    assert reference.returncode == 0, reference.stderr
+    expected = Counter(
+        (parent, name) for parent, name in json.loads(reference.stderr.splitlines()[-1])
+    )
+    recorded = scope("run", "calc.py")
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout == reference.stdout
+    assert stored_pairs(query) == expected
+    assert sum(expected.values()) > 2000  # the comparison covered the whole program
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ("print('out'); print('err', file=sys.stderr)", 0),
+        ("print('leaving'); sys.exit(3)", 3),
+        ("sys.exit('a message for stderr')", 1),
+        ("def f():\n    return {}['k']\nprint('before')\nf()", 1),
+        ("def f(x):\n    return 1 / x\nf(0)", 1),
+    ],
+    ids=["normal", "exit-3", "exit-message", "uncaught-keyerror", "uncaught-zerodivision"],
+)
+def test_output_exit_status_and_traceback_are_plain_pythons(write, python, scope, body, status):
+    write("prog.py", "import sys\n" + body + "\n")
+    plain = python("prog.py")
+    recorded = scope("run", "prog.py")
+    assert plain.returncode == status
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )
+
+
+def test_traceback_printed_by_the_program_points_to_the_same_lines(write, python, scope):
+    write(
+        "tb.py",
+        """
+        import traceback
+
+        class Account:
+            def __init__(self, balance):
+                self.balance = balance
+
+            def withdraw(self, amount):
+                if amount > self.balance:
+                    raise ValueError(
+                        f"cannot withdraw {amount}"
+                    )
+                self.balance -= amount
+
+        def pay(account, amounts):
+            for amount in amounts:
+                account.withdraw(amount)
+
+        try:
+            pay(Account(10), [3, 4, 5])
+        except ValueError:
+            traceback.print_exc()
+        def where():
+            return [f.name for f in traceback.extract_stack()]
+        print(where())
+        """,
+    )
+    plain, recorded = python("tb.py"), scope("run", "tb.py")
+    assert "line 10, in withdraw" in plain.stderr
+    assert (recorded.stdout, recorded.stderr) == (plain.stdout, plain.stderr)
+
+
+def test_argv_path_and_main_module_are_plain_pythons(write, python, scope):
+    write(
+        "probe.py",
+        """
+        import sys
+        print(sys.argv)
+        print(sys.path[0])
+        print(__name__, __file__, __package__, __spec__)
+        print(sorted(k for k in globals() if k != "sys"))
+        """,
+    )
+    args = ["probe.py", "--db", "x.duckdb", "-m", "--level", "full", "--", "plain"]
+    plain, recorded = python(*args), scope("run", *args)
+    assert plain.returncode == 0
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
+        0,
+        plain.stdout,
+        plain.stderr,
+    )
+
+
+def test_module_run_is_recorded_and_matches_python_m(write, python, scope, query):
+    write("pkg/__init__.py", "")
+    write(
+        "pkg/tool.py",
+        """
+        import sys
+
+        def shout(words):
+            return [w.upper() for w in words]
+
+        if __name__ == "__main__":
+            print(shout(sys.argv[1:]), sys.argv[0].endswith("tool.py"), __spec__.name)
+            raise SystemExit(4)
+        """,
+    )
+    plain = python("-m", "pkg.tool", "a", "--db", "b")
+    recorded = scope("run", "-m", "pkg.tool", "a", "--db", "b")
+    assert plain.returncode == 4
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
+        4,
+        plain.stdout,
+        plain.stderr,
+    )
+    # The module is named as imported (its spec name), not as __main__.
+    assert query(
+        "SELECT f.module, f.qualname, c.outcome FROM call c JOIN function f ON f.id = c.function"
+    ) == [("pkg.tool", "shout", "returned")]
+    assert query("SELECT exit_status, status FROM run") == [(4, "complete")]
+
+
+def test_uncaught_exception_in_module_run_has_plain_traceback(write, python, scope):
+    write("pkg/__init__.py", "")
+    write("pkg/bad.py", "def f():\n    raise RuntimeError('no')\n\nf()\n")
+    plain, recorded = python("-m", "pkg.bad"), scope("run", "-m", "pkg.bad")
+    assert "<frozen runpy>" in plain.stderr and plain.returncode == 1
+    assert (recorded.returncode, recorded.stderr) == (1, plain.stderr)
+
+
+def test_code_run_matches_python_c(python, scope, query):
+    code = "import sys\ndef f(x):\n    return x * 2\nprint(f(21), sys.argv, repr(sys.path[0]))"
+    plain, recorded = python("-c", code, "arg"), scope("run", "-c", code, "arg")
+    assert (recorded.returncode, recorded.stdout) == (0, plain.stdout)
+    assert query("SELECT count(*) FROM call") == [(1,)]
+
+
+def test_imported_user_modules_are_instrumented_and_third_party_are_not(write, scope, query):
+    write("helpers.py", "import json\ndef encode(x):\n    return json.dumps(x)\n")
+    write("main.py", "import helpers\nprint(helpers.encode([1, 2]))\n")
+    result = scope("run", "main.py")
+    assert result.stdout == "[1, 2]\n"
+    assert query("SELECT DISTINCT module FROM function ORDER BY 1") == [("helpers",)]
+    assert query("SELECT count(*) FROM call") == [(1,)]
+
+
+def test_recursion_limit_is_reached_at_the_same_depth(write, python, scope):
+    write(
+        "deep.py",
+        """
+        import sys
+        sys.setrecursionlimit(300)
+        depth = 0
+        def down():
+            global depth
+            depth += 1
+            down()
+        try:
+            down()
+        except RecursionError as exc:
+            print(depth, exc)
+        """,
+    )
+    plain, recorded = python("deep.py"), scope("run", "deep.py")
+    assert plain.returncode == 0
+    assert recorded.stdout == plain.stdout
+
+
+def test_a_second_run_appends_to_the_same_file(write, scope, query):
+    write("one.py", "def f():\n    pass\nf()\n")
+    assert scope("run", "one.py").returncode == 0
+    assert scope("run", "one.py", "again").returncode == 0
+    assert query("SELECT id, argv, calls_stored FROM run ORDER BY id") == [
+        (1, ["one.py"], 1),
+        (2, ["one.py", "again"], 1),
+    ]
+
+
+def test_threads_are_recorded_under_their_own_thread(write, scope, query):
+    write(
+        "threads.py",
+        """
+        import threading
+        def work(n):
+            return sum(square(i) for i in range(n))
+        def square(i):
+            return i * i
+        threads = [threading.Thread(target=work, args=(50,)) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(threading.active_count())
+        """,
+    )
+    result = scope("run", "threads.py")
+    assert result.stdout == "1\n"
+    assert query(
+        """SELECT count(DISTINCT c.thread), count(*) FILTER (WHERE f.qualname = 'square')
+           FROM call c JOIN function f ON f.id = c.function"""
+    ) == [(4, 200)]
+    assert query(
+        """SELECT count(*) FROM call c JOIN call p ON p.id = c.parent
+           WHERE c.thread <> p.thread"""
+    ) == [(0,)]
+
+
+def test_query_commands_show_the_recording(project, scope):
+    shutil.copy(EXAMPLE, project / "calc.py")
+    assert scope("run", "calc.py").returncode == 0
+    runs = json.loads(scope("runs", "--json").stdout)
+    assert [r["id"] for r in runs] == [1] and runs[0]["exit_status"] == 0
+    calls = json.loads(scope("calls", "--json", "--function", "fib").stdout)
+    assert [(c["qualname"], c["calls"]) for c in calls] == [("fib", 1973)]
+    table = scope("calls")
+    assert table.returncode == 0 and "Parser.factor" in table.stdout and "1,973" in table.stdout
+    tree = json.loads(scope("tree", "--json", "--limit", "3").stdout)
+    assert tree["total"] > 2000 and tree["shown"] == 3
+    assert tree["roots"][0]["qualname"] == "main"
+    first_child = tree["roots"][0]["children"][0]
+    subtree = json.loads(scope("tree", str(first_child["id"]), "--json").stdout)
+    assert subtree["roots"][0]["qualname"] == "evaluate" and subtree["total"] > 1
+    text = scope("tree", "--depth", "2")
+    assert text.returncode == 0 and "main" in text.stdout
+
+
+def test_scope_prints_nothing_of_its_own(write, scope):
+    write("quiet.py", "print('only me')\n")
+    result = scope("run", "quiet.py")
+    assert (result.stdout, result.stderr) == ("only me\n", "")
