@@ -124,10 +124,10 @@ def install(finder: ScopeFinder) -> None:
     for i, existing in enumerate(sys.meta_path):
         if type(existing).__name__ == "AssertionRewritingHook":
             position = i + 1
-    sys.meta_path.insert(position, finder)  # type: ignore[arg-type]
+    sys.meta_path.insert(position, finder)
 
 
 def uninstall(finder: ScopeFinder) -> None:
     """Remove ``finder`` from ``sys.meta_path`` if it is there."""
     while finder in sys.meta_path:
-        sys.meta_path.remove(finder)  # type: ignore[arg-type]
+        sys.meta_path.remove(finder)

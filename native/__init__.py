@@ -7,11 +7,14 @@ writer threads (``drain`` copies records out with the GIL released).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scope.native import _native
+
+#: the cffi-built extension (no type information: everything in it is Any)
+_native: Any = importlib.import_module("scope.native._native")
 
 ffi: Any = _native.ffi
 lib: Any = _native.lib
@@ -19,11 +22,11 @@ lib: Any = _native.lib
 if lib.scope_install_entry_points(_native.__name__.encode()) != 0:  # pragma: no cover
     raise ImportError("scope.native: could not install the C entry points")
 
-enter: Any = _native.enter  # type: ignore[attr-defined]
-exit: Any = _native.exit  # type: ignore[attr-defined]
-unwind: Any = _native.unwind  # type: ignore[attr-defined]
+enter: Any = _native.enter
+exit: Any = _native.exit
+unwind: Any = _native.unwind
 #: ``run_at_bottom(func, *args)``: call ``func`` with no Python frame below it.
-run_at_bottom: Any = _native.run_at_bottom  # type: ignore[attr-defined]
+run_at_bottom: Any = _native.run_at_bottom
 
 SLOT_SHIFT: int = lib.SCOPE_SLOT_SHIFT
 ENTER: int = lib.SCOPE_ENTER

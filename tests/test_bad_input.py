@@ -1,0 +1,117 @@
+"""Bad input: every user mistake is one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .conftest import clean_env
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("scope: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+def test_script_that_does_not_exist(scope):
+    assert_one_line_error(scope("run", "missing.py"), "missing.py")
+
+
+def test_module_that_cannot_be_found(scope):
+    assert_one_line_error(scope("run", "-m", "no_such_module_here"), "no_such_module_here")
+
+
+def test_submodule_that_cannot_be_found(write, scope):
+    write("pkg/__init__.py", "")
+    assert_one_line_error(scope("run", "-m", "pkg.nothing"), "pkg.nothing")
+
+
+def test_directory_without_main(project, scope):
+    (project / "folder").mkdir()
+    assert_one_line_error(scope("run", "folder"), "__main__")
+
+
+def test_db_in_a_folder_that_cannot_be_created(write, project, scope):
+    write("ok.py", "print('should not run')\n")
+    (project / "afile").write_text("not a folder")
+    result = scope("run", "--db", "afile/rec.duckdb", "ok.py")
+    assert_one_line_error(result, "afile/rec.duckdb")
+
+
+def test_db_that_is_a_directory(write, project, scope):
+    write("ok.py", "print('should not run')\n")
+    (project / "adir.duckdb").mkdir()
+    assert_one_line_error(scope("run", "--db", "adir.duckdb", "ok.py"), "directory")
+
+
+def test_unknown_key_in_pyproject(write, project, scope):
+    write("ok.py", "print('should not run')\n")
+    (project / "pyproject.toml").write_text("[tool.scope]\nlevle = 'calls'\n")
+    assert_one_line_error(scope("run", "ok.py"), "'levle'", "[tool.scope]")
+    assert_one_line_error(scope("runs"), "'levle'")
+
+
+def test_bad_value_in_pyproject(write, project, scope):
+    write("ok.py", "")
+    (project / "pyproject.toml").write_text("[tool.scope]\nring_size = 'big'\n")
+    assert_one_line_error(scope("run", "ok.py"), "ring_size", "whole number")
+
+
+def test_bad_value_in_environment(write, project, scope):
+    write("ok.py", "")
+    result = scope("run", "ok.py", env=clean_env({"SCOPE_OVERFLOW": "explode"}))
+    assert_one_line_error(result, "SCOPE_OVERFLOW", "drop, block")
+
+
+def test_invalid_toml(write, project, scope):
+    write("ok.py", "")
+    (project / "pyproject.toml").write_text("[tool.scope\n")
+    assert_one_line_error(scope("run", "ok.py"), "not valid TOML")
+
+
+def test_tree_of_a_call_that_is_not_there(write, scope):
+    write("ok.py", "def f():\n    pass\nf()\n")
+    assert scope("run", "ok.py").returncode == 0
+    assert_one_line_error(scope("tree", "12345"), "no call 12345")
+    assert_one_line_error(scope("calls", "--run", "7"), "no run 7")
+
+
+def test_queries_without_a_recording(scope):
+    assert_one_line_error(scope("runs"), "no recording")
+
+
+def test_a_file_that_is_not_a_duckdb_file(project, scope):
+    (project / "notes.txt").write_text("hello\n" * 100)
+    assert_one_line_error(scope("runs", "--db", "notes.txt"), "not a scope recording")
+
+
+def test_a_duckdb_file_that_is_not_a_recording(project: Path, write, scope):
+    con = duckdb.connect(str(project / "other.duckdb"))
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.close()
+    write("ok.py", "")
+    assert_one_line_error(scope("runs", "--db", "other.duckdb"), "not a scope recording")
+    assert_one_line_error(scope("run", "--db", "other.duckdb", "ok.py"), "not a scope recording")
+
+
+def test_a_recording_of_another_schema_version(project: Path, write, scope):
+    write("ok.py", "")
+    assert scope("run", "ok.py").returncode == 0
+    con = duckdb.connect(str(project / ".scope" / "scope.duckdb"))
+    con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    assert_one_line_error(scope("runs"), "version 999")
+
+
+@pytest.mark.parametrize("args", [["run"], ["run", "-m", "-c", "x"], ["tree", "notanumber"]])
+def test_usage_errors_exit_2_with_clicks_message(scope, args):
+    result = scope(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "Error:" in result.stderr
