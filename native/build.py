@@ -15,64 +15,22 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CDEF = """
-#define SCOPE_SLOT_SHIFT 40
-#define SCOPE_ENTER 1
-#define SCOPE_RETURN 2
-#define SCOPE_RAISE 3
-#define SCOPE_OVERFLOW_DROP 0
-#define SCOPE_OVERFLOW_BLOCK 1
+HEADER = os.path.join(HERE, "scope_native.h")
 
-typedef struct {
-    uint64_t call_id;
-    uint64_t other_id;
-    int64_t time_ns;
-    uint64_t func_id;
-    uint32_t depth;
-    uint32_t kind;
-} scope_record;
 
-typedef struct {
-    uint64_t produced;
-    uint64_t dropped;
-    uint64_t drained;
-    uint64_t pending;
-    uint64_t high_water;
-    uint64_t blocked_ns;
-    uint64_t stack_overflow;
-    uint64_t unmatched_exits;
-    uint64_t threads_seen;
-    uint64_t threads_live;
-} scope_stats;
-
-typedef struct {
-    uint32_t slot;
-    int64_t native_id;
-    uint64_t ident;
-    int64_t start_ns;
-    int64_t end_ns;
-} scope_thread_info;
-
-int scope_configure(uint64_t ring_records, int overflow, uint64_t block_timeout_ns,
-                    uint32_t max_depth);
-void scope_set_enabled(int enabled);
-int scope_is_enabled(void);
-size_t scope_drain(scope_record *out, size_t capacity);
-void scope_get_stats(scope_stats *out);
-size_t scope_get_threads(scope_thread_info *out, size_t capacity);
-int64_t scope_now_ns(void);
-void scope_after_fork_child(void);
-void scope_emit_enter(uint64_t func_id);
-void scope_emit_exit(uint64_t func_id, int raised);
-int scope_install_entry_points(const char *module_name);
-"""
+def header_declarations() -> str:
+    """scope_native.h as cffi's cdef: the header without its include guard and includes."""
+    with open(HEADER) as f:
+        lines = f.read().splitlines()
+    skipped = ("#ifndef SCOPE_NATIVE_H", "#define SCOPE_NATIVE_H", "#endif", "#include")
+    return "\n".join(line for line in lines if not line.startswith(skipped))
 
 
 def make_builder(relative: bool = True) -> FFI:
     """Describe the extension; paths are relative to the project root for setuptools."""
     base = "native" if relative else HERE
     builder = FFI()
-    builder.cdef(CDEF)
+    builder.cdef(header_declarations())
     builder.set_source(
         "scope.native._native",
         '#include "scope_native.h"',

@@ -95,6 +95,10 @@ def _label(node: CallNode) -> Text:
     return text
 
 
+def _descendants(node: CallNode) -> int:
+    return sum(1 + _descendants(child) for child in node.children)
+
+
 def call_tree(tree: CallTree, max_depth: int | None = None) -> Tree:
     """A rich tree of calls; subtrees below ``max_depth`` levels are summarised."""
     title = f"Run {tree.run}: {tree.shown:,} of {tree.total:,} calls"
@@ -103,7 +107,7 @@ def call_tree(tree: CallTree, max_depth: int | None = None) -> Tree:
     def add(branch: Tree, node: CallNode, level: int) -> None:
         child = branch.add(_label(node))
         if max_depth is not None and level >= max_depth and node.children:
-            child.add(Text(f"… {len(node.children)} more calls below", style="dim"))
+            child.add(Text(f"… {_descendants(node):,} more calls below", style="dim"))
             return
         for sub in node.children:
             add(child, sub, level + 1)

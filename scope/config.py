@@ -36,7 +36,8 @@ class Config:
     max_calls_per_function: int = 100_000
     #: records per thread ring
     ring_size: int = 1 << 18
-    overflow: str = "drop"
+    #: block (wait for the writer, bounded, then drop and count) or drop at once
+    overflow: str = "block"
     #: extra name patterns whose values are redacted
     redact: tuple[str, ...] = ()
     #: where each value came from, for messages

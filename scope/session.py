@@ -26,7 +26,8 @@ from scope.instrument.select import ModuleSelector, default_roots
 from scope.storage import database
 from scope.storage.writer import RecordingWriter, RunEnd, RunInfo
 
-BLOCK_TIMEOUT_NS = 50_000_000
+#: how long a producer waits for the writer when its ring is full (overflow = "block")
+BLOCK_TIMEOUT_NS = 1_000_000_000
 MAX_STACK_DEPTH = 1 << 22
 
 

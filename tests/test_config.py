@@ -19,7 +19,7 @@ def test_defaults_put_the_recording_in_the_project_root(tmp_path):
     assert config.db == os.path.join(str(tmp_path), DEFAULT_DB)
     assert (config.level, config.overflow, config.max_calls_per_function) == (
         "calls",
-        "drop",
+        "block",
         100_000,
     )
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import clean_env
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calc.py"
 
 FIB = """
@@ -360,11 +362,33 @@ def test_query_commands_show_the_recording(project, scope):
     first_child = tree["roots"][0]["children"][0]
     subtree = json.loads(scope("tree", str(first_child["id"]), "--json").stdout)
     assert subtree["roots"][0]["qualname"] == "evaluate" and subtree["total"] > 1
-    text = scope("tree", "--depth", "2")
-    assert text.returncode == 0 and "main" in text.stdout
+    text = scope("tree", "--depth", "1", "--limit", "100000")
+    # main is the only root; everything else (2,196 calls) is folded under it.
+    assert (
+        text.returncode == 0 and "main" in text.stdout and "2,196 more calls below" in text.stdout
+    )
 
 
 def test_scope_prints_nothing_of_its_own(write, scope):
     write("quiet.py", "print('only me')\n")
     result = scope("run", "quiet.py")
     assert (result.stdout, result.stderr) == ("only me\n", "")
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop"])
+def test_every_call_is_stored_or_counted_as_dropped(write, scope, query, overflow):
+    write("dense.py", FIB.replace("fib(15)", "fib(20)"))
+    env = clean_env({"SCOPE_RING_SIZE": "1024", "SCOPE_OVERFLOW": overflow})
+    result = scope("run", "dense.py", env=env)
+    assert (result.returncode, result.stdout) == (0, "6765\n")
+    total_calls = 21891
+    stored, dropped = query("SELECT calls_stored, events_dropped FROM run")[0]
+    assert query("SELECT count(*) FROM call") == [(stored,)]
+    if overflow == "block":
+        assert (stored, dropped) == (total_calls, 0) and result.stderr == ""
+    else:
+        # A dropped entry takes its exit with it; a dropped exit leaves an unfinished call.
+        unfinished = query("SELECT count(*) FROM call WHERE outcome = 'unfinished'")[0][0]
+        assert dropped > 0 and "dropped" in result.stderr
+        assert stored - unfinished + dropped >= total_calls
+        assert stored < total_calls + 1
