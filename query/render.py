@@ -96,24 +96,30 @@ def _label(node: CallNode) -> Text:
 
 
 def _descendants(node: CallNode) -> int:
-    return sum(1 + _descendants(child) for child in node.children)
+    """How many calls are under ``node`` (iteratively: recorded trees can be very deep)."""
+    count, pending = 0, list(node.children)
+    while pending:
+        count += 1
+        pending.extend(pending.pop().children)
+    return count
 
 
 def call_tree(tree: CallTree, max_depth: int | None = None) -> Tree:
-    """A rich tree of calls; subtrees below ``max_depth`` levels are summarised."""
+    """A rich tree of calls; subtrees below ``max_depth`` levels are summarised.
+
+    Built without recursion, so a recording of deep recursion renders instead of
+    hitting the recursion limit.
+    """
     title = f"Run {tree.run}: {tree.shown:,} of {tree.total:,} calls"
     root = Tree(Text(title, style="italic"))
-
-    def add(branch: Tree, node: CallNode, level: int) -> None:
+    pending: list[tuple[Tree, CallNode, int]] = [(root, n, 1) for n in reversed(tree.roots)]
+    while pending:
+        branch, node, level = pending.pop()
         child = branch.add(_label(node))
         if max_depth is not None and level >= max_depth and node.children:
             child.add(Text(f"… {_descendants(node):,} more calls below", style="dim"))
-            return
-        for sub in node.children:
-            add(child, sub, level + 1)
-
-    for node in tree.roots:
-        add(root, node, 1)
+            continue
+        pending.extend((child, sub, level + 1) for sub in reversed(node.children))
     if tree.shown < tree.total:
         root.add(Text(f"… {tree.total - tree.shown:,} more calls (raise --limit)", style="dim"))
     return root

@@ -392,3 +392,22 @@ def test_every_call_is_stored_or_counted_as_dropped(write, scope, query, overflo
         assert dropped > 0 and "dropped" in result.stderr
         assert stored - unfinished + dropped >= total_calls
         assert stored < total_calls + 1
+
+
+def test_tree_of_deep_recursion_renders(write, scope):
+    write(
+        "deep_tree.py",
+        """
+        import sys
+        sys.setrecursionlimit(5000)
+        def down(n):
+            return 0 if n == 0 else down(n - 1)
+        down(3000)
+        """,
+    )
+    assert scope("run", "deep_tree.py").returncode == 0
+    result = scope("tree", "--limit", "5000")
+    assert result.returncode == 0, result.stderr
+    assert "3,001 of 3,001 calls" in result.stdout
+    folded = scope("tree", "--depth", "2", "--limit", "5000")
+    assert "2,999 more calls below" in folded.stdout
