@@ -7,6 +7,7 @@ produces from fresh threads.  Counters are process-wide: tests compare deltas.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -107,7 +108,14 @@ def test_a_dead_threads_ring_is_drained_then_released():
     assert native.stats().pending == 0
     assert rec.delta("produced") == rec.delta("drained") == 30
     slots = {int(i) >> native.SLOT_SHIFT for i in records["call_id"]}
-    infos = {t.slot: t for t in native.threads()}
+    # join() returns when the Python thread is done; the C thread-exit destructor
+    # that stamps end_ns runs a moment later on the OS thread.  Wait for it (bounded).
+    deadline = time.monotonic() + 10
+    while True:
+        infos = {t.slot: t for t in native.threads()}
+        if all(infos[s].end_ns for s in slots) or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
     assert slots <= infos.keys() and all(infos[s].end_ns for s in slots)
 
 
