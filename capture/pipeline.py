@@ -28,8 +28,8 @@ from scope import native
 class BatchSink(Protocol):
     """Where drained records go (``scope.storage.writer.RecordingWriter``)."""
 
-    def write_batch(self, records: np.ndarray) -> None:
-        """Store one batch of records (a ``native.RECORD_DTYPE`` array)."""
+    def write_batch(self, records: np.ndarray, arena: np.ndarray) -> None:
+        """Store one batch of records (``native.RECORD_DTYPE``) and their value bytes."""
 
 
 @dataclass
@@ -45,10 +45,17 @@ class PipelineHealth:
 class Pipeline:
     """Owns the writer thread between ``start`` and ``stop``."""
 
-    def __init__(self, sink: BatchSink, batch_records: int = 1 << 18, interval: float = 0.005):
+    def __init__(
+        self,
+        sink: BatchSink,
+        batch_records: int = 1 << 18,
+        arena_bytes: int = 1 << 22,
+        interval: float = 0.005,
+    ):
         self.sink = sink
         self.health = PipelineHealth()
         self._buffer = np.zeros(batch_records, dtype=native.RECORD_DTYPE)
+        self._arena = np.zeros(arena_bytes, dtype=np.uint8)
         self._interval = interval
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -79,21 +86,21 @@ class Pipeline:
         moved = 0
         try:
             while True:
-                n = native.drain(self._buffer)
+                n, used = native.drain(self._buffer, self._arena)
                 if n == 0:
                     return moved
                 moved += n
-                self._deliver(self._buffer[:n])
+                self._deliver(self._buffer[:n], self._arena[:used])
         finally:
             self._lock.release()
 
-    def _deliver(self, batch: np.ndarray) -> None:
+    def _deliver(self, batch: np.ndarray, arena: np.ndarray) -> None:
         self.health.records += len(batch)
         if self.health.failure is not None:
             self.health.records_lost += len(batch)
             return
         try:
-            self.sink.write_batch(batch)
+            self.sink.write_batch(batch, arena)
             self.health.batches += 1
         except Exception as exc:  # the recorded program must never see scope fail
             self.health.failure = f"{type(exc).__name__}: {exc}"

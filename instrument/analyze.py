@@ -53,6 +53,11 @@ class FunctionInfo:
     is_generator: bool
     is_dunder: bool
     scope_sensitive: bool
+    #: parameter names in signature order (positional-only, positional, ``*args``,
+    #: keyword-only, ``**kwargs``): the order in which arguments are recorded
+    params: tuple[str, ...] = ()
+    #: attributes the body assigns on its first parameter (``self.x = ...``), sorted
+    self_attributes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,7 +69,9 @@ class _Def:
     decorators: tuple[str, ...]
     class_name: str | None
     is_async: bool
+    params: tuple[str, ...] = ()
     yields: bool = False
+    attributes: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -73,6 +80,17 @@ class _Scope:
     qualname: str
     definition: _Def | None = None
     globals: set[str] = field(default_factory=set)
+
+
+def parameter_names(params: cst.Parameters) -> tuple[str, ...]:
+    """The names of a signature's parameters, in the order arguments are recorded."""
+    names = [p.name.value for p in (*params.posonly_params, *params.params)]
+    if isinstance(params.star_arg, cst.Param):
+        names.append(params.star_arg.name.value)
+    names.extend(p.name.value for p in params.kwonly_params)
+    if params.star_kwarg is not None:
+        names.append(params.star_kwarg.name.value)
+    return tuple(names)
 
 
 def _dotted(node: cst.BaseExpression) -> str:
@@ -113,6 +131,7 @@ class _Collector(cst.CSTVisitor):
             decorators=tuple(_dotted(d.decorator) for d in node.decorators),
             class_name=self._scopes[-1].qualname if in_class else None,
             is_async=node.asynchronous is not None,
+            params=parameter_names(node.params),
         )
         self.definitions.append(definition)
         self._scopes.append(_Scope("function", definition.qualname, definition))
@@ -129,6 +148,26 @@ class _Collector(cst.CSTVisitor):
     def visit_Global(self, node: cst.Global) -> None:
         if self._scopes:
             self._scopes[-1].globals.update(item.name.value for item in node.names)
+
+    def _note_attribute_write(self, target: cst.BaseExpression) -> None:
+        scope = self._scopes[-1] if self._scopes else None
+        d = scope.definition if scope is not None else None
+        if d is None or d.class_name is None or not d.params:
+            return
+        if (
+            isinstance(target, cst.Attribute)
+            and isinstance(target.value, cst.Name)
+            and target.value.value == d.params[0]
+        ):
+            d.attributes.add(target.attr.value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if len(node.targets) == 1:
+            self._note_attribute_write(node.targets[0].target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._note_attribute_write(node.target)
 
     def visit_Yield(self, node: cst.Yield) -> None:
         if self._scopes and self._scopes[-1].definition is not None:
@@ -162,6 +201,8 @@ def _describe(d: _Def) -> FunctionInfo:
         is_generator=d.yields,
         is_dunder=is_dunder,
         scope_sensitive=is_dunder and d.name in SCOPE_SENSITIVE_DUNDERS,
+        params=d.params,
+        self_attributes=tuple(sorted(d.attributes)) if kind in ("method", "property") else (),
     )
 
 

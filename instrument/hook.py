@@ -39,16 +39,18 @@ class Instrumenter:
     def __init__(
         self,
         level: str,
+        redact: Sequence[str] = (),
         on_plan: PlanListener | None = None,
         on_failure: FailureListener | None = None,
     ) -> None:
         self.level = level
+        self.redact = tuple(redact)
         self.on_plan = on_plan
         self.on_failure = on_failure
 
     def plan(self, module: str, path: str, source: bytes | str) -> ModulePlan:
         """The plan for ``source`` (raises libcst's parser error if libcst cannot read it)."""
-        return make_plan(module, path, analyze_source(source), self.level)
+        return make_plan(module, path, analyze_source(source), self.level, self.redact)
 
     def compile(self, module: str, path: str, source: bytes | str) -> CodeType | None:
         """Instrumented code for ``source``, or ``None`` if scope could not instrument it.

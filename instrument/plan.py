@@ -12,6 +12,7 @@ cached rewritten bytecode stays valid whatever order modules are imported in.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
@@ -21,12 +22,28 @@ from scope.instrument.analyze import FunctionInfo
 
 LEVELS = ("off", "calls", "args", "full")
 
-#: Kinds the rewriter does not instrument yet, with the reason the plan shows.
-UNSUPPORTED_KINDS = {
-    "generator": "generators are not instrumented yet (suspend/resume reporting)",
-    "coroutine": "coroutines are not instrumented yet (suspend/resume reporting)",
-    "async_generator": "async generators are not instrumented yet (suspend/resume reporting)",
-}
+#: Kinds whose calls suspend and resume (they report each yield and await).
+RESUMABLE_KINDS = frozenset({"generator", "coroutine", "async_generator"})
+ASYNC_KINDS = frozenset({"coroutine", "async_generator"})
+
+#: Names whose values never leave the process, matched case-insensitively as
+#: substrings (``redact`` in the configuration adds more, as fnmatch patterns).
+DEFAULT_REDACT = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization")
+
+# The high byte of the id instrumented code passes; matches SCOPE_FLAG_* in scope_native.h.
+FLAG_SHIFT = 56
+FLAG_ARGS = 1
+FLAG_FULL = 2
+FLAG_RESUMABLE = 4
+FLAG_ASYNC = 8
+
+
+def is_secret(name: str, extra_patterns: Sequence[str] = ()) -> bool:
+    """Whether values named ``name`` must be redacted."""
+    lowered = name.lower()
+    if any(word in lowered for word in DEFAULT_REDACT):
+        return True
+    return any(fnmatch.fnmatchcase(lowered, p.lower()) for p in extra_patterns)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,31 @@ class FunctionPlan:
     index: int
     level: str
     reason: str
+    #: parameter names, in the order arguments are recorded
+    params: tuple[str, ...] = ()
+    #: attributes of self whose assignments are recorded; a write's index is its position
+    attributes: tuple[str, ...] = ()
+    #: parameters and attributes whose values are replaced by "redacted"
+    redacted: frozenset[str] = frozenset()
+
+    @property
+    def flags(self) -> int:
+        """How the native side records this function (``FLAG_*``)."""
+        flags = 0
+        if self.level in ("args", "full"):
+            flags |= FLAG_ARGS
+        if self.level == "full":
+            flags |= FLAG_FULL
+        if self.kind in RESUMABLE_KINDS:
+            flags |= FLAG_RESUMABLE
+        if self.kind in ASYNC_KINDS:
+            flags |= FLAG_ASYNC
+        return flags
+
+    @property
+    def tagged_id(self) -> int:
+        """The id with its flags in the high byte: the constant instrumented code passes."""
+        return self.id | (self.flags << FLAG_SHIFT)
 
 
 @dataclass(frozen=True)
@@ -55,7 +97,7 @@ class ModulePlan:
         """A short hash of every decision in the plan (for cache keys)."""
         h = hashlib.blake2b(digest_size=8)
         for f in self.functions:
-            h.update(f"{f.id}:{f.level}\n".encode())
+            h.update(f"{f.tagged_id}:{f.params}:{f.attributes}:{sorted(f.redacted)}\n".encode())
         return h.hexdigest()
 
     @property
@@ -70,8 +112,18 @@ def function_id(module: str, qualname: str, occurrence: int) -> int:
     return int.from_bytes(digest.digest(), "big") or 1
 
 
-def make_plan(module: str, path: str, functions: Sequence[FunctionInfo], level: str) -> ModulePlan:
-    """Decide each function's id and level from its description and the module's level."""
+def make_plan(
+    module: str,
+    path: str,
+    functions: Sequence[FunctionInfo],
+    level: str,
+    redact: Sequence[str] = (),
+) -> ModulePlan:
+    """Decide each function's id and level from its description and the module's level.
+
+    ``redact`` adds fnmatch patterns to ``DEFAULT_REDACT`` for names whose
+    values are never recorded.
+    """
     if level not in LEVELS:
         raise ValueError(f"unknown capture level {level!r}")
     seen: Counter[str] = Counter()
@@ -81,10 +133,13 @@ def make_plan(module: str, path: str, functions: Sequence[FunctionInfo], level: 
         seen[info.qualname] += 1
         if level == "off":
             function_level, reason = "off", "module level is off"
-        elif info.kind in UNSUPPORTED_KINDS:
-            function_level, reason = "off", UNSUPPORTED_KINDS[info.kind]
+        elif level != "calls" and info.scope_sensitive:
+            # Summaries never call these, but a value's repr (if asked for) might.
+            function_level, reason = "calls", f"{info.name} may run while scope records a value"
         else:
             function_level, reason = level, "default"
+        records_values = function_level in ("args", "full")
+        names = (*info.params, *info.self_attributes) if records_values else ()
         plans.append(
             FunctionPlan(
                 id=function_id(module, info.qualname, occurrence),
@@ -94,6 +149,9 @@ def make_plan(module: str, path: str, functions: Sequence[FunctionInfo], level: 
                 index=index,
                 level=function_level,
                 reason=reason,
+                params=info.params if records_values else (),
+                attributes=info.self_attributes if records_values else (),
+                redacted=frozenset(n for n in names if is_secret(n, redact)),
             )
         )
     return ModulePlan(module=module, path=path, functions=tuple(plans))

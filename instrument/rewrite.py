@@ -2,23 +2,38 @@
 
 Each instrumented function's body becomes::
 
-    def f(...):
+    def f(a, b):
         "docstring stays first"
-        __scope_enter__(ID)
+        __scope_enter__(TAG)                  # at args level: __scope_enter__(TAG, a, b)
         try:
             <original body, every node at its original line and column>
         except __scope_catch__:
-            __scope_unwind__(ID)
+            __scope_unwind__(TAG)
             raise
         finally:
-            __scope_exit__(ID)
+            __scope_exit__(TAG)
 
-No original node moves, so tracebacks, PEP 657 carets, ``co_firstlineno`` and
-``inspect`` answers stay those of the original source.  The wrapper adds no
-local variable, no closure cell and no frame; a bare ``raise`` keeps the
-exception's traceback as it was.  The four names are builtins installed by
+``TAG`` is the function's id with its flags in the high byte (see
+``FunctionPlan.tagged_id``).  Inside the original body, expressions are
+wrapped in pass-through calls that return their argument unchanged:
+
+* generators and coroutines report each suspension point, so their calls keep
+  their place in the call tree across ``yield`` and ``await``:
+  ``yield v`` becomes ``__scope_resume__(TAG, (yield __scope_yield__(TAG, v)))``,
+  and the same for ``yield from`` and ``await``;
+* at ``args`` level, ``return v`` becomes ``return __scope_return__(TAG, v)``
+  and ``self.x = v`` becomes ``self.x = __scope_attr__(TAG, INDEX, v)``.
+
+No original node moves, and every new node takes the position of the node it
+wraps, so tracebacks, PEP 657 carets, ``co_firstlineno`` and ``inspect``
+answers stay those of the original source.  The wrapper adds no local
+variable, no closure cell and no frame; a bare ``raise`` keeps the exception's
+traceback as it was.  The names are builtins installed by
 ``scope.capture.runtime``, so the rewritten module imports nothing and gains no
-global.
+global.  Nested functions, classes and lambdas are left to their own plans;
+comprehensions are not wrapped (their ``await`` runs in a frame of its own on
+3.11), nor are the implicit awaits of ``async for`` and ``async with``: the
+native side notices those suspensions on its own.
 """
 
 from __future__ import annotations
@@ -26,14 +41,22 @@ from __future__ import annotations
 import ast
 from types import CodeType
 
-from scope.instrument.plan import ModulePlan
+from scope.instrument.plan import FunctionPlan, ModulePlan
 
 ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"
 UNWIND_NAME = "__scope_unwind__"
 CATCH_NAME = "__scope_catch__"
+RETURN_NAME = "__scope_return__"
+ATTR_NAME = "__scope_attr__"
+YIELD_NAME = "__scope_yield__"
+RESUME_NAME = "__scope_resume__"
+REDACTED_NAME = "__scope_redacted__"
+#: an attribute index with this bit names a redacted attribute (SCOPE_ATTR_REDACTED)
+ATTR_REDACTED = 1 << 15
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+#: nodes whose insides belong to another code object
 
 
 class PlanMismatch(Exception):
@@ -47,8 +70,12 @@ def function_nodes(tree: ast.Module) -> list[FunctionNode]:
     return nodes
 
 
-def _call_stmt(name: str, func_id: int) -> ast.Expr:
-    return ast.Expr(ast.Call(ast.Name(name, ast.Load()), [ast.Constant(func_id)], []))
+def _call(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(ast.Name(name, ast.Load()), list(args), [])
+
+
+def _call_stmt(name: str, *args: ast.expr) -> ast.Expr:
+    return ast.Expr(_call(name, *args))
 
 
 def _place(node: ast.AST, anchor: ast.stmt) -> None:
@@ -59,6 +86,17 @@ def _place(node: ast.AST, anchor: ast.stmt) -> None:
             child.col_offset = child.end_col_offset = anchor.col_offset  # type: ignore[attr-defined]
 
 
+def _place_over(new: ast.expr, original: ast.expr) -> ast.expr:
+    """Give ``new`` and the nodes it adds the span of ``original``, which it wraps."""
+    for child in ast.walk(new):
+        if child is original:
+            continue
+        if "lineno" in child._attributes and not hasattr(child, "lineno"):
+            ast.copy_location(child, original)
+    ast.copy_location(new, original)
+    return new
+
+
 def _is_docstring(stmt: ast.stmt) -> bool:
     return (
         isinstance(stmt, ast.Expr)
@@ -67,8 +105,114 @@ def _is_docstring(stmt: ast.stmt) -> bool:
     )
 
 
-def wrap_function(node: FunctionNode, func_id: int) -> None:
-    """Rewrite ``node``'s body in place to report entry, exit and unwinding."""
+class _BodyRewriter(ast.NodeTransformer):
+    """Wraps one function's suspension points, returns and attribute writes."""
+
+    def __init__(self, function: FunctionPlan, self_name: str | None) -> None:
+        self.tag = function.tagged_id
+        self.resumable = function.kind in ("generator", "coroutine", "async_generator")
+        self.values = function.level in ("args", "full")
+        self.is_async_generator = function.kind == "async_generator"
+        self.self_name = self_name if function.attributes else None
+        self.attributes = {name: i for i, name in enumerate(function.attributes)}
+        self.redacted = function.redacted
+
+    def _tag(self) -> ast.Constant:
+        return ast.Constant(self.tag)
+
+    def _leave_alone(self, node: ast.AST) -> ast.AST:
+        return node  # another code object: its own plan decides
+
+    visit_FunctionDef = _leave_alone
+    visit_AsyncFunctionDef = _leave_alone
+    visit_Lambda = _leave_alone
+    visit_ClassDef = _leave_alone
+    visit_ListComp = _leave_alone
+    visit_SetComp = _leave_alone
+    visit_DictComp = _leave_alone
+    visit_GeneratorExp = _leave_alone
+
+    def _suspension(self, node: ast.Yield | ast.YieldFrom | ast.Await) -> ast.AST:
+        self.generic_visit(node)
+        if not self.resumable:
+            return node
+        inner = node.value if node.value is not None else ast.Constant(None)
+        placed_inner = inner if node.value is not None else _place_over(inner, node)
+        node.value = _place_over(_call(YIELD_NAME, self._tag(), placed_inner), node)
+        return _place_over(_call(RESUME_NAME, self._tag(), node), node)
+
+    visit_Yield = _suspension
+    visit_YieldFrom = _suspension
+    visit_Await = _suspension
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        self.generic_visit(node)
+        # A bare return in an async generator cannot be given a value.
+        if self.values and (node.value is not None or not self.is_async_generator):
+            value = node.value if node.value is not None else _place_over_stmt(node)
+            node.value = _place_over(_call(RETURN_NAME, self._tag(), value), value)
+        return node
+
+    def _attribute_index(self, target: ast.expr) -> int | None:
+        if (
+            self.self_name is not None
+            and isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id == self.self_name
+            and target.attr in self.attributes
+        ):
+            index = self.attributes[target.attr]
+            return index | ATTR_REDACTED if target.attr in self.redacted else index
+        return None
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        self.generic_visit(node)
+        index = self._attribute_index(node.targets[0]) if len(node.targets) == 1 else None
+        if index is not None:
+            node.value = _place_over(
+                _call(ATTR_NAME, self._tag(), ast.Constant(index), node.value), node.value
+            )
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        self.generic_visit(node)
+        index = self._attribute_index(node.target) if node.value is not None else None
+        if index is not None and node.value is not None:
+            node.value = _place_over(
+                _call(ATTR_NAME, self._tag(), ast.Constant(index), node.value), node.value
+            )
+        return node
+
+
+def _place_over_stmt(node: ast.stmt) -> ast.Constant:
+    """A ``None`` constant spanning a bare ``return``."""
+    value = ast.Constant(None)
+    ast.copy_location(value, node)
+    return value
+
+
+def _arguments(node: FunctionNode) -> list[ast.arg]:
+    a = node.args
+    names = [*a.posonlyargs, *a.args]
+    if a.vararg is not None:
+        names.append(a.vararg)
+    names.extend(a.kwonlyargs)
+    if a.kwarg is not None:
+        names.append(a.kwarg)
+    return names
+
+
+def wrap_function(node: FunctionNode, function: FunctionPlan) -> None:
+    """Rewrite ``node``'s body in place to report entry, exit, unwinding and values."""
+    tag = function.tagged_id
+    arguments = _arguments(node)
+    values = function.level in ("args", "full")
+    if values and tuple(a.arg for a in arguments) != function.params:
+        raise PlanMismatch(f"plan has parameters {function.params} for {node.name!r}")
+    self_name = arguments[0].arg if arguments and function.attributes else None
+    rewriter = _BodyRewriter(function, self_name)
+    node.body = [rewriter.visit(stmt) for stmt in node.body]
+
     body = list(node.body)
     docstring = body[:1] if _is_docstring(body[0]) else []
     rest = body[len(docstring) :]
@@ -76,15 +220,21 @@ def wrap_function(node: FunctionNode, func_id: int) -> None:
     handler = ast.ExceptHandler(
         type=ast.Name(CATCH_NAME, ast.Load()),
         name=None,
-        body=[_call_stmt(UNWIND_NAME, func_id), ast.Raise(exc=None, cause=None)],
+        body=[_call_stmt(UNWIND_NAME, ast.Constant(tag)), ast.Raise(exc=None, cause=None)],
     )
     wrapper = ast.Try(
         body=rest or [ast.Pass()],
         handlers=[handler],
         orelse=[],
-        finalbody=[_call_stmt(EXIT_NAME, func_id)],
+        finalbody=[_call_stmt(EXIT_NAME, ast.Constant(tag))],
     )
-    enter = _call_stmt(ENTER_NAME, func_id)
+    passed: list[ast.expr] = []
+    if values:
+        passed = [
+            ast.Name(REDACTED_NAME if a.arg in function.redacted else a.arg, ast.Load())
+            for a in arguments
+        ]
+    enter = _call_stmt(ENTER_NAME, ast.Constant(tag), *passed)
     for new in (enter, handler, wrapper.finalbody[0]):
         _place(new, anchor)
     if not rest:
@@ -102,8 +252,10 @@ def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> ast.Module:
     for node, function in zip(nodes, plan.functions, strict=True):
         if node.name != function.name:
             raise PlanMismatch(f"plan says {function.name!r} where source has {node.name!r}")
+    # Innermost first: a function's rewriter never descends into nested defs.
+    for node, function in reversed(list(zip(nodes, plan.functions, strict=True))):
         if function.level != "off":
-            wrap_function(node, function.id)
+            wrap_function(node, function)
     return tree
 
 

@@ -34,9 +34,15 @@ def make_builder(relative: bool = True) -> FFI:
     builder.set_source(
         "scope.native._native",
         '#include "scope_native.h"',
-        sources=[os.path.join(base, "scope_native.c")],
+        sources=[os.path.join(base, name) for name in ("scope_core.c", "scope_python.c")],
         include_dirs=[base],
-        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"],
+        extra_compile_args=[
+            "-O2",
+            "-std=gnu11",
+            "-Wall",
+            "-Wno-unused-parameter",
+            "-ftls-model=initial-exec",
+        ],
         libraries=["pthread"],
         py_limited_api=False,
     )

@@ -18,6 +18,7 @@ from scope.errors import ConfigError
 
 LEVELS = ("off", "calls", "args", "full")
 OVERFLOW_POLICIES = ("drop", "block")
+CLOCKS = ("auto", "tsc", "monotonic")
 DEFAULT_DB = os.path.join(".scope", "scope.duckdb")
 
 
@@ -40,6 +41,16 @@ class Config:
     overflow: str = "block"
     #: extra name patterns whose values are redacted
     redact: tuple[str, ...] = ()
+    #: bytes per thread for value summaries (args and full levels)
+    arena_size: int = 1 << 20
+    #: longest text or bytes kept of a str or bytes value
+    value_bytes: int = 64
+    #: items of a container kept at the full level
+    value_items: int = 4
+    #: at the full level, summarise other objects with their repr() (runs user code)
+    call_repr: bool = False
+    #: what stamps records: the CPU's invariant TSC (calibrated) or CLOCK_MONOTONIC
+    clock: str = "auto"
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -61,6 +72,16 @@ def _as_patterns(key: str, value: Any, where: str) -> tuple[str, ...]:
         if not isinstance(item, str) or not item.strip():
             raise ConfigError(f"{key} {where} has an empty or non-string pattern: {item!r}")
     return tuple(i.strip() for i in items)
+
+
+def _as_bool(key: str, value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} {where} must be true or false, not {value!r}")
 
 
 def _as_choice(choices: tuple[str, ...]) -> Callable[[str, Any, str], str]:
@@ -98,6 +119,11 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "ring_size": _as_count(1024, 1 << 30),
     "overflow": _as_choice(OVERFLOW_POLICIES),
     "redact": _as_patterns,
+    "arena_size": _as_count(1 << 12, 1 << 30),
+    "value_bytes": _as_count(1, 512),
+    "value_items": _as_count(0, 64),
+    "call_repr": _as_bool,
+    "clock": _as_choice(CLOCKS),
 }
 
 

@@ -21,7 +21,9 @@ from scope import __version__, native
 from scope.capture import runtime
 from scope.capture.pipeline import Pipeline
 from scope.config import Config
+from scope.errors import ConfigError
 from scope.instrument.hook import Instrumenter, ScopeFinder, install, uninstall
+from scope.instrument.plan import DEFAULT_REDACT
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.storage import database
 from scope.storage.writer import RecordingWriter, RunEnd, RunInfo
@@ -60,8 +62,21 @@ class Recorder:
 
     def start(self) -> None:
         """Begin recording; raises ``RecordingError`` if the file cannot be written."""
+        if self.config.clock == "tsc" and not native.tsc_usable():
+            raise ConfigError("clock 'tsc' was asked for, but this CPU has no invariant TSC")
         native.configure(
-            self.config.ring_size, self.config.overflow, BLOCK_TIMEOUT_NS, MAX_STACK_DEPTH
+            self.config.ring_size,
+            self.config.overflow,
+            BLOCK_TIMEOUT_NS,
+            MAX_STACK_DEPTH,
+            arena_bytes=self.config.arena_size,
+            clock=self.config.clock,
+        )
+        native.configure_values(
+            self.config.value_bytes,
+            self.config.value_items,
+            self.config.call_repr,
+            DEFAULT_REDACT + tuple(p.replace("*", "") for p in self.config.redact),
         )
         con = database.open_for_writing(self.config.db)
         self._writer = RecordingWriter(con)
@@ -85,7 +100,10 @@ class Recorder:
             exclude=self.config.exclude,
         )
         self.instrumenter = Instrumenter(
-            self.config.level, on_plan=self._writer.add_plan, on_failure=self._instrument_failed
+            self.config.level,
+            redact=self.config.redact,
+            on_plan=self._writer.add_plan,
+            on_failure=self._instrument_failed,
         )
         self._finder = ScopeFinder(selector, self.instrumenter)
         install(self._finder)
@@ -130,11 +148,14 @@ class Recorder:
         rings = native.stats()
         if rings.dropped:
             self._problems.append(f"{rings.dropped} events dropped (rings full)")
+        if rings.values_lost:
+            self._problems.append(f"{rings.values_lost} values stored as lost (arena full)")
         self._writer.finish(
             RunEnd(
                 exit_status=self.exit_status,
                 end_ns=native.now_ns(),
                 rings=rings,
+                clock=native.clock(),
                 writer_batches=health.batches,
                 records_lost=health.records_lost,
                 problems=list(self._problems),

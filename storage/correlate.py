@@ -5,6 +5,12 @@ entries not yet closed are kept (``pending``) across batches and matched against
 each new batch's exits with a sorted search.  A call whose exit never arrives is
 reported by ``finish`` as unfinished, with duration -1.  An exit whose entry
 was never seen (its entry was dropped) is counted, never guessed at.
+
+Generators and coroutines also report each suspension and resumption; the
+correlator sums, per call, the time spent suspended (resume times minus
+suspend times, which alternate) so that a call row carries both its wall time
+and how much of it the call was actually running.  Value records are split
+off untouched for ``scope.storage.values``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class CallColumns:
     start_ns: np.ndarray
     duration_ns: np.ndarray
     outcome: np.ndarray
+    suspended_ns: np.ndarray
+    suspensions: np.ndarray
 
     def __len__(self) -> int:
         return len(self.id)
@@ -43,9 +51,15 @@ class CallColumns:
 
 
 def _calls(
-    entries: np.ndarray, end_id: np.ndarray, duration: np.ndarray, outcome: np.ndarray
+    entries: np.ndarray,
+    end_id: np.ndarray,
+    duration: np.ndarray,
+    outcome: np.ndarray,
+    suspended: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> CallColumns:
     ids = entries["call_id"]
+    if suspended is None:
+        suspended = (np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int32))
     return CallColumns(
         id=ids.view(np.int64),
         thread=(ids >> np.uint64(native.SLOT_SHIFT)).astype(np.int32),
@@ -56,7 +70,61 @@ def _calls(
         start_ns=entries["time_ns"],
         duration_ns=duration,
         outcome=outcome,
+        suspended_ns=suspended[0],
+        suspensions=suspended[1],
     )
+
+
+class SuspensionLedger:
+    """Per open call: resume times minus suspend times, and how many suspensions."""
+
+    def __init__(self) -> None:
+        self.ids = np.empty(0, np.uint64)
+        self.total = np.empty(0, np.int64)
+        self.suspends = np.empty(0, np.int64)
+        self.resumes = np.empty(0, np.int64)
+
+    def add(self, events: np.ndarray) -> None:
+        """Fold a batch's SUSPEND and RESUME records in."""
+        if not len(events):
+            return
+        resumed = events["kind"] == native.RESUME
+        # int64 sums wrap, but each call's true total is small and the wrap cancels.
+        with np.errstate(over="ignore"):
+            ids = np.concatenate([self.ids, events["call_id"]])
+            total = np.concatenate(
+                [self.total, np.where(resumed, events["time_ns"], -events["time_ns"])]
+            )
+            suspends = np.concatenate([self.suspends, (~resumed).astype(np.int64)])
+            resumes = np.concatenate([self.resumes, resumed.astype(np.int64)])
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
+            self.ids, starts = np.unique(ids, return_index=True)
+            self.total = np.add.reduceat(total[order], starts)
+            self.suspends = np.add.reduceat(suspends[order], starts)
+            self.resumes = np.add.reduceat(resumes[order], starts)
+
+    def take(self, call_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(suspended ns, suspensions) of these calls, forgetting them.
+
+        A call that ended while still suspended (only possible when unfinished)
+        has no known suspended time: -1.
+        """
+        n = len(call_ids)
+        suspended, count = np.zeros(n, np.int64), np.zeros(n, np.int32)
+        if not len(self.ids) or not n:
+            return suspended, count
+        pos = np.minimum(np.searchsorted(self.ids, call_ids), len(self.ids) - 1)
+        found = self.ids[pos] == call_ids
+        at = pos[found]
+        balanced = self.suspends[at] == self.resumes[at]
+        suspended[found] = np.where(balanced, self.total[at], -1)
+        count[found] = self.suspends[at]
+        keep = np.ones(len(self.ids), bool)
+        keep[at] = False
+        self.ids, self.total = self.ids[keep], self.total[keep]
+        self.suspends, self.resumes = self.suspends[keep], self.resumes[keep]
+        return suspended, count
 
 
 class Correlator:
@@ -64,12 +132,27 @@ class Correlator:
 
     def __init__(self) -> None:
         self.pending = np.empty(0, dtype=native.RECORD_DTYPE)
+        self.suspensions = SuspensionLedger()
         self.orphan_exits = 0
         self.records_seen = 0
 
-    def add(self, records: np.ndarray) -> CallColumns:
-        """Consume one batch; return the calls it completes (``records`` is not kept)."""
+    def add(self, records: np.ndarray) -> tuple[CallColumns, np.ndarray]:
+        """Consume one batch; return the calls it completes and its value records.
+
+        ``records`` is not kept; the value records are a view of it
+        (``native.VALUE_DTYPE``).
+        """
         self.records_seen += len(records)
+        kinds = records["kind"]
+        is_value = kinds == native.VALUE
+        values = records[is_value].view(native.VALUE_DTYPE)
+        is_suspension = (kinds == native.SUSPEND) | (kinds == native.RESUME)
+        self.suspensions.add(records[is_suspension])
+        if is_value.any() or is_suspension.any():
+            records = records[~(is_value | is_suspension)]
+        return self._pair(records), values
+
+    def _pair(self, records: np.ndarray) -> CallColumns:
         is_entry = records["kind"] == native.ENTER
         exits = records[~is_entry]
         candidates = np.concatenate([self.pending, records[is_entry]])
@@ -94,6 +177,7 @@ class Correlator:
             exits["other_id"],
             exits["time_ns"] - entries["time_ns"],
             outcome.astype(np.uint8),
+            self.suspensions.take(entries["call_id"]),
         )
 
     def finish(self) -> CallColumns:
@@ -107,4 +191,5 @@ class Correlator:
             thread_last_id,
             np.full(n, -1, dtype=np.int64),
             np.full(n, OUTCOME_UNFINISHED, dtype=np.uint8),
+            self.suspensions.take(entries["call_id"]),
         )

@@ -7,14 +7,17 @@ subtree: every call made under call ``a`` on the same thread has an id in that
 interval, so a subtree is a range scan and so is the stack above a call.
 
 ``SCHEMA_VERSION`` is stored in ``meta``; a file of another version is refused
-with a message naming both versions (migrations arrive with the first change).
+with a message naming both versions.  Version 2 added ``value``, the
+suspension columns of ``call``, the clock calibration of ``run`` and the
+per-thread counters; no version-1 file was ever released, so there is no
+migration from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 OUTCOMES = ("returned", "raised", "unfinished")
 
@@ -69,6 +72,9 @@ TABLES = (
             Column("started_at", "TIMESTAMP", "wall-clock time of the start, UTC"),
             Column("ended_at", "TIMESTAMP", "wall-clock time of the end, UTC (NULL while running)"),
             Column("start_ns", "BIGINT", "recorder clock (CLOCK_MONOTONIC ns) at the start"),
+            Column("clock", "VARCHAR", "what stamped records: 'tsc' or 'monotonic'"),
+            Column("clock_ns_per_tick", "DOUBLE", "TSC calibration against CLOCK_MONOTONIC"),
+            Column("clock_calibrated_ns", "BIGINT", "length of the calibration interval"),
             Column("end_ns", "BIGINT", "recorder clock at the end"),
             Column("status", "VARCHAR", "'running' until the recording is closed, then 'complete'"),
             Column("exit_status", "INTEGER", "the program's exit status, as the shell sees it"),
@@ -93,6 +99,13 @@ TABLES = (
             Column("name", "VARCHAR", "threading name, where known"),
             Column("start_ns", "BIGINT", "first event of the thread"),
             Column("end_ns", "BIGINT", "when the thread ended (NULL if still alive at the end)"),
+            Column("events_produced", "BIGINT", "records the thread wrote into its ring"),
+            Column("events_dropped", "BIGINT", "records it lost to a full ring"),
+            Column("ring_high_water", "BIGINT", "most records ever waiting in its ring"),
+            Column("blocked_ns", "BIGINT", "time it waited for the writer (overflow = block)"),
+            Column("stack_overflow", "BIGINT", "calls not recorded: deeper than the stack bound"),
+            Column("unmatched_exits", "BIGINT", "exits whose entry was not on its stack"),
+            Column("values_lost", "BIGINT", "values stored as 'lost': its arena was full"),
         ),
         key=("run", "id"),
     ),
@@ -107,6 +120,8 @@ TABLES = (
             Column("file", "VARCHAR", "source file"),
             Column("kind", "VARCHAR", "plain, method, staticmethod, classmethod, property, ..."),
             Column("level", "VARCHAR", "capture level: off, calls, args or full"),
+            Column("params", "VARCHAR[]", "parameter names, in the order arguments are recorded"),
+            Column("attributes", "VARCHAR[]", "attributes of self whose writes are recorded"),
         ),
         key=("run", "id"),
     ),
@@ -126,13 +141,46 @@ TABLES = (
             Column("start_ns", "BIGINT", "recorder clock at entry"),
             Column("duration_ns", "BIGINT", "wall time from entry to exit; -1 if it never ended"),
             Column("outcome", "VARCHAR", "returned, raised (an exception left it) or unfinished"),
+            Column(
+                "suspended_ns",
+                "BIGINT",
+                "generators and coroutines: time spent suspended at yield or await "
+                "(-1 if it ended suspended); 0 for other calls",
+            ),
+            Column("suspensions", "INTEGER", "how many times it suspended"),
+        ),
+    ),
+    Table(
+        "value",
+        "Summaries of arguments, return values, exceptions and attribute writes "
+        "(functions recorded at args or full level).",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("call", "BIGINT", "call.id of the call it belongs to"),
+            Column("function", "BIGINT", "function.id"),
+            Column("role", "VARCHAR", "argument, return, raise or attribute"),
+            Column("position", "INTEGER", "argument position, or attribute number"),
+            Column("name", "VARCHAR", "parameter or attribute name"),
+            Column(
+                "kind",
+                "VARCHAR",
+                "how it was summarised: none, bool, int, bigint, float, str, bytes, "
+                "container, object, class, exception, repr, redacted or lost",
+            ),
+            Column("type", "VARCHAR", "type name (NULL when redacted or lost)"),
+            Column("value", "VARCHAR", "bounded rendering; strings and bytes truncated with …"),
+            Column("length", "BIGINT", "full length of a str, bytes or container"),
+            Column("object_id", "BIGINT", "id() of an object summarised by type and identity"),
         ),
     ),
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
 
-INDEXES = ("CREATE INDEX IF NOT EXISTS call_function ON call (run, function)",)
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS call_function ON call (run, function)",
+    "CREATE INDEX IF NOT EXISTS value_call ON value (run, call)",
+)
 
 
 def create_statements() -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 from scope.instrument.plan import ModulePlan
 from scope.storage.correlate import CallColumns, Correlator
 from scope.storage.schema import OUTCOMES
+from scope.storage.values import value_columns
 
 from scope import native
 
@@ -31,8 +32,14 @@ _OUTCOME_SQL = (
 _INSERT_CALLS = f"""
 INSERT INTO call
 SELECT ?, id, thread, NULLIF(parent, 0), end_id, depth, function, start_ns, duration_ns,
-       {_OUTCOME_SQL}
+       {_OUTCOME_SQL}, suspended_ns, suspensions
 FROM batch
+"""
+
+_INSERT_VALUES = """
+INSERT INTO value
+SELECT ?, call, function, role, position, name, kind, type, value, length, object_id
+FROM value_batch
 """
 
 
@@ -56,6 +63,7 @@ class RunEnd:
     exit_status: int | None
     end_ns: int
     rings: native.RingStats
+    clock: native.ClockInfo
     writer_batches: int
     records_lost: int
     problems: Sequence[str]
@@ -70,7 +78,10 @@ class RecordingWriter:
         self.correlator = Correlator()
         self.calls_stored = 0
         self.calls_unfinished = 0
+        self.values_stored = 0
         self._plans: list[ModulePlan] = []
+        #: function id -> (parameter names, attribute names), for naming values
+        self._names: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._plans_lock = threading.Lock()
         self._thread_names: dict[int, str] = {}
 
@@ -102,19 +113,29 @@ class RecordingWriter:
         """Queue a module's functions for the next transaction (any thread may call)."""
         with self._plans_lock:
             self._plans.append(plan)
+            for f in plan.functions:
+                self._names[f.id] = (f.params, f.attributes)
 
-    def write_batch(self, records: np.ndarray) -> None:
-        """Correlate ``records`` and commit the completed calls (writer thread)."""
-        calls = self.correlator.add(records)
+    def _name_of(self, function: int, role: str, index: int) -> str | None:
+        params, attributes = self._names.get(function, ((), ()))
+        names = params if role == "argument" else attributes if role == "attribute" else ()
+        return names[index] if index < len(names) else None
+
+    def write_batch(self, records: np.ndarray, arena: np.ndarray | None = None) -> None:
+        """Correlate ``records`` and commit the completed calls and values (writer thread)."""
+        calls, values = self.correlator.add(records)
         self._remember_thread_names()
-        self._commit(calls)
+        empty = np.empty(0, np.uint8)
+        self._commit(calls, values, empty if arena is None else arena)
 
     def _remember_thread_names(self) -> None:
         for thread in threading.enumerate():
             if thread.ident is not None:
                 self._thread_names[thread.ident] = thread.name
 
-    def _commit(self, calls: CallColumns) -> None:
+    def _commit(
+        self, calls: CallColumns, values: np.ndarray | None = None, arena: np.ndarray | None = None
+    ) -> None:
         with self._plans_lock:
             plans, self._plans = self._plans, []
         self.con.execute("BEGIN")
@@ -122,11 +143,12 @@ class RecordingWriter:
             for plan in plans:
                 self._insert_functions(plan)
             if len(calls):
-                self.con.register("batch", calls.as_dict())
-                try:
-                    self.con.execute(_INSERT_CALLS, [self.run_id])
-                finally:
-                    self.con.unregister("batch")
+                self._insert("batch", calls.as_dict(), _INSERT_CALLS)
+            if values is not None and len(values):
+                assert arena is not None
+                self._insert(
+                    "value_batch", value_columns(values, arena, self._name_of), _INSERT_VALUES
+                )
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -134,15 +156,33 @@ class RecordingWriter:
                 self._plans[:0] = plans
             raise
         self.calls_stored += len(calls)
+        self.values_stored += 0 if values is None else len(values)
+
+    def _insert(self, name: str, columns: object, statement: str) -> None:
+        self.con.register(name, columns)
+        try:
+            self.con.execute(statement, [self.run_id])
+        finally:
+            self.con.unregister(name)
 
     def _insert_functions(self, plan: ModulePlan) -> None:
         rows = [
-            (self.run_id, f.id, plan.module, f.qualname, plan.path, f.kind, f.level)
+            (
+                self.run_id,
+                f.id,
+                plan.module,
+                f.qualname,
+                plan.path,
+                f.kind,
+                f.level,
+                list(f.params),
+                list(f.attributes),
+            )
             for f in plan.functions
         ]
         if rows:
             self.con.executemany(
-                "INSERT OR REPLACE INTO function VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT OR REPLACE INTO function VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
 
     def finish(self, end: RunEnd) -> None:
@@ -157,7 +197,7 @@ class RecordingWriter:
         self.con.execute("BEGIN")
         for t in threads:
             self.con.execute(
-                "INSERT OR REPLACE INTO thread VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO thread VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     self.run_id,
                     t.slot,
@@ -166,12 +206,20 @@ class RecordingWriter:
                     self._thread_names.get(t.ident),
                     t.start_ns,
                     t.end_ns,
+                    t.produced,
+                    t.dropped,
+                    t.high_water,
+                    t.blocked_ns,
+                    t.stack_overflow,
+                    t.unmatched_exits,
+                    t.values_lost,
                 ],
             )
         self.con.execute(
             """UPDATE run SET ended_at = ?, end_ns = ?, status = 'complete', exit_status = ?,
                    events_captured = ?, events_dropped = ?, events_stored = ?,
-                   calls_stored = ?, calls_unfinished = ?, writer_batches = ?, problems = ?
+                   calls_stored = ?, calls_unfinished = ?, writer_batches = ?, problems = ?,
+                   clock = ?, clock_ns_per_tick = ?, clock_calibrated_ns = ?
                WHERE id = ?""",
             [
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),
@@ -184,6 +232,9 @@ class RecordingWriter:
                 self.calls_unfinished,
                 end.writer_batches,
                 list(end.problems),
+                end.clock.source,
+                end.clock.ns_per_tick,
+                end.clock.calibrated_ns,
                 self.run_id,
             ],
         )

@@ -77,7 +77,7 @@ def test_every_call_is_correlated_exactly_once(ops, data):
     correlator = Correlator()
     got = {}
     for batch in np.split(records, cuts):
-        cols = correlator.add(batch.copy())
+        cols, _ = correlator.add(batch.copy())
         for i in range(len(cols)):
             assert int(cols.id[i]) not in got, "a call came out twice"
             got[int(cols.id[i])] = cols, i
@@ -109,6 +109,6 @@ def test_exit_without_its_entry_is_counted_not_guessed():
         [((1 << SHIFT) | 7, (1 << SHIFT) | 7, 5, 1, 0, native.RETURN)], native.RECORD_DTYPE
     )
     correlator = Correlator()
-    assert len(correlator.add(orphan)) == 0
+    assert len(correlator.add(orphan)[0]) == 0
     assert correlator.orphan_exits == 1
     assert len(correlator.finish()) == 0

@@ -22,7 +22,7 @@ BUFFER = np.zeros(1 << 16, dtype=native.RECORD_DTYPE)
 
 def drain_all() -> np.ndarray:
     chunks = []
-    while n := native.drain(BUFFER):
+    while n := native.drain(BUFFER)[0]:
         chunks.append(BUFFER[:n].copy())
     return np.concatenate(chunks) if chunks else np.empty(0, native.RECORD_DTYPE)
 

@@ -26,11 +26,16 @@ from scope import native
 runtime.install_entry_points()
 
 
-def load(source: str, instrument: bool, name: str = "mod") -> types.ModuleType:
+LEVELS = ["calls", "args", "full"]
+
+
+def load(
+    source: str, instrument: bool, name: str = "mod", level: str = "calls"
+) -> types.ModuleType:
     source = textwrap.dedent(source)
     path = f"/virtual/{name}.py"
     if instrument:
-        plan = make_plan(name, path, analyze_source(source), "calls")
+        plan = make_plan(name, path, analyze_source(source), level)
         code = compile_instrumented(source, path, plan)
     else:
         code = compile(source, path, "exec", dont_inherit=True)
@@ -54,12 +59,13 @@ def observe(call) -> tuple[object, ...]:
         return ("raised", type(exc).__name__, str(exc), positions)
 
 
-def both(source: str) -> tuple[types.ModuleType, types.ModuleType]:
-    return load(source, False), load(source, True)
+def both(source: str, level: str = "calls") -> tuple[types.ModuleType, types.ModuleType]:
+    return load(source, False), load(source, True, level=level)
 
 
 CONSTRUCTS = """
 from __future__ import annotations
+import asyncio
 import functools
 
 counter = 0
@@ -150,6 +156,53 @@ def gen():
 
 def attribute_error(obj):
     return obj.missing.attribute
+
+class Account:
+    def __init__(self, owner, password):
+        self.owner = owner
+        self.password: str = password
+        self.balance = 0
+
+    def deposit(self, amount):
+        self.balance += amount
+        self.last = self.balance
+        return self.last
+
+async def async_fails(key):
+    await asyncio.sleep(0)
+    return {}[key]
+
+async def async_values(n):
+    first = await asyncio.sleep(0, result="first")
+    return [first] + [await asyncio.sleep(0, result=i) for i in range(n)]
+
+async def async_stream(n):
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+async def async_consume(n):
+    return [i async for i in async_stream(n)]
+
+def echo():
+    received = []
+    try:
+        while True:
+            received.append((yield len(received)))
+    except ValueError as exc:
+        yield ("thrown", str(exc), received)
+    return "done"
+
+def drive_echo():
+    g = echo()
+    next(g)
+    g.send("a")
+    g.send("b")
+    thrown = g.throw(ValueError("stop"))
+    try:
+        next(g)
+    except StopIteration as stop:
+        return thrown, stop.value
 """
 
 
@@ -173,10 +226,17 @@ def attribute_error(obj):
         "m.only_docstring()",
         "list(m.gen())",
         "m.attribute_error(object())",
+        "vars(m.Account('ann', 'pw'))",
+        "m.Account('ann', 'pw').deposit(5)",
+        "m.asyncio.run(m.async_fails('k'))",
+        "m.asyncio.run(m.async_values(3))",
+        "m.asyncio.run(m.async_consume(3))",
+        "m.drive_echo()",
     ],
 )
-def test_constructs_behave_the_same(expression):
-    plain, instrumented = both(CONSTRUCTS)
+@pytest.mark.parametrize("level", LEVELS)
+def test_constructs_behave_the_same(expression, level):
+    plain, instrumented = both(CONSTRUCTS, level)
     assert observe(lambda: eval(expression, {"m": instrumented})) == observe(
         lambda: eval(expression, {"m": plain})
     )
@@ -210,8 +270,9 @@ def all_functions(module: types.ModuleType) -> dict[str, object]:
     return found
 
 
-def test_code_objects_keep_names_positions_locals_and_cells():
-    plain, instrumented = both(CONSTRUCTS)
+@pytest.mark.parametrize("level", LEVELS)
+def test_code_objects_keep_names_positions_locals_and_cells(level):
+    plain, instrumented = both(CONSTRUCTS, level)
     plain_functions, instrumented_functions = all_functions(plain), all_functions(instrumented)
     assert plain_functions.keys() == instrumented_functions.keys()
     assert len(plain_functions) > 15
@@ -227,8 +288,9 @@ def test_instrumented_bodies_call_the_entry_points():
     instrumented = load(CONSTRUCTS, True)
     names = set(instrumented.plain.__code__.co_names)
     assert {"__scope_enter__", "__scope_exit__", "__scope_unwind__"} <= names
-    # Generators are planned off for now and stay untouched.
-    assert "__scope_enter__" not in instrumented.gen.__code__.co_names
+    # Generators also report their suspensions.
+    gen_names = set(instrumented.gen.__code__.co_names)
+    assert {"__scope_enter__", "__scope_yield__", "__scope_resume__"} <= gen_names
 
 
 def test_functions_report_entries_and_exits():
@@ -236,14 +298,14 @@ def test_functions_report_entries_and_exits():
     plan = make_plan("reporting", "/virtual/reporting.py", analyze_source(CONSTRUCTS), "calls")
     ids = {f.qualname: f.id for f in plan.functions}
     buffer = np.zeros(64, dtype=native.RECORD_DTYPE)
-    while native.drain(buffer):
+    while native.drain(buffer)[0]:
         pass
     native.set_enabled(True)
     try:
         observe(lambda: instrumented.raises_deep(2))
     finally:
         native.set_enabled(False)
-    records = buffer[: native.drain(buffer)]
+    records = buffer[: native.drain(buffer)[0]]
     assert [int(r) for r in records["func_id"]] == [ids["raises_deep"]] * 6
     kinds = [int(k) for k in records["kind"]]
     assert kinds == [native.ENTER] * 3 + [native.RAISE] * 3
@@ -273,6 +335,10 @@ STATEMENTS = [
     "try:\n    b = helper(b, {k})\nfinally:\n    a = a + 1",
     "while a < {k}:\n    a = a + 3",
     "x = [a, b][{k} % 3]",
+    # These make f a generator: its values and return value are compared too.
+    "yield a + {k}",
+    "a = (yield b) or a + {k}",
+    "b = b + sum((yield from range({k} % 3)) or [])",
 ]
 
 statement = st.builds(
@@ -286,12 +352,25 @@ def indent(block: str, spaces: int) -> str:
     return textwrap.indent(block, " " * spaces)
 
 
+def run_to_end(result: object) -> object:
+    """A plain result as is; a generator's yields, then its return value."""
+    if not inspect.isgenerator(result):
+        return result
+    produced = []
+    try:
+        while True:
+            produced.append(next(result))
+    except StopIteration as stop:
+        return (produced, stop.value)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     body=st.lists(statement, min_size=1, max_size=8),
     calls=st.lists(st.tuples(st.integers(-5, 15), st.integers(-5, 15)), min_size=1, max_size=5),
+    level=st.sampled_from(LEVELS),
 )
-def test_random_functions_behave_the_same(body, calls):
+def test_random_functions_behave_the_same(body, calls, level):
     source = (
         "def helper(x, k):\n"
         "    if x == k:\n"
@@ -299,10 +378,10 @@ def test_random_functions_behave_the_same(body, calls):
         "    return x + k\n\n"
         "def f(a, b):\n" + indent("\n".join(body), 4) + "\n    return (a, b)\n"
     )
-    plain, instrumented = both(source)
+    plain, instrumented = both(source, level)
     for a, b in calls:
-        assert observe(lambda a=a, b=b: instrumented.f(a, b)) == observe(
-            lambda a=a, b=b: plain.f(a, b)
+        assert observe(lambda a=a, b=b: run_to_end(instrumented.f(a, b))) == observe(
+            lambda a=a, b=b: run_to_end(plain.f(a, b))
         ), source
 
 

@@ -1,0 +1,445 @@
+/* The ring core: configuration, the clock, thread registration, draining and
+ * counters.  Plain C with no Python: native/tests/test_core.c builds it alone,
+ * with AddressSanitizer and UBSan.  See scope_native.h for the model.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "scope_core.h"
+
+uint64_t scope_g_ring_records = 1u << 18;
+uint32_t scope_g_arena_bytes = 1u << 20;
+int scope_g_overflow = SCOPE_OVERFLOW_DROP;
+uint64_t scope_g_block_timeout_ns = 50u * 1000u * 1000u;
+uint32_t scope_g_max_depth = 1u << 22;
+int scope_g_clock_source = SCOPE_CLOCK_MONOTONIC;
+_Atomic int scope_g_enabled = 0;
+__thread scope_thread *scope_tls_thread = NULL;
+void *(*scope_before_wait)(void) = NULL;
+void (*scope_after_wait)(void *) = NULL;
+
+/* Registry of live rings, and per-thread rows that outlive them. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static scope_thread *g_threads = NULL;
+static uint32_t g_next_slot = 1;
+static scope_thread_info *g_infos = NULL;
+static size_t g_infos_len = 0, g_infos_cap = 0;
+static _Atomic uint64_t g_setup_failures = 0;
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+/* Clock calibration: updated by drains (under g_lock), read by drains. */
+static scope_clock g_clock = {SCOPE_CLOCK_MONOTONIC, 0, 0, 1.0, 0};
+
+int64_t scope_now_ns(void) { return scope_monotonic_ns(); }
+
+int scope_tsc_usable(void) {
+#if SCOPE_HAVE_TSC
+    unsigned int eax, ebx, ecx, edx;
+    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(0x80000000u), "c"(0));
+    if (eax < 0x80000007u) return 0;
+    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(0x80000007u), "c"(0));
+    return (edx >> 8) & 1; /* invariant TSC: constant rate, runs in every C-state */
+#else
+    return 0;
+#endif
+}
+
+/* Reads the TSC and CLOCK_MONOTONIC as close together as the machine allows. */
+static void read_clock_pair(uint64_t *ticks, int64_t *ns) {
+    int64_t best_gap = INT64_MAX;
+    for (int i = 0; i < 5; i++) {
+        int64_t before = (int64_t)__rdtsc();
+        int64_t mono = scope_monotonic_ns();
+        int64_t after = (int64_t)__rdtsc();
+        if (after - before < best_gap) {
+            best_gap = after - before;
+            *ticks = (uint64_t)(before + (after - before) / 2);
+            *ns = mono;
+        }
+    }
+}
+
+/* Starts the clock: for the TSC, an origin and a first rate from a short interval. */
+static void calibrate_start(int source) {
+    g_clock.source = source;
+    g_clock.ns_per_tick = 1.0;
+    g_clock.calibrated_ns = 0;
+    g_clock.ticks0 = 0;
+    g_clock.ns0 = 0;
+#if SCOPE_HAVE_TSC
+    if (source != SCOPE_CLOCK_TSC) return;
+    read_clock_pair(&g_clock.ticks0, &g_clock.ns0);
+    uint64_t ticks;
+    int64_t ns;
+    do read_clock_pair(&ticks, &ns);
+    while (ns - g_clock.ns0 < 2000000); /* 2 ms: a first estimate good to ~1e-5 */
+    g_clock.ns_per_tick = (double)(ns - g_clock.ns0) / (double)(ticks - g_clock.ticks0);
+    g_clock.calibrated_ns = ns - g_clock.ns0;
+#endif
+}
+
+/* Refines the TSC rate over the whole interval since the origin (g_lock held). */
+static void calibrate_update(void) {
+#if SCOPE_HAVE_TSC
+    if (g_clock.source != SCOPE_CLOCK_TSC) return;
+    uint64_t ticks;
+    int64_t ns;
+    read_clock_pair(&ticks, &ns);
+    if (ticks > g_clock.ticks0 && ns - g_clock.ns0 > g_clock.calibrated_ns) {
+        g_clock.ns_per_tick = (double)(ns - g_clock.ns0) / (double)(ticks - g_clock.ticks0);
+        g_clock.calibrated_ns = ns - g_clock.ns0;
+    }
+#endif
+}
+
+static inline int64_t ticks_to_ns(int64_t ticks) {
+    if (g_clock.source != SCOPE_CLOCK_TSC) return ticks;
+    return g_clock.ns0 +
+           (int64_t)((double)(int64_t)((uint64_t)ticks - g_clock.ticks0) * g_clock.ns_per_tick);
+}
+
+void scope_get_clock(scope_clock *out) {
+    pthread_mutex_lock(&g_lock);
+    calibrate_update();
+    *out = g_clock;
+    pthread_mutex_unlock(&g_lock);
+}
+
+static uint64_t round_up_pow2(uint64_t v) {
+    uint64_t p = 16;
+    while (p < v) p <<= 1;
+    return p;
+}
+
+int scope_configure(uint64_t ring_records, uint64_t arena_bytes, int overflow,
+                    uint64_t block_timeout_ns, uint32_t max_depth, int clock_source) {
+    if (ring_records < 16 || ring_records > (1ull << 32)) return -1;
+    if (arena_bytes < 1024 || arena_bytes > (1ull << 31)) return -1;
+    if (overflow != SCOPE_OVERFLOW_DROP && overflow != SCOPE_OVERFLOW_BLOCK) return -1;
+    if (clock_source != SCOPE_CLOCK_MONOTONIC &&
+        (clock_source != SCOPE_CLOCK_TSC || !scope_tsc_usable()))
+        return -1;
+    scope_g_ring_records = round_up_pow2(ring_records);
+    scope_g_arena_bytes = (uint32_t)round_up_pow2(arena_bytes);
+    scope_g_overflow = overflow;
+    scope_g_block_timeout_ns = block_timeout_ns;
+    scope_g_max_depth = max_depth ? max_depth : 1;
+    pthread_mutex_lock(&g_lock);
+    /* Keep an existing TSC origin: the longer the interval, the better the rate. */
+    if (clock_source != g_clock.source || g_clock.ns0 == 0) {
+        scope_g_clock_source = clock_source;
+        calibrate_start(clock_source);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return 0;
+}
+
+void scope_set_enabled(int enabled) { atomic_store(&scope_g_enabled, enabled ? 1 : 0); }
+int scope_is_enabled(void) { return atomic_load(&scope_g_enabled); }
+
+static void thread_died(void *arg) {
+    scope_thread *t = (scope_thread *)arg;
+    free(t->stack);
+    t->stack = NULL;
+    t->stack_capacity = 0;
+    t->depth = 0;
+    pthread_mutex_lock(&g_lock);
+    if (t->slot - 1 < g_infos_len) g_infos[t->slot - 1].end_ns = scope_monotonic_ns();
+    pthread_mutex_unlock(&g_lock);
+    atomic_store_explicit(&t->dead, 1, memory_order_release);
+}
+
+static void make_key(void) { pthread_key_create(&g_key, thread_died); }
+
+static int record_info(scope_thread *t) {
+    if (g_infos_len == g_infos_cap) {
+        size_t cap = g_infos_cap ? g_infos_cap * 2 : 64;
+        scope_thread_info *grown = realloc(g_infos, cap * sizeof *grown);
+        if (!grown) return -1;
+        g_infos = grown;
+        g_infos_cap = cap;
+    }
+    scope_thread_info *info = &g_infos[g_infos_len++];
+    memset(info, 0, sizeof *info);
+    info->slot = t->slot;
+    info->native_id = (int64_t)syscall(SYS_gettid);
+    info->ident = (uint64_t)pthread_self();
+    info->start_ns = scope_monotonic_ns();
+    return 0;
+}
+
+scope_thread *scope_thread_create(void) {
+    pthread_once(&g_key_once, make_key);
+    scope_thread *t = calloc(1, sizeof *t);
+    if (!t) goto fail;
+    t->capacity = scope_g_ring_records;
+    t->mask = t->capacity - 1;
+    t->records = malloc(t->capacity * sizeof(scope_record));
+    t->stack_capacity = 256;
+    t->stack = malloc(t->stack_capacity * sizeof(scope_frame));
+    if (!t->records || !t->stack) goto fail;
+    pthread_mutex_lock(&g_lock);
+    t->slot = g_next_slot++;
+    if (record_info(t) != 0) {
+        pthread_mutex_unlock(&g_lock);
+        goto fail;
+    }
+    t->next = g_threads;
+    g_threads = t;
+    pthread_mutex_unlock(&g_lock);
+    t->id_base = (uint64_t)t->slot << SCOPE_SLOT_SHIFT;
+    pthread_setspecific(g_key, t);
+    scope_tls_thread = t;
+    return t;
+fail:
+    atomic_fetch_add(&g_setup_failures, 1);
+    if (t) {
+        free(t->records);
+        free(t->stack);
+        free(t);
+    }
+    return NULL;
+}
+
+/* The arena is allocated on a thread's first value: calls-level runs never pay for it. */
+int scope_arena_ensure(scope_thread *t) {
+    if (t->arena) return 1;
+    t->arena = malloc(scope_g_arena_bytes);
+    if (!t->arena) return 0;
+    t->arena_capacity = scope_g_arena_bytes;
+    return 1;
+}
+
+int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) {
+    int64_t start = scope_monotonic_ns();
+    int64_t deadline = start + (int64_t)scope_g_block_timeout_ns;
+    int has_space = 0;
+    void *saved = scope_before_wait ? scope_before_wait() : NULL;
+    struct timespec pause = {0, 50000};
+    for (;;) {
+        t->tail_cache = atomic_load_explicit(&t->tail, memory_order_acquire);
+        t->arena_tail_cache = atomic_load_explicit(&t->arena_tail, memory_order_acquire);
+        if (!scope_ring_full(t, head, arena_needed)) {
+            has_space = 1;
+            break;
+        }
+        if (scope_monotonic_ns() >= deadline) break;
+        nanosleep(&pause, NULL);
+    }
+    if (scope_after_wait) scope_after_wait(saved);
+    atomic_fetch_add_explicit(&t->blocked_ns, (uint64_t)(scope_monotonic_ns() - start),
+                              memory_order_relaxed);
+    return has_space;
+}
+
+int scope_grow_stack(scope_thread *t) {
+    if (t->stack_capacity >= scope_g_max_depth || !t->stack) return 0;
+    uint32_t cap = t->stack_capacity * 2;
+    if (cap > scope_g_max_depth) cap = scope_g_max_depth;
+    scope_frame *grown = realloc(t->stack, (size_t)cap * sizeof *grown);
+    if (!grown) return 0;
+    t->stack = grown;
+    t->stack_capacity = cap;
+    return 1;
+}
+
+/* Copies one ring's pending records (and their arena bytes) out; returns how many.
+ * Stops early when either output buffer is full.  g_lock is held. */
+static uint64_t drain_thread(scope_thread *t, scope_record *out, uint64_t room, uint8_t *arena_out,
+                             size_t arena_room, size_t *arena_used) {
+    uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
+    uint64_t avail = head - tail;
+    if (avail > t->high_water) t->high_water = avail;
+    uint64_t take = avail < room ? avail : room;
+    uint64_t start = tail & t->mask;
+    uint64_t first = take < t->capacity - start ? take : t->capacity - start;
+    memcpy(out, t->records + start, first * sizeof(scope_record));
+    memcpy(out + first, t->records, (take - first) * sizeof(scope_record));
+    int moved_arena = 0;
+    uint32_t arena_tail = 0;
+    for (uint64_t i = 0; i < take; i++) {
+        if (out[i].kind != SCOPE_VALUE) {
+            out[i].time_ns = ticks_to_ns(out[i].time_ns);
+            continue;
+        }
+        scope_value_record *v = (scope_value_record *)&out[i];
+        if (!v->arena_len) continue;
+        if (v->arena_len > arena_room - *arena_used) {
+            take = i; /* the rest waits for the next drain */
+            break;
+        }
+        uint32_t pos = v->arena_pos & (t->arena_capacity - 1);
+        uint32_t part = v->arena_len < t->arena_capacity - pos ? v->arena_len
+                                                                : t->arena_capacity - pos;
+        memcpy(arena_out + *arena_used, t->arena + pos, part);
+        memcpy(arena_out + *arena_used + part, t->arena, v->arena_len - part);
+        arena_tail = v->arena_pos + v->arena_len;
+        moved_arena = 1;
+        v->arena_pos = (uint32_t)*arena_used;
+        *arena_used += v->arena_len;
+    }
+    t->drained += take;
+    if (moved_arena) atomic_store_explicit(&t->arena_tail, arena_tail, memory_order_release);
+    atomic_store_explicit(&t->tail, tail + take, memory_order_release);
+    return take;
+}
+
+static void retire_counters(scope_thread *t, scope_thread_info *info) {
+    info->produced = atomic_load_explicit(&t->head, memory_order_acquire);
+    info->dropped = atomic_load(&t->dropped);
+    info->drained = t->drained;
+    info->high_water = t->high_water;
+    info->blocked_ns = atomic_load(&t->blocked_ns);
+    info->stack_overflow = atomic_load(&t->stack_overflow);
+    info->unmatched_exits = atomic_load(&t->unmatched_exits);
+    info->values_lost = atomic_load(&t->values_lost);
+}
+
+size_t scope_drain(scope_record *out, size_t capacity, uint8_t *arena_out, size_t arena_capacity,
+                   size_t *arena_used) {
+    size_t n = 0;
+    size_t arena_dummy = 0;
+    if (!arena_used) arena_used = &arena_dummy;
+    *arena_used = 0;
+    pthread_mutex_lock(&g_lock);
+    calibrate_update();
+    scope_thread **link = &g_threads;
+    while (*link && n < capacity) {
+        scope_thread *t = *link;
+        int dead = atomic_load_explicit(&t->dead, memory_order_acquire);
+        n += drain_thread(t, out + n, capacity - n, arena_out, arena_out ? arena_capacity : 0,
+                          arena_used);
+        uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
+        if (dead && atomic_load_explicit(&t->tail, memory_order_relaxed) == head) {
+            /* Its owner is gone and nothing is left: keep the counters, free the ring. */
+            if (t->slot - 1 < g_infos_len) retire_counters(t, &g_infos[t->slot - 1]);
+            *link = t->next;
+            free(t->records);
+            free(t->arena);
+            free(t);
+            continue;
+        }
+        link = &t->next;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+static int is_live(uint32_t slot) {
+    for (scope_thread *t = g_threads; t; t = t->next)
+        if (t->slot == slot) return 1;
+    return 0;
+}
+
+void scope_get_stats(scope_stats *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&g_lock);
+    out->dropped = atomic_load(&g_setup_failures);
+    out->threads_seen = g_next_slot - 1;
+    for (size_t i = 0; i < g_infos_len; i++) {
+        if (is_live(g_infos[i].slot)) continue;
+        scope_thread_info *info = &g_infos[i];
+        out->produced += info->produced;
+        out->dropped += info->dropped;
+        out->drained += info->drained;
+        out->blocked_ns += info->blocked_ns;
+        out->stack_overflow += info->stack_overflow;
+        out->unmatched_exits += info->unmatched_exits;
+        out->values_lost += info->values_lost;
+        if (info->high_water > out->high_water) out->high_water = info->high_water;
+    }
+    for (scope_thread *t = g_threads; t; t = t->next) {
+        uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+        out->produced += head;
+        out->dropped += atomic_load(&t->dropped);
+        out->drained += t->drained;
+        out->pending += head - tail;
+        out->blocked_ns += atomic_load(&t->blocked_ns);
+        out->stack_overflow += atomic_load(&t->stack_overflow);
+        out->unmatched_exits += atomic_load(&t->unmatched_exits);
+        out->values_lost += atomic_load(&t->values_lost);
+        if (t->high_water > out->high_water) out->high_water = t->high_water;
+        if (!atomic_load(&t->dead)) out->threads_live++;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+size_t scope_get_threads(scope_thread_info *out, size_t capacity) {
+    pthread_mutex_lock(&g_lock);
+    size_t n = g_infos_len < capacity ? g_infos_len : capacity;
+    memcpy(out, g_infos, n * sizeof *out);
+    for (scope_thread *t = g_threads; t; t = t->next)
+        if (t->slot - 1 < n) retire_counters(t, &out[t->slot - 1]);
+    size_t total = g_infos_len;
+    pthread_mutex_unlock(&g_lock);
+    return total;
+}
+
+void scope_after_fork_child(void) {
+    /* Only the forking thread survives; its parent's records belong to the parent.
+     * The child starts with no rings, slot numbering from 1, and recording off. */
+    atomic_store(&scope_g_enabled, 0);
+    pthread_mutex_init(&g_lock, NULL);
+    scope_thread *t = g_threads;
+    while (t) {
+        scope_thread *next = t->next;
+        free(t->records);
+        free(t->arena);
+        free(t->stack);
+        free(t);
+        t = next;
+    }
+    if (scope_tls_thread) pthread_setspecific(g_key, NULL);
+    scope_tls_thread = NULL;
+    g_threads = NULL;
+    g_infos_len = 0;
+    g_next_slot = 1;
+    atomic_store(&g_setup_failures, 0);
+}
+
+/* ---- Producer API without Python: tests, benchmarks and the sanitizer build ---- */
+
+void scope_emit_enter(uint64_t func_id) {
+    if (!scope_enabled()) return;
+    scope_thread *t = scope_current_thread();
+    if (!t) return;
+    uint64_t parent = t->depth ? t->stack[t->depth - 1].call_id : 0;
+    scope_push_call(t, func_id, parent, t->depth, NULL, 0);
+}
+
+void scope_emit_exit(uint64_t func_id, int raised) {
+    scope_thread *t = scope_tls_thread;
+    if (!t) return;
+    if (t->overflow_depth) {
+        t->overflow_depth--;
+        return;
+    }
+    if (!t->depth || t->stack[t->depth - 1].func_id != func_id) {
+        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        return;
+    }
+    scope_frame *f = &t->stack[--t->depth];
+    scope_record_exit(t, f, raised);
+}
+
+void scope_emit_value(uint64_t func_id, uint16_t index, const uint8_t *bytes, uint32_t len) {
+    scope_thread *t = scope_tls_thread;
+    if (!t || !t->depth || !scope_enabled()) return;
+    scope_frame *f = &t->stack[t->depth - 1];
+    if (f->recorded)
+        scope_value_push(t, f->call_id, func_id, SCOPE_ROLE_ARG, index, SCOPE_TAG_BYTES, len,
+                         bytes, len);
+}
+
+void scope_produce_pairs(uint64_t pairs, uint64_t first_func) {
+    for (uint64_t i = 0; i < pairs; i++) {
+        scope_emit_enter(first_func + i);
+        scope_emit_exit(first_func + i, 0);
+    }
+}

@@ -1,0 +1,222 @@
+/* Internals shared by the ring core (scope_core.c, plain C, no Python) and the
+ * CPython entry points (scope_python.c).  The hot producer operations are
+ * static inline here so that an entry point compiles into one straight path.
+ */
+#ifndef SCOPE_CORE_H
+#define SCOPE_CORE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define SCOPE_HAVE_TSC 1
+#else
+#define SCOPE_HAVE_TSC 0
+#endif
+
+#include "scope_native.h"
+
+/* One open call on a thread's shadow stack (or parked while suspended). */
+typedef struct {
+    uint64_t call_id;
+    uint64_t parent_id;
+    uint64_t func_id;
+    const void *frame; /* the call's interpreter frame, NULL when not known */
+    void *token;       /* owned context-variable token of a coroutine, or NULL */
+    uint32_t depth;    /* recorded calls above it, across suspensions */
+    uint8_t raised;
+    uint8_t recorded; /* the entry went into the ring, so exits and values follow */
+    uint8_t flags;    /* SCOPE_FLAG_* of the function */
+} scope_frame;
+
+typedef struct scope_thread {
+    /* Producer side: touched only by the owning thread (head is read by the drainer). */
+    _Atomic uint64_t head;
+    uint64_t head_local;
+    uint64_t tail_cache;
+    uint64_t seq;
+    uint64_t id_base;
+    scope_frame *stack;
+    uint32_t depth;
+    uint32_t stack_capacity;
+    uint32_t overflow_depth; /* calls entered beyond max_depth, not on the stack */
+    uint32_t suppressed;     /* calls made by scope itself (user repr), not recorded */
+    uint8_t *arena;
+    uint32_t arena_head;
+    uint32_t arena_tail_cache;
+    _Atomic uint64_t dropped;
+    _Atomic uint64_t blocked_ns;
+    _Atomic uint64_t stack_overflow;
+    _Atomic uint64_t unmatched_exits;
+    _Atomic uint64_t values_lost;
+    char pad[64];
+    /* Drainer side. */
+    _Atomic uint64_t tail;
+    _Atomic uint32_t arena_tail;
+    uint64_t drained;
+    uint64_t high_water;
+    _Atomic int dead;
+    uint32_t slot;
+    uint64_t capacity;
+    uint64_t mask;
+    uint32_t arena_capacity;
+    struct scope_thread *next;
+    scope_record *records;
+} scope_thread;
+
+/* Configuration, set before recording starts. */
+extern uint64_t scope_g_ring_records;
+extern uint32_t scope_g_arena_bytes;
+extern int scope_g_overflow;
+extern uint64_t scope_g_block_timeout_ns;
+extern uint32_t scope_g_max_depth;
+extern int scope_g_clock_source;
+extern _Atomic int scope_g_enabled;
+extern __thread scope_thread *scope_tls_thread;
+
+/* Called around a blocking wait so the Python layer can release the GIL. */
+extern void *(*scope_before_wait)(void);
+extern void (*scope_after_wait)(void *);
+
+scope_thread *scope_thread_create(void);
+int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed);
+int scope_grow_stack(scope_thread *t);
+
+static inline int64_t scope_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The raw timestamp stored in a record: TSC ticks or monotonic ns (drain converts). */
+static inline int64_t scope_ticks(void) {
+#if SCOPE_HAVE_TSC
+    if (scope_g_clock_source == SCOPE_CLOCK_TSC) return (int64_t)__rdtsc();
+#endif
+    return scope_monotonic_ns();
+}
+
+static inline scope_thread *scope_current_thread(void) {
+    scope_thread *t = scope_tls_thread;
+    return t ? t : scope_thread_create();
+}
+
+static inline int scope_enabled(void) {
+    return atomic_load_explicit(&scope_g_enabled, memory_order_relaxed);
+}
+
+static inline int scope_ring_full(const scope_thread *t, uint64_t head, uint32_t arena_needed) {
+    return head - t->tail_cache >= t->capacity ||
+           (arena_needed &&
+            (uint32_t)(t->arena_head - t->arena_tail_cache) + arena_needed > t->arena_capacity);
+}
+
+/* Room for one record (and arena_needed arena bytes), waiting under the block policy. */
+static inline int scope_make_room(scope_thread *t, uint32_t arena_needed) {
+    uint64_t head = t->head_local;
+    if (!scope_ring_full(t, head, arena_needed)) return 1;
+    t->tail_cache = atomic_load_explicit(&t->tail, memory_order_acquire);
+    t->arena_tail_cache = atomic_load_explicit(&t->arena_tail, memory_order_acquire);
+    if (!scope_ring_full(t, head, arena_needed)) return 1;
+    return scope_g_overflow == SCOPE_OVERFLOW_BLOCK && scope_wait_for_space(t, head, arena_needed);
+}
+
+/* A free record slot, or NULL: the record is counted as dropped. */
+static inline scope_record *scope_ring_reserve(scope_thread *t) {
+    if (!scope_make_room(t, 0)) {
+        atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+        return NULL;
+    }
+    return &t->records[t->head_local & t->mask];
+}
+
+static inline void scope_ring_publish(scope_thread *t) {
+    t->head_local++;
+    atomic_store_explicit(&t->head, t->head_local, memory_order_release);
+}
+
+static inline int scope_ring_push(scope_thread *t, uint64_t call_id, uint64_t other_id,
+                                  uint64_t func_id, uint32_t depth, uint32_t kind) {
+    scope_record *r = scope_ring_reserve(t);
+    if (!r) return 0;
+    r->call_id = call_id;
+    r->other_id = other_id;
+    r->time_ns = scope_ticks();
+    r->func_id = func_id;
+    r->depth = depth;
+    r->kind = kind;
+    scope_ring_publish(t);
+    return 1;
+}
+
+/* Copies bytes into the arena at the producer's head (space already reserved). */
+static inline uint32_t scope_arena_write(scope_thread *t, const uint8_t *bytes, uint32_t len) {
+    uint32_t pos = t->arena_head;
+    uint32_t start = pos & (t->arena_capacity - 1);
+    uint32_t first = len < t->arena_capacity - start ? len : t->arena_capacity - start;
+    memcpy(t->arena + start, bytes, first);
+    memcpy(t->arena, bytes + first, len - first);
+    t->arena_head = pos + len;
+    return pos;
+}
+
+int scope_arena_ensure(scope_thread *t);
+
+/* Writes one value record; bytes (the summary's variable part) go to the arena. */
+static inline void scope_value_push(scope_thread *t, uint64_t call_id, uint64_t func_id,
+                                    uint8_t role, uint16_t index, uint8_t tag, int64_t payload,
+                                    const uint8_t *bytes, uint32_t len) {
+    if (len && (!scope_arena_ensure(t) || len > t->arena_capacity / 4 || !scope_make_room(t, len))) {
+        /* The value's presence is kept; its content is counted as lost. */
+        atomic_fetch_add_explicit(&t->values_lost, 1, memory_order_relaxed);
+        tag = SCOPE_TAG_LOST;
+        len = 0;
+    }
+    scope_value_record *r = (scope_value_record *)scope_ring_reserve(t);
+    if (!r) return;
+    r->call_id = call_id;
+    r->payload = payload;
+    r->arena_pos = len ? scope_arena_write(t, bytes, len) : 0;
+    r->arena_len = len;
+    r->func_id = func_id;
+    r->index = index;
+    r->tag = tag;
+    r->role = role;
+    r->kind = SCOPE_VALUE;
+    scope_ring_publish(t);
+}
+
+/* Pushes a new call on the stack and records its entry; NULL when over the bound. */
+static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, uint64_t parent_id,
+                                           uint32_t depth, const void *frame, uint8_t flags) {
+    if (t->overflow_depth || (t->depth >= t->stack_capacity && !scope_grow_stack(t))) {
+        t->overflow_depth++;
+        atomic_fetch_add_explicit(&t->stack_overflow, 1, memory_order_relaxed);
+        return NULL;
+    }
+    scope_frame *f = &t->stack[t->depth++];
+    uint64_t id = t->id_base | ++t->seq;
+    f->call_id = id;
+    f->parent_id = parent_id;
+    f->func_id = func_id;
+    f->frame = frame;
+    f->token = NULL;
+    f->depth = depth;
+    f->raised = 0;
+    f->flags = flags;
+    f->recorded = (uint8_t)scope_ring_push(t, id, parent_id, func_id, depth, SCOPE_ENTER);
+    return f;
+}
+
+/* Records the exit of frame f, which the caller has just taken off the stack. */
+static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int raised) {
+    if (f->recorded && scope_enabled()) {
+        uint32_t kind = (raised || f->raised) ? SCOPE_RAISE : SCOPE_RETURN;
+        /* If this push fails, the stored entry reads as an unfinished call. */
+        scope_ring_push(t, f->call_id, t->id_base | t->seq, f->func_id, f->depth, kind);
+    }
+}
+
+#endif

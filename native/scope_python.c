@@ -1,0 +1,802 @@
+/* The CPython side of the recorder: the entry points instrumented code calls,
+ * value summaries, and the bookkeeping of suspended generators and coroutines.
+ *
+ * Every entry point is METH_FASTCALL and runs with the GIL held, so the
+ * structures here (the table of parked calls, the summary settings) need no
+ * lock of their own.  METH_FASTCALL rather than METH_O: CPython 3.11 charges
+ * METH_O calls against the recursion limit, which would make a recorded
+ * program hit RecursionError one frame earlier than it does without scope.
+ *
+ * Frames.  Each open call remembers its interpreter frame.  A generator or
+ * coroutine that suspends (reported before each yield and await) is *parked*:
+ * taken off its thread's stack into a table keyed by its frame, which lives
+ * inside the generator object and never moves.  When it resumes (reported after
+ * the yield or await, or noticed at its next event if the yield raised) it goes
+ * back on top of the stack of whichever thread resumed it, with its call id,
+ * parent and depth unchanged.  A new call whose direct caller is not the top of
+ * the stack walks its callers' frames to settle the stack: a parked caller is a
+ * coroutine delegating to it (``await child()``), and a resumable call on top
+ * that is not among the callers suspended without reporting it (``async for``).
+ * A coroutine's parent is the coroutine that created its task: coroutines set a
+ * context variable, which asyncio copies into every task it creates.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scope_core.h"
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+static inline const void *current_frame(void) {
+    return PyThreadState_Get()->cframe->current_frame;
+}
+static inline const void *frame_caller(const void *frame) {
+    return ((const struct _PyInterpreterFrame *)frame)->previous;
+}
+#else
+/* Other versions: calls are matched by function id and generators by order. */
+static inline const void *current_frame(void) { return NULL; }
+static inline const void *frame_caller(const void *frame) { return NULL; }
+#endif
+
+#define FUNC_MASK ((1ull << SCOPE_FLAG_SHIFT) - 1)
+/* How many caller frames a new call inspects to settle the stack. */
+#define WALK_LIMIT 256
+#define SUMMARY_MAX 1024
+#define ITEM_MAX 48
+
+static PyObject *g_redacted = NULL; /* the sentinel instrumented code passes instead */
+static PyObject *g_call_var = NULL; /* ContextVar: (call id, depth) of the running coroutine */
+
+/* ---- Parked calls: generators and coroutines suspended at a yield or await ---- */
+
+typedef struct {
+    const void *key; /* the call's frame; NULL = empty, TOMBSTONE = removed */
+    scope_frame call;
+} parked;
+
+#define TOMBSTONE ((const void *)1)
+
+static parked *g_parked = NULL;
+static size_t g_parked_cap = 0, g_parked_len = 0, g_parked_used = 0;
+/* Resumable calls open anywhere (on a stack or parked): while zero, no walks. */
+static uint64_t g_resumables = 0;
+
+static inline size_t parked_hash(const void *key) {
+    return (size_t)(((uintptr_t)key >> 4) * 0x9E3779B97F4A7C15ull);
+}
+
+static parked *parked_find(const void *key) {
+    if (!g_parked_len) return NULL;
+    size_t mask = g_parked_cap - 1;
+    for (size_t i = parked_hash(key) & mask;; i = (i + 1) & mask) {
+        if (g_parked[i].key == key) return &g_parked[i];
+        if (!g_parked[i].key) return NULL;
+    }
+}
+
+static int parked_grow(void) {
+    size_t cap = g_parked_cap ? g_parked_cap * 2 : 64;
+    while (g_parked_len * 2 >= cap) cap *= 2;
+    parked *table = calloc(cap, sizeof *table);
+    if (!table) return 0;
+    for (size_t j = 0; j < g_parked_cap; j++) {
+        const void *key = g_parked[j].key;
+        if (!key || key == TOMBSTONE) continue;
+        size_t i = parked_hash(key) & (cap - 1);
+        while (table[i].key) i = (i + 1) & (cap - 1);
+        table[i] = g_parked[j];
+    }
+    free(g_parked);
+    g_parked = table;
+    g_parked_cap = cap;
+    g_parked_used = g_parked_len;
+    return 1;
+}
+
+static int parked_insert(const scope_frame *call) {
+    if ((g_parked_used + 1) * 2 > g_parked_cap && !parked_grow()) return 0;
+    size_t mask = g_parked_cap - 1;
+    size_t i = parked_hash(call->frame) & mask;
+    while (g_parked[i].key && g_parked[i].key != TOMBSTONE && g_parked[i].key != call->frame)
+        i = (i + 1) & mask;
+    if (g_parked[i].key == call->frame) {
+        Py_XDECREF((PyObject *)g_parked[i].call.token); /* a stale entry for a reused frame */
+        g_parked_len--;
+    } else if (!g_parked[i].key) {
+        g_parked_used++;
+    }
+    g_parked[i].key = call->frame;
+    g_parked[i].call = *call;
+    g_parked_len++;
+    return 1;
+}
+
+static void parked_remove(parked *p) {
+    p->key = TOMBSTONE;
+    g_parked_len--;
+}
+
+/* ---- Stack operations that understand suspension ---- */
+
+static inline scope_frame *top_of(scope_thread *t) {
+    return t->depth ? &t->stack[t->depth - 1] : NULL;
+}
+
+static void release_token(scope_frame *f) {
+    PyObject *token = (PyObject *)f->token;
+    if (!token) return;
+    f->token = NULL;
+    /* Fails only if the coroutine ends in another context than it began in. */
+    if (PyContextVar_Reset(g_call_var, token) != 0) PyErr_Clear();
+    Py_DECREF(token);
+}
+
+/* A call leaves the stack for good: its record, its token and the resumable count. */
+static void finish_call(scope_thread *t, scope_frame *f, int raised) {
+    scope_record_exit(t, f, raised);
+    release_token(f);
+    if (f->flags & SCOPE_FLAG_RESUMABLE) g_resumables--;
+}
+
+/* Moves the top of the stack to the parked table: it suspended. */
+static void park_top(scope_thread *t) {
+    scope_frame *f = &t->stack[--t->depth];
+    if (f->recorded && scope_enabled())
+        scope_ring_push(t, f->call_id, 0, f->func_id, f->depth, SCOPE_SUSPEND);
+    if (!f->frame || !parked_insert(f)) {
+        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        release_token(f);
+        g_resumables--;
+    }
+}
+
+/* Puts a parked call back on top of this thread's stack: it resumed. */
+static scope_frame *unpark(scope_thread *t, parked *p) {
+    scope_frame call = p->call;
+    parked_remove(p);
+    if (t->depth >= t->stack_capacity && !scope_grow_stack(t)) {
+        atomic_fetch_add_explicit(&t->stack_overflow, 1, memory_order_relaxed);
+        release_token(&call);
+        g_resumables--;
+        return NULL;
+    }
+    scope_frame *f = &t->stack[t->depth++];
+    *f = call;
+    if (f->recorded && scope_enabled())
+        scope_ring_push(t, f->call_id, 0, f->func_id, f->depth, SCOPE_RESUME);
+    return f;
+}
+
+/* Takes entries above index i off the stack: suspended resumables are parked,
+ * anything else lost its exit (counted). */
+static void unwind_above(scope_thread *t, uint32_t i) {
+    while (t->depth > i + 1) {
+        scope_frame *top = top_of(t);
+        if ((top->flags & SCOPE_FLAG_RESUMABLE) && top->frame) {
+            park_top(t);
+        } else {
+            atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+            t->depth--;
+            release_token(top);
+            if (top->flags & SCOPE_FLAG_RESUMABLE) g_resumables--;
+        }
+    }
+}
+
+/* The open call that the code running in `frame` belongs to, made the top of the
+ * stack (resuming it if it was parked); NULL if scope does not know it. */
+static scope_frame *running_call(scope_thread *t, const void *frame, uint64_t func_id) {
+    scope_frame *top = top_of(t);
+    if (top && (frame ? top->frame == frame : top->func_id == func_id)) return top;
+    if (frame) {
+        parked *p = parked_find(frame);
+        if (p) return unpark(t, p);
+    }
+    for (uint32_t i = t->depth; i-- > 0;) {
+        if (frame ? t->stack[i].frame == frame : t->stack[i].func_id == func_id) {
+            unwind_above(t, i);
+            return top_of(t);
+        }
+    }
+    return NULL;
+}
+
+/* Settles the stack before a call in `frame` begins and returns its parent.
+ * See the comment at the top of this file. */
+static scope_frame *settle_for_call(scope_thread *t, const void *frame, int resumable,
+                                    scope_frame *delegator, int *delegated) {
+    const void *caller = frame_caller(frame);
+    for (;;) {
+        scope_frame *top = top_of(t);
+        if (top && top->frame == caller) return top;
+        const void *f = caller;
+        int steps = 0;
+        for (; f && steps < WALK_LIMIT; f = frame_caller(f), steps++) {
+            if (top && f == top->frame) return top;
+            parked *p = parked_find(f);
+            if (!p) continue;
+            if (resumable) {
+                /* Its caller awaits it (or yields from it) while parked. */
+                if (!*delegated) *delegator = p->call;
+                *delegated = 1;
+                continue;
+            }
+            /* A parked call is running again: its yield or await raised. */
+            return unpark(t, p);
+        }
+        if (f || !top || !(top->flags & SCOPE_FLAG_RESUMABLE) || !top->frame) return top;
+        park_top(t); /* not among the callers: it suspended without saying so */
+    }
+}
+
+/* ---- Value summaries ---- */
+
+typedef struct {
+    uint8_t tag;
+    int64_t payload;
+    uint32_t len;
+    uint8_t buf[SUMMARY_MAX];
+} summary;
+
+static uint32_t g_max_bytes = 64;
+static uint32_t g_full_items = 4;
+static int g_call_repr = 0;
+static char **g_patterns = NULL;
+static size_t g_pattern_count = 0;
+
+static void put(summary *s, const void *bytes, size_t n) {
+    if (n > SUMMARY_MAX - s->len) n = SUMMARY_MAX - s->len;
+    memcpy(s->buf + s->len, bytes, n);
+    s->len += (uint32_t)n;
+}
+
+static void put_type_name(summary *s, PyTypeObject *tp) { put(s, tp->tp_name, strlen(tp->tp_name)); }
+
+/* UTF-8 of the first characters of a str, at most `limit` bytes, without asking
+ * the str to build (and keep) its own UTF-8 copy. */
+static void put_text(summary *s, PyObject *text, uint32_t limit) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (PyUnicode_IS_ASCII(text)) {
+        put(s, PyUnicode_DATA(text), (size_t)n < limit ? (size_t)n : limit);
+        return;
+    }
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    uint8_t out[4];
+    uint32_t used = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        uint32_t w;
+        if (c < 0x80) {
+            out[0] = (uint8_t)c;
+            w = 1;
+        } else if (c < 0x800) {
+            out[0] = 0xC0 | (c >> 6);
+            out[1] = 0x80 | (c & 0x3F);
+            w = 2;
+        } else if (c < 0x10000) {
+            if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD; /* lone surrogate */
+            out[0] = 0xE0 | (c >> 12);
+            out[1] = 0x80 | ((c >> 6) & 0x3F);
+            out[2] = 0x80 | (c & 0x3F);
+            w = 3;
+        } else {
+            out[0] = 0xF0 | (c >> 18);
+            out[1] = 0x80 | ((c >> 12) & 0x3F);
+            out[2] = 0x80 | ((c >> 6) & 0x3F);
+            out[3] = 0x80 | (c & 0x3F);
+            w = 4;
+        }
+        if (used + w > limit) break;
+        put(s, out, w);
+        used += w;
+    }
+}
+
+static int is_secret_name(PyObject *key) {
+    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key)) return 0;
+    const char *name = (const char *)PyUnicode_DATA(key);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(key);
+    for (size_t p = 0; p < g_pattern_count; p++) {
+        size_t m = strlen(g_patterns[p]);
+        for (size_t i = 0; m && i + m <= n; i++) {
+            size_t j = 0;
+            while (j < m && (char)tolower((unsigned char)name[i + j]) == g_patterns[p][j]) j++;
+            if (j == m) return 1;
+        }
+    }
+    return 0;
+}
+
+static void summarize(scope_thread *t, PyObject *o, int full, summary *s);
+
+/* One item of a container, appended as [tag][payload: 8][len: 2][bytes]. */
+static void put_item(scope_thread *t, summary *s, PyObject *item, int redact) {
+    summary inner;
+    if (redact) {
+        inner.tag = SCOPE_TAG_REDACTED;
+        inner.payload = 0;
+        inner.len = 0;
+    } else {
+        summarize(t, item, 0, &inner);
+    }
+    uint16_t len = (uint16_t)(inner.len < ITEM_MAX ? inner.len : ITEM_MAX);
+    put(s, &inner.tag, 1);
+    put(s, &inner.payload, 8);
+    put(s, &len, 2);
+    put(s, inner.buf, len);
+}
+
+static void put_items(scope_thread *t, PyObject *o, summary *s) {
+    uint8_t zero = 0;
+    put(s, &zero, 1);
+    uint32_t limit = g_full_items;
+    if (PyList_CheckExact(o) || PyTuple_CheckExact(o)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        PyObject **items = PySequence_Fast_ITEMS(o);
+        for (Py_ssize_t i = 0; i < n && (uint32_t)i < limit; i++) put_item(t, s, items[i], 0);
+    } else if (PyDict_CheckExact(o)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        for (uint32_t i = 0; i < limit && PyDict_Next(o, &pos, &key, &value); i++) {
+            put_item(t, s, key, 0);
+            put_item(t, s, value, is_secret_name(key));
+        }
+    } else {
+        Py_ssize_t pos = 0;
+        PyObject *key;
+        Py_hash_t hash;
+        for (uint32_t i = 0; i < limit && _PySet_NextEntry(o, &pos, &key, &hash); i++)
+            put_item(t, s, key, 0);
+    }
+}
+
+/* Type, and a bounded value where that needs no user code (unless repr is asked for). */
+static void summarize(scope_thread *t, PyObject *o, int full, summary *s) {
+    PyTypeObject *tp = Py_TYPE(o);
+    s->len = 0;
+    s->payload = 0;
+    if (o == Py_None) {
+        s->tag = SCOPE_TAG_NONE;
+    } else if (tp == &PyBool_Type) {
+        s->tag = SCOPE_TAG_BOOL;
+        s->payload = o == Py_True;
+    } else if (tp == &PyLong_Type) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) {
+            s->tag = SCOPE_TAG_BIGINT;
+            s->payload = (int64_t)_PyLong_NumBits(o) * overflow;
+        } else {
+            s->tag = SCOPE_TAG_INT;
+            s->payload = v;
+        }
+    } else if (tp == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(o);
+        s->tag = SCOPE_TAG_FLOAT;
+        memcpy(&s->payload, &d, 8);
+    } else if (tp == &PyUnicode_Type) {
+        s->tag = SCOPE_TAG_STR;
+        s->payload = PyUnicode_GET_LENGTH(o);
+        put_text(s, o, g_max_bytes);
+    } else if (tp == &PyBytes_Type) {
+        s->tag = SCOPE_TAG_BYTES;
+        s->payload = PyBytes_GET_SIZE(o);
+        put(s, PyBytes_AS_STRING(o),
+            (size_t)s->payload < g_max_bytes ? (size_t)s->payload : g_max_bytes);
+    } else if (tp == &PyList_Type || tp == &PyTuple_Type || tp == &PyDict_Type ||
+               tp == &PySet_Type || tp == &PyFrozenSet_Type) {
+        s->tag = SCOPE_TAG_CONTAINER;
+        s->payload = tp == &PyDict_Type ? PyDict_GET_SIZE(o)
+                     : (tp == &PyList_Type || tp == &PyTuple_Type) ? Py_SIZE(o)
+                                                                   : PySet_GET_SIZE(o);
+        put_type_name(s, tp);
+        if (full) put_items(t, o, s);
+    } else if (PyType_Check(o)) {
+        s->tag = SCOPE_TAG_CLASS;
+        put_type_name(s, (PyTypeObject *)o);
+    } else if (PyExceptionInstance_Check(o)) {
+        s->tag = SCOPE_TAG_EXCEPTION;
+        s->payload = (int64_t)(uintptr_t)o;
+        put_type_name(s, tp);
+        PyObject *args = ((PyBaseExceptionObject *)o)->args;
+        if (args && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) >= 1 &&
+            PyUnicode_CheckExact(PyTuple_GET_ITEM(args, 0))) {
+            uint8_t zero = 0;
+            put(s, &zero, 1);
+            put_text(s, PyTuple_GET_ITEM(args, 0), g_max_bytes);
+        }
+    } else if (full && g_call_repr && !t->suppressed) {
+        /* The user asked for repr(): calls it makes are scope's, not the program's. */
+        t->suppressed = 1;
+        PyObject *text = PyObject_Repr(o);
+        t->suppressed = 0;
+        s->payload = (int64_t)(uintptr_t)o;
+        put_type_name(s, tp);
+        if (text && PyUnicode_Check(text)) {
+            uint8_t zero = 0;
+            s->tag = SCOPE_TAG_REPR;
+            put(s, &zero, 1);
+            put_text(s, text, g_max_bytes);
+        } else {
+            s->tag = SCOPE_TAG_OBJECT;
+            PyErr_Clear();
+        }
+        Py_XDECREF(text);
+    } else {
+        s->tag = SCOPE_TAG_OBJECT;
+        s->payload = (int64_t)(uintptr_t)o;
+        put_type_name(s, tp);
+    }
+}
+
+static void record_value(scope_thread *t, const scope_frame *call, uint8_t role, uint16_t index,
+                         PyObject *o, int full) {
+    if (!call->recorded) return;
+    if (o == g_redacted) {
+        scope_value_push(t, call->call_id, call->func_id, role, index, SCOPE_TAG_REDACTED, 0, NULL,
+                         0);
+        return;
+    }
+    summary s;
+    summarize(t, o, full, &s);
+    scope_value_push(t, call->call_id, call->func_id, role, index, s.tag, s.payload, s.buf,
+                     s.len);
+}
+
+int scope_configure_values(uint32_t max_bytes, uint32_t full_items, int call_repr,
+                           const char *redact_patterns) {
+    if (max_bytes < 1 || max_bytes > SUMMARY_MAX / 2 || full_items > 64) return -1;
+    for (size_t i = 0; i < g_pattern_count; i++) free(g_patterns[i]);
+    free(g_patterns);
+    g_patterns = NULL;
+    g_pattern_count = 0;
+    size_t count = 0;
+    for (const char *c = redact_patterns; c && *c; c++) count += *c == '\n';
+    g_patterns = calloc(count + 1, sizeof *g_patterns);
+    if (!g_patterns) return -1;
+    const char *start = redact_patterns;
+    while (start && *start) {
+        const char *end = strchr(start, '\n');
+        size_t n = end ? (size_t)(end - start) : strlen(start);
+        if (n) {
+            char *p = malloc(n + 1);
+            if (!p) return -1;
+            for (size_t i = 0; i < n; i++) p[i] = (char)tolower((unsigned char)start[i]);
+            p[n] = 0;
+            g_patterns[g_pattern_count++] = p;
+        }
+        start = end ? end + 1 : NULL;
+    }
+    g_max_bytes = max_bytes;
+    g_full_items = full_items;
+    g_call_repr = call_repr;
+    return 0;
+}
+
+/* ---- Entry points ---- */
+
+static inline int read_tagged(PyObject *const *args, Py_ssize_t nargs, uint64_t *out) {
+    if (nargs < 1) return 0;
+#if PY_VERSION_HEX < 0x030C0000
+    /* PyLong_AsUnsignedLongLong goes through _PyLong_AsByteArray on 3.11 and was
+     * half the cost of a recorded call; the tag's digits are read directly. */
+    PyObject *o = args[0];
+    Py_ssize_t size = Py_SIZE(o);
+    const digit *d = ((PyLongObject *)o)->ob_digit;
+    if (PyLong_CheckExact(o) && size >= 0 && size <= 3 &&
+        (size < 3 || d[2] < (1u << (64 - 2 * PyLong_SHIFT)))) {
+        uint64_t v = 0;
+        for (Py_ssize_t i = size; i-- > 0;) v = (v << PyLong_SHIFT) | d[i];
+        *out = v;
+        return 1;
+    }
+#endif
+    *out = PyLong_AsUnsignedLongLong(args[0]);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* The value argument of a pass-through entry point, returned as a new reference. */
+static inline PyObject *passed(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at) {
+    PyObject *value = nargs > at ? args[at] : Py_None;
+    Py_INCREF(value);
+    return value;
+}
+
+/* The thread's recorder state when this event should be handled, else NULL. */
+static inline scope_thread *active_thread(void) {
+    scope_thread *t = scope_tls_thread;
+    if (!t || t->suppressed) return NULL;
+    return t;
+}
+
+static void set_call_var(scope_frame *f) {
+    PyObject *value = Py_BuildValue("(KI)", (unsigned long long)f->call_id, f->depth);
+    if (value) f->token = PyContextVar_Set(g_call_var, value);
+    Py_XDECREF(value);
+    if (!f->token) PyErr_Clear();
+}
+
+/* The coroutine that created this task, from the context variable; 0 if none. */
+static int call_var_parent(uint64_t *parent, uint32_t *depth) {
+    PyObject *value = NULL;
+    if (!g_call_var || PyContextVar_Get(g_call_var, NULL, &value) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int found = 0;
+    unsigned long long id;
+    unsigned int d;
+    if (value && PyArg_ParseTuple(value, "KI", &id, &d)) {
+        *parent = id;
+        *depth = d + 1;
+        found = 1;
+    }
+    PyErr_Clear();
+    Py_XDECREF(value);
+    return found;
+}
+
+/* enter(tagged_id, *args): a call begins; args are its parameters at args level. */
+static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    if (!scope_enabled() || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    scope_thread *t = scope_current_thread();
+    if (!t) Py_RETURN_NONE;
+    if (t->suppressed) {
+        t->suppressed++;
+        Py_RETURN_NONE;
+    }
+    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
+    const void *frame = current_frame();
+    scope_frame *parent = top_of(t);
+    scope_frame delegator;
+    int delegated = 0;
+    if (frame && (g_resumables || (flags & SCOPE_FLAG_RESUMABLE)))
+        parent = settle_for_call(t, frame, flags & SCOPE_FLAG_RESUMABLE, &delegator, &delegated);
+    uint64_t parent_id = parent ? parent->call_id : 0;
+    uint32_t depth = parent ? parent->depth + 1 : 0;
+    if (delegated) {
+        parent_id = delegator.call_id;
+        depth = delegator.depth + 1;
+    } else if (flags & SCOPE_FLAG_ASYNC) {
+        call_var_parent(&parent_id, &depth);
+    }
+    scope_frame *f = scope_push_call(t, tagged & FUNC_MASK, parent_id, depth, frame, flags);
+    if (!f) Py_RETURN_NONE;
+    if (flags & SCOPE_FLAG_RESUMABLE) g_resumables++;
+    if ((flags & SCOPE_FLAG_ASYNC) && g_call_var) set_call_var(f);
+    if (flags & SCOPE_FLAG_ARGS) {
+        for (Py_ssize_t i = 1; i < nargs; i++) {
+            record_value(t, f, SCOPE_ROLE_ARG, (uint16_t)(i - 1), args[i],
+                         flags & SCOPE_FLAG_FULL);
+            f = top_of(t); /* a user repr may have grown the stack */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* exit(tagged_id): the innermost call of this frame ends (from its finally block). */
+static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = scope_tls_thread;
+    if (!t || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    if (t->suppressed) {
+        if (t->suppressed > 1) t->suppressed--;
+        Py_RETURN_NONE;
+    }
+    if (t->overflow_depth) {
+        t->overflow_depth--;
+        Py_RETURN_NONE;
+    }
+    scope_frame *f = running_call(t, current_frame(), tagged & FUNC_MASK);
+    if (!f) {
+        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        Py_RETURN_NONE;
+    }
+    t->depth--;
+    finish_call(t, f, 0);
+    Py_RETURN_NONE;
+}
+
+/* unwind(tagged_id): the call is ending by an exception (from its except block). */
+static PyObject *py_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (!t || t->overflow_depth || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    scope_frame *f = running_call(t, current_frame(), tagged & FUNC_MASK);
+    if (!f) Py_RETURN_NONE;
+    f->raised = 1;
+    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
+    if ((flags & SCOPE_FLAG_ARGS) && scope_enabled()) {
+        PyObject *exc = PyErr_GetHandledException();
+        if (exc && exc != Py_None)
+            record_value(t, f, SCOPE_ROLE_RAISE, 0, exc, flags & SCOPE_FLAG_FULL);
+        Py_XDECREF(exc);
+    }
+    Py_RETURN_NONE;
+}
+
+/* returning(tagged_id, value) -> value: the call returns value (args level). */
+static PyObject *py_returning(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && scope_enabled() && read_tagged(args, nargs, &tagged) &&
+        nargs == 2) {
+        scope_frame *f = running_call(t, current_frame(), tagged & FUNC_MASK);
+        if (f)
+            record_value(t, f, SCOPE_ROLE_RETURN, 0, args[1],
+                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL);
+    }
+    return passed(args, nargs, 1);
+}
+
+/* assigning(tagged_id, index, value) -> value: self.<attribute index> = value. */
+static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && scope_enabled() && nargs == 3 &&
+        read_tagged(args, nargs, &tagged)) {
+        long index = PyLong_AsLong(args[1]);
+        scope_frame *f = index >= 0 ? running_call(t, current_frame(), tagged & FUNC_MASK) : NULL;
+        if (f && (index & SCOPE_ATTR_REDACTED))
+            scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR,
+                             (uint16_t)(index & (SCOPE_ATTR_REDACTED - 1)), SCOPE_TAG_REDACTED, 0,
+                             NULL, 0);
+        else if (f && f->recorded)
+            record_value(t, f, SCOPE_ROLE_ATTR, (uint16_t)index, args[2],
+                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL);
+        PyErr_Clear();
+    }
+    return passed(args, nargs, 2);
+}
+
+/* suspending(tagged_id, value) -> value: the generator or coroutine is about to yield
+ * or await value. */
+static PyObject *py_suspending(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && read_tagged(args, nargs, &tagged)) {
+        const void *frame = current_frame();
+        if (frame && running_call(t, frame, tagged & FUNC_MASK)) park_top(t);
+    }
+    return passed(args, nargs, 1);
+}
+
+/* resumed(tagged_id, value) -> value: it continues after its yield or await. */
+static PyObject *py_resumed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    const void *frame = current_frame();
+    if (!t && frame && g_parked_len) t = scope_current_thread(); /* resumed on a new thread */
+    if (t && !t->suppressed && !t->overflow_depth && frame && read_tagged(args, nargs, &tagged)) {
+        scope_frame *top = top_of(t);
+        parked *p = (top && top->frame == frame) ? NULL : parked_find(frame);
+        if (p) {
+            scope_frame ignored;
+            int delegated = 0;
+            settle_for_call(t, frame, 1, &ignored, &delegated);
+            p = parked_find(frame); /* settling may have grown the table */
+            if (p) unpark(t, p);
+        }
+    }
+    return passed(args, nargs, 1);
+}
+
+/* Calls func(*rest), or evaluates a code object in a globals dict directly (as the
+ * interpreter runs a script: going through the exec builtin would cost the
+ * program one level of recursion depth). */
+static PyObject *call_or_eval(PyObject *func, PyObject *rest) {
+    if (PyCode_Check(func) && PyTuple_GET_SIZE(rest) == 1 &&
+        PyDict_Check(PyTuple_GET_ITEM(rest, 0)))
+        return PyEval_EvalCode(func, PyTuple_GET_ITEM(rest, 0), PyTuple_GET_ITEM(rest, 0));
+    return PyObject_Call(func, rest, NULL);
+}
+
+/* run_at_bottom(func, *args): call func(*args) as if nothing were below it on the
+ * Python stack; run_at_bottom(code, globals) evaluates code in globals.  The
+ * first frame func creates has no f_back, and the thread's recursion depth
+ * counts from zero while it runs, so the recorded program sees the stack and
+ * the recursion limit that it sees under plain python, not runpy's, click's and
+ * scope's frames below it.  Both are restored afterwards.
+ */
+static PyObject *py_run_at_bottom(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "run_at_bottom() needs a callable");
+        return NULL;
+    }
+    PyObject *rest = PyTuple_New(nargs - 1);
+    if (!rest) return NULL;
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(rest, i - 1, args[i]);
+    }
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    struct _PyInterpreterFrame *saved_frame = ts->cframe->current_frame;
+    int depth = ts->recursion_limit - ts->recursion_remaining;
+    ts->cframe->current_frame = NULL;
+    ts->recursion_remaining = ts->recursion_limit;
+    PyObject *result = call_or_eval(args[0], rest);
+    ts->cframe->current_frame = saved_frame;
+    ts->recursion_remaining = ts->recursion_limit - depth;
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    struct _PyInterpreterFrame *saved_frame = ts->cframe->current_frame;
+    int depth = ts->py_recursion_limit - ts->py_recursion_remaining;
+    ts->cframe->current_frame = NULL;
+    ts->py_recursion_remaining = ts->py_recursion_limit;
+    PyObject *result = call_or_eval(args[0], rest);
+    ts->cframe->current_frame = saved_frame;
+    ts->py_recursion_remaining = ts->py_recursion_limit - depth;
+#else
+    (void)ts;
+    PyObject *result = call_or_eval(args[0], rest);
+#endif
+    Py_DECREF(rest);
+    return result;
+}
+
+/* set_runtime_objects(redacted, context_var): objects the entry points compare with. */
+static PyObject *py_set_runtime_objects(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs) {
+    if (nargs != 2 || !PyContextVar_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "set_runtime_objects(redacted, ContextVar)");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(g_redacted, args[0]);
+    Py_XSETREF(g_call_var, args[1]);
+    Py_RETURN_NONE;
+}
+
+static void *release_gil(void) { return PyGILState_Check() ? PyEval_SaveThread() : NULL; }
+
+static void reacquire_gil(void *saved) {
+    if (saved) PyEval_RestoreThread((PyThreadState *)saved);
+}
+
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+
+static PyMethodDef entry_points[] = {
+    {"run_at_bottom", FASTCALL(py_run_at_bottom),
+     "run_at_bottom(func, *args) or (code, globals): run with no Python frame below."},
+    {"enter", FASTCALL(py_enter), "enter(tagged_id, *args): a call begins on this thread."},
+    {"exit", FASTCALL(py_exit), "exit(tagged_id): the call running in this frame ends."},
+    {"unwind", FASTCALL(py_unwind), "unwind(tagged_id): the call is ending by an exception."},
+    {"returning", FASTCALL(py_returning), "returning(tagged_id, value) -> value: it returns."},
+    {"assigning", FASTCALL(py_assigning),
+     "assigning(tagged_id, index, value) -> value: it sets an attribute of self."},
+    {"suspending", FASTCALL(py_suspending),
+     "suspending(tagged_id, value) -> value: it yields or awaits value."},
+    {"resumed", FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
+    {"set_runtime_objects", FASTCALL(py_set_runtime_objects),
+     "set_runtime_objects(redacted, context_var): the sentinel and the call variable."},
+    {NULL, NULL, 0, NULL},
+};
+
+int scope_install_entry_points(const char *module_name) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module) {
+        rc = PyModule_AddFunctions(module, entry_points);
+        Py_DECREF(module);
+    }
+    if (rc != 0) PyErr_Clear();
+    scope_before_wait = release_gil;
+    scope_after_wait = reacquire_gil;
+    PyGILState_Release(gil);
+    return rc;
+}

@@ -1,0 +1,180 @@
+"""Record instrumented source inside the test process, without a database.
+
+``record(source, level, run)`` compiles ``source`` with scope's rewriter,
+lets ``run`` call into the module while recording is on, then drains the
+rings and correlates them: tests see the same call rows and value rows the
+writer would store, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scope.capture import runtime
+from scope.instrument.analyze import analyze_source
+from scope.instrument.plan import DEFAULT_REDACT, make_plan
+from scope.instrument.rewrite import compile_instrumented
+from scope.storage.correlate import Correlator
+from scope.storage.values import value_columns
+
+from scope import native
+
+
+@dataclass
+class Call:
+    """One correlated call, with its values, as a test wants to see it."""
+
+    id: int
+    qualname: str
+    parent: int
+    depth: int
+    outcome: int
+    duration_ns: int
+    suspended_ns: int
+    suspensions: int
+    args: dict[str, str] = field(default_factory=dict)
+    returned: str | None = None
+    raised: str | None = None
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Recorded:
+    """What a recording captured: calls by id, and the native counters' change."""
+
+    calls: dict[int, Call]
+    unfinished: int
+    stats: native.RingStats
+
+    def named(self, qualname: str) -> list[Call]:
+        """The calls of one function, in id order."""
+        return [c for c in self.calls.values() if c.qualname == qualname]
+
+    def parent_of(self, call: Call) -> Call | None:
+        """The recorded parent, if it is in this recording."""
+        return self.calls.get(call.parent)
+
+    def children(self, call: Call) -> list[Call]:
+        """The calls whose parent is ``call``."""
+        return [c for c in self.calls.values() if c.parent == call.id]
+
+
+def drain_everything() -> tuple[np.ndarray, np.ndarray]:
+    """Every pending record and the arena bytes they use."""
+    records, arenas = [], []
+    buffer = np.zeros(1 << 16, native.RECORD_DTYPE)
+    arena = np.zeros(1 << 22, np.uint8)
+    offset = 0
+    while True:
+        n, used = native.drain(buffer, arena)
+        if n == 0:
+            break
+        chunk = buffer[:n].copy()
+        values = chunk.view(native.VALUE_DTYPE)
+        values["arena_pos"][chunk["kind"] == native.VALUE] += offset
+        records.append(chunk)
+        arenas.append(arena[:used].copy())
+        offset += used
+    if not records:
+        return np.empty(0, native.RECORD_DTYPE), np.empty(0, np.uint8)
+    return np.concatenate(records), np.concatenate(arenas)
+
+
+def load(source: str, level: str = "calls", name: str = "recorded", redact=()) -> types.ModuleType:
+    """Compile ``source`` instrumented at ``level`` into a fresh module."""
+    source = textwrap.dedent(source)
+    path = f"/virtual/{name}.py"
+    plan = make_plan(name, path, analyze_source(source), level, redact)
+    module = types.ModuleType(name)
+    module.__file__ = path
+    module.__dict__["__scope_plan__"] = plan
+    exec(compile_instrumented(source, path, plan), module.__dict__)
+    return module
+
+
+def record(
+    module: types.ModuleType,
+    run: Callable[[types.ModuleType], object],
+    *,
+    max_bytes: int = 64,
+    items: int = 4,
+    call_repr: bool = False,
+    redact: tuple[str, ...] = (),
+    arena_bytes: int = 1 << 20,
+) -> Recorded:
+    """Run ``run(module)`` with recording on; return the correlated calls.
+
+    It runs on a new thread, so that its ring is created with this harness's
+    sizes whatever earlier tests configured.
+    """
+    runtime.install_entry_points()
+    native.configure(1 << 20, "drop", 0, 1 << 16, arena_bytes=arena_bytes)
+    native.configure_values(max_bytes, items, call_repr, DEFAULT_REDACT + redact)
+    drain_everything()
+    before = native.stats()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(module)
+        except BaseException as exc:
+            failure.append(exc)
+
+    native.set_enabled(True)
+    try:
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    finally:
+        native.set_enabled(False)
+    if failure:
+        raise failure[0]
+    records, arena = drain_everything()
+    after = native.stats()
+    plan = module.__dict__["__scope_plan__"]
+    functions = {f.id: f for f in plan.functions}
+    correlator = Correlator()
+    done, values = correlator.add(records)
+    open_calls = correlator.finish()
+    calls: dict[int, Call] = {}
+    for cols in (done, open_calls):
+        for i in range(len(cols)):
+            call_id = int(cols.id[i])
+            calls[call_id] = Call(
+                id=call_id,
+                qualname=functions[int(cols.function[i])].qualname,
+                parent=int(cols.parent[i]),
+                depth=int(cols.depth[i]),
+                outcome=int(cols.outcome[i]),
+                duration_ns=int(cols.duration_ns[i]),
+                suspended_ns=int(cols.suspended_ns[i]),
+                suspensions=int(cols.suspensions[i]),
+            )
+
+    def name_of(func: int, role: str, index: int) -> str | None:
+        f = functions[func]
+        names = f.params if role == "argument" else f.attributes
+        return names[index] if role in ("argument", "attribute") else None
+
+    rows = value_columns(values, arena, name_of)
+    for call_id, role, name, text in zip(
+        rows["call"].tolist(), rows["role"], rows["name"], rows["value"], strict=True
+    ):
+        call = calls[call_id]
+        if role == "argument":
+            call.args[name] = text
+        elif role == "return":
+            call.returned = text
+        elif role == "raise":
+            call.raised = text
+        else:
+            call.attributes.append((name, text))
+    delta = native.RingStats(
+        **{k: getattr(after, k) - getattr(before, k) for k in native.RingStats.__dataclass_fields__}
+    )
+    return Recorded(calls, len(open_calls), delta)
