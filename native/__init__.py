@@ -241,5 +241,11 @@ def now_ns() -> int:
 
 
 def after_fork_child() -> None:
-    """Forget the parent's rings in a forked child and stop recording there."""
+    """Forget the parent's rings in a forked child and stop recording there.
+
+    The child also keeps, untouched, the parent's open recording objects: closing
+    them could write to the parent's file.  They are left for the process's end,
+    and the leak report their library would print there is silenced.
+    """
     lib.scope_after_fork_child()
+    _native.forked_child()

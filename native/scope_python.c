@@ -761,6 +761,24 @@ static PyObject *py_set_runtime_objects(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* The last exit function of a forked child: it runs after the interpreter has
+ * finalized everything the program could print, and points C's stderr at
+ * /dev/null for the exit functions registered before it.  The child inherited
+ * the parent's open recording (DuckDB objects it must never close: that could
+ * write to the parent's file), and nanobind reports such objects as leaks on
+ * stderr at exit, output the program would not have produced without scope. */
+static void quiet_inherited_objects(void) {
+    FILE *null = fopen("/dev/null", "w");
+    if (null) stderr = null;
+}
+
+/* forked_child(): called in a forked child; arranges quiet_inherited_objects. */
+static PyObject *py_forked_child(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static int registered = 0;
+    if (!registered && Py_AtExit(quiet_inherited_objects) == 0) registered = 1;
+    return PyBool_FromLong(registered);
+}
+
 static void *release_gil(void) { return PyGILState_Check() ? PyEval_SaveThread() : NULL; }
 
 static void reacquire_gil(void *saved) {
@@ -781,6 +799,8 @@ static PyMethodDef entry_points[] = {
     {"suspending", FASTCALL(py_suspending),
      "suspending(tagged_id, value) -> value: it yields or awaits value."},
     {"resumed", FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
+    {"forked_child", FASTCALL(py_forked_child),
+     "forked_child() -> bool: quiet the inherited recording's objects at this child's exit."},
     {"set_runtime_objects", FASTCALL(py_set_runtime_objects),
      "set_runtime_objects(redacted, context_var): the sentinel and the call variable."},
     {NULL, NULL, 0, NULL},

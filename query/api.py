@@ -48,6 +48,41 @@ class FunctionStats:
     max_ns: int
 
 
+@dataclass(frozen=True)
+class ThreadHealth:
+    """What one thread of a run captured and lost."""
+
+    id: int
+    name: str | None
+    native_id: int
+    events_produced: int
+    events_dropped: int
+    ring_high_water: int
+    blocked_ns: int
+    stack_overflow: int
+    unmatched_exits: int
+    values_lost: int
+
+
+@dataclass(frozen=True)
+class RunHealth:
+    """A run's self-telemetry: what was captured, stored and lost, and by which thread."""
+
+    run: int
+    status: str
+    events_captured: int | None
+    events_stored: int | None
+    events_dropped: int | None
+    calls_stored: int | None
+    calls_unfinished: int | None
+    values_stored: int
+    writer_batches: int | None
+    clock: str | None
+    clock_ns_per_tick: float | None
+    problems: list[str]
+    threads: list[ThreadHealth]
+
+
 @dataclass
 class CallNode:
     """One call in a tree, with the calls it made (as far as the tree was fetched)."""
@@ -109,6 +144,27 @@ class Recording:
                FROM run ORDER BY id"""
         ).fetchall()
         return [RunSummary(*row) for row in rows]
+
+    def health(self, run: int | None = None) -> RunHealth:
+        """What the recorder captured, stored and lost in a run, overall and per thread."""
+        run_id = self.resolve_run(run)
+        row = self.con.execute(
+            """SELECT status, events_captured, events_stored, events_dropped, calls_stored,
+                      calls_unfinished,
+                      (SELECT count(*) FROM value WHERE run = r.id),
+                      writer_batches, clock, clock_ns_per_tick, coalesce(problems, [])
+               FROM run r WHERE id = ?""",
+            [run_id],
+        ).fetchone()
+        assert row is not None
+        threads = self.con.execute(
+            """SELECT id, name, native_id, events_produced, events_dropped, ring_high_water,
+                      blocked_ns, stack_overflow, unmatched_exits, values_lost
+               FROM thread WHERE run = ? ORDER BY id""",
+            [run_id],
+        ).fetchall()
+        values: list[object] = [run_id, *row, [ThreadHealth(*t) for t in threads]]
+        return RunHealth(*values)  # type: ignore[arg-type]
 
     def resolve_run(self, run: int | None = None) -> int:
         """The run ``run`` if it exists, or the latest run when ``run`` is None."""

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
-from scope.query.api import CallNode, CallTree, FunctionStats, RunSummary
+from scope.query.api import CallNode, CallTree, FunctionStats, RunHealth, RunSummary
 
 _OUTCOME_STYLES = {"returned": "", "raised": "bold red", "unfinished": "yellow"}
 
@@ -62,6 +62,53 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             "-" if run.calls_stored is None else f"{run.calls_stored:,}",
             "-" if run.events_dropped is None else f"{run.events_dropped:,}",
             run.status + (" (" + "; ".join(run.problems) + ")" if run.problems else ""),
+        )
+    return table
+
+
+def health_table(health: RunHealth) -> Table:
+    """A run's telemetry: totals, then one row per thread."""
+
+    def count(value: int | None) -> str:
+        return "-" if value is None else f"{value:,}"
+
+    table = Table(title=f"Run {health.run}: {health.status}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    clock = health.clock or "-"
+    if health.clock == "tsc" and health.clock_ns_per_tick:
+        clock += f" ({1 / health.clock_ns_per_tick:.3f} GHz, calibrated)"
+    for name, value in (
+        ("events captured", count(health.events_captured)),
+        ("events stored", count(health.events_stored)),
+        ("events dropped", count(health.events_dropped)),
+        ("calls stored", count(health.calls_stored)),
+        ("calls unfinished", count(health.calls_unfinished)),
+        ("values stored", count(health.values_stored)),
+        ("writer batches", count(health.writer_batches)),
+        ("clock", clock),
+    ):
+        table.add_row(name, value)
+    for problem in health.problems:
+        table.add_row("problem", problem)
+    return table
+
+
+def threads_table(health: RunHealth) -> Table:
+    """Per-thread counters of a run."""
+    table = Table(title="Threads")
+    table.add_column("thread")
+    for name in ("produced", "dropped", "high water", "blocked", "values lost", "too deep"):
+        table.add_column(name, justify="right")
+    for t in health.threads:
+        table.add_row(
+            f"{t.id} {t.name or ''}".strip(),
+            f"{t.events_produced:,}",
+            f"{t.events_dropped:,}",
+            f"{t.ring_high_water:,}",
+            format_ns(t.blocked_ns),
+            f"{t.values_lost:,}",
+            f"{t.stack_overflow:,}",
         )
     return table
 

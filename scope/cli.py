@@ -125,6 +125,25 @@ def runs(db: str | None, as_json: bool) -> None:
 @cli.command()
 @db_option
 @run_option
+@json_option
+def status(db: str | None, run_id: int | None, as_json: bool) -> None:
+    """What the recorder captured, stored and lost in a run, and on which thread."""
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        health = recording.health(run_id)
+    if as_json:
+        click.echo(render.to_json(health))
+    else:
+        out = render.console()
+        out.print(render.health_table(health))
+        out.print(render.threads_table(health))
+
+
+@cli.command()
+@db_option
+@run_option
 @click.option("--function", "-f", metavar="NAME", help="Only functions whose name contains NAME.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many functions.")
 @json_option

@@ -8,6 +8,7 @@ writer would store, in milliseconds.
 
 from __future__ import annotations
 
+import gc
 import textwrap
 import threading
 import types
@@ -113,6 +114,7 @@ def record(
     sizes whatever earlier tests configured.
     """
     runtime.install_entry_points()
+    gc.collect()  # earlier tests' suspended generators end now, unrecorded
     native.configure(1 << 20, "drop", 0, 1 << 16, arena_bytes=arena_bytes)
     native.configure_values(max_bytes, items, call_repr, DEFAULT_REDACT + redact)
     drain_everything()
