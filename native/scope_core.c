@@ -265,6 +265,8 @@ static uint64_t drain_thread(scope_thread *t, scope_record *out, uint64_t room, 
     for (uint64_t i = 0; i < take; i++) {
         if (out[i].kind != SCOPE_VALUE) {
             out[i].time_ns = ticks_to_ns(out[i].time_ns);
+            if (out[i].kind != SCOPE_ENTER && g_clock.source == SCOPE_CLOCK_TSC)
+                out[i].func_id = (uint64_t)((double)out[i].func_id * g_clock.ns_per_tick);
             continue;
         }
         scope_value_record *v = (scope_value_record *)&out[i];

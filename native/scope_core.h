@@ -26,6 +26,9 @@ typedef struct {
     const void *frame; /* the call's interpreter frame, NULL when not known */
     void *token;       /* owned context-variable token of a coroutine, or NULL */
     uint32_t depth;    /* recorded calls above it, across suspensions */
+    uint32_t suspensions;
+    int64_t parked_at;        /* clock reading when it last suspended */
+    uint64_t suspended_ticks; /* clock ticks spent suspended so far */
     uint8_t raised;
     uint8_t recorded; /* the entry went into the ring, so exits and values follow */
     uint8_t flags;    /* SCOPE_FLAG_* of the function */
@@ -204,6 +207,8 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
     f->frame = frame;
     f->token = NULL;
     f->depth = depth;
+    f->suspensions = 0;
+    f->suspended_ticks = 0;
     f->raised = 0;
     f->flags = flags;
     f->recorded = (uint8_t)scope_ring_push(t, id, parent_id, func_id, depth, SCOPE_ENTER);
@@ -215,7 +220,8 @@ static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int 
     if (f->recorded && scope_enabled()) {
         uint32_t kind = (raised || f->raised) ? SCOPE_RAISE : SCOPE_RETURN;
         /* If this push fails, the stored entry reads as an unfinished call. */
-        scope_ring_push(t, f->call_id, t->id_base | t->seq, f->func_id, f->depth, kind);
+        scope_ring_push(t, f->call_id, t->id_base | t->seq, f->suspended_ticks, f->suspensions,
+                        kind);
     }
 }
 

@@ -27,8 +27,6 @@
 #define SCOPE_ENTER 1
 #define SCOPE_RETURN 2
 #define SCOPE_RAISE 3
-#define SCOPE_SUSPEND 4
-#define SCOPE_RESUME 5
 #define SCOPE_VALUE 6
 
 /* What a value record describes (scope_value_record.role). */
@@ -70,12 +68,16 @@
 #define SCOPE_CLOCK_MONOTONIC 0
 #define SCOPE_CLOCK_TSC 1
 
+/* ENTER and exit (RETURN, RAISE) records.  An exit repeats nothing its entry
+ * holds: its func_id field carries the time the call spent suspended (a
+ * generator or coroutine at yield or await; 0 for other calls) and its depth
+ * field how many times it suspended, so suspensions cost no records. */
 typedef struct {
     uint64_t call_id;
     uint64_t other_id; /* ENTER: parent call id (0 for a root); exits: end id */
     int64_t time_ns;   /* recorder clock, in CLOCK_MONOTONIC nanoseconds once drained */
-    uint64_t func_id;
-    uint32_t depth; /* 0 for a root call */
+    uint64_t func_id;  /* ENTER: function id; exits: time suspended, ns once drained */
+    uint32_t depth;    /* ENTER: 0 for a root call; exits: number of suspensions */
     uint32_t kind;
 } scope_record;
 

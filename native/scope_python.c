@@ -148,8 +148,8 @@ static void finish_call(scope_thread *t, scope_frame *f, int raised) {
 /* Moves the top of the stack to the parked table: it suspended. */
 static void park_top(scope_thread *t) {
     scope_frame *f = &t->stack[--t->depth];
-    if (f->recorded && scope_enabled())
-        scope_ring_push(t, f->call_id, 0, f->func_id, f->depth, SCOPE_SUSPEND);
+    f->suspensions++;
+    f->parked_at = scope_ticks();
     if (!f->frame || !parked_insert(f)) {
         atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
         release_token(f);
@@ -169,8 +169,7 @@ static scope_frame *unpark(scope_thread *t, parked *p) {
     }
     scope_frame *f = &t->stack[t->depth++];
     *f = call;
-    if (f->recorded && scope_enabled())
-        scope_ring_push(t, f->call_id, 0, f->func_id, f->depth, SCOPE_RESUME);
+    f->suspended_ticks += (uint64_t)(scope_ticks() - f->parked_at);
     return f;
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import click
 
@@ -21,11 +22,16 @@ from scope.errors import ScopeError
 
 
 @dataclass
-class _ProgramEnded:
-    """Returned by ``run``: how the recorded program ended, to finish outside click."""
+class _ProgramToRun:
+    """Returned by ``run``: the checked program, run by ``main`` once click is done.
 
-    outcome: object
-    recorder: object
+    The program must not run inside click's command: click keeps the active
+    context on a thread-local stack, and a program that uses click itself (or
+    imports the same click) would find scope's context there.
+    """
+
+    program: object
+    config: Config
 
 
 def _config(db: str | None = None, **flags: object) -> Config:
@@ -76,7 +82,7 @@ def run(
     as_code: bool,
     target: str,
     args: tuple[str, ...],
-) -> _ProgramEnded:
+) -> _ProgramToRun:
     """Run a program as python would, recording every call of your code.
 
     Options stop at TARGET: everything after it belongs to the program.
@@ -87,8 +93,7 @@ def run(
       python -m scope run -m package.tool input.txt
       python -m scope run -c "import app; app.main()"
     """
-    from scope.runner import Program, prepare, run_program
-    from scope.session import Recorder
+    from scope.runner import Program, prepare
 
     if as_module and as_code:
         raise click.UsageError("-m and -c cannot be used together")
@@ -96,14 +101,25 @@ def run(
     kind = "module" if as_module else "code" if as_code else "script"
     program = Program(kind, target, args)
     prepare(program)
-    recorder = Recorder(config, script=target if kind == "script" else None)
+    return _ProgramToRun(program, config)
+
+
+def _record(pending: _ProgramToRun) -> None:
+    """Record the program; ends the process as the program would have ended."""
+    from scope.runner import Program, run_program
+    from scope.session import Recorder
+
+    program = pending.program
+    assert isinstance(program, Program)
+    script = program.target if program.kind == "script" else None
+    recorder = Recorder(pending.config, script=script)
     recorder.start()
     try:
         outcome = run_program(program, recorder)
     except ScopeError:
         recorder.exit_status = 1
         raise
-    return _ProgramEnded(outcome, recorder)
+    outcome.finish(recorder)
 
 
 @cli.command()
@@ -208,6 +224,11 @@ def tree(
         render.console().print(render.call_tree(answer, max_depth=depth))
 
 
+def _fail(exc: ScopeError) -> NoReturn:
+    click.echo(f"scope: error: {exc}", err=True)
+    sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``scope`` command and of ``python -m scope``."""
     try:
@@ -221,14 +242,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ScopeError as exc:
-        click.echo(f"scope: error: {exc}", err=True)
-        sys.exit(1)
-    if isinstance(result, _ProgramEnded):
-        from scope.runner import Outcome
-        from scope.session import Recorder
-
-        assert isinstance(result.outcome, Outcome) and isinstance(result.recorder, Recorder)
-        result.outcome.finish(result.recorder)
+        _fail(exc)
+    if isinstance(result, _ProgramToRun):
+        try:
+            _record(result)
+        except ScopeError as exc:
+            _fail(exc)
         return
     if isinstance(result, int) and result:
         sys.exit(result)

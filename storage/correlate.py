@@ -6,11 +6,10 @@ each new batch's exits with a sorted search.  A call whose exit never arrives is
 reported by ``finish`` as unfinished, with duration -1.  An exit whose entry
 was never seen (its entry was dropped) is counted, never guessed at.
 
-Generators and coroutines also report each suspension and resumption; the
-correlator sums, per call, the time spent suspended (resume times minus
-suspend times, which alternate) so that a call row carries both its wall time
-and how much of it the call was actually running.  Value records are split
-off untouched for ``scope.storage.values``.
+An exit record also carries how long its call spent suspended and how many
+times (generators and coroutines at ``yield`` and ``await``; the native side
+adds it up), so a call row has both its wall time and how much of it the call
+was running.  Value records are split off untouched for ``scope.storage.values``.
 """
 
 from __future__ import annotations
@@ -75,64 +74,11 @@ def _calls(
     )
 
 
-class SuspensionLedger:
-    """Per open call: resume times minus suspend times, and how many suspensions."""
-
-    def __init__(self) -> None:
-        self.ids = np.empty(0, np.uint64)
-        self.total = np.empty(0, np.int64)
-        self.suspends = np.empty(0, np.int64)
-        self.resumes = np.empty(0, np.int64)
-
-    def add(self, events: np.ndarray) -> None:
-        """Fold a batch's SUSPEND and RESUME records in."""
-        if not len(events):
-            return
-        resumed = events["kind"] == native.RESUME
-        # int64 sums wrap, but each call's true total is small and the wrap cancels.
-        with np.errstate(over="ignore"):
-            ids = np.concatenate([self.ids, events["call_id"]])
-            total = np.concatenate(
-                [self.total, np.where(resumed, events["time_ns"], -events["time_ns"])]
-            )
-            suspends = np.concatenate([self.suspends, (~resumed).astype(np.int64)])
-            resumes = np.concatenate([self.resumes, resumed.astype(np.int64)])
-            order = np.argsort(ids, kind="stable")
-            ids = ids[order]
-            self.ids, starts = np.unique(ids, return_index=True)
-            self.total = np.add.reduceat(total[order], starts)
-            self.suspends = np.add.reduceat(suspends[order], starts)
-            self.resumes = np.add.reduceat(resumes[order], starts)
-
-    def take(self, call_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(suspended ns, suspensions) of these calls, forgetting them.
-
-        A call that ended while still suspended (only possible when unfinished)
-        has no known suspended time: -1.
-        """
-        n = len(call_ids)
-        suspended, count = np.zeros(n, np.int64), np.zeros(n, np.int32)
-        if not len(self.ids) or not n:
-            return suspended, count
-        pos = np.minimum(np.searchsorted(self.ids, call_ids), len(self.ids) - 1)
-        found = self.ids[pos] == call_ids
-        at = pos[found]
-        balanced = self.suspends[at] == self.resumes[at]
-        suspended[found] = np.where(balanced, self.total[at], -1)
-        count[found] = self.suspends[at]
-        keep = np.ones(len(self.ids), bool)
-        keep[at] = False
-        self.ids, self.total = self.ids[keep], self.total[keep]
-        self.suspends, self.resumes = self.suspends[keep], self.resumes[keep]
-        return suspended, count
-
-
 class Correlator:
     """Turns a stream of record batches into call rows."""
 
     def __init__(self) -> None:
         self.pending = np.empty(0, dtype=native.RECORD_DTYPE)
-        self.suspensions = SuspensionLedger()
         self.orphan_exits = 0
         self.records_seen = 0
 
@@ -146,10 +92,8 @@ class Correlator:
         kinds = records["kind"]
         is_value = kinds == native.VALUE
         values = records[is_value].view(native.VALUE_DTYPE)
-        is_suspension = (kinds == native.SUSPEND) | (kinds == native.RESUME)
-        self.suspensions.add(records[is_suspension])
-        if is_value.any() or is_suspension.any():
-            records = records[~(is_value | is_suspension)]
+        if len(values):
+            records = records[~is_value]
         return self._pair(records), values
 
     def _pair(self, records: np.ndarray) -> CallColumns:
@@ -177,7 +121,7 @@ class Correlator:
             exits["other_id"],
             exits["time_ns"] - entries["time_ns"],
             outcome.astype(np.uint8),
-            self.suspensions.take(entries["call_id"]),
+            (exits["func_id"].view(np.int64), exits["depth"].astype(np.int32)),
         )
 
     def finish(self) -> CallColumns:
@@ -191,5 +135,5 @@ class Correlator:
             thread_last_id,
             np.full(n, -1, dtype=np.int64),
             np.full(n, OUTCOME_UNFINISHED, dtype=np.uint8),
-            self.suspensions.take(entries["call_id"]),
+            (np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int32)),
         )

@@ -145,7 +145,7 @@ TABLES = (
                 "suspended_ns",
                 "BIGINT",
                 "generators and coroutines: time spent suspended at yield or await "
-                "(-1 if it ended suspended); 0 for other calls",
+                "(-1 if it never ended); 0 for other calls",
             ),
             Column("suspensions", "INTEGER", "how many times it suspended"),
         ),

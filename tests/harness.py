@@ -107,6 +107,7 @@ def record(
     call_repr: bool = False,
     redact: tuple[str, ...] = (),
     arena_bytes: int = 1 << 20,
+    max_depth: int = 1 << 16,
 ) -> Recorded:
     """Run ``run(module)`` with recording on; return the correlated calls.
 
@@ -115,7 +116,7 @@ def record(
     """
     runtime.install_entry_points()
     gc.collect()  # earlier tests' suspended generators end now, unrecorded
-    native.configure(1 << 20, "drop", 0, 1 << 16, arena_bytes=arena_bytes)
+    native.configure(1 << 20, "drop", 0, max_depth, arena_bytes=arena_bytes)
     native.configure_values(max_bytes, items, call_repr, DEFAULT_REDACT + redact)
     drain_everything()
     before = native.stats()

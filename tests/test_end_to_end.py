@@ -415,3 +415,31 @@ def test_tree_of_deep_recursion_renders(write, scope):
     assert "3,001 of 3,001 calls" in result.stdout
     folded = scope("tree", "--depth", "2", "--limit", "5000")
     assert "2,999 more calls below" in folded.stdout
+
+
+def test_a_program_using_click_sees_no_context_of_scopes(write, python, scope):
+    # scope's CLI is written with click; the program must not find its context.
+    write(
+        "tool.py",
+        """
+        import click
+
+        print(click.get_current_context(silent=True))
+
+        @click.command()
+        @click.option("--name", default="x")
+        def main(name):
+            ctx = click.get_current_context()
+            print(name, ctx.parent, ctx.info_name)
+
+        main()
+        """,
+    )
+    plain = python("tool.py", "--name", "y")
+    recorded = scope("run", "tool.py", "--name", "y")
+    assert plain.stdout == "None\ny None tool.py\n"
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )

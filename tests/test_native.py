@@ -83,7 +83,9 @@ def test_records_come_out_in_order_with_ids_parents_and_depths():
     outer, inner = int(records["call_id"][0]), int(records["call_id"][1])
     assert inner == outer + 1 and outer >> native.SLOT_SHIFT >= 1
     assert int(records["other_id"][0]) == 0 and int(records["other_id"][1]) == outer
-    assert [int(d) for d in records["depth"]] == [0, 1, 1, 0]
+    # Entries carry their depth; exits, how often the call suspended (never, here).
+    assert [int(d) for d in records["depth"]] == [0, 1, 0, 0]
+    assert [int(f) for f in records["func_id"]] == [10, 20, 0, 0]
     assert int(records["other_id"][3]) == inner  # end id: the last call begun inside
     assert np.all(np.diff(records["time_ns"]) >= 0)
 
@@ -93,7 +95,9 @@ def test_a_full_ring_drops_and_counts_and_keeps_the_oldest():
         in_threads(lambda _: produce_pairs(40))
     records = drain_all()
     assert len(records) == 16
-    assert [int(f) for f in records["func_id"]] == [i // 2 + 1 for i in range(16)]
+    entries = records[records["kind"] == native.ENTER]
+    assert [int(f) for f in entries["func_id"]] == list(range(1, 9))
+    assert [int(k) for k in records["kind"]] == [native.ENTER, native.RETURN] * 8
     # Entries that did not fit take their exits with them: one drop per lost call.
     assert rec.delta("dropped") == 32
     assert rec.delta("produced") == 16 and rec.delta("drained") == 16
@@ -188,11 +192,11 @@ def test_stress_drop_policy_accounts_for_every_record():
 class Producer:
     """A thread that owns a ring and produces on command, so a test controls interleaving."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_func: int) -> None:
         self.commands: list[int] = []
         self.ready = threading.Condition()
         self.done = 0
-        self.next_func = 1
+        self.next_func = first_func
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
 
@@ -238,19 +242,22 @@ class RingMachine(RuleBasedStateMachine):
         native.set_enabled(True)
         self.capacity = capacity
         self.before = native.stats()
-        self.producers = [Producer() for _ in range(threads)]
-        # Per producer: the func ids the model expects in its ring, oldest first.
-        self.queues: list[list[int]] = [[] for _ in range(threads)]
+        # Distinct function ids per producer tell whose ring a record came from.
+        self.producers = [Producer(1 + i * 1_000_000) for i in range(threads)]
+        # Per producer: the (is entry, func id) records the model expects in its
+        # ring, oldest first; and the function of every call id drained.
+        self.queues: list[list[tuple[bool, int]]] = [[] for _ in range(threads)]
+        self.func_of: dict[int, int] = {}
         self.slot_of: dict[int, int] = {}
         self.dropped = 0
         self.produced = 0
         self.drained = 0
 
-    def _push(self, queue: list[int], func: int) -> bool:
+    def _push(self, queue: list[tuple[bool, int]], item: tuple[bool, int]) -> bool:
         if len(queue) >= self.capacity:
             self.dropped += 1
             return False
-        queue.append(func)
+        queue.append(item)
         self.produced += 1
         return True
 
@@ -261,8 +268,8 @@ class RingMachine(RuleBasedStateMachine):
         first = producer.next_func
         producer.produce(pairs)
         for func in range(first, first + pairs):
-            if self._push(queue, func):  # the exit is written only if the entry was
-                self._push(queue, func)
+            if self._push(queue, (True, func)):  # the exit is written only if the entry was
+                self._push(queue, (False, func))
 
     @rule(capacity=st.integers(1, 100))
     def drain(self, capacity: int) -> None:
@@ -270,19 +277,25 @@ class RingMachine(RuleBasedStateMachine):
         n = native.drain(buffer)[0]
         got = buffer[:n]
         assert n <= capacity
-        for call_id, func in zip(got["call_id"].tolist(), got["func_id"].tolist(), strict=True):
-            slot = call_id >> native.SLOT_SHIFT
-            owner = self._owner(slot, func)
-            assert self.queues[owner] and self.queues[owner][0] == func
+        for call_id, func, kind in zip(
+            got["call_id"].tolist(), got["func_id"].tolist(), got["kind"].tolist(), strict=True
+        ):
+            if kind == native.ENTER:
+                item = (True, func)
+                self.func_of[call_id] = func
+            else:
+                item = (False, self.func_of[call_id])
+            owner = self._owner(call_id >> native.SLOT_SHIFT, item)
+            assert self.queues[owner] and self.queues[owner][0] == item
             self.queues[owner].pop(0)
         self.drained += n
         if n < capacity:
             assert all(not q for q in self.queues)
 
-    def _owner(self, slot: int, func: int) -> int:
+    def _owner(self, slot: int, item: tuple[bool, int]) -> int:
         if slot not in self.slot_of:
             # The first record seen from a slot: the producer whose queue it heads.
-            heads = [i for i, q in enumerate(self.queues) if q and q[0] == func]
+            heads = [i for i, q in enumerate(self.queues) if q and q[0] == item]
             free = [i for i in heads if i not in self.slot_of.values()]
             assert free
             self.slot_of[slot] = free[0]
@@ -307,7 +320,7 @@ class RingMachine(RuleBasedStateMachine):
 
 
 TestRingMachine = RingMachine.TestCase
-TestRingMachine.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
+TestRingMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
 
 def test_a_forked_child_starts_with_fresh_empty_rings():

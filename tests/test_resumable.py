@@ -335,3 +335,49 @@ def test_coroutines_behave_the_same_recorded(level):
     rec = record(module, lambda m: got.append(asyncio.run(m.main())))
     assert got == [expected]
     assert [c.outcome for c in rec.named("fails")] == [RAISED, RAISED]
+
+
+def test_recursion_deeper_than_the_stack_bound_is_counted_not_crashed():
+    import sys
+    import threading
+
+    module = load(
+        """
+        def down(n):
+            if n == 0:
+                return 0
+            return 1 + down(n - 1)
+
+        def gen_down(n):
+            if n:
+                yield from gen_down(n - 1)
+            yield n
+        """
+    )
+    results: list[object] = []
+
+    def deep(m) -> None:
+        # A thread with room for a recursion limit of 20,000 frames.
+        old_limit, old_size = sys.getrecursionlimit(), threading.stack_size(512 * 1024 * 1024)
+        sys.setrecursionlimit(20_000)
+        try:
+            worker = threading.Thread(
+                target=lambda: results.extend([m.down(15_000), sum(m.gen_down(3_000))])
+            )
+            worker.start()
+            worker.join()
+        finally:
+            sys.setrecursionlimit(old_limit)
+            threading.stack_size(old_size)
+
+    rec = record(module, deep, max_depth=1_000)
+    assert results == [15_000, sum(range(3_001))]
+    # The first 1,000 levels are recorded; the rest are counted, and nothing is unmatched.
+    assert len(rec.named("down")) == 1_000
+    assert max(c.depth for c in rec.named("down")) == 999
+    assert rec.stats.stack_overflow == 15_001 - 1_000
+    # A generator delegating with yield from is parked, not stacked: the whole
+    # chain is recorded, each level one deeper than the one that delegates to it.
+    gens = rec.named("gen_down")
+    assert len(gens) == 3_001 and sorted(c.depth for c in gens) == list(range(3_001))
+    assert rec.stats.unmatched_exits == 0 and rec.unfinished == 0
