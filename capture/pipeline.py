@@ -11,12 +11,18 @@ as lost.  ``stop`` drains what is left and returns.
 The writer is a raw ``_thread`` thread rather than a ``threading.Thread``: the
 recorded program's ``threading.enumerate()`` and ``active_count()`` must not
 see it, and interpreter shutdown must not wait for it (``stop`` runs at exit).
+
+While the program traces its own allocations with ``tracemalloc``, the writer
+only moves records into C memory (``native.hold``, up to ``hold_bytes``): the
+numpy arrays and Python objects of storing a batch would otherwise show up in
+the program's measurements.  The held records are stored once tracing stops.
 """
 
 from __future__ import annotations
 
 import _thread
 import threading
+import tracemalloc
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,8 +57,10 @@ class Pipeline:
         batch_records: int = 1 << 18,
         arena_bytes: int = 1 << 22,
         interval: float = 0.005,
+        hold_bytes: int = 1 << 28,
     ):
         self.sink = sink
+        self.hold_bytes = hold_bytes
         self.health = PipelineHealth()
         self._buffer = np.zeros(batch_records, dtype=native.RECORD_DTYPE)
         self._arena = np.zeros(arena_bytes, dtype=np.uint8)
@@ -69,6 +77,8 @@ class Pipeline:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self._interval):
+                if tracemalloc.is_tracing() and native.hold(self.hold_bytes):
+                    continue
                 self.drain_all()
         except BaseException as exc:  # pragma: no cover - drain_all already guards the sink
             self.health.failure = self.health.failure or f"writer thread: {exc!r}"

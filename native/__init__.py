@@ -87,6 +87,7 @@ class RingStats:
     dropped: int
     drained: int
     pending: int
+    held: int
     high_water: int
     blocked_ns: int
     stack_overflow: int
@@ -205,6 +206,17 @@ def drain(out: np.ndarray, arena: np.ndarray | None = None) -> tuple[int, int]:
     else:
         n = lib.scope_drain(records, len(out), ffi.from_buffer(arena), len(arena), used)
     return int(n), int(used[0])
+
+
+def hold(max_bytes: int) -> bool:
+    """Drain the rings into C memory, allocating nothing Python can see.
+
+    For while the program traces its own allocations (``tracemalloc``): the
+    writer's numpy and Python work would show up in them.  ``drain`` hands the
+    held records out first.  False if ``max_bytes`` stopped it before the
+    rings were empty.
+    """
+    return bool(lib.scope_hold(max_bytes))
 
 
 def stats() -> RingStats:

@@ -302,13 +302,10 @@ static void retire_counters(scope_thread *t, scope_thread_info *info) {
     info->values_lost = atomic_load(&t->values_lost);
 }
 
-size_t scope_drain(scope_record *out, size_t capacity, uint8_t *arena_out, size_t arena_capacity,
-                   size_t *arena_used) {
+/* Drains every ring into out (g_lock held); returns how many records. */
+static size_t drain_rings(scope_record *out, size_t capacity, uint8_t *arena_out,
+                          size_t arena_capacity, size_t *arena_used) {
     size_t n = 0;
-    size_t arena_dummy = 0;
-    if (!arena_used) arena_used = &arena_dummy;
-    *arena_used = 0;
-    pthread_mutex_lock(&g_lock);
     calibrate_update();
     scope_thread **link = &g_threads;
     while (*link && n < capacity) {
@@ -328,6 +325,97 @@ size_t scope_drain(scope_record *out, size_t capacity, uint8_t *arena_out, size_
         }
         link = &t->next;
     }
+    return n;
+}
+
+/* Records held in C memory by scope_hold, handed out first by scope_drain (g_lock). */
+static scope_record *g_held = NULL;
+static size_t g_held_start = 0, g_held_len = 0, g_held_cap = 0;
+static uint8_t *g_held_arena = NULL;
+static size_t g_held_arena_len = 0, g_held_arena_cap = 0;
+
+#define HOLD_CHUNK 65536
+
+static int hold_reserve(size_t max_bytes) {
+    if (g_held_start && g_held_start + g_held_len + HOLD_CHUNK > g_held_cap) {
+        memmove(g_held, g_held + g_held_start, g_held_len * sizeof *g_held);
+        g_held_start = 0;
+    }
+    if (g_held_len + HOLD_CHUNK > g_held_cap) {
+        size_t cap = g_held_cap ? g_held_cap * 2 : 4 * HOLD_CHUNK;
+        if (cap * sizeof *g_held + g_held_arena_cap > max_bytes) return 0;
+        scope_record *grown = realloc(g_held, cap * sizeof *grown);
+        if (!grown) return 0;
+        g_held = grown;
+        g_held_cap = cap;
+    }
+    if (g_held_arena_len + (1u << 20) > g_held_arena_cap) {
+        size_t cap = g_held_arena_cap ? g_held_arena_cap * 2 : 4u << 20;
+        if (g_held_cap * sizeof *g_held + cap > max_bytes) return 0;
+        uint8_t *grown = realloc(g_held_arena, cap);
+        if (!grown) return 0;
+        g_held_arena = grown;
+        g_held_arena_cap = cap;
+    }
+    return 1;
+}
+
+int scope_hold(size_t max_bytes) {
+    pthread_mutex_lock(&g_lock);
+    int all = 1;
+    for (;;) {
+        if (!hold_reserve(max_bytes)) {
+            all = 0;
+            break;
+        }
+        size_t room = g_held_cap - g_held_start - g_held_len;
+        size_t n = drain_rings(g_held + g_held_start + g_held_len, room, g_held_arena,
+                               g_held_arena_cap, &g_held_arena_len);
+        g_held_len += n;
+        if (n < room) break; /* every ring is empty, or the arena needs room */
+    }
+    pthread_mutex_unlock(&g_lock);
+    return all;
+}
+
+/* Moves held records (and their arena bytes) to out, oldest first (g_lock held). */
+static size_t release_held(scope_record *out, size_t capacity, uint8_t *arena_out,
+                           size_t arena_capacity, size_t *arena_used) {
+    size_t n = 0;
+    while (n < capacity && n < g_held_len) {
+        scope_record *r = &g_held[g_held_start + n];
+        if (r->kind == SCOPE_VALUE) {
+            scope_value_record *v = (scope_value_record *)r;
+            if (v->arena_len > arena_capacity - *arena_used) break;
+            memcpy(arena_out + *arena_used, g_held_arena + v->arena_pos, v->arena_len);
+            out[n] = *r;
+            ((scope_value_record *)&out[n])->arena_pos = (uint32_t)*arena_used;
+            *arena_used += v->arena_len;
+        } else {
+            out[n] = *r;
+        }
+        n++;
+    }
+    g_held_start += n;
+    g_held_len -= n;
+    if (!g_held_len) {
+        g_held_start = 0;
+        g_held_arena_len = 0;
+    }
+    return n;
+}
+
+size_t scope_drain(scope_record *out, size_t capacity, uint8_t *arena_out, size_t arena_capacity,
+                   size_t *arena_used) {
+    size_t arena_dummy = 0;
+    if (!arena_used) arena_used = &arena_dummy;
+    *arena_used = 0;
+    if (!arena_out) arena_capacity = 0;
+    pthread_mutex_lock(&g_lock);
+    size_t n = release_held(out, capacity, arena_out, arena_capacity, arena_used);
+    /* Rings only once nothing is held, so each thread's records stay in order. */
+    if (!g_held_len)
+        n += drain_rings(out + n, capacity - n, arena_out, arena_capacity, arena_used);
     pthread_mutex_unlock(&g_lock);
     return n;
 }
@@ -343,6 +431,7 @@ void scope_get_stats(scope_stats *out) {
     pthread_mutex_lock(&g_lock);
     out->dropped = atomic_load(&g_setup_failures);
     out->threads_seen = g_next_slot - 1;
+    out->held = g_held_len;
     for (size_t i = 0; i < g_infos_len; i++) {
         if (is_live(g_infos[i].slot)) continue;
         scope_thread_info *info = &g_infos[i];
@@ -403,6 +492,7 @@ void scope_after_fork_child(void) {
     g_infos_len = 0;
     g_next_slot = 1;
     atomic_store(&g_setup_failures, 0);
+    g_held_start = g_held_len = g_held_arena_len = 0; /* the parent's, not ours */
 }
 
 /* ---- Producer API without Python: tests, benchmarks and the sanitizer build ---- */

@@ -99,6 +99,7 @@ typedef struct {
     uint64_t dropped;         /* records lost to full rings or exhausted memory */
     uint64_t drained;         /* records copied out by drains */
     uint64_t pending;         /* records in rings right now */
+    uint64_t held;            /* records drained into C memory by scope_hold, not yet out */
     uint64_t high_water;      /* most records ever seen waiting in one ring */
     uint64_t blocked_ns;      /* time producers waited under the block policy */
     uint64_t stack_overflow;  /* calls not recorded: shadow stack at its bound */
@@ -142,6 +143,10 @@ int scope_is_enabled(void);
 size_t scope_drain(scope_record *out, size_t capacity, uint8_t *arena_out,
                    size_t arena_capacity, size_t *arena_used);
 void scope_get_stats(scope_stats *out);
+/* Drains the rings into C memory (at most max_bytes of it), for when the program
+ * measures its own allocations; scope_drain hands these records out first.
+ * Returns 1 if the rings were emptied, 0 if the bound stopped it. */
+int scope_hold(size_t max_bytes);
 size_t scope_get_threads(scope_thread_info *out, size_t capacity);
 int64_t scope_now_ns(void);
 void scope_get_clock(scope_clock *out);

@@ -126,3 +126,30 @@ def test_a_forked_child_does_not_duplicate_the_parents_records(write, python, sc
     # copy of the parent's pending records never reaches the file.
     assert query("SELECT count(*), count(DISTINCT id) FROM call") == [(110, 110)]
     assert query("SELECT events_dropped FROM run") == [(0,)]
+
+
+def test_a_program_measuring_its_own_memory_does_not_see_the_writers(write, python, scope):
+    # The writer's batches (numpy arrays, value strings) are Python allocations;
+    # while the program traces its allocations, the writer holds records in C.
+    write(
+        "measure.py",
+        """
+        import tracemalloc
+
+        def step(i, label):
+            return i + len(label)
+
+        tracemalloc.start()
+        total = 0
+        for i in range(200_000):
+            total += step(i, "x")
+        retained = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        print(total, retained < 64 * 1024)
+        """,
+    )
+    plain = python("measure.py")
+    assert plain.stdout.endswith("True\n")
+    for level in ("calls", "args"):
+        recorded = scope("run", "--level", level, "measure.py")
+        assert (recorded.returncode, recorded.stdout) == (plain.returncode, plain.stdout), level

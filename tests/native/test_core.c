@@ -147,6 +147,32 @@ static void test_a_small_arena_buffer_drains_in_several_goes(void) {
     CHECK(total == 12 && rounds >= 5);
 }
 
+static void test_held_records_come_out_first_and_in_order(void) {
+    puts("hold");
+    drain_all();
+    uint8_t payload[200];
+    memset(payload, 7, sizeof payload);
+    scope_emit_enter(1);
+    scope_emit_value(1, 0, payload, 200);
+    scope_emit_exit(1, 0);
+    CHECK(scope_hold((size_t)1 << 30) == 1);
+    scope_stats stats;
+    scope_get_stats(&stats);
+    CHECK(stats.held == 3 && stats.pending == 0);
+    scope_emit_enter(2); /* after the hold: must come out after the held three */
+    scope_emit_exit(2, 0);
+    size_t used = 0;
+    size_t n = scope_drain(out, 2, arena_out, sizeof arena_out, &used);
+    CHECK(n == 2 && out[0].kind == SCOPE_ENTER && out[0].func_id == 1);
+    scope_value_record *v = (scope_value_record *)&out[1];
+    CHECK(v->kind == SCOPE_VALUE && v->arena_len == 200 && v->arena_pos == 0 && used == 200);
+    CHECK(arena_out[199] == 7);
+    n = scope_drain(out, 64, arena_out, sizeof arena_out, &used);
+    CHECK(n == 3 && out[0].kind == SCOPE_RETURN && out[1].func_id == 2);
+    CHECK(scope_hold(0) == 0 || stats.held == 3); /* a zero bound holds nothing */
+    CHECK(drain_all() == 0);
+}
+
 static void stress(int policy, uint64_t ring) {
     const int threads = 8;
     const uint64_t pairs = 500000; /* 1M events per thread */
@@ -259,6 +285,7 @@ int main(void) {
     test_a_small_arena_buffer_drains_in_several_goes();
     test_bad_configuration_is_refused();
     test_the_tsc_clock_converts_to_monotonic_nanoseconds();
+    test_held_records_come_out_first_and_in_order();
     test_dead_threads_rings_retire_and_keep_their_counters();
     test_stress_both_policies();
     puts("all passed");
