@@ -16,6 +16,8 @@ While the program traces its own allocations with ``tracemalloc``, the writer
 only moves records into C memory (``native.hold``, up to ``hold_bytes``): the
 numpy arrays and Python objects of storing a batch would otherwise show up in
 the program's measurements.  The held records are stored once tracing stops.
+It checks before every batch, and batches are kept small, so that a batch
+already in progress when tracing starts is soon done and its memory freed.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Pipeline:
     def __init__(
         self,
         sink: BatchSink,
-        batch_records: int = 1 << 18,
+        batch_records: int = 1 << 16,
         arena_bytes: int = 1 << 22,
         interval: float = 0.005,
         hold_bytes: int = 1 << 28,
@@ -77,25 +79,27 @@ class Pipeline:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self._interval):
-                if tracemalloc.is_tracing() and native.hold(self.hold_bytes):
-                    continue
-                self.drain_all()
+                self.drain_all(yield_to_tracing=True)
         except BaseException as exc:  # pragma: no cover - drain_all already guards the sink
             self.health.failure = self.health.failure or f"writer thread: {exc!r}"
         finally:
             self._stopped.set()
 
-    def drain_all(self, timeout: float = -1) -> int:
+    def drain_all(self, timeout: float = -1, yield_to_tracing: bool = False) -> int:
         """Drain until the rings are empty; returns how many records moved.
 
         Gives up (returning 0) if another drain holds the buffer for longer than
-        ``timeout`` seconds (-1 waits for ever).
+        ``timeout`` seconds (-1 waits for ever).  With ``yield_to_tracing``, it
+        checks before each batch whether the program traces its allocations,
+        and if so holds the rest in C memory instead (see the module's doc).
         """
         if not self._lock.acquire(timeout=timeout):
             return 0
         moved = 0
         try:
             while True:
+                if yield_to_tracing and tracemalloc.is_tracing() and native.hold(self.hold_bytes):
+                    return moved
                 n, used = native.drain(self._buffer, self._arena)
                 if n == 0:
                     return moved
