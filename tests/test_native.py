@@ -232,7 +232,7 @@ class RingMachine(RuleBasedStateMachine):
     against an exact model of each ring: FIFO per thread, nothing duplicated,
     produced == drained + pending, and every drop counted."""
 
-    @initialize(capacity=st.sampled_from([16, 32, 64]), threads=st.integers(1, 3))
+    @initialize(capacity=st.sampled_from([16, 32, 64, 128]), threads=st.integers(1, 3))
     def start(self, capacity: int, threads: int) -> None:
         # Suspended generators of earlier tests would report their exits from
         # whichever thread collects them: collect them now, while recording is off.
