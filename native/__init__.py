@@ -114,6 +114,8 @@ class ThreadInfo:
     stack_overflow: int
     unmatched_exits: int
     values_lost: int
+    #: threading's name for it at its first event (None for threads it did not start)
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,10 +237,11 @@ def threads() -> list[ThreadInfo]:
         if total <= capacity:
             break
         capacity = total
-    fields = [f for f in ThreadInfo.__dataclass_fields__ if f != "end_ns"]
+    fields = [f for f in ThreadInfo.__dataclass_fields__ if f not in ("end_ns", "name")]
     return [
         ThreadInfo(
             end_ns=int(buf[i].end_ns) or None,
+            name=ffi.string(buf[i].name).decode("utf-8", "replace") or None,
             **{name: int(getattr(buf[i], name)) for name in fields},
         )
         for i in range(total)

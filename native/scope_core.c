@@ -461,6 +461,18 @@ void scope_get_stats(scope_stats *out) {
     pthread_mutex_unlock(&g_lock);
 }
 
+void scope_set_thread_name(const char *name) {
+    scope_thread *t = scope_tls_thread;
+    if (!t || !name) return;
+    pthread_mutex_lock(&g_lock);
+    if (t->slot - 1 < g_infos_len) {
+        scope_thread_info *info = &g_infos[t->slot - 1];
+        strncpy(info->name, name, sizeof info->name - 1);
+        info->name[sizeof info->name - 1] = 0;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
 size_t scope_get_threads(scope_thread_info *out, size_t capacity) {
     pthread_mutex_lock(&g_lock);
     size_t n = g_infos_len < capacity ? g_infos_len : capacity;

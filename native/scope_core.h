@@ -46,6 +46,7 @@ typedef struct scope_thread {
     uint32_t stack_capacity;
     uint32_t overflow_depth; /* calls entered beyond max_depth, not on the stack */
     uint32_t suppressed;     /* calls made by scope itself (user repr), not recorded */
+    uint8_t named;           /* its name was looked up (scope_python.c) */
     uint8_t *arena;
     uint32_t arena_head;
     uint32_t arena_tail_cache;

@@ -124,6 +124,7 @@ typedef struct {
     uint64_t stack_overflow;
     uint64_t unmatched_exits;
     uint64_t values_lost;
+    char name[64]; /* threading's name for it at its first event, if it had one */
 } scope_thread_info;
 
 typedef struct {
@@ -148,6 +149,7 @@ void scope_get_stats(scope_stats *out);
  * Returns 1 if the rings were emptied, 0 if the bound stopped it. */
 int scope_hold(size_t max_bytes);
 size_t scope_get_threads(scope_thread_info *out, size_t capacity);
+void scope_set_thread_name(const char *name);
 int64_t scope_now_ns(void);
 void scope_get_clock(scope_clock *out);
 int scope_tsc_usable(void);

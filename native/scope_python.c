@@ -547,6 +547,29 @@ static int call_var_parent(uint64_t *parent, uint32_t *depth) {
     return found;
 }
 
+/* Notes threading's name for this thread, without running any of its code
+ * (threading.current_thread() would make a dummy Thread for a raw thread). */
+static void name_thread(scope_thread *t) {
+    t->named = 1;
+    PyObject *module_name = PyUnicode_FromString("threading");
+    PyObject *threading = module_name ? PyImport_GetModule(module_name) : NULL;
+    PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    PyObject *thread = active && ident && PyDict_Check(active) ? PyDict_GetItem(active, ident)
+                                                                : NULL;
+    PyObject *name = thread ? PyObject_GetAttrString(thread, "_name") : NULL;
+    if (name && PyUnicode_Check(name)) {
+        const char *text = PyUnicode_AsUTF8(name);
+        if (text) scope_set_thread_name(text);
+    }
+    PyErr_Clear();
+    Py_XDECREF(name);
+    Py_XDECREF(ident);
+    Py_XDECREF(active);
+    Py_XDECREF(threading);
+    Py_XDECREF(module_name);
+}
+
 /* enter(tagged_id, *args): a call begins; args are its parameters at args level. */
 static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
@@ -557,6 +580,7 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
         t->suppressed++;
         Py_RETURN_NONE;
     }
+    if (!t->named) name_thread(t);
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
     const void *frame = current_frame();
     scope_frame *parent = top_of(t);

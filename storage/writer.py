@@ -203,7 +203,7 @@ class RecordingWriter:
                     t.slot,
                     t.native_id,
                     t.ident,
-                    self._thread_names.get(t.ident),
+                    t.name or self._thread_names.get(t.ident),
                     t.start_ns,
                     t.end_ns,
                     t.produced,
