@@ -139,47 +139,97 @@ def summarize(tag: int, payload: int, raw: bytes) -> Summary:
 NameLookup = Callable[[int, str, int], str | None]
 
 
+def _lookup(table: Mapping[int, str | None], codes: np.ndarray) -> np.ndarray:
+    """Map small integer codes to strings (None where unknown), vectorised."""
+    size = max([*table, int(codes.max(initial=0))]) + 1
+    mapping = np.full(size, None, dtype=object)
+    for code, text in table.items():
+        mapping[code] = text
+    return mapping[codes]
+
+
+def _names(values: np.ndarray, roles: np.ndarray, name_of: NameLookup) -> np.ndarray:
+    """Each value's parameter or attribute name, looked up once per distinct key."""
+    functions, function_index = np.unique(values["func_id"], return_inverse=True)
+    # One int64 per (function, role, index): sorting it is far faster than a record sort.
+    keys = (
+        (function_index.reshape(-1).astype(np.int64) << 24)
+        | (roles.astype(np.int64) << 16)
+        | values["index"].astype(np.int64)
+    )
+    distinct, where = np.unique(keys, return_inverse=True)
+    found = np.array(
+        [
+            name_of(
+                int(functions[key >> 24]),
+                ROLE_NAMES.get((key >> 16) & 0xFF, "unknown"),
+                key & 0xFFFF,
+            )
+            for key in distinct.tolist()
+        ]
+        + [None],
+        dtype=object,
+    )[:-1]
+    return found[where.reshape(-1)]
+
+
+#: tags rendered without arena bytes, in bulk
+_BULK_TAGS = {native.lib.SCOPE_TAG_INT, native.lib.SCOPE_TAG_FLOAT, native.lib.SCOPE_TAG_NONE}
+_BULK_TAGS |= {native.lib.SCOPE_TAG_BOOL, native.lib.SCOPE_TAG_REDACTED, native.lib.SCOPE_TAG_LOST}
+
+
 def value_columns(
     values: np.ndarray, arena: np.ndarray, name_of: NameLookup
 ) -> Mapping[str, np.ndarray]:
-    """Columns for the ``value`` table from drained value records (``VALUE_DTYPE``)."""
+    """Columns for the ``value`` table from drained value records (``VALUE_DTYPE``).
+
+    The common summaries (ints, floats, None, bools, redacted and lost values)
+    are rendered in bulk with numpy; the rest, which need their arena bytes,
+    one by one.
+    """
     n = len(values)
-    rows = {
+    tags = values["tag"]
+    payload = values["payload"]
+    text = np.full(n, None, dtype=object)
+    length = np.full(n, None, dtype=object)
+    object_id = np.full(n, None, dtype=object)
+    kind = _lookup(TAG_NAMES, tags)
+    types = _lookup({t: _FIXED_TYPES.get(k) for t, k in TAG_NAMES.items()}, tags)
+    is_int = tags == native.lib.SCOPE_TAG_INT
+    text[is_int] = payload[is_int].astype(str).astype(object)
+    is_float = tags == native.lib.SCOPE_TAG_FLOAT
+    if is_float.any():
+        text[is_float] = [repr(f) for f in payload[is_float].view(np.float64).tolist()]
+    is_bool = tags == native.lib.SCOPE_TAG_BOOL
+    text[is_bool] = np.where(payload[is_bool] != 0, "True", "False").astype(object)
+    text[tags == native.lib.SCOPE_TAG_NONE] = "None"
+    text[tags == native.lib.SCOPE_TAG_REDACTED] = "<redacted>"
+    text[tags == native.lib.SCOPE_TAG_LOST] = "<lost>"
+    rest = np.flatnonzero(~np.isin(tags, list(_BULK_TAGS)))
+    if len(rest):
+        buffer = arena.tobytes()
+        positions = values["arena_pos"][rest].tolist()
+        sizes = values["arena_len"][rest].tolist()
+        for i, tag, value, pos, size in zip(
+            rest.tolist(),
+            tags[rest].tolist(),
+            payload[rest].tolist(),
+            positions,
+            sizes,
+            strict=True,
+        ):
+            summary = summarize(tag, value, buffer[pos : pos + size])
+            text[i], types[i] = summary.text, summary.type
+            length[i], object_id[i] = summary.length, summary.object_id
+    return {
         "call": values["call_id"].view(np.int64),
         "function": values["func_id"].view(np.int64),
-        "role": np.empty(n, dtype=object),
+        "role": _lookup(ROLE_NAMES, values["role"]),
         "position": values["index"].astype(np.int32),
-        "name": np.empty(n, dtype=object),
-        "kind": np.empty(n, dtype=object),
-        "type": np.empty(n, dtype=object),
-        "value": np.empty(n, dtype=object),
-        "length": np.empty(n, dtype=object),
-        "object_id": np.empty(n, dtype=object),
+        "name": _names(values, values["role"], name_of),
+        "kind": kind,
+        "type": types,
+        "value": text,
+        "length": length,
+        "object_id": object_id,
     }
-    buffer = arena.tobytes() if len(arena) else b""
-    names: dict[tuple[int, int, int], str | None] = {}
-    for i, (func, role, index, tag, payload, pos, size) in enumerate(
-        zip(
-            values["func_id"].tolist(),
-            values["role"].tolist(),
-            values["index"].tolist(),
-            values["tag"].tolist(),
-            values["payload"].tolist(),
-            values["arena_pos"].tolist(),
-            values["arena_len"].tolist(),
-            strict=True,
-        )
-    ):
-        role_name = ROLE_NAMES.get(role, "unknown")
-        key = (func, role, index)
-        if key not in names:
-            names[key] = name_of(func, role_name, index)
-        s = summarize(tag, payload, buffer[pos : pos + size])
-        rows["role"][i] = role_name
-        rows["name"][i] = names[key]
-        rows["kind"][i] = s.kind
-        rows["type"][i] = s.type
-        rows["value"][i] = s.text
-        rows["length"][i] = s.length
-        rows["object_id"][i] = s.object_id
-    return rows
