@@ -32,6 +32,11 @@ assigning: Any = _native.assigning
 suspending: Any = _native.suspending
 resumed: Any = _native.resumed
 set_runtime_objects: Any = _native.set_runtime_objects
+#: ``flush_on_sigterm(callback) -> bool``: on SIGTERM (while it has its default
+#: action), call ``callback`` on a watcher thread, then die of SIGTERM as python would.
+flush_on_sigterm: Any = _native.flush_on_sigterm
+#: ``no_flush_on_sigterm()``: SIGTERM's default action back; the callback is dropped.
+no_flush_on_sigterm: Any = _native.no_flush_on_sigterm
 #: ``run_at_bottom(func, *args)``: call ``func`` with no Python frame below it.
 run_at_bottom: Any = _native.run_at_bottom
 

@@ -24,8 +24,13 @@
 #include <Python.h>
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "scope_core.h"
 
@@ -44,6 +49,8 @@ static inline const void *frame_caller(const void *frame) {
 static inline const void *current_frame(void) { return NULL; }
 static inline const void *frame_caller(const void *frame) { return NULL; }
 #endif
+
+static void sigterm_after_fork_child(void);
 
 #define FUNC_MASK ((1ull << SCOPE_FLAG_SHIFT) - 1)
 /* How many caller frames a new call inspects to settle the stack. */
@@ -798,8 +805,103 @@ static void quiet_inherited_objects(void) {
 /* forked_child(): called in a forked child; arranges quiet_inherited_objects. */
 static PyObject *py_forked_child(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     static int registered = 0;
+    sigterm_after_fork_child();
     if (!registered && Py_AtExit(quiet_inherited_objects) == 0) registered = 1;
     return PyBool_FromLong(registered);
+}
+
+/* ---- SIGTERM: store what was captured, then die of the signal as python would ----
+ *
+ * Installed with sigaction, not the signal module, and only while SIGTERM has
+ * its default action: signal.getsignal() keeps answering SIG_DFL, and a
+ * program that sets its own handler replaces this one.  The handler only
+ * writes a byte to a pipe; a watcher thread takes the GIL, runs the flush
+ * callback, restores the default action and raises SIGTERM again. */
+
+static int g_term_pipe[2] = {-1, -1};
+static PyObject *g_term_callback = NULL;
+
+static void on_sigterm(int signum) {
+    int saved = errno;
+    char byte = 1;
+    ssize_t ignored = write(g_term_pipe[1], &byte, 1);
+    (void)ignored;
+    errno = saved;
+}
+
+static void *watch_sigterm(void *arg) {
+    char byte;
+    while (read(g_term_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    if (!_Py_IsFinalizing()) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        PyObject *callback = g_term_callback; /* the callback may drop the global reference */
+        Py_XINCREF(callback);
+        PyObject *result = callback ? PyObject_CallNoArgs(callback) : NULL;
+        Py_XDECREF(result);
+        Py_XDECREF(callback);
+        PyErr_Clear();
+        PyGILState_Release(gil);
+    }
+    signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+    return NULL;
+}
+
+static int sigterm_is_ours(void) {
+    struct sigaction current;
+    return sigaction(SIGTERM, NULL, &current) == 0 && current.sa_handler == on_sigterm;
+}
+
+/* flush_on_sigterm(callback) -> bool: installed (SIGTERM had its default action). */
+static PyObject *py_flush_on_sigterm(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    struct sigaction current;
+    if (nargs != 1 || !PyCallable_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "flush_on_sigterm(callback)");
+        return NULL;
+    }
+    if (sigaction(SIGTERM, NULL, &current) != 0 || current.sa_handler != SIG_DFL ||
+        g_term_pipe[0] >= 0)
+        Py_RETURN_FALSE;
+    if (pipe2(g_term_pipe, O_CLOEXEC) != 0) Py_RETURN_FALSE;
+    pthread_t watcher;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int started = pthread_create(&watcher, &attr, watch_sigterm, NULL) == 0;
+    pthread_attr_destroy(&attr);
+    if (!started) {
+        close(g_term_pipe[0]);
+        close(g_term_pipe[1]);
+        g_term_pipe[0] = g_term_pipe[1] = -1;
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(g_term_callback, args[0]);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_sigterm;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &action, NULL);
+    Py_RETURN_TRUE;
+}
+
+/* no_flush_on_sigterm(): SIGTERM's default action back (if still ours), callback dropped. */
+static PyObject *py_no_flush_on_sigterm(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (sigterm_is_ours()) signal(SIGTERM, SIG_DFL);
+    Py_CLEAR(g_term_callback);
+    Py_RETURN_NONE;
+}
+
+/* The watcher thread does not survive fork: a child gets SIGTERM's default back. */
+static void sigterm_after_fork_child(void) {
+    if (sigterm_is_ours()) signal(SIGTERM, SIG_DFL);
+    if (g_term_pipe[0] >= 0) {
+        close(g_term_pipe[0]);
+        close(g_term_pipe[1]);
+        g_term_pipe[0] = g_term_pipe[1] = -1;
+    }
 }
 
 static void *release_gil(void) { return PyGILState_Check() ? PyEval_SaveThread() : NULL; }
@@ -822,6 +924,10 @@ static PyMethodDef entry_points[] = {
     {"suspending", FASTCALL(py_suspending),
      "suspending(tagged_id, value) -> value: it yields or awaits value."},
     {"resumed", FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
+    {"flush_on_sigterm", FASTCALL(py_flush_on_sigterm),
+     "flush_on_sigterm(callback) -> bool: on SIGTERM, call it, then die of SIGTERM."},
+    {"no_flush_on_sigterm", FASTCALL(py_no_flush_on_sigterm),
+     "no_flush_on_sigterm(): undo flush_on_sigterm (if the program has not replaced it)."},
     {"forked_child", FASTCALL(py_forked_child),
      "forked_child() -> bool: quiet the inherited recording's objects at this child's exit."},
     {"set_runtime_objects", FASTCALL(py_set_runtime_objects),

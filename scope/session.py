@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import platform
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -109,10 +110,16 @@ class Recorder:
         install(self._finder)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
         atexit.register(self.stop)
+        native.flush_on_sigterm(self._terminated)
         native.set_enabled(True)
 
     def _instrument_failed(self, module: str, path: str, exc: BaseException) -> None:
         self._problems.append(f"{module} ({path}) not instrumented: {type(exc).__name__}: {exc}")
+
+    def _terminated(self) -> None:
+        """SIGTERM with its default action: store everything, then the process dies of it."""
+        self.exit_status = 128 + signal.SIGTERM  # what the shell reports
+        self.stop()
 
     def _after_fork_in_child(self) -> None:
         # Child processes are not recorded yet; the parent's file is the parent's.
@@ -125,6 +132,7 @@ class Recorder:
             return self.report
         self._stopped = True
         native.set_enabled(False)
+        native.no_flush_on_sigterm()
         if self._finder is not None:
             uninstall(self._finder)
         try:

@@ -145,7 +145,8 @@ def _lookup(table: Mapping[int, str | None], codes: np.ndarray) -> np.ndarray:
     mapping = np.full(size, None, dtype=object)
     for code, text in table.items():
         mapping[code] = text
-    return mapping[codes]
+    mapped: np.ndarray = mapping[codes]
+    return mapped
 
 
 def _names(values: np.ndarray, roles: np.ndarray, name_of: NameLookup) -> np.ndarray:
@@ -170,7 +171,8 @@ def _names(values: np.ndarray, roles: np.ndarray, name_of: NameLookup) -> np.nda
         + [None],
         dtype=object,
     )[:-1]
-    return found[where.reshape(-1)]
+    named: np.ndarray = found[where.reshape(-1)]
+    return named
 
 
 #: tags rendered without arena bytes, in bulk

@@ -1,0 +1,104 @@
+"""SIGTERM: scope stores what was captured, then the program dies of the signal as it would.
+
+scope's handler is installed with sigaction, only while SIGTERM has its default
+action, so ``signal.getsignal`` still answers SIG_DFL and a program's own
+handler replaces it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from .conftest import clean_env
+
+LOOP = """
+import signal, sys, time
+
+def work(n):
+    return n + 1
+
+print(signal.getsignal(signal.SIGTERM), flush=True)
+count = 0
+for _ in range(20_000):
+    count = work(count)
+print("ready", count, flush=True)
+while True:
+    count = work(count)
+    time.sleep(0.001)
+"""
+
+
+def run_until_terminated(command: list[str], cwd) -> tuple[int, str, str]:
+    process = subprocess.Popen(
+        command, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    lines = [process.stdout.readline(), process.stdout.readline()]
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, "".join(lines) + out, err
+
+
+def test_sigterm_stores_everything_then_dies_of_sigterm(project, write, query):
+    write("loop.py", LOOP)
+    plain = run_until_terminated([sys.executable, "loop.py"], project)
+    recorded = run_until_terminated([sys.executable, "-m", "scope", "run", "loop.py"], project)
+    assert plain[0] == -signal.SIGTERM
+    assert recorded == plain
+    ((calls, status, exit_status),) = query("SELECT calls_stored, status, exit_status FROM run")
+    assert calls >= 20_000 and status == "complete" and exit_status == 128 + signal.SIGTERM
+    assert query("SELECT count(*) FROM call WHERE outcome = 'unfinished'") == [(0,)]
+
+
+def test_a_programs_own_sigterm_handler_wins(project, write):
+    write(
+        "handler.py",
+        LOOP.replace(
+            "print(signal.getsignal",
+            "signal.signal(signal.SIGTERM, lambda *a: (print('handled'), sys.exit(7)))\n"
+            "print(signal.getsignal",
+        ),
+    )
+    plain = run_until_terminated([sys.executable, "handler.py"], project)
+    recorded = run_until_terminated([sys.executable, "-m", "scope", "run", "handler.py"], project)
+    assert plain[0] == 7 and "handled" in plain[1]
+    assert recorded[0] == plain[0] and recorded[1].splitlines()[1:] == plain[1].splitlines()[1:]
+
+
+def test_a_forked_child_dies_of_sigterm_at_once(project, write, python):
+    write(
+        "child.py",
+        """
+        import os, signal, time
+
+        def work():
+            return 1
+
+        work()
+        pid = os.fork()
+        if pid == 0:
+            while True:
+                time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """,
+    )
+    plain = python("child.py")
+    recorded = subprocess.run(
+        [sys.executable, "-m", "scope", "run", "child.py"],
+        cwd=project,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plain.stdout == f"{-signal.SIGTERM}\n"
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )
