@@ -187,25 +187,34 @@ class Recording:
         contains it (case-insensitive).
         """
         run_id = self.resolve_run(run)
+        # Stored rows and the sums of calls past a function's budget, together.
         sql = """
-            SELECT c.function, coalesce(f.module, '?'),
-                   coalesce(f.qualname, printf('<function %d>', c.function)),
-                   count(*), count(*) FILTER (WHERE c.outcome = 'raised'),
-                   sum(greatest(c.duration_ns, 0))::BIGINT,
-                   avg(c.duration_ns) FILTER (WHERE c.duration_ns >= 0),
-                   max(c.duration_ns)
-            FROM call c LEFT JOIN function f ON f.run = c.run AND f.id = c.function
-            WHERE c.run = ?
-              AND (?::VARCHAR IS NULL
-                   OR f.qualname ILIKE '%' || ? || '%'
-                   OR (f.module || '.' || f.qualname) ILIKE '%' || ? || '%')
+            WITH every AS (
+                SELECT function, 1 AS calls, (outcome = 'raised')::INT AS raised,
+                       greatest(duration_ns, 0) AS total_ns,
+                       CASE WHEN duration_ns >= 0 THEN 1 ELSE 0 END AS timed,
+                       duration_ns AS max_ns
+                FROM call WHERE run = $run
+                UNION ALL
+                SELECT function, calls, raised, total_ns, calls, max_ns
+                FROM call_aggregate WHERE run = $run
+            )
+            SELECT e.function, coalesce(f.module, '?'),
+                   coalesce(f.qualname, printf('<function %d>', e.function)),
+                   sum(e.calls)::BIGINT, sum(e.raised)::BIGINT, sum(e.total_ns)::BIGINT,
+                   sum(e.total_ns) / nullif(sum(e.timed), 0),
+                   max(e.max_ns)
+            FROM every e LEFT JOIN function f ON f.run = $run AND f.id = e.function
+            WHERE ($function::VARCHAR IS NULL
+                   OR f.qualname ILIKE '%' || $function || '%'
+                   OR (f.module || '.' || f.qualname) ILIKE '%' || $function || '%')
             GROUP BY ALL
             ORDER BY 6 DESC, 4 DESC, 3
         """
-        params: list[object] = [run_id, function, function, function]
+        params: dict[str, object] = {"run": run_id, "function": function}
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+            sql += " LIMIT $limit"
+            params["limit"] = limit
         rows = self.con.execute(sql, params).fetchall()
         return [
             FunctionStats(

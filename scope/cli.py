@@ -69,6 +69,12 @@ def cli() -> None:
 @click.option(
     "--exclude", multiple=True, metavar="PATTERN", help="Never instrument these modules or paths."
 )
+@click.option(
+    "--max-calls-per-function",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Store the first N calls of each function one by one, sum the rest (0: no limit).",
+)
 @click.option("-m", "as_module", is_flag=True, help="TARGET is a module name, as in python -m.")
 @click.option("-c", "as_code", is_flag=True, help="TARGET is program text, as in python -c.")
 @click.argument("target")
@@ -78,6 +84,7 @@ def run(
     level: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    max_calls_per_function: int | None,
     as_module: bool,
     as_code: bool,
     target: str,
@@ -97,7 +104,13 @@ def run(
 
     if as_module and as_code:
         raise click.UsageError("-m and -c cannot be used together")
-    config = _config(db, level=level, include=include, exclude=exclude)
+    config = _config(
+        db,
+        level=level,
+        include=include,
+        exclude=exclude,
+        max_calls_per_function=max_calls_per_function,
+    )
     kind = "module" if as_module else "code" if as_code else "script"
     program = Program(kind, target, args)
     prepare(program)

@@ -80,7 +80,7 @@ class Recorder:
             DEFAULT_REDACT + tuple(p.replace("*", "") for p in self.config.redact),
         )
         con = database.open_for_writing(self.config.db)
-        self._writer = RecordingWriter(con)
+        self._writer = RecordingWriter(con, self.config.max_calls_per_function)
         self._writer.begin(
             RunInfo(
                 argv=list(sys.argv),

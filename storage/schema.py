@@ -83,6 +83,7 @@ TABLES = (
             Column("events_stored", "BIGINT", "records turned into stored rows"),
             Column("calls_stored", "BIGINT", "rows written to the call table"),
             Column("calls_unfinished", "BIGINT", "calls still open when recording ended"),
+            Column("calls_summed", "BIGINT", "calls past their function's budget (call_aggregate)"),
             Column("writer_batches", "BIGINT", "batches the writer committed"),
             Column("problems", "VARCHAR[]", "what went wrong while recording, if anything"),
         ),
@@ -122,6 +123,11 @@ TABLES = (
             Column("level", "VARCHAR", "capture level: off, calls, args or full"),
             Column("params", "VARCHAR[]", "parameter names, in the order arguments are recorded"),
             Column("attributes", "VARCHAR[]", "attributes of self whose writes are recorded"),
+            Column(
+                "calls_summed",
+                "BIGINT",
+                "calls past max_calls_per_function, summed in call_aggregate (0: none)",
+            ),
         ),
         key=("run", "id"),
     ),
@@ -148,6 +154,21 @@ TABLES = (
                 "(-1 if it never ended); 0 for other calls",
             ),
             Column("suspensions", "INTEGER", "how many times it suspended"),
+        ),
+    ),
+    Table(
+        "call_aggregate",
+        "Calls of a function past its budget (max_calls_per_function), summed per calling "
+        "call. A (parent, function) pair may have several rows: sum them.",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("parent", "BIGINT", "id of the calling call; NULL for root calls"),
+            Column("function", "BIGINT", "function.id"),
+            Column("calls", "BIGINT", "how many calls were summed"),
+            Column("raised", "BIGINT", "how many of them ended by an exception"),
+            Column("total_ns", "BIGINT", "sum of their durations"),
+            Column("min_ns", "BIGINT", "shortest duration"),
+            Column("max_ns", "BIGINT", "longest duration"),
         ),
     ),
     Table(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 from scope.instrument.plan import ModulePlan
+from scope.storage.budget import AggregateColumns, Budget
 from scope.storage.correlate import CallColumns, Correlator
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import value_columns
@@ -34,6 +35,12 @@ INSERT INTO call
 SELECT ?, id, thread, NULLIF(parent, 0), end_id, depth, function, start_ns, duration_ns,
        {_OUTCOME_SQL}, suspended_ns, suspensions
 FROM batch
+"""
+
+_INSERT_AGGREGATES = """
+INSERT INTO call_aggregate
+SELECT ?, NULLIF(parent, 0), function, calls, raised, total_ns, min_ns, max_ns
+FROM aggregate_batch
 """
 
 _INSERT_VALUES = """
@@ -72,10 +79,12 @@ class RunEnd:
 class RecordingWriter:
     """Writes one run into an open recording connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, max_calls_per_function: int = 0) -> None:
         self.con = con
         self.run_id = 0
         self.correlator = Correlator()
+        self.budget = Budget(max_calls_per_function)
+        self.calls_summed = 0
         self.calls_stored = 0
         self.calls_unfinished = 0
         self.values_stored = 0
@@ -124,9 +133,10 @@ class RecordingWriter:
     def write_batch(self, records: np.ndarray, arena: np.ndarray | None = None) -> None:
         """Correlate ``records`` and commit the completed calls and values (writer thread)."""
         calls, values = self.correlator.add(records)
+        calls, summed = self.budget.split(calls)
         self._remember_thread_names()
         empty = np.empty(0, np.uint8)
-        self._commit(calls, values, empty if arena is None else arena)
+        self._commit(calls, values, empty if arena is None else arena, summed)
 
     def _remember_thread_names(self) -> None:
         for thread in threading.enumerate():
@@ -134,7 +144,11 @@ class RecordingWriter:
                 self._thread_names[thread.ident] = thread.name
 
     def _commit(
-        self, calls: CallColumns, values: np.ndarray | None = None, arena: np.ndarray | None = None
+        self,
+        calls: CallColumns,
+        values: np.ndarray | None = None,
+        arena: np.ndarray | None = None,
+        summed: AggregateColumns | None = None,
     ) -> None:
         with self._plans_lock:
             plans, self._plans = self._plans, []
@@ -144,6 +158,8 @@ class RecordingWriter:
                 self._insert_functions(plan)
             if len(calls):
                 self._insert("batch", calls.as_dict(), _INSERT_CALLS)
+            if summed is not None and len(summed):
+                self._insert("aggregate_batch", summed.as_dict(), _INSERT_AGGREGATES)
             if values is not None and len(values):
                 assert arena is not None
                 self._insert(
@@ -156,6 +172,7 @@ class RecordingWriter:
                 self._plans[:0] = plans
             raise
         self.calls_stored += len(calls)
+        self.calls_summed += 0 if summed is None else int(summed.calls.sum())
         self.values_stored += 0 if values is None else len(values)
 
     def _insert(self, name: str, columns: object, statement: str) -> None:
@@ -177,12 +194,13 @@ class RecordingWriter:
                 f.level,
                 list(f.params),
                 list(f.attributes),
+                0,
             )
             for f in plan.functions
         ]
         if rows:
             self.con.executemany(
-                "INSERT OR REPLACE INTO function VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT OR REPLACE INTO function VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
 
     def finish(self, end: RunEnd) -> None:
@@ -195,6 +213,11 @@ class RecordingWriter:
         rings = end.rings
         dropped = rings.dropped + end.records_lost + self.correlator.orphan_exits
         self.con.execute("BEGIN")
+        for function, count in self.budget.summed.items():
+            self.con.execute(
+                "UPDATE function SET calls_summed = ? WHERE run = ? AND id = ?",
+                [count, self.run_id, function],
+            )
         for t in threads:
             self.con.execute(
                 "INSERT OR REPLACE INTO thread VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -218,7 +241,8 @@ class RecordingWriter:
         self.con.execute(
             """UPDATE run SET ended_at = ?, end_ns = ?, status = 'complete', exit_status = ?,
                    events_captured = ?, events_dropped = ?, events_stored = ?,
-                   calls_stored = ?, calls_unfinished = ?, writer_batches = ?, problems = ?,
+                   calls_stored = ?, calls_unfinished = ?, calls_summed = ?,
+                   writer_batches = ?, problems = ?,
                    clock = ?, clock_ns_per_tick = ?, clock_calibrated_ns = ?
                WHERE id = ?""",
             [
@@ -230,6 +254,7 @@ class RecordingWriter:
                 self.correlator.records_seen - self.correlator.orphan_exits,
                 self.calls_stored,
                 self.calls_unfinished,
+                self.calls_summed,
                 end.writer_batches,
                 list(end.problems),
                 end.clock.source,
