@@ -9,15 +9,16 @@ interval, so a subtree is a range scan and so is the stack above a call.
 ``SCHEMA_VERSION`` is stored in ``meta``; a file of another version is refused
 with a message naming both versions.  Version 2 added ``value``, the
 suspension columns of ``call``, the clock calibration of ``run`` and the
-per-thread counters; no version-1 file was ever released, so there is no
-migration from it.
+per-thread counters; version 3 added ``call_aggregate`` and the budget
+columns.  No file of an earlier version was ever released, so there are no
+migrations yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 OUTCOMES = ("returned", "raised", "unfinished")
 

@@ -1,0 +1,159 @@
+"""Whole-process overhead on pyperformance workloads, side by side with the peers.
+
+    python benchmarks/workloads.py [--workloads richards,go] [--loops N] [--repeat R]
+
+Runs each workload of ``../shared/bench/pyperf_workloads.py`` (pyperformance's
+CPU benchmarks as plain user modules) in its own process, R times round-robin,
+and prints the best wall time of each variant and its ratio to plain python:
+
+* plain python;
+* ``python -m scope run`` with the default budget (100,000 calls stored per
+  function, the rest summed);
+* the same with ``--max-calls-per-function 0``: every call stored;
+* VizTracer writing its JSON trace; cProfile writing its profile.
+
+The last row is the geometric mean.  A second table gives, for the every-call
+run, calls stored, bytes of file per call and calls stored per second of wall
+time.  The workloads are copied once with pyperformance
+(``pip install -e '.[bench]'``; the script does it when they are missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = Path(os.environ.get("SCOPE_PYPERF_TOOL", ROOT.parent / "shared/bench/pyperf_workloads.py"))
+DEFAULT_WORKLOADS = "richards,deltablue,raytrace,hexiom,go,chaos,float,generators"
+VARIANTS = ("plain", "scope", "scope, every call", "VizTracer", "cProfile")
+
+
+def workload_dir() -> Path:
+    """Where the tool keeps the copied workloads (its own default)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import runpy; print(runpy.run_path({str(TOOL)!r})['default_dir']())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def command(variant: str, name: str, loops: int, scratch: Path) -> list[str]:
+    """The command line of one run of one workload under one variant."""
+    tool = [str(TOOL), "run", name, "--loops", str(loops), "--warmup", "0"]
+    include = ["--include", f"{workload_dir()}/*"]
+    db = ["--db", str(scratch / f"{name}.duckdb")]
+    if variant == "plain":
+        return [sys.executable, *tool]
+    if variant == "scope":
+        return [sys.executable, "-m", "scope", "run", *db, *include, *tool]
+    if variant == "scope, every call":
+        every = ["--max-calls-per-function", "0"]
+        return [sys.executable, "-m", "scope", "run", *db, *include, *every, *tool]
+    if variant == "VizTracer":
+        out = ["-o", str(scratch / f"{name}.json"), "--quiet"]
+        return [sys.executable, "-m", "viztracer", *out, *tool]
+    return [sys.executable, "-m", "cProfile", "-o", str(scratch / f"{name}.prof"), *tool]
+
+
+def run_once(variant: str, name: str, loops: int, scratch: Path) -> float:
+    """Wall seconds of one whole process; raises if it failed."""
+    for leftover in scratch.glob(f"{name}.*"):
+        leftover.unlink()
+    began = time.perf_counter()
+    result = subprocess.run(command(variant, name, loops, scratch), capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    if result.returncode != 0:
+        raise RuntimeError(f"{variant} {name} failed:\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def storage_figures(name: str, scratch: Path) -> tuple[int, int]:
+    """(calls stored, file bytes) of the last every-call recording of a workload."""
+    import duckdb
+
+    path = scratch / f"{name}.duckdb"
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        row = con.execute("SELECT calls_stored FROM run ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+    wal = path.with_name(path.name + ".wal")
+    size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return (int(row[0]) if row else 0), size
+
+
+def ensure_workloads() -> None:
+    if not TOOL.exists():
+        sys.exit(f"benchmarks/workloads.py: {TOOL} not found (set SCOPE_PYPERF_TOOL)")
+    if not (workload_dir() / "richards").exists():
+        subprocess.run([sys.executable, str(TOOL), "copy"], check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=DEFAULT_WORKLOADS)
+    parser.add_argument("--loops", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    ensure_workloads()
+    names = [n for n in args.workloads.split(",") if n]
+    has_viztracer = importlib.util.find_spec("viztracer") is not None
+    variants = [v for v in VARIANTS if v != "VizTracer" or has_viztracer]
+    if not has_viztracer:
+        print("VizTracer is not installed (pip install -e '.[bench]'): its column is left out")
+    best: dict[tuple[str, str], float] = {}
+    storage: dict[str, tuple[int, int, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        for _ in range(args.repeat):
+            for name in names:
+                for variant in variants:
+                    elapsed = run_once(variant, name, args.loops, scratch)
+                    key = (name, variant)
+                    best[key] = min(best.get(key, math.inf), elapsed)
+                    if variant == "scope, every call":
+                        calls, size = storage_figures(name, scratch)
+                        storage[name] = (calls, size, elapsed)
+    print(f"Python {sys.version.split()[0]}; best wall time of {args.repeat}, seconds (x plain)")
+    print(f"{'workload':<12}" + "".join(f"{v:>22}" for v in variants))
+    ratios: dict[str, list[float]] = {v: [] for v in variants}
+    for name in names:
+        plain = best[(name, "plain")]
+        cells = []
+        for v in variants:
+            ratio = best[(name, v)] / plain
+            ratios[v].append(ratio)
+            cells.append(f"{best[(name, v)]:>13.2f} ({ratio:>5.2f})")
+        print(f"{name:<12}" + "".join(cells))
+    geomean = {v: math.exp(sum(map(math.log, r)) / len(r)) for v, r in ratios.items()}
+    print(f"{'geo. mean':<12}" + "".join(f"{'':>15}({geomean[v]:>5.2f})" for v in variants))
+    print("\nevery call stored")
+    print(f"{'workload':<12}{'calls':>14}{'bytes/call':>12}{'calls/s':>14}")
+    for name in names:
+        calls, size, elapsed = storage[name]
+        per_call = size / calls if calls else float("nan")
+        print(f"{name:<12}{calls:>14,}{per_call:>12.1f}{calls / elapsed:>14,.0f}")
+    if args.json:
+        data = {"best_s": {f"{n}|{v}": t for (n, v), t in best.items()}, "geomean": geomean}
+        Path(args.json).write_text(json.dumps(data, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
