@@ -9,6 +9,7 @@ threads, and the run's end, exit status and telemetry.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import Sequence
@@ -167,7 +168,9 @@ class RecordingWriter:
                 )
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            # The failure is the news: a rollback that fails too must not hide it.
+            with contextlib.suppress(Exception):
+                self.con.execute("ROLLBACK")
             with self._plans_lock:
                 self._plans[:0] = plans
             raise
