@@ -29,6 +29,7 @@ typedef struct {
     uint32_t suspensions;
     int64_t parked_at;        /* clock reading when it last suspended */
     uint64_t suspended_ticks; /* clock ticks spent suspended so far */
+    uint64_t last_own_id;     /* largest id begun on its own thread while it ran there */
     uint8_t raised;
     uint8_t recorded; /* the entry went into the ring, so exits and values follow */
     uint8_t flags;    /* SCOPE_FLAG_* of the function */
@@ -210,6 +211,7 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
     f->depth = depth;
     f->suspensions = 0;
     f->suspended_ticks = 0;
+    f->last_own_id = id;
     f->raised = 0;
     f->flags = flags;
     f->recorded = (uint8_t)scope_ring_push(t, id, parent_id, func_id, depth, SCOPE_ENTER);
@@ -220,9 +222,12 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
 static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int raised) {
     if (f->recorded && scope_enabled()) {
         uint32_t kind = (raised || f->raised) ? SCOPE_RAISE : SCOPE_RETURN;
+        /* A generator that ends on another thread than it began on: its subtree on
+         * its own thread ended when it last left that thread. */
+        uint64_t end_id = (f->call_id >> SCOPE_SLOT_SHIFT) == t->slot ? t->id_base | t->seq
+                                                                        : f->last_own_id;
         /* If this push fails, the stored entry reads as an unfinished call. */
-        scope_ring_push(t, f->call_id, t->id_base | t->seq, f->suspended_ticks, f->suspensions,
-                        kind);
+        scope_ring_push(t, f->call_id, end_id, f->suspended_ticks, f->suspensions, kind);
     }
 }
 

@@ -157,6 +157,7 @@ static void park_top(scope_thread *t) {
     scope_frame *f = &t->stack[--t->depth];
     f->suspensions++;
     f->parked_at = scope_ticks();
+    if ((f->call_id >> SCOPE_SLOT_SHIFT) == t->slot) f->last_own_id = t->id_base | t->seq;
     if (!f->frame || !parked_insert(f)) {
         atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
         release_token(f);

@@ -33,6 +33,7 @@ class Call:
     id: int
     qualname: str
     parent: int
+    end_id: int
     depth: int
     outcome: int
     duration_ns: int
@@ -152,6 +153,7 @@ def record(
                 id=call_id,
                 qualname=functions[int(cols.function[i])].qualname,
                 parent=int(cols.parent[i]),
+                end_id=int(cols.end_id[i]),
                 depth=int(cols.depth[i]),
                 outcome=int(cols.outcome[i]),
                 duration_ns=int(cols.duration_ns[i]),

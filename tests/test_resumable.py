@@ -381,3 +381,39 @@ def test_recursion_deeper_than_the_stack_bound_is_counted_not_crashed():
     gens = rec.named("gen_down")
     assert len(gens) == 3_001 and sorted(c.depth for c in gens) == list(range(3_001))
     assert rec.stats.unmatched_exits == 0 and rec.unfinished == 0
+
+
+def test_a_generator_finished_on_another_thread_keeps_its_subtree_on_its_own():
+    import threading
+
+    from scope import native
+
+    module = load(
+        """
+        def helper(x):
+            return x
+
+        def gen():
+            helper(1)
+            yield 1
+            helper(2)
+            yield 2
+        """
+    )
+
+    def run(m) -> None:
+        g = m.gen()
+        next(g)  # starts here
+        other = threading.Thread(target=lambda: list(g))  # resumes and ends there
+        other.start()
+        other.join()
+
+    rec = record(module, run)
+    (gen,) = rec.named("gen")
+    first, second = sorted(rec.named("helper"), key=lambda c: c.id)
+    slot = gen.id >> native.SLOT_SHIFT
+    # Its subtree on its own thread is [id, end_id]: the first helper, not the second.
+    assert gen.end_id >> native.SLOT_SHIFT == slot
+    assert gen.id < first.id <= gen.end_id
+    assert second.id >> native.SLOT_SHIFT != slot and second.parent == gen.id
+    assert gen.outcome == RETURNED and rec.unfinished == 0
