@@ -75,6 +75,7 @@ class RunHealth:
     events_dropped: int | None
     calls_stored: int | None
     calls_unfinished: int | None
+    calls_summed: int | None
     values_stored: int
     writer_batches: int | None
     clock: str | None
@@ -150,7 +151,7 @@ class Recording:
         run_id = self.resolve_run(run)
         row = self.con.execute(
             """SELECT status, events_captured, events_stored, events_dropped, calls_stored,
-                      calls_unfinished,
+                      calls_unfinished, calls_summed,
                       (SELECT count(*) FROM value WHERE run = r.id),
                       writer_batches, clock, clock_ns_per_tick, coalesce(problems, [])
                FROM run r WHERE id = ?""",

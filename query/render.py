@@ -84,6 +84,7 @@ def health_table(health: RunHealth) -> Table:
         ("events dropped", count(health.events_dropped)),
         ("calls stored", count(health.calls_stored)),
         ("calls unfinished", count(health.calls_unfinished)),
+        ("calls summed (past budget)", count(health.calls_summed)),
         ("values stored", count(health.values_stored)),
         ("writer batches", count(health.writer_batches)),
         ("clock", clock),

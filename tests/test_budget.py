@@ -104,6 +104,7 @@ def test_fib_past_its_budget_keeps_exact_counts(write, scope, query):
     assert query("SELECT calls_summed FROM run") == [(20891,)]
     stats = {s["qualname"]: s for s in json.loads(scope("calls", "--json").stdout)}
     assert stats["fib"]["calls"] == 21891 and stats["main"]["calls"] == 1
+    assert json.loads(scope("status", "--json").stdout)["calls_summed"] == 20891
     # With no limit every call is a row.
     scope("run", "--max-calls-per-function", "0", "fib.py")
     assert query("SELECT calls_stored, calls_summed FROM run WHERE id = 2") == [(21892, 0)]
