@@ -64,7 +64,7 @@ class Budget:
         rank = np.empty_like(rank_sorted)
         rank[order] = rank_sorted
         keep = self.stored[slot] + rank < self.limit
-        np.add.at(self.stored, slot[keep], 1)
+        self.stored += np.bincount(slot[keep], minlength=len(self.stored))
         if keep.all():
             return calls, None
         kept = CallColumns(**{f: v[keep] for f, v in calls.as_dict().items()})
@@ -80,27 +80,21 @@ class Budget:
 
     def _sum(self, calls: CallColumns, over: np.ndarray) -> AggregateColumns:
         parent, function = calls.parent[over], calls.function[over]
-        duration, outcome = calls.duration_ns[over], calls.outcome[over]
-        keys = np.stack([parent, function], axis=1)
-        distinct, where = np.unique(keys, axis=0, return_inverse=True)
-        where = where.reshape(-1)
-        groups = len(distinct)
-        count = np.bincount(where, minlength=groups).astype(np.int64)
-        raised = np.bincount(where, weights=outcome == OUTCOME_RAISED, minlength=groups)
-        total = np.zeros(groups, np.int64)
-        np.add.at(total, where, duration)
-        low = np.full(groups, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(low, where, duration)
-        high = np.full(groups, np.iinfo(np.int64).min, np.int64)
-        np.maximum.at(high, where, duration)
-        for func, n in zip(distinct[:, 1].tolist(), count.tolist(), strict=True):
+        order = np.lexsort((function, parent))
+        parent, function = parent[order], function[order]
+        duration = calls.duration_ns[over][order]
+        raised = (calls.outcome[over][order] == OUTCOME_RAISED).astype(np.int64)
+        new_group = np.r_[True, (parent[1:] != parent[:-1]) | (function[1:] != function[:-1])]
+        starts = np.flatnonzero(new_group)
+        count = np.diff(np.r_[starts, len(parent)])
+        for func, n in zip(function[starts].tolist(), count.tolist(), strict=True):
             self.summed[func] = self.summed.get(func, 0) + n
         return AggregateColumns(
-            parent=distinct[:, 0],
-            function=distinct[:, 1],
-            calls=count,
-            raised=raised.astype(np.int64),
-            total_ns=total,
-            min_ns=low,
-            max_ns=high,
+            parent=parent[starts],
+            function=function[starts],
+            calls=count.astype(np.int64),
+            raised=np.add.reduceat(raised, starts),
+            total_ns=np.add.reduceat(duration, starts),
+            min_ns=np.minimum.reduceat(duration, starts),
+            max_ns=np.maximum.reduceat(duration, starts),
         )
