@@ -44,6 +44,14 @@ static inline const void *current_frame(void) {
 static inline const void *frame_caller(const void *frame) {
     return ((const struct _PyInterpreterFrame *)frame)->previous;
 }
+/* The thread state's Python recursion counters were renamed in 3.12. */
+#if PY_VERSION_HEX < 0x030C0000
+#define RECURSION_LIMIT recursion_limit
+#define RECURSION_REMAINING recursion_remaining
+#else
+#define RECURSION_LIMIT py_recursion_limit
+#define RECURSION_REMAINING py_recursion_remaining
+#endif
 #else
 /* Other versions: calls are matched by function id and generators by order. */
 static inline const void *current_frame(void) { return NULL; }
@@ -753,25 +761,16 @@ static PyObject *py_run_at_bottom(PyObject *self, PyObject *const *args, Py_ssiz
         Py_INCREF(args[i]);
         PyTuple_SET_ITEM(rest, i - 1, args[i]);
     }
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
     PyThreadState *ts = PyThreadState_Get();
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
     struct _PyInterpreterFrame *saved_frame = ts->cframe->current_frame;
-    int depth = ts->recursion_limit - ts->recursion_remaining;
+    int depth = ts->RECURSION_LIMIT - ts->RECURSION_REMAINING;
     ts->cframe->current_frame = NULL;
-    ts->recursion_remaining = ts->recursion_limit;
+    ts->RECURSION_REMAINING = ts->RECURSION_LIMIT;
     PyObject *result = call_or_eval(args[0], rest);
     ts->cframe->current_frame = saved_frame;
-    ts->recursion_remaining = ts->recursion_limit - depth;
-#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
-    struct _PyInterpreterFrame *saved_frame = ts->cframe->current_frame;
-    int depth = ts->py_recursion_limit - ts->py_recursion_remaining;
-    ts->cframe->current_frame = NULL;
-    ts->py_recursion_remaining = ts->py_recursion_limit;
-    PyObject *result = call_or_eval(args[0], rest);
-    ts->cframe->current_frame = saved_frame;
-    ts->py_recursion_remaining = ts->py_recursion_limit - depth;
+    ts->RECURSION_REMAINING = ts->RECURSION_LIMIT - depth;
 #else
-    (void)ts;
     PyObject *result = call_or_eval(args[0], rest);
 #endif
     Py_DECREF(rest);

@@ -74,11 +74,7 @@ def test_asyncio_program_is_stored_with_suspensions(write, python, scope, query)
     )
     plain = python("tasks.py")
     recorded = scope("run", "tasks.py")
-    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
-        plain.returncode,
-        plain.stdout,
-        plain.stderr,
-    )
+    assert recorded == plain  # exit status, stdout and stderr
     rows = query(
         """SELECT f.qualname, p.id IS NOT NULL AND pf.qualname = 'main', c.suspensions,
                   c.suspended_ns, c.duration_ns, c.outcome
@@ -117,11 +113,7 @@ def test_a_forked_child_does_not_duplicate_the_parents_records(write, python, sc
     )
     plain = python("forks.py")
     recorded = scope("run", "forks.py")
-    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
-        plain.returncode,
-        plain.stdout,
-        plain.stderr,
-    )
+    assert recorded == plain  # exit status, stdout and stderr
     # The parent's 110 calls, once each; the child is not recorded (yet), and its
     # copy of the parent's pending records never reaches the file.
     assert query("SELECT count(*), count(DISTINCT id) FROM call") == [(110, 110)]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from .conftest import clean_env
+from .reference import reference_calls, stored_calls
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calc.py"
 
@@ -25,53 +25,6 @@ FIB = """
 
     print(fib(15))
 """
-
-# A tracer that records (parent qualname, qualname) for every call of a plain
-# function or method defined in the traced file: what scope instruments.
-REFERENCE_TRACER = r"""
-import json, runpy, sys
-target = sys.argv[1]
-pairs = []
-stack = []
-started = []  # generator frames already running (kept alive so ids stay unique)
-def profile(frame, event, arg):
-    code = frame.f_code
-    # Only functions: optimized code (not module or class bodies), not
-    # comprehensions or lambdas (their names start with "<").
-    if (code.co_filename != target or code.co_name.startswith("<")
-            or not code.co_flags & 0x1):
-        return
-    if event == "call":
-        # A generator's resumptions are "call" events too: count its first one only,
-        # whose caller is the call that first advanced it.
-        if not code.co_flags & 0x20 or not any(f is frame for f in started):
-            pairs.append((stack[-1] if stack else None, code.co_qualname))
-        if code.co_flags & 0x20 and not any(f is frame for f in started):
-            started.append(frame)
-        stack.append(code.co_qualname)
-    elif event == "return":
-        stack.pop()
-sys.argv = sys.argv[1:]
-sys.setprofile(profile)
-try:
-    runpy.run_path(target, run_name="__main__")
-except SystemExit:
-    pass
-finally:
-    sys.setprofile(None)
-print(json.dumps(pairs), file=sys.stderr)
-"""
-
-
-def stored_pairs(query) -> Counter[tuple[str | None, str]]:
-    rows = query(
-        """SELECT pf.qualname, f.qualname
-           FROM call c JOIN function f ON f.run = c.run AND f.id = c.function
-           LEFT JOIN call p ON p.run = c.run AND p.id = c.parent
-           LEFT JOIN function pf ON pf.run = p.run AND pf.id = p.function
-           WHERE c.run = (SELECT max(id) FROM run)"""
-    )
-    return Counter((parent, name) for parent, name in rows)
 
 
 def test_fib_15_is_1973_calls_with_correct_parents_and_depths(write, scope, query):
@@ -147,16 +100,12 @@ def test_exception_through_three_frames_is_the_outcome_of_each(write, scope, que
 
 def test_example_calls_equal_a_reference_tracer(project, python, scope, query):
     shutil.copy(EXAMPLE, project / "calc.py")
-    (project / "tracer.py").write_text(REFERENCE_TRACER)
-    reference = python("tracer.py", str(project / "calc.py"))
-    assert reference.returncode == 0, reference.stderr
-    expected = Counter(
-        (parent, name) for parent, name in json.loads(reference.stderr.splitlines()[-1])
-    )
+    expected = reference_calls(python, project, project / "calc.py")
+    plain = python("calc.py")
     recorded = scope("run", "calc.py")
     assert recorded.returncode == 0, recorded.stderr
-    assert recorded.stdout == reference.stdout
-    assert stored_pairs(query) == expected
+    assert recorded.stdout == plain.stdout
+    assert stored_calls(query) == expected
     assert sum(expected.values()) > 2000  # the comparison covered the whole program
 
 
@@ -176,11 +125,7 @@ def test_output_exit_status_and_traceback_are_plain_pythons(write, python, scope
     plain = python("prog.py")
     recorded = scope("run", "prog.py")
     assert plain.returncode == status
-    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
-        plain.returncode,
-        plain.stdout,
-        plain.stderr,
-    )
+    assert recorded == plain  # exit status, stdout and stderr
 
 
 def test_traceback_printed_by_the_program_points_to_the_same_lines(write, python, scope):
@@ -438,8 +383,4 @@ def test_a_program_using_click_sees_no_context_of_scopes(write, python, scope):
     plain = python("tool.py", "--name", "y")
     recorded = scope("run", "tool.py", "--name", "y")
     assert plain.stdout == "None\ny None tool.py\n"
-    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
-        plain.returncode,
-        plain.stdout,
-        plain.stderr,
-    )
+    assert recorded == plain  # exit status, stdout and stderr

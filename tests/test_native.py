@@ -18,16 +18,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from scope import native
+from tests.harness import drain_everything
 
 lib = native.lib
-BUFFER = np.zeros(1 << 16, dtype=native.RECORD_DTYPE)
 
 
 def drain_all() -> np.ndarray:
-    chunks = []
-    while n := native.drain(BUFFER)[0]:
-        chunks.append(BUFFER[:n].copy())
-    return np.concatenate(chunks) if chunks else np.empty(0, native.RECORD_DTYPE)
+    """Every pending record (these tests produce no values)."""
+    return drain_everything()[0]
 
 
 def in_threads(work: Callable[[int], None], count: int = 1) -> None:
