@@ -1,12 +1,12 @@
 """The pipeline manager: a writer thread that drains the rings into a sink.
 
-The writer wakes every ``interval`` seconds, drains every ring into a reusable
-numpy buffer (the copy runs in C without the GIL) and hands each batch to the
-sink.  It drains until the rings are empty before sleeping again, so a burst
-never waits a whole interval.  If the sink fails, the thread records the
-failure, stops handing batches to the sink and keeps draining so that producers
-never block on a dead writer; everything drained after the failure is counted
-as lost.  ``stop`` drains what is left and returns.
+The writer wakes every ``interval`` seconds, drains every ring into reusable
+buffers (``native.Batch``: the copy and the scatter into columns run in C
+without the GIL) and hands each batch to the sink.  It drains until the rings
+are empty before sleeping again, so a burst never waits a whole interval.  If
+the sink fails, the thread records the failure, stops handing batches to the
+sink and keeps draining so that producers never block on a dead writer;
+everything drained after the failure is counted as lost.  ``stop`` drains what is left and returns.
 
 The writer is a raw ``_thread`` thread rather than a ``threading.Thread``: the
 recorded program's ``threading.enumerate()`` and ``active_count()`` must not
@@ -28,16 +28,14 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
 from scope import native
 
 
 class BatchSink(Protocol):
-    """Where drained records go (``scope.storage.writer.RecordingWriter``)."""
+    """Where drained batches go (``scope.storage.writer.RecordingWriter``)."""
 
-    def write_batch(self, records: np.ndarray, arena: np.ndarray) -> None:
-        """Store one batch of records (``native.RECORD_DTYPE``) and their value bytes."""
+    def write_batch(self, batch: native.Batch) -> None:
+        """Store what ``batch`` holds from its latest drain."""
 
 
 @dataclass
@@ -56,16 +54,15 @@ class Pipeline:
     def __init__(
         self,
         sink: BatchSink,
-        batch_records: int = 1 << 16,
+        batch_records: int = 1 << 17,
         arena_bytes: int = 1 << 22,
-        interval: float = 0.005,
+        interval: float = 0.01,
         hold_bytes: int = 1 << 28,
     ):
         self.sink = sink
         self.hold_bytes = hold_bytes
         self.health = PipelineHealth()
-        self._buffer = np.zeros(batch_records, dtype=native.RECORD_DTYPE)
-        self._arena = np.zeros(arena_bytes, dtype=np.uint8)
+        self._batch = native.Batch(batch_records, arena_bytes)
         self._interval = interval
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -100,25 +97,26 @@ class Pipeline:
             while True:
                 if yield_to_tracing and tracemalloc.is_tracing() and native.hold(self.hold_bytes):
                     return moved
-                n, used = native.drain(self._buffer, self._arena)
+                n = self._batch.drain().records
                 if n == 0:
                     return moved
                 moved += n
-                self._deliver(self._buffer[:n], self._arena[:used])
+                self._deliver(self._batch)
         finally:
             self._lock.release()
 
-    def _deliver(self, batch: np.ndarray, arena: np.ndarray) -> None:
-        self.health.records += len(batch)
+    def _deliver(self, batch: native.Batch) -> None:
+        n = batch.counts.records
+        self.health.records += n
         if self.health.failure is not None:
-            self.health.records_lost += len(batch)
+            self.health.records_lost += n
             return
         try:
-            self.sink.write_batch(batch, arena)
+            self.sink.write_batch(batch)
             self.health.batches += 1
         except Exception as exc:  # the recorded program must never see scope fail
             self.health.failure = f"{type(exc).__name__}: {exc}"
-            self.health.records_lost += len(batch)
+            self.health.records_lost += n
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread and drain everything still in the rings."""

@@ -39,12 +39,16 @@ flush_on_sigterm: Any = _native.flush_on_sigterm
 no_flush_on_sigterm: Any = _native.no_flush_on_sigterm
 #: ``run_at_bottom(func, *args)``: call ``func`` with no Python frame below it.
 run_at_bottom: Any = _native.run_at_bottom
+#: ``unfinish_open() -> int``: write every call still open as unfinished (at stop).
+unfinish_open: Any = _native.unfinish_open
 
 SLOT_SHIFT: int = lib.SCOPE_SLOT_SHIFT
-ENTER: int = lib.SCOPE_ENTER
 RETURN: int = lib.SCOPE_RETURN
 RAISE: int = lib.SCOPE_RAISE
+UNFINISHED: int = lib.SCOPE_UNFINISHED
 VALUE: int = lib.SCOPE_VALUE
+KIND_SHIFT: int = lib.SCOPE_KIND_SHIFT
+FUNCTION_MASK: int = (1 << KIND_SHIFT) - 1
 FLAG_SHIFT: int = lib.SCOPE_FLAG_SHIFT
 FLAG_ARGS: int = lib.SCOPE_FLAG_ARGS
 FLAG_FULL: int = lib.SCOPE_FLAG_FULL
@@ -54,15 +58,19 @@ ATTR_REDACTED: int = lib.SCOPE_ATTR_REDACTED
 OVERFLOW_POLICIES = {"drop": lib.SCOPE_OVERFLOW_DROP, "block": lib.SCOPE_OVERFLOW_BLOCK}
 CLOCK_SOURCES = {"monotonic": lib.SCOPE_CLOCK_MONOTONIC, "tsc": lib.SCOPE_CLOCK_TSC}
 
-#: numpy's view of ``scope_record``; field order and sizes match the C struct.
+
+#: numpy's view of ``scope_record``: field order and sizes match the C struct.
 RECORD_DTYPE = np.dtype(
     [
         ("call_id", "<u8"),
-        ("other_id", "<u8"),
-        ("time_ns", "<i8"),
-        ("func_id", "<u8"),
+        ("parent_id", "<u8"),
+        ("end_id", "<u8"),
+        ("start_ns", "<i8"),
+        ("duration_ns", "<i8"),
+        ("func_word", "<u8"),
+        ("suspended_ns", "<i8"),
         ("depth", "<u4"),
-        ("kind", "<u4"),
+        ("suspensions", "<u4"),
     ]
 )
 assert RECORD_DTYPE.itemsize == ffi.sizeof("scope_record")
@@ -74,14 +82,27 @@ VALUE_DTYPE = np.dtype(
         ("payload", "<i8"),
         ("arena_pos", "<u4"),
         ("arena_len", "<u4"),
-        ("func_id", "<u8"),
         ("index", "<u2"),
         ("tag", "u1"),
         ("role", "u1"),
-        ("kind", "<u4"),
+        ("unused0", "<u4"),
+        ("unused1", "<u8"),
+        ("func_word", "<u8"),
+        ("unused2", "<u8"),
+        ("unused3", "<u8"),
     ]
 )
 assert VALUE_DTYPE.itemsize == ffi.sizeof("scope_value_record")
+
+
+def kinds(records: np.ndarray) -> np.ndarray:
+    """The kinds of records (either dtype): the high byte of ``func_word``."""
+    return (records["func_word"] >> np.uint64(KIND_SHIFT)).astype(np.uint8)
+
+
+def function_ids(records: np.ndarray) -> np.ndarray:
+    """The function ids of records (either dtype): ``func_word`` without its kind, as int64."""
+    return (records["func_word"] & np.uint64(FUNCTION_MASK)).view(np.int64)
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,7 @@ class RingStats:
     stack_overflow: int
     unmatched_exits: int
     values_lost: int
+    unfinished: int
     threads_seen: int
     threads_live: int
 
@@ -190,7 +212,7 @@ def clock() -> ClockInfo:
 
 
 def set_enabled(enabled: bool) -> None:
-    """Start or stop accepting new calls (exits of open calls are still recorded)."""
+    """Start or stop accepting new calls (the ends of open calls are still recorded)."""
     lib.scope_set_enabled(1 if enabled else 0)
 
 
@@ -267,3 +289,113 @@ def after_fork_child() -> None:
     """
     lib.scope_after_fork_child()
     _native.forked_child()
+
+
+#: the call table's columns as ``scope_drain_batch`` fills them, in table order
+CALL_COLUMNS: dict[str, str] = {
+    "id": "<i8",
+    "thread": "<i4",
+    "parent": "<i8",
+    "end_id": "<i8",
+    "depth": "<i4",
+    "function": "<i8",
+    "start_ns": "<i8",
+    "duration_ns": "<i8",
+    "outcome": "u1",
+    "suspended_ns": "<i8",
+    "suspensions": "<i4",
+}
+#: the call_aggregate table's columns, in table order
+AGGREGATE_COLUMNS: dict[str, str] = dict.fromkeys(
+    ("parent", "function", "calls", "raised", "total_ns", "min_ns", "max_ns"), "<i8"
+)
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What one ``Batch.drain`` produced (see ``scope_batch_counts``)."""
+
+    records: int
+    calls: int
+    values: int
+    aggregates: int
+    summed: int
+    unfinished: int
+    arena_used: int
+
+
+class Batch:
+    """Reusable buffers that one drain fills: call columns, aggregate columns, values.
+
+    ``drain`` runs in C without the GIL: it empties the rings (up to
+    ``capacity`` records), scatters calls into ``calls`` (numpy arrays named
+    like the call table's columns), sums calls past their function's budget
+    into ``aggregates``, and leaves value records in ``values()`` with their
+    bytes in ``arena``.  Only the first ``counts.calls`` (``counts.aggregates``)
+    rows of the columns belong to the latest drain; the arrays themselves are
+    never replaced, so a database may keep them registered.
+    """
+
+    def __init__(self, capacity: int, arena_bytes: int) -> None:
+        self.capacity = capacity
+        self.scratch = np.zeros(capacity, RECORD_DTYPE)
+        self.arena = np.zeros(arena_bytes, np.uint8)
+        self.calls = {name: np.zeros(capacity, dtype) for name, dtype in CALL_COLUMNS.items()}
+        self.aggregates = {name: np.zeros(capacity, dt) for name, dt in AGGREGATE_COLUMNS.items()}
+        self._keep: list[Any] = []
+        self._call_struct = self._struct("scope_call_columns *", self.calls)
+        self._aggregate_struct = self._struct("scope_aggregate_columns *", self.aggregates)
+        self._counts = ffi.new("scope_batch_counts *")
+        self.counts = BatchCounts(0, 0, 0, 0, 0, 0, 0)
+
+    def _struct(self, ctype: str, columns: dict[str, np.ndarray]) -> Any:
+        struct = ffi.new(ctype)
+        for name, array in columns.items():
+            pointer = ffi.from_buffer(array)
+            self._keep.append(pointer)
+            setattr(struct, name, ffi.cast(ffi.typeof(getattr(struct, name)), pointer))
+        return struct
+
+    def drain(self) -> BatchCounts:
+        """Drain the rings into the buffers; returns what they now hold."""
+        lib.scope_drain_batch(
+            ffi.cast("scope_record *", ffi.from_buffer(self.scratch)),
+            self.capacity,
+            ffi.from_buffer(self.arena),
+            len(self.arena),
+            self._call_struct,
+            self._aggregate_struct,
+            self._counts,
+        )
+        raw = self._counts
+        self.counts = BatchCounts(
+            int(raw.records),
+            int(raw.calls),
+            int(raw.values),
+            int(raw.aggregates),
+            int(raw.summed),
+            int(raw.unfinished),
+            int(raw.arena_used),
+        )
+        return self.counts
+
+    def values(self) -> np.ndarray:
+        """The latest drain's value records (``VALUE_DTYPE``), a view of the scratch buffer."""
+        return self.scratch[: self.counts.values].view(VALUE_DTYPE)
+
+
+def set_budget(max_calls_per_function: int) -> None:
+    """Store at most this many calls per function (0: all); forget earlier counts."""
+    lib.scope_set_budget(max_calls_per_function)
+
+
+def summed_calls() -> dict[int, int]:
+    """Function id -> calls summed past its budget so far."""
+    capacity = 256
+    while True:
+        functions = ffi.new("uint64_t[]", capacity)
+        counts = ffi.new("uint64_t[]", capacity)
+        total = int(lib.scope_get_summed(functions, counts, capacity))
+        if total <= capacity:
+            return {int(functions[i]): int(counts[i]) for i in range(total)}
+        capacity = total

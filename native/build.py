@@ -16,6 +16,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 HEADER = os.path.join(HERE, "scope_native.h")
+C_SOURCES = ("scope_core.c", "scope_batch.c", "scope_python.c")
 
 
 def header_declarations() -> str:
@@ -34,7 +35,7 @@ def make_builder(relative: bool = True) -> FFI:
     builder.set_source(
         "scope.native._native",
         '#include "scope_native.h"',
-        sources=[os.path.join(base, name) for name in ("scope_core.c", "scope_python.c")],
+        sources=[os.path.join(base, name) for name in C_SOURCES],
         include_dirs=[base],
         extra_compile_args=[
             "-O2",

@@ -28,6 +28,7 @@ static uint32_t g_next_slot = 1;
 static scope_thread_info *g_infos = NULL;
 static size_t g_infos_len = 0, g_infos_cap = 0;
 static _Atomic uint64_t g_setup_failures = 0;
+static _Atomic uint64_t g_unfinished = 0;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -141,13 +142,18 @@ int scope_configure(uint64_t ring_records, uint64_t arena_bytes, int overflow,
 void scope_set_enabled(int enabled) { atomic_store(&scope_g_enabled, enabled ? 1 : 0); }
 int scope_is_enabled(void) { return atomic_load(&scope_g_enabled); }
 
+static void hold_unfinished_locked(const scope_frame *f, uint64_t end_id);
+
 static void thread_died(void *arg) {
     scope_thread *t = (scope_thread *)arg;
+    pthread_mutex_lock(&g_lock);
+    /* Calls a thread still had open when it ended never return. */
+    for (uint32_t i = 0; i < t->depth; i++)
+        if (t->stack[i].recorded) hold_unfinished_locked(&t->stack[i], scope_end_id(t, &t->stack[i]));
     free(t->stack);
     t->stack = NULL;
     t->stack_capacity = 0;
     t->depth = 0;
-    pthread_mutex_lock(&g_lock);
     if (t->slot - 1 < g_infos_len) g_infos[t->slot - 1].end_ns = scope_monotonic_ns();
     pthread_mutex_unlock(&g_lock);
     atomic_store_explicit(&t->dead, 1, memory_order_release);
@@ -263,10 +269,13 @@ static uint64_t drain_thread(scope_thread *t, scope_record *out, uint64_t room, 
     int moved_arena = 0;
     uint32_t arena_tail = 0;
     for (uint64_t i = 0; i < take; i++) {
-        if (out[i].kind != SCOPE_VALUE) {
-            out[i].time_ns = ticks_to_ns(out[i].time_ns);
-            if (out[i].kind != SCOPE_ENTER && g_clock.source == SCOPE_CLOCK_TSC)
-                out[i].func_id = (uint64_t)((double)out[i].func_id * g_clock.ns_per_tick);
+        uint32_t kind = (uint32_t)(out[i].func_word >> SCOPE_KIND_SHIFT);
+        if (kind != SCOPE_VALUE) {
+            out[i].start_ns = ticks_to_ns(out[i].start_ns);
+            if (kind != SCOPE_UNFINISHED && g_clock.source == SCOPE_CLOCK_TSC) {
+                out[i].duration_ns = (int64_t)((double)out[i].duration_ns * g_clock.ns_per_tick);
+                out[i].suspended_ns = (int64_t)((double)out[i].suspended_ns * g_clock.ns_per_tick);
+            }
             continue;
         }
         scope_value_record *v = (scope_value_record *)&out[i];
@@ -378,13 +387,75 @@ int scope_hold(size_t max_bytes) {
     return all;
 }
 
+/* Appends one record to the held store (g_lock held); 0 if out of memory. */
+static int hold_append(const scope_record *r) {
+    if (g_held_start + g_held_len == g_held_cap) {
+        if (g_held_start) {
+            memmove(g_held, g_held + g_held_start, g_held_len * sizeof *g_held);
+            g_held_start = 0;
+        } else {
+            size_t cap = g_held_cap ? g_held_cap * 2 : 4 * HOLD_CHUNK;
+            scope_record *grown = realloc(g_held, cap * sizeof *grown);
+            if (!grown) return 0;
+            g_held = grown;
+            g_held_cap = cap;
+        }
+    }
+    g_held[g_held_start + g_held_len++] = *r;
+    return 1;
+}
+
+static void hold_unfinished_locked(const scope_frame *f, uint64_t end_id) {
+    scope_record r;
+    scope_fill_record(&r, f, end_id, SCOPE_UNFINISHED, -1, -1);
+    r.start_ns = ticks_to_ns(r.start_ns);
+    if (hold_append(&r))
+        atomic_fetch_add(&g_unfinished, 1);
+    else
+        atomic_fetch_add(&g_setup_failures, 1);
+}
+
+void scope_hold_unfinished(const scope_frame *f, uint64_t end_id) {
+    pthread_mutex_lock(&g_lock);
+    hold_unfinished_locked(f, end_id);
+    pthread_mutex_unlock(&g_lock);
+}
+
+void scope_record_unfinished(scope_thread *t, const scope_frame *f) {
+    if (!f->recorded) return;
+    scope_record *r = scope_ring_reserve(t);
+    if (!r) return;
+    scope_fill_record(r, f, scope_end_id(t, f), SCOPE_UNFINISHED, -1, -1);
+    scope_ring_publish(t);
+    atomic_fetch_add(&g_unfinished, 1);
+}
+
+size_t scope_unfinish_stacks(void) {
+    size_t n = 0;
+    pthread_mutex_lock(&g_lock);
+    /* A live thread's stack is its owner's: the caller guarantees that no owner
+     * runs meanwhile (it holds the GIL). */
+    for (scope_thread *t = g_threads; t; t = t->next) {
+        if (atomic_load_explicit(&t->dead, memory_order_acquire)) continue;
+        for (uint32_t i = 0; i < t->depth; i++) {
+            scope_frame *f = &t->stack[i];
+            if (!f->recorded) continue;
+            hold_unfinished_locked(f, scope_end_id(t, f));
+            f->recorded = 0;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
 /* Moves held records (and their arena bytes) to out, oldest first (g_lock held). */
 static size_t release_held(scope_record *out, size_t capacity, uint8_t *arena_out,
                            size_t arena_capacity, size_t *arena_used) {
     size_t n = 0;
     while (n < capacity && n < g_held_len) {
         scope_record *r = &g_held[g_held_start + n];
-        if (r->kind == SCOPE_VALUE) {
+        if (r->func_word >> SCOPE_KIND_SHIFT == SCOPE_VALUE) {
             scope_value_record *v = (scope_value_record *)r;
             if (v->arena_len > arena_capacity - *arena_used) break;
             memcpy(arena_out + *arena_used, g_held_arena + v->arena_pos, v->arena_len);
@@ -432,6 +503,7 @@ void scope_get_stats(scope_stats *out) {
     out->dropped = atomic_load(&g_setup_failures);
     out->threads_seen = g_next_slot - 1;
     out->held = g_held_len;
+    out->unfinished = atomic_load(&g_unfinished);
     for (size_t i = 0; i < g_infos_len; i++) {
         if (is_live(g_infos[i].slot)) continue;
         scope_thread_info *info = &g_infos[i];
@@ -504,6 +576,7 @@ void scope_after_fork_child(void) {
     g_infos_len = 0;
     g_next_slot = 1;
     atomic_store(&g_setup_failures, 0);
+    atomic_store(&g_unfinished, 0);
     g_held_start = g_held_len = g_held_arena_len = 0; /* the parent's, not ours */
 }
 
@@ -539,6 +612,15 @@ void scope_emit_value(uint64_t func_id, uint16_t index, const uint8_t *bytes, ui
     if (f->recorded)
         scope_value_push(t, f->call_id, func_id, SCOPE_ROLE_ARG, index, SCOPE_TAG_BYTES, len,
                          bytes, len);
+}
+
+void scope_emit_record(const scope_record *record) {
+    scope_thread *t = scope_current_thread();
+    if (!t) return;
+    scope_record *r = scope_ring_reserve(t);
+    if (!r) return;
+    *r = *record;
+    scope_ring_publish(t);
 }
 
 void scope_produce_pairs(uint64_t pairs, uint64_t first_func) {

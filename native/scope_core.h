@@ -23,6 +23,7 @@ typedef struct {
     uint64_t call_id;
     uint64_t parent_id;
     uint64_t func_id;
+    int64_t start;     /* clock reading at entry */
     const void *frame; /* the call's interpreter frame, NULL when not known */
     void *token;       /* owned context-variable token of a coroutine, or NULL */
     uint32_t depth;    /* recorded calls above it, across suspensions */
@@ -31,7 +32,7 @@ typedef struct {
     uint64_t suspended_ticks; /* clock ticks spent suspended so far */
     uint64_t last_own_id;     /* largest id begun on its own thread while it ran there */
     uint8_t raised;
-    uint8_t recorded; /* the entry went into the ring, so exits and values follow */
+    uint8_t recorded; /* its record is still to be written (cleared once unfinished) */
     uint8_t flags;    /* SCOPE_FLAG_* of the function */
 } scope_frame;
 
@@ -142,20 +143,6 @@ static inline void scope_ring_publish(scope_thread *t) {
     atomic_store_explicit(&t->head, t->head_local, memory_order_release);
 }
 
-static inline int scope_ring_push(scope_thread *t, uint64_t call_id, uint64_t other_id,
-                                  uint64_t func_id, uint32_t depth, uint32_t kind) {
-    scope_record *r = scope_ring_reserve(t);
-    if (!r) return 0;
-    r->call_id = call_id;
-    r->other_id = other_id;
-    r->time_ns = scope_ticks();
-    r->func_id = func_id;
-    r->depth = depth;
-    r->kind = kind;
-    scope_ring_publish(t);
-    return 1;
-}
-
 /* Copies bytes into the arena at the producer's head (space already reserved). */
 static inline uint32_t scope_arena_write(scope_thread *t, const uint8_t *bytes, uint32_t len) {
     uint32_t pos = t->arena_head;
@@ -185,15 +172,15 @@ static inline void scope_value_push(scope_thread *t, uint64_t call_id, uint64_t 
     r->payload = payload;
     r->arena_pos = len ? scope_arena_write(t, bytes, len) : 0;
     r->arena_len = len;
-    r->func_id = func_id;
+    r->func_word = func_id | (uint64_t)SCOPE_VALUE << SCOPE_KIND_SHIFT;
     r->index = index;
     r->tag = tag;
     r->role = role;
-    r->kind = SCOPE_VALUE;
     scope_ring_publish(t);
 }
 
-/* Pushes a new call on the stack and records its entry; NULL when over the bound. */
+/* Pushes a new call on the stack; NULL when over the bound.  Nothing is written
+ * until it ends. */
 static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, uint64_t parent_id,
                                            uint32_t depth, const void *frame, uint8_t flags) {
     if (t->overflow_depth || (t->depth >= t->stack_capacity && !scope_grow_stack(t))) {
@@ -213,22 +200,47 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
     f->suspended_ticks = 0;
     f->last_own_id = id;
     f->raised = 0;
+    f->recorded = 1;
     f->flags = flags;
-    f->recorded = (uint8_t)scope_ring_push(t, id, parent_id, func_id, depth, SCOPE_ENTER);
+    f->start = scope_ticks();
     return f;
 }
 
-/* Records the exit of frame f, which the caller has just taken off the stack. */
-static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int raised) {
-    if (f->recorded && scope_enabled()) {
-        uint32_t kind = (raised || f->raised) ? SCOPE_RAISE : SCOPE_RETURN;
-        /* A generator that ends on another thread than it began on: its subtree on
-         * its own thread ended when it last left that thread. */
-        uint64_t end_id = (f->call_id >> SCOPE_SLOT_SHIFT) == t->slot ? t->id_base | t->seq
-                                                                        : f->last_own_id;
-        /* If this push fails, the stored entry reads as an unfinished call. */
-        scope_ring_push(t, f->call_id, end_id, f->suspended_ticks, f->suspensions, kind);
-    }
+/* The end id of a call leaving thread t's stack: the last call begun on its own
+ * thread while it was open.  A generator that ends on another thread than it
+ * began on: its subtree on its own thread ended when it last left that thread. */
+static inline uint64_t scope_end_id(const scope_thread *t, const scope_frame *f) {
+    return (f->call_id >> SCOPE_SLOT_SHIFT) == t->slot ? t->id_base | t->seq : f->last_own_id;
 }
+
+static inline void scope_fill_record(scope_record *r, const scope_frame *f, uint64_t end_id,
+                                     uint32_t kind, int64_t duration, int64_t suspended) {
+    r->call_id = f->call_id;
+    r->parent_id = f->parent_id;
+    r->end_id = end_id;
+    r->start_ns = f->start;
+    r->duration_ns = duration;
+    r->func_word = f->func_id | (uint64_t)kind << SCOPE_KIND_SHIFT;
+    r->suspended_ns = suspended;
+    r->depth = f->depth;
+    r->suspensions = f->suspensions;
+}
+
+/* Writes the record of frame f, which the caller has just taken off the stack. */
+static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int raised) {
+    if (!f->recorded) return;
+    scope_record *r = scope_ring_reserve(t);
+    if (!r) return;
+    uint32_t kind = (raised || f->raised) ? SCOPE_RAISE : SCOPE_RETURN;
+    scope_fill_record(r, f, scope_end_id(t, f), kind, scope_ticks() - f->start,
+                      (int64_t)f->suspended_ticks);
+    scope_ring_publish(t);
+}
+
+/* Writes frame f as unfinished into thread t's ring (t is the calling thread):
+ * its end will never be seen (its exit was lost, or it cannot be kept open). */
+void scope_record_unfinished(scope_thread *t, const scope_frame *f);
+/* Writes frame f as unfinished into held memory; any thread may call it. */
+void scope_hold_unfinished(const scope_frame *f, uint64_t end_id);
 
 #endif

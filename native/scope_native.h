@@ -23,11 +23,12 @@
 
 #define SCOPE_SLOT_SHIFT 40
 
-/* Record kinds. */
-#define SCOPE_ENTER 1
+/* Record kinds, in the high byte of a record's func_word. */
 #define SCOPE_RETURN 2
 #define SCOPE_RAISE 3
+#define SCOPE_UNFINISHED 4
 #define SCOPE_VALUE 6
+#define SCOPE_KIND_SHIFT 56
 
 /* What a value record describes (scope_value_record.role). */
 #define SCOPE_ROLE_ARG 1
@@ -68,30 +69,36 @@
 #define SCOPE_CLOCK_MONOTONIC 0
 #define SCOPE_CLOCK_TSC 1
 
-/* ENTER and exit (RETURN, RAISE) records.  An exit repeats nothing its entry
- * holds: its func_id field carries the time the call spent suspended (a
- * generator or coroutine at yield or await; 0 for other calls) and its depth
- * field how many times it suspended, so suspensions cost no records. */
+/* A call record: one complete call, written when it ends (RETURN or RAISE), or
+ * when recording stops while it is still open (UNFINISHED, duration -1).  Being
+ * complete, a record can be stored as it is: nothing pairs entries with exits,
+ * and any thread may write any call's record. */
 typedef struct {
     uint64_t call_id;
-    uint64_t other_id; /* ENTER: parent call id (0 for a root); exits: end id */
-    int64_t time_ns;   /* recorder clock, in CLOCK_MONOTONIC nanoseconds once drained */
-    uint64_t func_id;  /* ENTER: function id; exits: time suspended, ns once drained */
-    uint32_t depth;    /* ENTER: 0 for a root call; exits: number of suspensions */
-    uint32_t kind;
+    uint64_t parent_id;    /* 0 for a root */
+    uint64_t end_id;       /* largest id begun on the call's thread before it ended */
+    int64_t start_ns;      /* recorder clock at entry; CLOCK_MONOTONIC ns once drained */
+    int64_t duration_ns;   /* wall time, ns once drained; -1 if unfinished */
+    uint64_t func_word;    /* function id | kind << SCOPE_KIND_SHIFT */
+    int64_t suspended_ns;  /* time suspended at yield or await; -1 if unfinished */
+    uint32_t depth;        /* recorded calls above it */
+    uint32_t suspensions;  /* times it suspended */
 } scope_record;
 
-/* A SCOPE_VALUE record: the same size and the same func_id and kind offsets. */
+/* A SCOPE_VALUE record: the same size, func_word at the same offset. */
 typedef struct {
     uint64_t call_id;
     int64_t payload;    /* int value, float bits, length, or id() (see the tag) */
     uint32_t arena_pos; /* drained: offset of its bytes in the drain's arena buffer */
     uint32_t arena_len;
-    uint64_t func_id;
     uint16_t index; /* argument position or attribute number */
     uint8_t tag;
     uint8_t role;
-    uint32_t kind;
+    uint32_t unused0;
+    uint64_t unused1;
+    uint64_t func_word;
+    uint64_t unused2;
+    uint64_t unused3;
 } scope_value_record;
 
 typedef struct {
@@ -105,6 +112,7 @@ typedef struct {
     uint64_t stack_overflow;  /* calls not recorded: shadow stack at its bound */
     uint64_t unmatched_exits; /* exits whose entry was not on the stack */
     uint64_t values_lost;     /* value summaries stored as 'lost': arena full */
+    uint64_t unfinished;      /* calls written as unfinished */
     uint64_t threads_seen;
     uint64_t threads_live;
 } scope_stats;
@@ -135,6 +143,43 @@ typedef struct {
     int64_t calibrated_ns; /* length of the calibration interval */
 } scope_clock;
 
+/* Columns a batch of calls is scattered into (scope_drain_batch): one array per
+ * column of the call table, each with room for the batch's capacity. */
+typedef struct {
+    int64_t *id;
+    int32_t *thread;
+    int64_t *parent;
+    int64_t *end_id;
+    int32_t *depth;
+    int64_t *function;
+    int64_t *start_ns;
+    int64_t *duration_ns;
+    uint8_t *outcome; /* kind - SCOPE_RETURN: 0 returned, 1 raised, 2 unfinished */
+    int64_t *suspended_ns;
+    int32_t *suspensions;
+} scope_call_columns;
+
+/* Calls past their function's budget, summed per (parent call, function). */
+typedef struct {
+    int64_t *parent;
+    int64_t *function;
+    int64_t *calls;
+    int64_t *raised;
+    int64_t *total_ns;
+    int64_t *min_ns;
+    int64_t *max_ns;
+} scope_aggregate_columns;
+
+typedef struct {
+    size_t records;    /* drained */
+    size_t calls;      /* rows in the call columns */
+    size_t values;     /* value records, compacted at the front of the scratch buffer */
+    size_t aggregates; /* rows in the aggregate columns */
+    size_t summed;     /* calls summed into them */
+    size_t unfinished; /* call rows that are unfinished */
+    size_t arena_used; /* bytes of the arena the values use */
+} scope_batch_counts;
+
 int scope_configure(uint64_t ring_records, uint64_t arena_bytes, int overflow,
                     uint64_t block_timeout_ns, uint32_t max_depth, int clock_source);
 int scope_configure_values(uint32_t max_bytes, uint32_t full_items, int call_repr,
@@ -154,11 +199,27 @@ int64_t scope_now_ns(void);
 void scope_get_clock(scope_clock *out);
 int scope_tsc_usable(void);
 void scope_after_fork_child(void);
+/* Writes every call still open on a thread's stack as unfinished (into held
+ * memory, which the next drain hands out first) and stops recording their exits.
+ * Only while no thread can change its stack: with the GIL held, or in tests. */
+size_t scope_unfinish_stacks(void);
+/* Sets max_calls_per_function (0: no limit) and forgets every count. */
+void scope_set_budget(uint64_t max_calls_per_function);
+/* Drains up to capacity records and scatters them (see scope_batch.c); the
+ * call and aggregate columns need room for capacity rows. */
+size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
+                         size_t arena_capacity, const scope_call_columns *calls,
+                         const scope_aggregate_columns *aggregates, scope_batch_counts *counts);
+/* Functions with calls summed past their budget, and how many; returns how many
+ * functions there are (fills at most capacity). */
+size_t scope_get_summed(uint64_t *functions, uint64_t *summed, size_t capacity);
 /* Direct producer API for tests and benchmarks, without Python objects. */
 void scope_emit_enter(uint64_t func_id);
 void scope_emit_exit(uint64_t func_id, int raised);
 void scope_emit_value(uint64_t func_id, uint16_t index, const uint8_t *bytes, uint32_t len);
 void scope_produce_pairs(uint64_t pairs, uint64_t first_func);
+/* Writes a ready-made record into this thread's ring, as the recorder would. */
+void scope_emit_record(const scope_record *record);
 /* Adds the METH_FASTCALL entry points to the named, already imported module. */
 int scope_install_entry_points(const char *module_name);
 

@@ -115,14 +115,16 @@ static int parked_grow(void) {
     return 1;
 }
 
-static int parked_insert(const scope_frame *call) {
+static int parked_insert(scope_thread *t, const scope_frame *call) {
     if ((g_parked_used + 1) * 2 > g_parked_cap && !parked_grow()) return 0;
     size_t mask = g_parked_cap - 1;
     size_t i = parked_hash(call->frame) & mask;
     while (g_parked[i].key && g_parked[i].key != TOMBSTONE && g_parked[i].key != call->frame)
         i = (i + 1) & mask;
     if (g_parked[i].key == call->frame) {
-        Py_XDECREF((PyObject *)g_parked[i].call.token); /* a stale entry for a reused frame */
+        /* A stale entry for a reused frame: that call's end was never seen. */
+        scope_record_unfinished(t, &g_parked[i].call);
+        Py_XDECREF((PyObject *)g_parked[i].call.token);
         g_parked_len--;
     } else if (!g_parked[i].key) {
         g_parked_used++;
@@ -166,8 +168,9 @@ static void park_top(scope_thread *t) {
     f->suspensions++;
     f->parked_at = scope_ticks();
     if ((f->call_id >> SCOPE_SLOT_SHIFT) == t->slot) f->last_own_id = t->id_base | t->seq;
-    if (!f->frame || !parked_insert(f)) {
+    if (!f->frame || !parked_insert(t, f)) {
         atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        scope_record_unfinished(t, f);
         release_token(f);
         g_resumables--;
     }
@@ -179,6 +182,7 @@ static scope_frame *unpark(scope_thread *t, parked *p) {
     parked_remove(p);
     if (t->depth >= t->stack_capacity && !scope_grow_stack(t)) {
         atomic_fetch_add_explicit(&t->stack_overflow, 1, memory_order_relaxed);
+        scope_record_unfinished(t, &call);
         release_token(&call);
         g_resumables--;
         return NULL;
@@ -198,6 +202,7 @@ static void unwind_above(scope_thread *t, uint32_t i) {
             park_top(t);
         } else {
             atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+            scope_record_unfinished(t, top);
             t->depth--;
             release_token(top);
             if (top->flags & SCOPE_FLAG_RESUMABLE) g_resumables--;
@@ -733,6 +738,21 @@ static PyObject *py_resumed(PyObject *self, PyObject *const *args, Py_ssize_t na
     return passed(args, nargs, 1);
 }
 
+/* unfinish_open() -> int: writes every call still open (on a stack or parked) as
+ * unfinished and stops recording their ends; for when recording stops.  Holding
+ * the GIL, it sees every stack and the parked table at rest. */
+static PyObject *py_unfinish_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    size_t n = scope_unfinish_stacks();
+    for (size_t i = 0; i < g_parked_cap; i++) {
+        parked *p = &g_parked[i];
+        if (!p->key || p->key == TOMBSTONE || !p->call.recorded) continue;
+        scope_hold_unfinished(&p->call, p->call.last_own_id);
+        p->call.recorded = 0;
+        n++;
+    }
+    return PyLong_FromSize_t(n);
+}
+
 /* Calls func(*rest), or evaluates a code object in a globals dict directly (as the
  * interpreter runs a script: going through the exec builtin would cost the
  * program one level of recursion depth). */
@@ -924,6 +944,8 @@ static PyMethodDef entry_points[] = {
     {"suspending", FASTCALL(py_suspending),
      "suspending(tagged_id, value) -> value: it yields or awaits value."},
     {"resumed", FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
+    {"unfinish_open", FASTCALL(py_unfinish_open),
+     "unfinish_open() -> int: write every open call as unfinished."},
     {"flush_on_sigterm", FASTCALL(py_flush_on_sigterm),
      "flush_on_sigterm(callback) -> bool: on SIGTERM, call it, then die of SIGTERM."},
     {"no_flush_on_sigterm", FASTCALL(py_no_flush_on_sigterm),

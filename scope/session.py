@@ -132,6 +132,7 @@ class Recorder:
             return self.report
         self._stopped = True
         native.set_enabled(False)
+        native.unfinish_open()
         native.no_flush_on_sigterm()
         if self._finder is not None:
             uninstall(self._finder)

@@ -1,6 +1,8 @@
-"""The storage stage: correlating records into calls and persisting them in DuckDB.
+"""The storage stage: drained batches persisted in DuckDB.
 
 ``schema`` is the single description of every table; ``database`` creates,
-opens and validates recording files; ``correlate`` pairs entry and exit records
-into calls; ``writer`` is the sink the pipeline's writer thread feeds.
+opens, validates and migrates recording files; ``calls`` reads call records as
+columns (tests and tools; the writer gets its columns from ``native.Batch``);
+``values`` renders value summaries; ``writer`` is the sink the pipeline's
+writer thread feeds.
 """

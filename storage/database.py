@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import duckdb
-from scope.storage.schema import SCHEMA_VERSION, create_statements
+from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
 
 from scope.errors import NotARecording, RecordingError
 
@@ -52,11 +52,23 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: str, empty_ok: bool) ->
         if empty_ok and tables is not None and tables[0] == 0:
             return
         raise NotARecording(f"{path} is a DuckDB file but not a scope recording")
-    if version != SCHEMA_VERSION:
+    if not readable(version):
         raise NotARecording(
             f"{path} has recording schema version {version}; "
             f"this scope reads version {SCHEMA_VERSION}"
         )
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring an older file up to ``SCHEMA_VERSION``, one version at a time."""
+    version = schema_version(con)
+    while version is not None and version < SCHEMA_VERSION:
+        con.execute("BEGIN")
+        for statement in MIGRATIONS[version]:
+            con.execute(statement)
+        version += 1
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
+        con.execute("COMMIT")
 
 
 def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
@@ -79,6 +91,7 @@ def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
                 con.execute(statement)
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             con.execute("COMMIT")
+        _migrate(con)
     except RecordingError:
         con.close()
         raise

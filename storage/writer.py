@@ -1,10 +1,10 @@
 """The recording writer: the sink the pipeline's writer thread feeds.
 
 ``begin`` inserts the run's row (status ``running``) before the program starts;
-every batch is correlated and committed in one transaction together with the
-functions planned since the previous batch, so a crash leaves every committed
-batch readable; ``finish`` stores the calls still open as unfinished, the
-threads, and the run's end, exit status and telemetry.
+every batch's calls and values are committed in one transaction together with
+the functions planned since the previous batch, so a crash leaves every
+committed batch readable; ``finish`` stores the threads and the run's end,
+exit status and telemetry.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 from scope.instrument.plan import ModulePlan
-from scope.storage.budget import AggregateColumns, Budget
-from scope.storage.correlate import CallColumns, Correlator
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import value_columns
 
@@ -31,17 +29,21 @@ _OUTCOME_SQL = (
     + " END"
 )
 
+#: the batch's buffers as DuckDB sees them: registered once, read in place
+_CALLS_VIEW = "scope_call_batch"
+_AGGREGATES_VIEW = "scope_aggregate_batch"
+
 _INSERT_CALLS = f"""
 INSERT INTO call
-SELECT ?, id, thread, NULLIF(parent, 0), end_id, depth, function, start_ns, duration_ns,
+SELECT {{run}}, id, thread, NULLIF(parent, 0), end_id, depth, function, start_ns, duration_ns,
        {_OUTCOME_SQL}, suspended_ns, suspensions
-FROM batch
+FROM {_CALLS_VIEW} WHERE row < {{rows}};
 """
 
-_INSERT_AGGREGATES = """
+_INSERT_AGGREGATES = f"""
 INSERT INTO call_aggregate
-SELECT ?, NULLIF(parent, 0), function, calls, raised, total_ns, min_ns, max_ns
-FROM aggregate_batch
+SELECT {{run}}, NULLIF(parent, 0), function, calls, raised, total_ns, min_ns, max_ns
+FROM {_AGGREGATES_VIEW} WHERE row < {{rows}};
 """
 
 _INSERT_VALUES = """
@@ -78,13 +80,18 @@ class RunEnd:
 
 
 class RecordingWriter:
-    """Writes one run into an open recording connection."""
+    """Writes one run into an open recording connection.
+
+    A batch's calls and sums go in with a single statement string (one trip
+    through the GIL, whatever the batch's size): DuckDB reads the batch's
+    column arrays in place, registered once as views.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, max_calls_per_function: int = 0) -> None:
         self.con = con
         self.run_id = 0
-        self.correlator = Correlator()
-        self.budget = Budget(max_calls_per_function)
+        self.max_calls_per_function = max_calls_per_function
+        self.records_stored = 0
         self.calls_summed = 0
         self.calls_stored = 0
         self.calls_unfinished = 0
@@ -94,9 +101,11 @@ class RecordingWriter:
         self._names: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._plans_lock = threading.Lock()
         self._thread_names: dict[int, str] = {}
+        self._registered: native.Batch | None = None
 
     def begin(self, info: RunInfo) -> int:
-        """Insert the run's row; returns its id."""
+        """Insert the run's row; returns its id.  Sets the native budget."""
+        native.set_budget(self.max_calls_per_function)
         self.con.execute("BEGIN")
         row = self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM run").fetchone()
         self.run_id = int(row[0]) if row else 1
@@ -131,52 +140,47 @@ class RecordingWriter:
         names = params if role == "argument" else attributes if role == "attribute" else ()
         return names[index] if index < len(names) else None
 
-    def write_batch(self, records: np.ndarray, arena: np.ndarray | None = None) -> None:
-        """Correlate ``records`` and commit the completed calls and values (writer thread)."""
-        calls, values = self.correlator.add(records)
-        calls, summed = self.budget.split(calls)
-        self._remember_thread_names()
-        empty = np.empty(0, np.uint8)
-        self._commit(calls, values, empty if arena is None else arena, summed)
-
-    def _remember_thread_names(self) -> None:
-        for thread in threading.enumerate():
-            if thread.ident is not None:
-                self._thread_names[thread.ident] = thread.name
-
-    def _commit(
-        self,
-        calls: CallColumns,
-        values: np.ndarray | None = None,
-        arena: np.ndarray | None = None,
-        summed: AggregateColumns | None = None,
-    ) -> None:
+    def write_batch(self, batch: native.Batch) -> None:
+        """Commit what ``batch`` holds from its latest drain (writer thread)."""
+        counts = batch.counts
+        self._register(batch)
         with self._plans_lock:
             plans, self._plans = self._plans, []
-        self.con.execute("BEGIN")
+        statements = ""
+        if counts.calls:
+            statements += _INSERT_CALLS.format(run=self.run_id, rows=counts.calls)
+        if counts.aggregates:
+            statements += _INSERT_AGGREGATES.format(run=self.run_id, rows=counts.aggregates)
         try:
-            for plan in plans:
-                self._insert_functions(plan)
-            if len(calls):
-                self._insert("batch", calls.as_dict(), _INSERT_CALLS)
-            if summed is not None and len(summed):
-                self._insert("aggregate_batch", summed.as_dict(), _INSERT_AGGREGATES)
-            if values is not None and len(values):
-                assert arena is not None
-                self._insert(
-                    "value_batch", value_columns(values, arena, self._name_of), _INSERT_VALUES
-                )
-            self.con.execute("COMMIT")
+            if not plans and not counts.values:
+                if statements:
+                    self.con.execute(f"BEGIN; {statements} COMMIT")
+            else:
+                self.con.execute("BEGIN")
+                for plan in plans:
+                    self._insert_functions(plan)
+                if counts.values:
+                    rows = value_columns(batch.values(), batch.arena, self._name_of)
+                    self._insert("value_batch", rows, _INSERT_VALUES)
+                if statements:
+                    self.con.execute(statements)
+                self.con.execute("COMMIT")
         except BaseException:
-            # The failure is the news: a rollback that fails too must not hide it.
-            with contextlib.suppress(Exception):
-                self.con.execute("ROLLBACK")
-            with self._plans_lock:
-                self._plans[:0] = plans
+            self._abandon(plans)
             raise
-        self.calls_stored += len(calls)
-        self.calls_summed += 0 if summed is None else int(summed.calls.sum())
-        self.values_stored += 0 if values is None else len(values)
+        self.records_stored += counts.records
+        self.calls_stored += counts.calls
+        self.calls_unfinished += counts.unfinished
+        self.calls_summed += counts.summed
+        self.values_stored += counts.values
+
+    def _register(self, batch: native.Batch) -> None:
+        if self._registered is batch:
+            return
+        rows = np.arange(batch.capacity, dtype=np.int64)
+        self.con.register(_CALLS_VIEW, {**batch.calls, "row": rows})
+        self.con.register(_AGGREGATES_VIEW, {**batch.aggregates, "row": rows})
+        self._registered = batch
 
     def _insert(self, name: str, columns: object, statement: str) -> None:
         self.con.register(name, columns)
@@ -185,41 +189,72 @@ class RecordingWriter:
         finally:
             self.con.unregister(name)
 
+    def _remember_thread_names(self) -> None:
+        for thread in threading.enumerate():
+            if thread.ident is not None:
+                self._thread_names[thread.ident] = thread.name
+
+    def flush_plans(self) -> None:
+        """Store the functions planned since the last batch."""
+        with self._plans_lock:
+            plans, self._plans = self._plans, []
+        if not plans:
+            return
+        self.con.execute("BEGIN")
+        try:
+            for plan in plans:
+                self._insert_functions(plan)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self._abandon(plans)
+            raise
+
+    def _abandon(self, plans: list[ModulePlan]) -> None:
+        """Roll a failed transaction back; its functions wait for the next one."""
+        # The failure is the news: a rollback that fails too must not hide it.
+        with contextlib.suppress(Exception):
+            self.con.execute("ROLLBACK")
+        with self._plans_lock:
+            self._plans[:0] = plans
+
     def _insert_functions(self, plan: ModulePlan) -> None:
-        rows = [
-            (
+        # One statement with list parameters: executemany runs one statement per row.
+        functions = plan.functions
+        if not functions:
+            return
+        self.con.execute(
+            """INSERT OR REPLACE INTO function
+               SELECT ?, unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), ?,
+                      unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
+                      unnest(?::VARCHAR[][]), unnest(?::VARCHAR[][]), 0""",
+            [
                 self.run_id,
-                f.id,
+                [f.id for f in functions],
                 plan.module,
-                f.qualname,
+                [f.qualname for f in functions],
                 plan.path,
-                f.kind,
-                f.level,
-                list(f.params),
-                list(f.attributes),
-                0,
-            )
-            for f in plan.functions
-        ]
-        if rows:
-            self.con.executemany(
-                "INSERT OR REPLACE INTO function VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-            )
+                [f.kind for f in functions],
+                [f.level for f in functions],
+                [list(f.params) for f in functions],
+                [list(f.attributes) for f in functions],
+            ],
+        )
 
     def finish(self, end: RunEnd) -> None:
-        """Store the open calls as unfinished, the threads, and close the run's row."""
-        unfinished = self.correlator.finish()
+        """Store the functions still queued, the threads, and close the run's row."""
+        self.flush_plans()
         self._remember_thread_names()
-        self._commit(unfinished)
-        self.calls_unfinished = len(unfinished)
         threads = native.threads()
         rings = end.rings
-        dropped = rings.dropped + end.records_lost + self.correlator.orphan_exits
+        dropped = rings.dropped + end.records_lost
         self.con.execute("BEGIN")
-        for function, count in self.budget.summed.items():
+        summed = native.summed_calls()
+        if summed:
             self.con.execute(
-                "UPDATE function SET calls_summed = ? WHERE run = ? AND id = ?",
-                [count, self.run_id, function],
+                """UPDATE function SET calls_summed = s.calls
+                   FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::BIGINT[]) AS calls) s
+                   WHERE function.run = ? AND function.id = s.id""",
+                [list(summed), list(summed.values()), self.run_id],
             )
         for t in threads:
             self.con.execute(
@@ -254,7 +289,7 @@ class RecordingWriter:
                 end.exit_status,
                 rings.produced + rings.dropped,
                 dropped,
-                self.correlator.records_seen - self.correlator.orphan_exits,
+                self.records_stored,
                 self.calls_stored,
                 self.calls_unfinished,
                 self.calls_summed,

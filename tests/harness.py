@@ -2,8 +2,8 @@
 
 ``record(source, level, run)`` compiles ``source`` with scope's rewriter,
 lets ``run`` call into the module while recording is on, then drains the
-rings and correlates them: tests see the same call rows and value rows the
-writer would store, in milliseconds.
+rings: tests see the same call rows and value rows the writer would store,
+in milliseconds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from scope.capture import runtime
 from scope.instrument.analyze import analyze_source
 from scope.instrument.plan import DEFAULT_REDACT, make_plan
 from scope.instrument.rewrite import compile_instrumented
-from scope.storage.correlate import Correlator
+from scope.storage.calls import OUTCOME_UNFINISHED, split_batch
 from scope.storage.values import value_columns
 
 from scope import native
@@ -28,7 +28,7 @@ from scope import native
 
 @dataclass
 class Call:
-    """One correlated call, with its values, as a test wants to see it."""
+    """One recorded call, with its values, as a test wants to see it."""
 
     id: int
     qualname: str
@@ -78,7 +78,7 @@ def drain_everything() -> tuple[np.ndarray, np.ndarray]:
             break
         chunk = buffer[:n].copy()
         values = chunk.view(native.VALUE_DTYPE)
-        values["arena_pos"][chunk["kind"] == native.VALUE] += offset
+        values["arena_pos"][native.kinds(chunk) == native.VALUE] += offset
         records.append(chunk)
         arenas.append(arena[:used].copy())
         offset += used
@@ -110,7 +110,10 @@ def record(
     arena_bytes: int = 1 << 20,
     max_depth: int = 1 << 16,
 ) -> Recorded:
-    """Run ``run(module)`` with recording on; return the correlated calls.
+    """Run ``run(module)`` with recording on; return the recorded calls.
+
+    Calls still open when ``run`` returns (suspended generators, a thread's
+    calls when it ended) are reported unfinished, as at the end of a run.
 
     It runs on a new thread, so that its ring is created with this harness's
     sizes whatever earlier tests configured.
@@ -136,30 +139,28 @@ def record(
         thread.join()
     finally:
         native.set_enabled(False)
+        native.unfinish_open()
     if failure:
         raise failure[0]
     records, arena = drain_everything()
     after = native.stats()
     plan = module.__dict__["__scope_plan__"]
     functions = {f.id: f for f in plan.functions}
-    correlator = Correlator()
-    done, values = correlator.add(records)
-    open_calls = correlator.finish()
+    cols, values = split_batch(records)
     calls: dict[int, Call] = {}
-    for cols in (done, open_calls):
-        for i in range(len(cols)):
-            call_id = int(cols.id[i])
-            calls[call_id] = Call(
-                id=call_id,
-                qualname=functions[int(cols.function[i])].qualname,
-                parent=int(cols.parent[i]),
-                end_id=int(cols.end_id[i]),
-                depth=int(cols.depth[i]),
-                outcome=int(cols.outcome[i]),
-                duration_ns=int(cols.duration_ns[i]),
-                suspended_ns=int(cols.suspended_ns[i]),
-                suspensions=int(cols.suspensions[i]),
-            )
+    for i in range(len(cols)):
+        call_id = int(cols.id[i])
+        calls[call_id] = Call(
+            id=call_id,
+            qualname=functions[int(cols.function[i])].qualname,
+            parent=int(cols.parent[i]),
+            end_id=int(cols.end_id[i]),
+            depth=int(cols.depth[i]),
+            outcome=int(cols.outcome[i]),
+            duration_ns=int(cols.duration_ns[i]),
+            suspended_ns=int(cols.suspended_ns[i]),
+            suspensions=int(cols.suspensions[i]),
+        )
 
     def name_of(func: int, role: str, index: int) -> str | None:
         f = functions[func]
@@ -182,4 +183,5 @@ def record(
     delta = native.RingStats(
         **{k: getattr(after, k) - getattr(before, k) for k in native.RingStats.__dataclass_fields__}
     )
-    return Recorded(calls, len(open_calls), delta)
+    unfinished = int((cols.outcome == OUTCOME_UNFINISHED).sum())
+    return Recorded(calls, unfinished, delta)

@@ -115,3 +115,21 @@ def test_usage_errors_exit_2_with_clicks_message(scope, args):
     result = scope(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "Error:" in result.stderr
+
+
+def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, write, scope):
+    write("ok.py", "def f():\n    pass\n\nf()\n")
+    assert scope("run", "ok.py").returncode == 0
+    path = str(project / ".scope" / "scope.duckdb")
+    con = duckdb.connect(path)  # make it what version 3 wrote: the call index was there
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("CREATE INDEX call_function ON call (run, function)")
+    con.close()
+    assert scope("runs").returncode == 0
+    assert scope("run", "ok.py").returncode == 0
+    con = duckdb.connect(path, read_only=True)
+    indexes = {row[0] for row in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    runs = con.execute("SELECT count(*) FROM run").fetchone()
+    con.close()
+    assert "call_function" not in indexes and version == ("4",) and runs == (2,)

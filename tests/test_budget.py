@@ -5,31 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scope.storage.budget import Budget
-from scope.storage.correlate import OUTCOME_RAISED, OUTCOME_RETURNED, CallColumns
+from scope.storage.calls import OUTCOME_RAISED, OUTCOME_RETURNED
 
+from scope import native
+from tests.harness import drain_everything
 
-def columns(calls: list[tuple[int, int, int, int]]) -> CallColumns:
-    """(parent, function, duration, outcome) tuples as call columns."""
-    n = len(calls)
-    table = np.array(calls, dtype=np.int64).reshape(n, 4)
-    return CallColumns(
-        id=np.arange(1, n + 1, dtype=np.int64),
-        thread=np.ones(n, np.int32),
-        parent=table[:, 0].copy(),
-        end_id=np.arange(1, n + 1, dtype=np.int64),
-        depth=np.zeros(n, np.int32),
-        function=table[:, 1].copy(),
-        start_ns=np.zeros(n, np.int64),
-        duration_ns=table[:, 2].copy(),
-        outcome=table[:, 3].astype(np.uint8),
-        suspended_ns=np.zeros(n, np.int64),
-        suspensions=np.zeros(n, np.int32),
-    )
-
+lib = native.lib
 
 call = st.tuples(
     st.integers(0, 3),  # parent
@@ -39,43 +22,70 @@ call = st.tuples(
 )
 
 
+def emit(parent: int, function: int, duration: int, outcome: int, call_id: int) -> None:
+    """Write one finished call's record into this thread's ring, as the recorder would."""
+    record = native.ffi.new("scope_record *")
+    record.call_id = call_id
+    record.parent_id = parent
+    record.end_id = call_id
+    record.duration_ns = duration
+    kind = native.RAISE if outcome == OUTCOME_RAISED else native.RETURN
+    record.func_word = function | (kind << native.KIND_SHIFT)
+    lib.scope_emit_record(record)
+
+
 @settings(max_examples=150, deadline=None)
 @given(batches=st.lists(st.lists(call, max_size=30), max_size=6), limit=st.integers(0, 12))
 def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
-    budget = Budget(limit)
+    drain_everything()
+    native.configure(1 << 12, "drop", 0, 1 << 16, clock="monotonic")
+    native.set_budget(limit)
+    batch = native.Batch(256, 1 << 12)
     stored: Counter[int] = Counter()
     totals: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
     summed: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 2**62, -1])
-    for batch in batches:
-        for parent, function, duration, outcome in batch:
+    call_id = 0
+    for calls in batches:
+        for parent, function, duration, outcome in calls:
             t = totals[(parent, function)]
             t[0] += 1
             t[1] += duration
             t[2] += outcome == OUTCOME_RAISED
-        kept, sums = budget.split(columns(batch))
-        for i in range(len(kept)):
-            key = (int(kept.parent[i]), int(kept.function[i]))
-            stored[key[1]] += 1
-            s = summed[key]
+            call_id += 1
+            emit(parent, function, duration, outcome, call_id)
+        counts = batch.drain()
+        assert counts.records == len(calls) and counts.values == 0
+        kept = {name: column[: counts.calls] for name, column in batch.calls.items()}
+        for parent, function, duration, outcome in zip(
+            kept["parent"].tolist(),
+            kept["function"].tolist(),
+            kept["duration_ns"].tolist(),
+            kept["outcome"].tolist(),
+            strict=True,
+        ):
+            stored[function] += 1
+            s = summed[(parent, function)]
             s[0] += 1
-            s[1] += int(kept.duration_ns[i])
-            s[2] += int(kept.outcome[i]) == OUTCOME_RAISED
-        if sums is not None:
-            for i in range(len(sums)):
-                s = summed[(int(sums.parent[i]), int(sums.function[i]))]
-                s[0] += int(sums.calls[i])
-                s[1] += int(sums.total_ns[i])
-                s[2] += int(sums.raised[i])
-                assert sums.min_ns[i] <= sums.max_ns[i]
+            s[1] += duration
+            s[2] += outcome == OUTCOME_RAISED
+        sums = {name: column[: counts.aggregates] for name, column in batch.aggregates.items()}
+        assert int(sums["calls"].sum()) == counts.summed
+        for i in range(counts.aggregates):
+            s = summed[(int(sums["parent"][i]), int(sums["function"][i]))]
+            s[0] += int(sums["calls"][i])
+            s[1] += int(sums["total_ns"][i])
+            s[2] += int(sums["raised"][i])
+            assert sums["min_ns"][i] <= sums["max_ns"][i]
     if limit:
         assert all(n <= limit for n in stored.values())
     # Stored rows and sums together: every call once, every nanosecond counted.
     assert {k: v[:3] for k, v in summed.items()} == dict(totals)
-    per_function_summed = Counter()
+    per_function = Counter()
     for (_, function), t in totals.items():
-        per_function_summed[function] += t[0]
-    for function, n in per_function_summed.items():
-        assert budget.summed.get(function, 0) == n - stored[function]
+        per_function[function] += t[0]
+    summed_calls = native.summed_calls()
+    for function, n in per_function.items():
+        assert summed_calls.get(function, 0) == n - stored[function]
 
 
 def test_fib_past_its_budget_keeps_exact_counts(write, scope, query):

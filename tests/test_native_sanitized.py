@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "tests" / "native" / "test_core.c", ROOT / "native" / "scope_core.c"]
+SOURCES = [
+    ROOT / "tests" / "native" / "test_core.c",
+    ROOT / "native" / "scope_core.c",
+    ROOT / "native" / "scope_batch.c",
+]
 SANITIZERS = {
     "address,undefined": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
     "thread": ["-fsanitize=thread"],

@@ -306,10 +306,9 @@ def test_functions_report_entries_and_exits():
     finally:
         native.set_enabled(False)
     records = buffer[: native.drain(buffer)[0]]
-    assert [int(r) for r in records["func_id"][:3]] == [ids["raises_deep"]] * 3
-    kinds = [int(k) for k in records["kind"]]
-    assert kinds == [native.ENTER] * 3 + [native.RAISE] * 3
-    assert [int(d) for d in records["depth"]][:3] == [0, 1, 2]
+    assert native.function_ids(records).tolist() == [ids["raises_deep"]] * 3
+    assert native.kinds(records).tolist() == [native.RAISE] * 3
+    assert records["depth"].tolist() == [2, 1, 0]  # innermost ends first
 
 
 def test_plan_for_other_source_is_refused():

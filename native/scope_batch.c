@@ -1,0 +1,216 @@
+/* Drained records into insertable columns, with per-function budgets.
+ *
+ * scope_drain_batch drains the rings (scope_drain) into a scratch buffer and
+ * scatters it in the same call, without the GIL: call records go to call
+ * columns, value records are compacted at the front of the scratch buffer for
+ * the Python side to render, and calls past their function's budget are summed
+ * per (parent call, function) into aggregate columns.  The writer thread then
+ * stores the columns with one SQL statement, so a batch costs it few trips
+ * through the GIL whatever its size.
+ *
+ * A budget counts a function's calls in the order they reach the writer.  The
+ * tables here belong to whichever thread drains; g_batch_lock keeps two
+ * drainers apart.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scope_core.h"
+
+#define FUNC_MASK ((1ull << SCOPE_KIND_SHIFT) - 1)
+
+static pthread_mutex_t g_batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t g_limit = 0; /* calls stored per function; 0 = no limit */
+
+/* Per function: calls stored and calls summed so far.  Keys are id + 1 (0 = empty). */
+typedef struct {
+    uint64_t key;
+    uint64_t stored;
+    uint64_t summed;
+} budget_entry;
+
+static budget_entry *g_budgets = NULL;
+static size_t g_budgets_cap = 0, g_budgets_len = 0;
+
+/* Per (parent, function) in the current batch: the summed calls. */
+typedef struct {
+    uint64_t parent;
+    uint64_t key; /* function id + 1; 0 = empty */
+    int64_t calls, raised, total, min, max;
+} aggregate_entry;
+
+static aggregate_entry *g_aggs = NULL;
+static size_t g_aggs_cap = 0, g_aggs_len = 0;
+
+static inline size_t mix(uint64_t a, uint64_t b) {
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+    return (size_t)(h ^ (h >> 31));
+}
+
+static int budgets_grow(void) {
+    size_t cap = g_budgets_cap ? g_budgets_cap * 2 : 1024;
+    budget_entry *table = calloc(cap, sizeof *table);
+    if (!table) return 0;
+    for (size_t j = 0; j < g_budgets_cap; j++) {
+        if (!g_budgets[j].key) continue;
+        size_t i = mix(g_budgets[j].key, 0) & (cap - 1);
+        while (table[i].key) i = (i + 1) & (cap - 1);
+        table[i] = g_budgets[j];
+    }
+    free(g_budgets);
+    g_budgets = table;
+    g_budgets_cap = cap;
+    return 1;
+}
+
+static budget_entry *budget_of(uint64_t func) {
+    if ((g_budgets_len + 1) * 2 > g_budgets_cap && !budgets_grow()) return NULL;
+    uint64_t key = func + 1;
+    size_t mask = g_budgets_cap - 1;
+    size_t i = mix(key, 0) & mask;
+    while (g_budgets[i].key && g_budgets[i].key != key) i = (i + 1) & mask;
+    if (!g_budgets[i].key) {
+        g_budgets[i].key = key;
+        g_budgets_len++;
+    }
+    return &g_budgets[i];
+}
+
+static int aggs_grow(void) {
+    size_t cap = g_aggs_cap ? g_aggs_cap * 2 : 4096;
+    aggregate_entry *table = calloc(cap, sizeof *table);
+    if (!table) return 0;
+    for (size_t j = 0; j < g_aggs_cap; j++) {
+        if (!g_aggs[j].key) continue;
+        size_t i = mix(g_aggs[j].key, g_aggs[j].parent) & (cap - 1);
+        while (table[i].key) i = (i + 1) & (cap - 1);
+        table[i] = g_aggs[j];
+    }
+    free(g_aggs);
+    g_aggs = table;
+    g_aggs_cap = cap;
+    return 1;
+}
+
+/* Adds one call to its (parent, function) sum; 0 if out of memory. */
+static int aggregate(uint64_t parent, uint64_t func, int64_t duration, int raised) {
+    if ((g_aggs_len + 1) * 2 > g_aggs_cap && !aggs_grow()) return 0;
+    uint64_t key = func + 1;
+    size_t mask = g_aggs_cap - 1;
+    size_t i = mix(key, parent) & mask;
+    while (g_aggs[i].key && (g_aggs[i].key != key || g_aggs[i].parent != parent))
+        i = (i + 1) & mask;
+    aggregate_entry *a = &g_aggs[i];
+    if (!a->key) {
+        a->key = key;
+        a->parent = parent;
+        a->min = duration;
+        a->max = duration;
+        g_aggs_len++;
+    }
+    a->calls++;
+    a->raised += raised;
+    a->total += duration;
+    if (duration < a->min) a->min = duration;
+    if (duration > a->max) a->max = duration;
+    return 1;
+}
+
+/* Moves the batch's sums to the aggregate columns and empties the table. */
+static size_t emit_aggregates(const scope_aggregate_columns *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < g_aggs_cap && n < g_aggs_len; i++) {
+        aggregate_entry *a = &g_aggs[i];
+        if (!a->key) continue;
+        out->parent[n] = (int64_t)a->parent;
+        out->function[n] = (int64_t)(a->key - 1);
+        out->calls[n] = a->calls;
+        out->raised[n] = a->raised;
+        out->total_ns[n] = a->total;
+        out->min_ns[n] = a->min;
+        out->max_ns[n] = a->max;
+        n++;
+    }
+    if (g_aggs_len) memset(g_aggs, 0, g_aggs_cap * sizeof *g_aggs);
+    g_aggs_len = 0;
+    return n;
+}
+
+static inline void put_call(const scope_call_columns *c, size_t i, const scope_record *r,
+                            uint32_t kind) {
+    c->id[i] = (int64_t)r->call_id;
+    c->thread[i] = (int32_t)(r->call_id >> SCOPE_SLOT_SHIFT);
+    c->parent[i] = (int64_t)r->parent_id;
+    c->end_id[i] = (int64_t)r->end_id;
+    c->depth[i] = (int32_t)r->depth;
+    c->function[i] = (int64_t)(r->func_word & FUNC_MASK);
+    c->start_ns[i] = r->start_ns;
+    c->duration_ns[i] = r->duration_ns;
+    c->outcome[i] = (uint8_t)(kind - SCOPE_RETURN);
+    c->suspended_ns[i] = r->suspended_ns;
+    c->suspensions[i] = (int32_t)r->suspensions;
+}
+
+void scope_set_budget(uint64_t max_calls_per_function) {
+    pthread_mutex_lock(&g_batch_lock);
+    g_limit = max_calls_per_function;
+    free(g_budgets);
+    g_budgets = NULL;
+    g_budgets_cap = g_budgets_len = 0;
+    if (g_aggs_len) memset(g_aggs, 0, g_aggs_cap * sizeof *g_aggs);
+    g_aggs_len = 0;
+    pthread_mutex_unlock(&g_batch_lock);
+}
+
+size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
+                         size_t arena_capacity, const scope_call_columns *calls,
+                         const scope_aggregate_columns *aggregates, scope_batch_counts *counts) {
+    memset(counts, 0, sizeof *counts);
+    size_t n = scope_drain(scratch, capacity, arena, arena_capacity, &counts->arena_used);
+    pthread_mutex_lock(&g_batch_lock);
+    size_t values = 0, stored = 0;
+    for (size_t i = 0; i < n; i++) {
+        const scope_record *r = &scratch[i];
+        uint32_t kind = (uint32_t)(r->func_word >> SCOPE_KIND_SHIFT);
+        if (kind == SCOPE_VALUE) {
+            if (values != i) scratch[values] = *r;
+            values++;
+            continue;
+        }
+        if (kind == SCOPE_UNFINISHED) counts->unfinished++;
+        if (g_limit && kind != SCOPE_UNFINISHED) {
+            budget_entry *b = budget_of(r->func_word & FUNC_MASK);
+            if (b && b->stored >= g_limit &&
+                aggregate(r->parent_id, r->func_word & FUNC_MASK, r->duration_ns,
+                          kind == SCOPE_RAISE)) {
+                b->summed++;
+                counts->summed++;
+                continue;
+            }
+            if (b) b->stored++;
+        }
+        put_call(calls, stored++, r, kind);
+    }
+    counts->records = n;
+    counts->values = values;
+    counts->calls = stored;
+    counts->aggregates = emit_aggregates(aggregates);
+    pthread_mutex_unlock(&g_batch_lock);
+    return n;
+}
+
+size_t scope_get_summed(uint64_t *functions, uint64_t *summed, size_t capacity) {
+    pthread_mutex_lock(&g_batch_lock);
+    size_t n = 0;
+    for (size_t i = 0; i < g_budgets_cap; i++) {
+        if (!g_budgets[i].key || !g_budgets[i].summed) continue;
+        if (n < capacity) {
+            functions[n] = g_budgets[i].key - 1;
+            summed[n] = g_budgets[i].summed;
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&g_batch_lock);
+    return n;
+}
