@@ -321,6 +321,7 @@ class BatchCounts:
     aggregates: int
     summed: int
     unfinished: int
+    lost: int
     arena_used: int
 
 
@@ -331,9 +332,10 @@ class Batch:
     ``capacity`` records), scatters calls into ``calls`` (numpy arrays named
     like the call table's columns), sums calls past their function's budget
     into ``aggregates``, and leaves value records in ``values()`` with their
-    bytes in ``arena``.  Only the first ``counts.calls`` (``counts.aggregates``)
-    rows of the columns belong to the latest drain; the arrays themselves are
-    never replaced, so a database may keep them registered.
+    bytes in ``arena``.  All of them name functions by ``function_number``.
+    Only the first ``counts.calls`` (``counts.aggregates``) rows of the columns
+    belong to the latest drain; the arrays themselves are never replaced, so a
+    database may keep them registered.
     """
 
     def __init__(self, capacity: int, arena_bytes: int) -> None:
@@ -346,7 +348,7 @@ class Batch:
         self._call_struct = self._struct("scope_call_columns *", self.calls)
         self._aggregate_struct = self._struct("scope_aggregate_columns *", self.aggregates)
         self._counts = ffi.new("scope_batch_counts *")
-        self.counts = BatchCounts(0, 0, 0, 0, 0, 0, 0)
+        self.counts = BatchCounts(0, 0, 0, 0, 0, 0, 0, 0)
 
     def _struct(self, ctype: str, columns: dict[str, np.ndarray]) -> Any:
         struct = ffi.new(ctype)
@@ -375,6 +377,7 @@ class Batch:
             int(raw.aggregates),
             int(raw.summed),
             int(raw.unfinished),
+            int(raw.lost),
             int(raw.arena_used),
         )
         return self.counts
@@ -389,8 +392,16 @@ def set_budget(max_calls_per_function: int) -> None:
     lib.scope_set_budget(max_calls_per_function)
 
 
+def function_number(function_id: int) -> int:
+    """The number batches store for a function (1, 2, ... in the order first met).
+
+    0 if C memory ran out.  Numbers start again at each ``set_budget``.
+    """
+    return int(lib.scope_function_number(function_id))
+
+
 def summed_calls() -> dict[int, int]:
-    """Function id -> calls summed past its budget so far."""
+    """Function number -> calls summed past its budget so far."""
     capacity = 256
     while True:
         functions = ffi.new("uint64_t[]", capacity)

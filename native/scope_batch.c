@@ -6,7 +6,8 @@
  * the Python side to render, and calls past their function's budget are summed
  * per (parent call, function) into aggregate columns.  The writer thread then
  * stores the columns with one SQL statement, so a batch costs it few trips
- * through the GIL whatever its size.
+ * through the GIL whatever its size.  Functions are stored by number (see
+ * g_last_number); values and sums name them by number too.
  *
  * A budget counts a function's calls in the order they reach the writer.  The
  * tables here belong to whichever thread drains; g_batch_lock keeps two
@@ -23,15 +24,21 @@
 static pthread_mutex_t g_batch_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t g_limit = 0; /* calls stored per function; 0 = no limit */
 
-/* Per function: calls stored and calls summed so far.  Keys are id + 1 (0 = empty). */
+/* Per function: its number in the run, calls stored and calls summed so far.
+ * Keys are id + 1 (0 = empty). */
 typedef struct {
     uint64_t key;
+    uint64_t number;
     uint64_t stored;
     uint64_t summed;
 } budget_entry;
 
 static budget_entry *g_budgets = NULL;
 static size_t g_budgets_cap = 0, g_budgets_len = 0;
+/* The last function number handed out: functions are numbered 1, 2, ... in the
+ * order the writer first meets them, so the call table's function column takes
+ * a few bits a row where a 56-bit id would take seven bytes. */
+static uint64_t g_last_number = 0;
 
 /* Per (parent, function) in the current batch: the summed calls. */
 typedef struct {
@@ -72,6 +79,7 @@ static budget_entry *budget_of(uint64_t func) {
     while (g_budgets[i].key && g_budgets[i].key != key) i = (i + 1) & mask;
     if (!g_budgets[i].key) {
         g_budgets[i].key = key;
+        g_budgets[i].number = ++g_last_number;
         g_budgets_len++;
     }
     return &g_budgets[i];
@@ -94,9 +102,9 @@ static int aggs_grow(void) {
 }
 
 /* Adds one call to its (parent, function) sum; 0 if out of memory. */
-static int aggregate(uint64_t parent, uint64_t func, int64_t duration, int raised) {
+static int aggregate(uint64_t parent, uint64_t number, int64_t duration, int raised) {
     if ((g_aggs_len + 1) * 2 > g_aggs_cap && !aggs_grow()) return 0;
-    uint64_t key = func + 1;
+    uint64_t key = number + 1;
     size_t mask = g_aggs_cap - 1;
     size_t i = mix(key, parent) & mask;
     while (g_aggs[i].key && (g_aggs[i].key != key || g_aggs[i].parent != parent))
@@ -138,13 +146,13 @@ static size_t emit_aggregates(const scope_aggregate_columns *out) {
 }
 
 static inline void put_call(const scope_call_columns *c, size_t i, const scope_record *r,
-                            uint32_t kind) {
+                            uint32_t kind, uint64_t number) {
     c->id[i] = (int64_t)r->call_id;
     c->thread[i] = (int32_t)(r->call_id >> SCOPE_SLOT_SHIFT);
     c->parent[i] = (int64_t)r->parent_id;
     c->end_id[i] = (int64_t)r->end_id;
     c->depth[i] = (int32_t)r->depth;
-    c->function[i] = (int64_t)(r->func_word & FUNC_MASK);
+    c->function[i] = (int64_t)number;
     c->start_ns[i] = r->start_ns;
     c->duration_ns[i] = r->duration_ns;
     c->outcome[i] = (uint8_t)(kind - SCOPE_RETURN);
@@ -158,6 +166,7 @@ void scope_set_budget(uint64_t max_calls_per_function) {
     free(g_budgets);
     g_budgets = NULL;
     g_budgets_cap = g_budgets_len = 0;
+    g_last_number = 0;
     if (g_aggs_len) memset(g_aggs, 0, g_aggs_cap * sizeof *g_aggs);
     g_aggs_len = 0;
     pthread_mutex_unlock(&g_batch_lock);
@@ -173,24 +182,28 @@ size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
     for (size_t i = 0; i < n; i++) {
         const scope_record *r = &scratch[i];
         uint32_t kind = (uint32_t)(r->func_word >> SCOPE_KIND_SHIFT);
+        budget_entry *b = budget_of(r->func_word & FUNC_MASK);
+        if (!b) { /* out of memory: the call cannot be numbered */
+            counts->lost++;
+            continue;
+        }
         if (kind == SCOPE_VALUE) {
-            if (values != i) scratch[values] = *r;
+            scratch[values] = *r;
+            scratch[values].func_word = b->number | (uint64_t)SCOPE_VALUE << SCOPE_KIND_SHIFT;
             values++;
             continue;
         }
         if (kind == SCOPE_UNFINISHED) counts->unfinished++;
         if (g_limit && kind != SCOPE_UNFINISHED) {
-            budget_entry *b = budget_of(r->func_word & FUNC_MASK);
-            if (b && b->stored >= g_limit &&
-                aggregate(r->parent_id, r->func_word & FUNC_MASK, r->duration_ns,
-                          kind == SCOPE_RAISE)) {
+            if (b->stored >= g_limit &&
+                aggregate(r->parent_id, b->number, r->duration_ns, kind == SCOPE_RAISE)) {
                 b->summed++;
                 counts->summed++;
                 continue;
             }
-            if (b) b->stored++;
+            b->stored++;
         }
-        put_call(calls, stored++, r, kind);
+        put_call(calls, stored++, r, kind, b->number);
     }
     counts->records = n;
     counts->values = values;
@@ -200,13 +213,21 @@ size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
     return n;
 }
 
+uint64_t scope_function_number(uint64_t func) {
+    pthread_mutex_lock(&g_batch_lock);
+    budget_entry *b = budget_of(func & FUNC_MASK);
+    uint64_t number = b ? b->number : 0;
+    pthread_mutex_unlock(&g_batch_lock);
+    return number;
+}
+
 size_t scope_get_summed(uint64_t *functions, uint64_t *summed, size_t capacity) {
     pthread_mutex_lock(&g_batch_lock);
     size_t n = 0;
     for (size_t i = 0; i < g_budgets_cap; i++) {
         if (!g_budgets[i].key || !g_budgets[i].summed) continue;
         if (n < capacity) {
-            functions[n] = g_budgets[i].key - 1;
+            functions[n] = g_budgets[i].number;
             summed[n] = g_budgets[i].summed;
         }
         n++;

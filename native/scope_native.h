@@ -151,7 +151,7 @@ typedef struct {
     int64_t *parent;
     int64_t *end_id;
     int32_t *depth;
-    int64_t *function;
+    int64_t *function; /* the function's number (scope_function_number) */
     int64_t *start_ns;
     int64_t *duration_ns;
     uint8_t *outcome; /* kind - SCOPE_RETURN: 0 returned, 1 raised, 2 unfinished */
@@ -177,6 +177,7 @@ typedef struct {
     size_t aggregates; /* rows in the aggregate columns */
     size_t summed;     /* calls summed into them */
     size_t unfinished; /* call rows that are unfinished */
+    size_t lost;       /* records dropped: no memory to number their function */
     size_t arena_used; /* bytes of the arena the values use */
 } scope_batch_counts;
 
@@ -203,15 +204,18 @@ void scope_after_fork_child(void);
  * memory, which the next drain hands out first) and stops recording their exits.
  * Only while no thread can change its stack: with the GIL held, or in tests. */
 size_t scope_unfinish_stacks(void);
-/* Sets max_calls_per_function (0: no limit) and forgets every count. */
+/* Sets max_calls_per_function (0: no limit) and forgets every count and number. */
 void scope_set_budget(uint64_t max_calls_per_function);
 /* Drains up to capacity records and scatters them (see scope_batch.c); the
  * call and aggregate columns need room for capacity rows. */
 size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
                          size_t arena_capacity, const scope_call_columns *calls,
                          const scope_aggregate_columns *aggregates, scope_batch_counts *counts);
-/* Functions with calls summed past their budget, and how many; returns how many
- * functions there are (fills at most capacity). */
+/* The number a batch stores for function id func (1, 2, ...: the order the writer
+ * met them since scope_set_budget); 0 if out of memory. */
+uint64_t scope_function_number(uint64_t func);
+/* Function numbers with calls summed past their budget, and how many; returns
+ * how many functions there are (fills at most capacity). */
 size_t scope_get_summed(uint64_t *functions, uint64_t *summed, size_t capacity);
 /* Direct producer API for tests and benchmarks, without Python objects. */
 void scope_emit_enter(uint64_t func_id);

@@ -10,8 +10,9 @@ interval, so a subtree is a range scan and so is the stack above a call.
 with a message naming both versions.  Version 2 added ``value``, the
 suspension columns of ``call``, the clock calibration of ``run`` and the
 per-thread counters; version 3 added ``call_aggregate`` and the budget
-columns; version 4 dropped the index on ``call`` (``MIGRATIONS`` upgrades a
-version 3 file when it is next recorded into).
+columns; version 4 dropped the index on ``call``, made ``outcome`` an enum
+and numbers functions per run (``function.key`` keeps the stable id).
+``MIGRATIONS`` upgrades a version 3 file when it is next recorded into.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ SCHEMA_VERSION = 4
 #: Statements that bring a file of an older version up to the next one; a file
 #: scope can migrate is also readable as it is (its tables are the same).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    3: ("DROP INDEX IF EXISTS call_function",),
+    3: (
+        "DROP INDEX IF EXISTS call_function",
+        "CREATE TYPE call_outcome AS ENUM ('returned', 'raised', 'unfinished')",
+        "ALTER TABLE call ALTER outcome TYPE call_outcome",
+        "ALTER TABLE function ADD COLUMN key BIGINT",
+        "UPDATE function SET key = id",
+    ),
 }
 
 OUTCOMES = ("returned", "raised", "unfinished")
@@ -122,7 +129,10 @@ TABLES = (
         "One row per instrumented (or planned) function of the run's code.",
         (
             Column("run", "INTEGER", "the run"),
-            Column("id", "BIGINT", "stable id: hash of module, qualified name and occurrence"),
+            Column("id", "BIGINT", "number of the function in its run (call.function)"),
+            Column(
+                "key", "BIGINT", "stable id across runs: hash of module, qualified name, occurrence"
+            ),
             Column("module", "VARCHAR", "module name as imported ('__main__' for the script)"),
             Column("qualname", "VARCHAR", "__qualname__ of the function"),
             Column("file", "VARCHAR", "source file"),
@@ -153,7 +163,9 @@ TABLES = (
             Column("function", "BIGINT", "function.id"),
             Column("start_ns", "BIGINT", "recorder clock at entry"),
             Column("duration_ns", "BIGINT", "wall time from entry to exit; -1 if it never ended"),
-            Column("outcome", "VARCHAR", "returned, raised (an exception left it) or unfinished"),
+            Column(
+                "outcome", "call_outcome", "returned, raised (an exception left it) or unfinished"
+            ),
             Column(
                 "suspended_ns",
                 "BIGINT",
@@ -215,6 +227,10 @@ def readable(version: int) -> bool:
     return version == SCHEMA_VERSION or version in MIGRATIONS
 
 
+#: Types the tables use, created before them.
+TYPES = ("CREATE TYPE call_outcome AS ENUM (" + ", ".join(f"'{name}'" for name in OUTCOMES) + ")",)
+
+
 def create_statements() -> list[str]:
     """Every statement that creates the schema in an empty database."""
-    return [t.ddl() for t in TABLES] + list(INDEXES)
+    return list(TYPES) + [t.ddl() for t in TABLES] + list(INDEXES)

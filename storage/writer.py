@@ -97,7 +97,7 @@ class RecordingWriter:
         self.calls_unfinished = 0
         self.values_stored = 0
         self._plans: list[ModulePlan] = []
-        #: function id -> (parameter names, attribute names), for naming values
+        #: function number -> (parameter names, attribute names), for naming values
         self._names: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._plans_lock = threading.Lock()
         self._thread_names: dict[int, str] = {}
@@ -132,8 +132,6 @@ class RecordingWriter:
         """Queue a module's functions for the next transaction (any thread may call)."""
         with self._plans_lock:
             self._plans.append(plan)
-            for f in plan.functions:
-                self._names[f.id] = (f.params, f.attributes)
 
     def _name_of(self, function: int, role: str, index: int) -> str | None:
         params, attributes = self._names.get(function, ((), ()))
@@ -218,17 +216,21 @@ class RecordingWriter:
             self._plans[:0] = plans
 
     def _insert_functions(self, plan: ModulePlan) -> None:
-        # One statement with list parameters: executemany runs one statement per row.
         functions = plan.functions
         if not functions:
             return
+        numbers = [native.function_number(f.id) for f in functions]
+        for number, f in zip(numbers, functions, strict=True):
+            self._names[number] = (f.params, f.attributes)
+        # One statement with list parameters: executemany runs one statement per row.
         self.con.execute(
             """INSERT OR REPLACE INTO function
-               SELECT ?, unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), ?,
+               SELECT ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), ?,
                       unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
                       unnest(?::VARCHAR[][]), unnest(?::VARCHAR[][]), 0""",
             [
                 self.run_id,
+                numbers,
                 [f.id for f in functions],
                 plan.module,
                 [f.qualname for f in functions],

@@ -121,8 +121,11 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     write("ok.py", "def f():\n    pass\n\nf()\n")
     assert scope("run", "ok.py").returncode == 0
     path = str(project / ".scope" / "scope.duckdb")
-    con = duckdb.connect(path)  # make it what version 3 wrote: the call index was there
+    con = duckdb.connect(path)  # turn it into what version 3 wrote
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("ALTER TABLE call ALTER outcome TYPE VARCHAR")
+    con.execute("DROP TYPE call_outcome")
+    con.execute("ALTER TABLE function DROP COLUMN key")
     con.execute("CREATE INDEX call_function ON call (run, function)")
     con.close()
     assert scope("runs").returncode == 0
@@ -131,5 +134,7 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     indexes = {row[0] for row in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     runs = con.execute("SELECT count(*) FROM run").fetchone()
+    outcomes = con.execute("SELECT DISTINCT typeof(outcome) FROM call").fetchall()
     con.close()
     assert "call_function" not in indexes and version == ("4",) and runs == (2,)
+    assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]

@@ -40,6 +40,9 @@ def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
     drain_everything()
     native.configure(1 << 12, "drop", 0, 1 << 16, clock="monotonic")
     native.set_budget(limit)
+    # Batches name functions by number, handed out in the order they are first met.
+    number = {function: native.function_number(function) for function in (3, 1, 4, 2)}
+    assert sorted(number.values()) == [1, 2, 3, 4] and number[3] == 1
     batch = native.Batch(256, 1 << 12)
     stored: Counter[int] = Counter()
     totals: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -47,7 +50,7 @@ def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
     call_id = 0
     for calls in batches:
         for parent, function, duration, outcome in calls:
-            t = totals[(parent, function)]
+            t = totals[(parent, number[function])]
             t[0] += 1
             t[1] += duration
             t[2] += outcome == OUTCOME_RAISED
@@ -86,6 +89,7 @@ def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
     summed_calls = native.summed_calls()
     for function, n in per_function.items():
         assert summed_calls.get(function, 0) == n - stored[function]
+    assert native.function_number(3) == 1  # numbers stay put
 
 
 def test_fib_past_its_budget_keeps_exact_counts(write, scope, query):
