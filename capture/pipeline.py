@@ -9,6 +9,11 @@ sink and keeps draining so that producers never block on a dead writer;
 everything drained after the failure is counted as lost.  ``stop`` drains
 what is left and returns.
 
+If anything ends the writer thread early (an exception that is not the sink's,
+such as one raised into the thread from outside), the batch in flight is
+counted as lost and a new writer thread takes over: ``health.restarts`` says
+how often.
+
 The writer is a raw ``_thread`` thread rather than a ``threading.Thread``: the
 recorded program's ``threading.enumerate()`` and ``active_count()`` must not
 see it, and interpreter shutdown must not wait for it (``stop`` runs at exit).
@@ -51,9 +56,21 @@ class PipelineHealth:
     """What the writer thread did; reported in the run's row and by ``scope status``."""
 
     batches: int = 0
+    #: records drained from the rings (the native counter: exact wherever the
+    #: writer was interrupted)
     records: int = 0
-    records_lost: int = 0
+    #: records of batches the sink stored, less those it could not number
+    records_stored: int = 0
     failure: str | None = None
+    #: times the writer loop was interrupted by an exception and started again
+    restarts: int = 0
+    #: why it was, the first time
+    restart_cause: str | None = None
+
+    @property
+    def records_lost(self) -> int:
+        """Records drained but not stored: the sink failed, or the writer was hit."""
+        return self.records - self.records_stored
 
 
 class Pipeline:
@@ -76,19 +93,27 @@ class Pipeline:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._ident: int | None = None
+        self._drained_before = 0
 
     def start(self) -> None:
         """Start the writer thread."""
+        self._drained_before = native.stats().drained
         self._ident = _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:
         try:
             while not self._stop.wait(self._interval):
                 self.drain_all(yield_to_tracing=True)
-        except BaseException as exc:  # pragma: no cover - drain_all already guards the sink
-            self.health.failure = self.health.failure or f"writer thread: {exc!r}"
+        except BaseException as exc:
+            # Something killed the loop mid-batch (an exception raised into the
+            # thread, a bug): the batch in flight was counted as lost.
+            self.health.restart_cause = self.health.restart_cause or repr(exc)
         finally:
-            self._stopped.set()
+            if self._stop.is_set():
+                self._stopped.set()
+            else:
+                self.health.restarts += 1
+                self._ident = _thread.start_new_thread(self._run, ())
 
     def drain_all(self, timeout: float = -1, yield_to_tracing: bool = False) -> int:
         """Drain until the rings are empty; returns how many records moved.
@@ -114,18 +139,15 @@ class Pipeline:
             self._lock.release()
 
     def _deliver(self, batch: native.Batch) -> None:
-        n = batch.counts.records
-        self.health.records += n
-        self.health.records_lost += batch.counts.lost
         if self.health.failure is not None:
-            self.health.records_lost += n
             return
         try:
             self.sink.write_batch(batch)
-            self.health.batches += 1
         except Exception as exc:  # the recorded program must never see scope fail
             self.health.failure = f"{type(exc).__name__}: {exc}"
-            self.health.records_lost += n
+            return
+        self.health.batches += 1
+        self.health.records_stored += batch.counts.records - batch.counts.lost
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread and drain everything still in the rings."""
@@ -134,3 +156,4 @@ class Pipeline:
         if waits and not self._stopped.wait(timeout):
             self.health.failure = self.health.failure or "writer thread did not stop"
         self.drain_all(timeout)
+        self.health.records = native.stats().drained - self._drained_before

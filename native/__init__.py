@@ -39,6 +39,9 @@ flush_on_sigterm: Any = _native.flush_on_sigterm
 no_flush_on_sigterm: Any = _native.no_flush_on_sigterm
 #: ``run_at_bottom(func, *args)``: call ``func`` with no Python frame below it.
 run_at_bottom: Any = _native.run_at_bottom
+#: ``wrap_builtin(builtin, callback)``: a builtin that looks like ``builtin`` and
+#: calls ``callback`` with the same arguments first (os._exit, os.exec*).
+wrap_builtin: Any = _native.wrap_builtin
 #: ``unfinish_open() -> int``: write every call still open as unfinished (at stop).
 unfinish_open: Any = _native.unfinish_open
 

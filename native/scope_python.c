@@ -753,6 +753,92 @@ static PyObject *py_unfinish_open(PyObject *self, PyObject *const *args, Py_ssiz
     return PyLong_FromSize_t(n);
 }
 
+/* ---- Builtins that end the process: flush first ---- */
+
+/* os._exit and the exec functions end the process without atexit handlers.
+ * wrap_builtin(original, callback) returns a builtin that calls callback with
+ * the same arguments, then original: the recorder stores everything first.  It
+ * keeps the original's name, module, __self__ (the posix module), doc and text
+ * signature, so the program sees the same kind of object with the same
+ * answers to inspect. */
+#define MAX_WRAPPED 8
+static PyObject *g_wrapped_original[MAX_WRAPPED];
+static PyObject *g_wrapped_callback[MAX_WRAPPED];
+static PyMethodDef g_wrapped_def[MAX_WRAPPED];
+static int g_wrapped_count = 0;
+
+static PyObject *call_wrapped(int i, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *done = PyObject_Vectorcall(g_wrapped_callback[i], args, nargs, kwnames);
+    if (!done) PyErr_Clear(); /* scope failing must not change what the call does */
+    Py_XDECREF(done);
+    return PyObject_Vectorcall(g_wrapped_original[i], args, nargs, kwnames);
+}
+
+#define WRAPPED(i)                                                                          \
+    static PyObject *wrapped_##i(PyObject *self, PyObject *const *args, Py_ssize_t nargs, \
+                                 PyObject *kwnames) {                                    \
+        return call_wrapped(i, args, (Py_ssize_t)PyVectorcall_NARGS(nargs), kwnames);   \
+    }
+WRAPPED(0)
+WRAPPED(1)
+WRAPPED(2)
+WRAPPED(3)
+WRAPPED(4)
+WRAPPED(5)
+WRAPPED(6)
+WRAPPED(7)
+typedef PyObject *(*fast_with_keywords)(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+static fast_with_keywords g_wrappers[MAX_WRAPPED] = {
+    wrapped_0, wrapped_1, wrapped_2, wrapped_3, wrapped_4, wrapped_5, wrapped_6, wrapped_7};
+
+/* "name(sig)\n--\n\ndoc": how CPython stores a builtin's text signature in its doc. */
+static char *builtin_doc(PyObject *original, const char *name) {
+    PyObject *doc = PyObject_GetAttrString(original, "__doc__");
+    PyObject *signature = PyObject_GetAttrString(original, "__text_signature__");
+    PyErr_Clear();
+    PyObject *text = NULL;
+    if (signature && signature != Py_None && doc && doc != Py_None)
+        text = PyUnicode_FromFormat("%s%U\n--\n\n%U", name, signature, doc);
+    else if (doc && doc != Py_None)
+        text = Py_NewRef(doc);
+    char *copy = NULL;
+    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (utf8) copy = strdup(utf8);
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(signature);
+    Py_XDECREF(doc);
+    return copy;
+}
+
+static PyObject *py_wrap_builtin(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyCFunction_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "wrap_builtin(builtin, callback)");
+        return NULL;
+    }
+    if (g_wrapped_count == MAX_WRAPPED) {
+        PyErr_SetString(PyExc_RuntimeError, "wrap_builtin: no wrapper left");
+        return NULL;
+    }
+    PyObject *original = args[0];
+    PyMethodDef *def = ((PyCFunctionObject *)original)->m_ml;
+    PyObject *owner = PyCFunction_GET_SELF(original);
+    PyObject *module = ((PyCFunctionObject *)original)->m_module;
+    int i = g_wrapped_count;
+    char *name = strdup(def->ml_name);
+    if (!name) return PyErr_NoMemory();
+    g_wrapped_def[i].ml_name = name;
+    g_wrapped_def[i].ml_meth = (PyCFunction)(void (*)(void))g_wrappers[i];
+    g_wrapped_def[i].ml_flags = METH_FASTCALL | METH_KEYWORDS;
+    g_wrapped_def[i].ml_doc = builtin_doc(original, name);
+    PyObject *wrapper = PyCFunction_NewEx(&g_wrapped_def[i], owner, module);
+    if (!wrapper) return NULL;
+    g_wrapped_original[i] = Py_NewRef(original);
+    g_wrapped_callback[i] = Py_NewRef(args[1]);
+    g_wrapped_count++;
+    return wrapper;
+}
+
 /* Calls func(*rest), or evaluates a code object in a globals dict directly (as the
  * interpreter runs a script: going through the exec builtin would cost the
  * program one level of recursion depth). */
@@ -944,6 +1030,8 @@ static PyMethodDef entry_points[] = {
     {"suspending", FASTCALL(py_suspending),
      "suspending(tagged_id, value) -> value: it yields or awaits value."},
     {"resumed", FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
+    {"wrap_builtin", FASTCALL(py_wrap_builtin),
+     "wrap_builtin(builtin, callback): a look-alike that calls callback first."},
     {"unfinish_open", FASTCALL(py_unfinish_open),
      "unfinish_open() -> int: write every open call as unfinished."},
     {"flush_on_sigterm", FASTCALL(py_flush_on_sigterm),

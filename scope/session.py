@@ -4,7 +4,8 @@
 program runs), inserts the run's row, binds the entry points, starts the writer
 thread and installs the import hook.  ``Recorder.stop`` runs once, at exit
 (registered first with ``atexit``, so it runs after the program's own exit
-handlers), and stores everything still in flight.  Nothing here ever raises into
+handlers; or before ``os._exit``, an exec, or death by SIGTERM), and stores
+everything still in flight.  Nothing here ever raises into
 the recorded program: a failure while stopping is reported on stderr in one
 line and the program's exit status is left alone.
 """
@@ -19,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 
 from scope import __version__, native
-from scope.capture import runtime
+from scope.capture import process_end, runtime
 from scope.capture.pipeline import Pipeline
 from scope.config import Config
 from scope.errors import ConfigError
@@ -111,6 +112,7 @@ class Recorder:
         os.register_at_fork(after_in_child=self._after_fork_in_child)
         atexit.register(self.stop)
         native.flush_on_sigterm(self._terminated)
+        process_end.install(self._exiting, self.stop)
         native.set_enabled(True)
 
     def _instrument_failed(self, module: str, path: str, exc: BaseException) -> None:
@@ -119,6 +121,12 @@ class Recorder:
     def _terminated(self) -> None:
         """SIGTERM with its default action: store everything, then the process dies of it."""
         self.exit_status = 128 + signal.SIGTERM  # what the shell reports
+        self.stop()
+
+    def _exiting(self, status: int | None) -> None:
+        """os._exit(status): store everything first; the status is the exit status."""
+        if os.getpid() == self._pid:
+            self.exit_status = status
         self.stop()
 
     def _after_fork_in_child(self) -> None:
@@ -134,6 +142,7 @@ class Recorder:
         native.set_enabled(False)
         native.unfinish_open()
         native.no_flush_on_sigterm()
+        process_end.uninstall()
         if self._finder is not None:
             uninstall(self._finder)
         try:
@@ -153,6 +162,11 @@ class Recorder:
             self._problems.append(
                 f"the recording stopped storing calls ({health.failure}); "
                 f"{health.records_lost} events lost"
+            )
+        if health.restarts:
+            self._problems.append(
+                f"the writer thread was interrupted {health.restarts} times and restarted "
+                f"(first: {health.restart_cause}); the batches in flight were lost"
             )
         rings = native.stats()
         if rings.dropped:
