@@ -57,6 +57,9 @@ class Recorder:
         self.report: RecorderReport | None = None
         self._pid = os.getpid()
         self._problems: list[str] = []
+        #: (time_ns, kind, detail) for the event table
+        self._events: list[tuple[int, str, str]] = []
+        self._ended_by = "exit"
         self._writer: RecordingWriter | None = None
         self._pipeline: Pipeline | None = None
         self._finder: ScopeFinder | None = None
@@ -89,6 +92,8 @@ class Recorder:
                 python=f"{platform.python_implementation()} {platform.python_version()}",
                 platform=platform.platform(),
                 pid=os.getpid(),
+                parent_pid=os.getppid(),
+                executable=sys.executable,
                 scope_version=__version__,
                 start_ns=native.now_ns(),
             )
@@ -112,21 +117,35 @@ class Recorder:
         os.register_at_fork(after_in_child=self._after_fork_in_child)
         atexit.register(self.stop)
         native.flush_on_sigterm(self._terminated)
-        process_end.install(self._exiting, self.stop)
+        process_end.install(self._exiting, self._executing)
         native.set_enabled(True)
 
     def _instrument_failed(self, module: str, path: str, exc: BaseException) -> None:
-        self._problems.append(f"{module} ({path}) not instrumented: {type(exc).__name__}: {exc}")
+        text = f"{module} ({path}) not instrumented: {type(exc).__name__}: {exc}"
+        self._problem("not instrumented", text)
+
+    def _problem(self, kind: str, text: str) -> None:
+        """Something went wrong: said on stderr at the end, and kept as an event."""
+        self._problems.append(text)
+        self._events.append((native.now_ns(), kind, text))
 
     def _terminated(self) -> None:
         """SIGTERM with its default action: store everything, then the process dies of it."""
         self.exit_status = 128 + signal.SIGTERM  # what the shell reports
+        self._ended_by = "SIGTERM"
         self.stop()
 
     def _exiting(self, status: int | None) -> None:
         """os._exit(status): store everything first; the status is the exit status."""
         if os.getpid() == self._pid:
             self.exit_status = status
+            self._ended_by = "os._exit"
+        self.stop()
+
+    def _executing(self) -> None:
+        """An exec replaces the program: store everything first."""
+        if os.getpid() == self._pid:
+            self._ended_by = "exec"
         self.stop()
 
     def _after_fork_in_child(self) -> None:
@@ -159,20 +178,22 @@ class Recorder:
         self._pipeline.stop()
         health = self._pipeline.health
         if health.failure:
-            self._problems.append(
+            self._problem(
+                "storage failed",
                 f"the recording stopped storing calls ({health.failure}); "
-                f"{health.records_lost} events lost"
+                f"{health.records_lost} events lost",
             )
         if health.restarts:
-            self._problems.append(
+            self._problem(
+                "writer restarted",
                 f"the writer thread was interrupted {health.restarts} times and restarted "
-                f"(first: {health.restart_cause}); the batches in flight were lost"
+                f"(first: {health.restart_cause}); the batches in flight were lost",
             )
         rings = native.stats()
         if rings.dropped:
-            self._problems.append(f"{rings.dropped} events dropped (rings full)")
+            self._problem("dropped", f"{rings.dropped} events dropped (rings full)")
         if rings.values_lost:
-            self._problems.append(f"{rings.values_lost} values stored as lost (arena full)")
+            self._problem("dropped", f"{rings.values_lost} values stored as lost (arena full)")
         self._writer.finish(
             RunEnd(
                 exit_status=self.exit_status,
@@ -182,6 +203,8 @@ class Recorder:
                 writer_batches=health.batches,
                 records_lost=health.records_lost,
                 problems=list(self._problems),
+                ended_by=self._ended_by,
+                events=list(self._events),
             )
         )
         self._writer.con.close()

@@ -10,8 +10,9 @@ interval, so a subtree is a range scan and so is the stack above a call.
 with a message naming both versions.  Version 2 added ``value``, the
 suspension columns of ``call``, the clock calibration of ``run`` and the
 per-thread counters; version 3 added ``call_aggregate`` and the budget
-columns; version 4 dropped the index on ``call``, made ``outcome`` an enum
-and numbers functions per run (``function.key`` keeps the stable id).
+columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
+numbers functions per run (``function.key`` keeps the stable id) and added
+``process`` and ``event``.
 ``MIGRATIONS`` upgrades a version 3 file when it is next recorded into.
 """
 
@@ -20,18 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 4
-
-#: Statements that bring a file of an older version up to the next one; a file
-#: scope can migrate is also readable as it is (its tables are the same).
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    3: (
-        "DROP INDEX IF EXISTS call_function",
-        "CREATE TYPE call_outcome AS ENUM ('returned', 'raised', 'unfinished')",
-        "ALTER TABLE call ALTER outcome TYPE call_outcome",
-        "ALTER TABLE function ADD COLUMN key BIGINT",
-        "UPDATE function SET key = id",
-    ),
-}
 
 OUTCOMES = ("returned", "raised", "unfinished")
 
@@ -102,6 +91,42 @@ TABLES = (
             Column("problems", "VARCHAR[]", "what went wrong while recording, if anything"),
         ),
         key=("id",),
+    ),
+    Table(
+        "process",
+        "One row per recorded process of a run (the main process; child processes "
+        "once they are followed).",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("pid", "INTEGER", "process id"),
+            Column("parent_pid", "INTEGER", "process id of its parent"),
+            Column("executable", "VARCHAR", "sys.executable"),
+            Column("start_ns", "BIGINT", "recorder clock when recording began in it"),
+            Column("end_ns", "BIGINT", "recorder clock when recording ended in it"),
+            Column("exit_status", "INTEGER", "its exit status, where it ended by exiting"),
+            Column(
+                "ended_by",
+                "VARCHAR",
+                "how it ended: exit (returned, sys.exit, uncaught exception), os._exit, "
+                "exec, SIGTERM; NULL while running",
+            ),
+        ),
+        key=("run", "pid"),
+    ),
+    Table(
+        "event",
+        "Lifecycle of the recording and the process, in time order: what happened besides calls.",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("pid", "INTEGER", "the process"),
+            Column("time_ns", "BIGINT", "recorder clock"),
+            Column(
+                "kind",
+                "VARCHAR",
+                "start, end, not instrumented, writer restarted, storage failed, dropped",
+            ),
+            Column("detail", "VARCHAR", "what and why, in words"),
+        ),
     ),
     Table(
         "thread",
@@ -216,6 +241,20 @@ TABLES = (
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+#: Statements that bring a file of an older version up to the next one; a file
+#: scope can migrate is also readable as it is (its tables are the same).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    3: (
+        "DROP INDEX IF EXISTS call_function",
+        TABLES_BY_NAME["process"].ddl(),
+        TABLES_BY_NAME["event"].ddl(),
+        "CREATE TYPE call_outcome AS ENUM ('returned', 'raised', 'unfinished')",
+        "ALTER TABLE call ALTER outcome TYPE call_outcome",
+        "ALTER TABLE function ADD COLUMN key BIGINT",
+        "UPDATE function SET key = id",
+    ),
+}
 
 #: No index on ``call``: an ART index costs a third of the insert rate and 4 bytes
 #: a row, while a column scan of ``function`` or of the id interval is fast.

@@ -62,6 +62,8 @@ class RunInfo:
     python: str
     platform: str
     pid: int
+    parent_pid: int
+    executable: str
     scope_version: str
     start_ns: int
 
@@ -77,6 +79,10 @@ class RunEnd:
     writer_batches: int
     records_lost: int
     problems: Sequence[str]
+    #: exit, os._exit, exec or SIGTERM
+    ended_by: str = "exit"
+    #: (time_ns, kind, detail) of what happened besides calls, for the event table
+    events: Sequence[tuple[int, str, str]] = ()
 
 
 class RecordingWriter:
@@ -102,6 +108,7 @@ class RecordingWriter:
         self._plans_lock = threading.Lock()
         self._thread_names: dict[int, str] = {}
         self._registered: native.Batch | None = None
+        self._pid = 0
 
     def begin(self, info: RunInfo) -> int:
         """Insert the run's row; returns its id.  Sets the native budget."""
@@ -125,7 +132,17 @@ class RecordingWriter:
                 info.start_ns,
             ],
         )
+        self.con.execute(
+            """INSERT INTO process (run, pid, parent_pid, executable, start_ns)
+               VALUES (?, ?, ?, ?, ?)""",
+            [self.run_id, info.pid, info.parent_pid, info.executable, info.start_ns],
+        )
+        self.con.execute(
+            "INSERT INTO event VALUES (?, ?, ?, 'start', ?)",
+            [self.run_id, info.pid, info.start_ns, " ".join(info.argv)],
+        )
         self.con.execute("COMMIT")
+        self._pid = info.pid
         return self.run_id
 
     def add_plan(self, plan: ModulePlan) -> None:
@@ -278,6 +295,23 @@ class RecordingWriter:
                     t.values_lost,
                 ],
             )
+        events = [*end.events, (end.end_ns, "end", end.ended_by)]
+        self.con.execute(
+            """INSERT INTO event SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]),
+                                        unnest(?::VARCHAR[])""",
+            [
+                self.run_id,
+                self._pid,
+                [e[0] for e in events],
+                [e[1] for e in events],
+                [e[2] for e in events],
+            ],
+        )
+        self.con.execute(
+            """UPDATE process SET end_ns = ?, exit_status = ?, ended_by = ?
+               WHERE run = ? AND pid = ?""",
+            [end.end_ns, end.exit_status, end.ended_by, self.run_id, self._pid],
+        )
         self.con.execute(
             """UPDATE run SET ended_at = ?, end_ns = ?, status = 'complete', exit_status = ?,
                    events_captured = ?, events_dropped = ?, events_stored = ?,

@@ -268,6 +268,14 @@ def test_a_second_run_appends_to_the_same_file(write, scope, query):
         (1, ["one.py"], 1),
         (2, ["one.py", "again"], 1),
     ]
+    processes = query("SELECT run, pid, parent_pid, exit_status, ended_by FROM process")
+    assert [(run, status, how) for run, _, _, status, how in processes] == [
+        (1, 0, "exit"),
+        (2, 0, "exit"),
+    ]
+    assert all(pid > 0 and parent > 0 and pid != parent for _, pid, parent, _, _ in processes)
+    events = query("SELECT run, kind FROM event ORDER BY run, time_ns")
+    assert events == [(1, "start"), (1, "end"), (2, "start"), (2, "end")]
 
 
 def test_threads_are_recorded_under_their_own_thread(write, scope, query):

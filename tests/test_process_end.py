@@ -39,6 +39,8 @@ def test_os_exit_stores_every_call_and_its_status(write, python, scope, query):
     assert recorded.stdout == plain.stdout == "before 5000\n" and recorded.stderr == ""
     ((calls, status, exit_status),) = query("SELECT calls_stored, status, exit_status FROM run")
     assert (calls, status, exit_status) == (5_000, "complete", 7)
+    assert query("SELECT exit_status, ended_by FROM process") == [(7, "os._exit")]
+    assert query("SELECT kind, detail FROM event ORDER BY time_ns")[-1] == ("end", "os._exit")
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_exec_stores_every_call_first(write, python, scope, query, function, arg
     assert recorded.stdout == plain.stdout == "before 5000\nafter exec\n"
     assert recorded.stderr == ""
     assert query("SELECT calls_stored, status FROM run") == [(5_000, "complete")]
+    assert query("SELECT ended_by FROM process") == [("exec",)]
 
 
 def test_the_wrapped_builtins_answer_inspect_as_the_originals(write, python, scope):

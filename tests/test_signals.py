@@ -49,6 +49,7 @@ def test_sigterm_stores_everything_then_dies_of_sigterm(project, write, query):
     assert recorded == plain
     ((calls, status, exit_status),) = query("SELECT calls_stored, status, exit_status FROM run")
     assert calls >= 20_000 and status == "complete" and exit_status == 128 + signal.SIGTERM
+    assert query("SELECT exit_status, ended_by FROM process") == [(143, "SIGTERM")]
     assert query("SELECT count(*) FROM call WHERE outcome = 'unfinished'") == [(0,)]
 
 
