@@ -152,6 +152,17 @@ def runs(db: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@db_option
+def combine(sources: tuple[str, ...], db: str | None) -> None:
+    """Copy every run of other recordings (SOURCES) into this one, as new runs."""
+    from scope.storage.combine import combine as combine_files
+
+    for copied in combine_files(_config(db).db, sources):
+        click.echo(f"{copied.source} run {copied.source_run} -> run {copied.run}")
+
+
+@cli.command()
 @db_option
 @run_option
 @json_option

@@ -138,3 +138,40 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     con.close()
     assert "call_function" not in indexes and version == ("4",) and runs == (2,)
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]
+
+
+def test_combine_copies_every_run_of_other_recordings(project, write, scope, query):
+    write("one.py", "def f(n):\n    return n if n < 2 else f(n - 1) + f(n - 2)\n\nf(10)\n")
+    write(
+        "two.py", "def g():\n    raise KeyError('x')\n\ntry:\n    g()\nexcept KeyError:\n    pass\n"
+    )
+    assert scope("run", "one.py").returncode == 0
+    assert scope("run", "--db", "other.duckdb", "two.py").returncode == 0
+    assert scope("run", "--db", "other.duckdb", "one.py").returncode == 0
+    result = scope("combine", "other.duckdb")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "other.duckdb run 1 -> run 2\nother.duckdb run 2 -> run 3\n"
+    assert query("SELECT id, argv, calls_stored FROM run ORDER BY id") == [
+        (1, ["one.py"], 177),
+        (2, ["two.py"], 1),
+        (3, ["one.py"], 177),
+    ]
+    per_run = """SELECT c.run, f.qualname, count(*), count(*) FILTER (outcome = 'raised')
+                 FROM call c JOIN function f ON f.run = c.run AND f.id = c.function
+                 GROUP BY ALL ORDER BY ALL"""
+    assert query(per_run) == [(1, "f", 177, 0), (2, "g", 1, 1), (3, "f", 177, 0)]
+    assert query("SELECT run, kind FROM event WHERE kind = 'end' ORDER BY run") == [
+        (1, "end"),
+        (2, "end"),
+        (3, "end"),
+    ]
+    assert scope("status", "--run", "3").returncode == 0
+
+
+def test_combine_refuses_what_is_not_a_recording(project, write, scope):
+    write("ok.py", "")
+    assert scope("run", "ok.py").returncode == 0
+    assert_one_line_error(scope("combine", "missing.duckdb"), "no recording at missing.duckdb")
+    write("notes.txt", "hello")
+    assert_one_line_error(scope("combine", "notes.txt"), "not a scope recording")
+    assert_one_line_error(scope("combine", ".scope/scope.duckdb"), "into itself")
