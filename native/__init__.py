@@ -89,7 +89,7 @@ VALUE_DTYPE = np.dtype(
         ("tag", "u1"),
         ("role", "u1"),
         ("unused0", "<u4"),
-        ("unused1", "<u8"),
+        ("raised_in", "<u8"),
         ("func_word", "<u8"),
         ("unused2", "<u8"),
         ("unused3", "<u8"),

@@ -611,7 +611,7 @@ void scope_emit_value(uint64_t func_id, uint16_t index, const uint8_t *bytes, ui
     scope_frame *f = &t->stack[t->depth - 1];
     if (f->recorded)
         scope_value_push(t, f->call_id, func_id, SCOPE_ROLE_ARG, index, SCOPE_TAG_BYTES, len,
-                         bytes, len);
+                         bytes, len, 0);
 }
 
 void scope_emit_record(const scope_record *record) {

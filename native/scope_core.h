@@ -36,6 +36,19 @@ typedef struct {
     uint8_t flags;    /* SCOPE_FLAG_* of the function */
 } scope_frame;
 
+/* An exception seen leaving a call (scope_python.c links the calls one exception
+ * left, innermost first, by these). */
+typedef struct {
+    const void *exception; /* the exception object */
+    const void *origin_frame; /* the frame of its innermost traceback entry */
+    int origin_lasti;
+    uint64_t call_id;   /* the call it left */
+    uint64_t parent_id; /* that call's parent */
+    uint64_t raised_in; /* the innermost call it left */
+} scope_unwind;
+
+#define SCOPE_RECENT_UNWINDS 8
+
 typedef struct scope_thread {
     /* Producer side: touched only by the owning thread (head is read by the drainer). */
     _Atomic uint64_t head;
@@ -49,6 +62,8 @@ typedef struct scope_thread {
     uint32_t overflow_depth; /* calls entered beyond max_depth, not on the stack */
     uint32_t suppressed;     /* calls made by scope itself (user repr), not recorded */
     uint8_t named;           /* its name was looked up (scope_python.c) */
+    uint32_t recent_next;    /* next slot of recent_unwinds to write */
+    scope_unwind recent_unwinds[SCOPE_RECENT_UNWINDS];
     uint8_t *arena;
     uint32_t arena_head;
     uint32_t arena_tail_cache;
@@ -159,7 +174,7 @@ int scope_arena_ensure(scope_thread *t);
 /* Writes one value record; bytes (the summary's variable part) go to the arena. */
 static inline void scope_value_push(scope_thread *t, uint64_t call_id, uint64_t func_id,
                                     uint8_t role, uint16_t index, uint8_t tag, int64_t payload,
-                                    const uint8_t *bytes, uint32_t len) {
+                                    const uint8_t *bytes, uint32_t len, uint64_t raised_in) {
     if (len && (!scope_arena_ensure(t) || len > t->arena_capacity / 4 || !scope_make_room(t, len))) {
         /* The value's presence is kept; its content is counted as lost. */
         atomic_fetch_add_explicit(&t->values_lost, 1, memory_order_relaxed);
@@ -176,6 +191,7 @@ static inline void scope_value_push(scope_thread *t, uint64_t call_id, uint64_t 
     r->index = index;
     r->tag = tag;
     r->role = role;
+    r->raised_in = raised_in;
     scope_ring_publish(t);
 }
 

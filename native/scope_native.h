@@ -51,6 +51,7 @@
 #define SCOPE_TAG_CLASS 12
 #define SCOPE_TAG_EXCEPTION 13
 #define SCOPE_TAG_REPR 14
+#define SCOPE_TAG_EXCEPTION_TYPE 15 /* calls level: an exception's type and id(), no message */
 
 /* The high byte of the function id instrumented code passes: how to record it. */
 #define SCOPE_FLAG_SHIFT 56
@@ -95,7 +96,7 @@ typedef struct {
     uint8_t tag;
     uint8_t role;
     uint32_t unused0;
-    uint64_t unused1;
+    uint64_t raised_in; /* SCOPE_ROLE_RAISE: the innermost call the exception left */
     uint64_t func_word;
     uint64_t unused2;
     uint64_t unused3;

@@ -458,17 +458,54 @@ static void summarize(scope_thread *t, PyObject *o, int full, summary *s) {
 }
 
 static void record_value(scope_thread *t, const scope_frame *call, uint8_t role, uint16_t index,
-                         PyObject *o, int full) {
+                         PyObject *o, int full, uint64_t raised_in) {
     if (!call->recorded) return;
     if (o == g_redacted) {
         scope_value_push(t, call->call_id, call->func_id, role, index, SCOPE_TAG_REDACTED, 0, NULL,
-                         0);
+                         0, raised_in);
         return;
     }
     summary s;
     summarize(t, o, full, &s);
     scope_value_push(t, call->call_id, call->func_id, role, index, s.tag, s.payload, s.buf,
-                     s.len);
+                     s.len, raised_in);
+}
+
+/* The innermost call that exception exc has left on this thread, given that it
+ * is now leaving call f: the same as for the child it last left, if it just
+ * left one of f's children, else f itself (it was raised in f, or in code that
+ * is not recorded).  An exception is known by its object and by where it was
+ * raised (its innermost traceback entry), so a new exception that reuses a freed
+ * one's address is not taken for it. */
+static uint64_t link_unwind(scope_thread *t, const scope_frame *f, PyObject *exc) {
+    const void *origin_frame = NULL;
+    int origin_lasti = -1;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyTracebackObject *inner = (PyTracebackObject *)tb;
+    while (inner && inner->tb_next) inner = inner->tb_next;
+    if (inner) {
+        origin_frame = inner->tb_frame;
+        origin_lasti = inner->tb_lasti;
+    }
+    Py_XDECREF(tb);
+    uint64_t raised_in = f->call_id;
+    for (uint32_t k = 1; k <= SCOPE_RECENT_UNWINDS; k++) {
+        const scope_unwind *u =
+            &t->recent_unwinds[(t->recent_next - k) % SCOPE_RECENT_UNWINDS];
+        if (u->exception == exc && u->origin_frame == origin_frame &&
+            u->origin_lasti == origin_lasti && u->parent_id == f->call_id) {
+            raised_in = u->raised_in;
+            break;
+        }
+    }
+    scope_unwind *slot = &t->recent_unwinds[t->recent_next++ % SCOPE_RECENT_UNWINDS];
+    slot->exception = exc;
+    slot->origin_frame = origin_frame;
+    slot->origin_lasti = origin_lasti;
+    slot->call_id = f->call_id;
+    slot->parent_id = f->parent_id;
+    slot->raised_in = raised_in;
+    return raised_in;
 }
 
 int scope_configure_values(uint32_t max_bytes, uint32_t full_items, int call_repr,
@@ -624,7 +661,7 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (flags & SCOPE_FLAG_ARGS) {
         for (Py_ssize_t i = 1; i < nargs; i++) {
             record_value(t, f, SCOPE_ROLE_ARG, (uint16_t)(i - 1), args[i],
-                         flags & SCOPE_FLAG_FULL);
+                         flags & SCOPE_FLAG_FULL, 0);
             f = top_of(t); /* a user repr may have grown the stack */
         }
     }
@@ -663,10 +700,21 @@ static PyObject *py_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (!f) Py_RETURN_NONE;
     f->raised = 1;
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
-    if ((flags & SCOPE_FLAG_ARGS) && scope_enabled()) {
+    if (scope_enabled() && f->recorded) {
+        /* Every level keeps which exception left the call (its id links the calls
+         * it passed through); its message is a value, kept from args level on. */
         PyObject *exc = PyErr_GetHandledException();
-        if (exc && exc != Py_None)
-            record_value(t, f, SCOPE_ROLE_RAISE, 0, exc, flags & SCOPE_FLAG_FULL);
+        if (exc && PyExceptionInstance_Check(exc)) {
+            uint64_t raised_in = link_unwind(t, f, exc);
+            if (flags & SCOPE_FLAG_ARGS) {
+                record_value(t, f, SCOPE_ROLE_RAISE, 0, exc, flags & SCOPE_FLAG_FULL, raised_in);
+            } else {
+                const char *name = Py_TYPE(exc)->tp_name;
+                scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_RAISE, 0,
+                                 SCOPE_TAG_EXCEPTION_TYPE, (int64_t)(uintptr_t)exc,
+                                 (const uint8_t *)name, (uint32_t)strlen(name), raised_in);
+            }
+        }
         Py_XDECREF(exc);
     }
     Py_RETURN_NONE;
@@ -681,7 +729,7 @@ static PyObject *py_returning(PyObject *self, PyObject *const *args, Py_ssize_t 
         scope_frame *f = running_call(t, current_frame(), tagged & FUNC_MASK);
         if (f)
             record_value(t, f, SCOPE_ROLE_RETURN, 0, args[1],
-                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL);
+                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
     }
     return passed(args, nargs, 1);
 }
@@ -697,10 +745,10 @@ static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (f && (index & SCOPE_ATTR_REDACTED))
             scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR,
                              (uint16_t)(index & (SCOPE_ATTR_REDACTED - 1)), SCOPE_TAG_REDACTED, 0,
-                             NULL, 0);
+                             NULL, 0, 0);
         else if (f && f->recorded)
             record_value(t, f, SCOPE_ROLE_ATTR, (uint16_t)index, args[2],
-                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL);
+                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
         PyErr_Clear();
     }
     return passed(args, nargs, 2);

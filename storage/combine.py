@@ -68,7 +68,7 @@ def _copy(con: duckdb.DuckDBPyConnection, source: str, alias: str) -> list[Combi
                 run = int(row[0]) if row else 1
                 for table, column in _RUN_COLUMN.items():
                     con.execute(
-                        f"""INSERT INTO {table} SELECT ? AS {column}, * EXCLUDE ({column})
+                        f"""INSERT INTO {table} BY NAME SELECT ? AS {column}, * EXCLUDE ({column})
                             FROM {alias}.{table} WHERE {column} = ?""",
                         [run, source_run],
                     )

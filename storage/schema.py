@@ -12,7 +12,7 @@ suspension columns of ``call``, the clock calibration of ``run`` and the
 per-thread counters; version 3 added ``call_aggregate`` and the budget
 columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
 numbers functions per run (``function.key`` keeps the stable id) and added
-``process`` and ``event``.
+``process``, ``event`` and the ``exception`` view.
 ``MIGRATIONS`` upgrades a version 3 file when it is next recorded into.
 """
 
@@ -218,7 +218,8 @@ TABLES = (
     Table(
         "value",
         "Summaries of arguments, return values, exceptions and attribute writes "
-        "(functions recorded at args or full level).",
+        "(functions recorded at args or full level; at calls level, only the type "
+        "and id of the exception that left a call).",
         (
             Column("run", "INTEGER", "the run"),
             Column("call", "BIGINT", "call.id of the call it belongs to"),
@@ -230,17 +231,75 @@ TABLES = (
                 "kind",
                 "VARCHAR",
                 "how it was summarised: none, bool, int, bigint, float, str, bytes, "
-                "container, object, class, exception, repr, redacted or lost",
+                "container, object, class, exception, exception type (calls level: the "
+                "type and id only), repr, redacted or lost",
             ),
             Column("type", "VARCHAR", "type name (NULL when redacted or lost)"),
             Column("value", "VARCHAR", "bounded rendering; strings and bytes truncated with …"),
             Column("length", "BIGINT", "full length of a str, bytes or container"),
             Column("object_id", "BIGINT", "id() of an object summarised by type and identity"),
+            Column(
+                "raised_in",
+                "BIGINT",
+                "role raise: the innermost recorded call the exception left (the same for "
+                "every call one exception left)",
+            ),
         ),
     ),
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+
+@dataclass(frozen=True)
+class View:
+    """A view over the tables: its name, meaning, columns and query."""
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    query: str
+
+    def ddl(self) -> str:
+        """The ``CREATE OR REPLACE VIEW`` statement for this view."""
+        return f"CREATE OR REPLACE VIEW {self.name} AS {self.query}"
+
+
+VIEWS = (
+    View(
+        "exception",
+        "One row per exception that left a recorded call: where it was raised, the "
+        "calls it passed through and the call that caught it.  The calls an exception "
+        "left are linked as it leaves them (value.raised_in).",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("raised_in", "BIGINT", "the innermost recorded call it left"),
+            Column("type", "VARCHAR", "its type's name"),
+            Column("exception", "VARCHAR", "its summary (type and message from args level)"),
+            Column(
+                "propagated_through",
+                "BIGINT[]",
+                "every recorded call it left, innermost first (raised_in is the first)",
+            ),
+            Column(
+                "caught_in",
+                "BIGINT",
+                "the recorded call it did not leave; NULL if it left every recorded call "
+                "(uncaught, or caught by code that is not recorded)",
+            ),
+        ),
+        """
+        SELECT v.run, v.raised_in,
+               arg_max(v.type, c.depth) AS type,
+               arg_max(v.value, c.depth) AS exception,
+               list(v.call ORDER BY c.depth DESC) AS propagated_through,
+               NULLIF(arg_min(coalesce(c.parent, 0), c.depth), 0) AS caught_in
+        FROM value v JOIN call c ON c.run = v.run AND c.id = v.call
+        WHERE v.role = 'raise'
+        GROUP BY v.run, v.raised_in
+        """,
+    ),
+)
 
 #: Statements that bring a file of an older version up to the next one; a file
 #: scope can migrate is also readable as it is (its tables are the same).
@@ -252,7 +311,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TYPE call_outcome AS ENUM ('returned', 'raised', 'unfinished')",
         "ALTER TABLE call ALTER outcome TYPE call_outcome",
         "ALTER TABLE function ADD COLUMN key BIGINT",
+        "ALTER TABLE value ADD COLUMN raised_in BIGINT",
         "UPDATE function SET key = id",
+        *(view.ddl() for view in VIEWS),
     ),
 }
 
@@ -272,4 +333,4 @@ TYPES = ("CREATE TYPE call_outcome AS ENUM (" + ", ".join(f"'{name}'" for name i
 
 def create_statements() -> list[str]:
     """Every statement that creates the schema in an empty database."""
-    return list(TYPES) + [t.ddl() for t in TABLES] + list(INDEXES)
+    return list(TYPES) + [t.ddl() for t in TABLES] + list(INDEXES) + [v.ddl() for v in VIEWS]

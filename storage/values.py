@@ -34,6 +34,7 @@ TAG_NAMES = {
     native.lib.SCOPE_TAG_CLASS: "class",
     native.lib.SCOPE_TAG_EXCEPTION: "exception",
     native.lib.SCOPE_TAG_REPR: "repr",
+    native.lib.SCOPE_TAG_EXCEPTION_TYPE: "exception type",
 }
 ROLE_NAMES = {
     native.lib.SCOPE_ROLE_ARG: "argument",
@@ -120,6 +121,9 @@ def summarize(tag: int, payload: int, raw: bytes) -> Summary:
         text = _container(type_name, payload, _items(rest) if separator else None)
     elif kind == "class":
         text = f"<class {_decode_text(raw)!r}>"
+    elif kind == "exception type":
+        type_name, object_id = _decode_text(raw), payload
+        text = type_name
     elif kind in ("object", "exception", "repr"):
         type_name, object_id = _decode_text(head), payload
         if kind == "exception":
@@ -234,4 +238,5 @@ def value_columns(
         "value": text,
         "length": length,
         "object_id": object_id,
+        "raised_in": values["raised_in"].view(np.int64),
     }

@@ -48,7 +48,8 @@ FROM {_AGGREGATES_VIEW} WHERE row < {{rows}};
 
 _INSERT_VALUES = """
 INSERT INTO value
-SELECT ?, call, function, role, position, name, kind, type, value, length, object_id
+SELECT ?, call, function, role, position, name, kind, type, value, length, object_id,
+       NULLIF(raised_in, 0)
 FROM value_batch
 """
 
@@ -241,7 +242,8 @@ class RecordingWriter:
             self._names[number] = (f.params, f.attributes)
         # One statement with list parameters: executemany runs one statement per row.
         self.con.execute(
-            """INSERT OR REPLACE INTO function
+            """INSERT OR REPLACE INTO function (run, id, key, module, qualname, file, kind, level,
+                                                params, attributes, calls_summed)
                SELECT ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), ?,
                       unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
                       unnest(?::VARCHAR[][]), unnest(?::VARCHAR[][]), 0""",

@@ -126,6 +126,12 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     con.execute("ALTER TABLE call ALTER outcome TYPE VARCHAR")
     con.execute("DROP TYPE call_outcome")
     con.execute("ALTER TABLE function DROP COLUMN key")
+    con.execute("DROP VIEW exception")
+    con.execute("DROP TABLE process")
+    con.execute("DROP TABLE event")
+    con.execute("DROP INDEX value_call")
+    con.execute("ALTER TABLE value DROP COLUMN raised_in")
+    con.execute("CREATE INDEX value_call ON value (run, call)")
     con.execute("CREATE INDEX call_function ON call (run, function)")
     con.close()
     assert scope("runs").returncode == 0
@@ -135,9 +141,12 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     runs = con.execute("SELECT count(*) FROM run").fetchone()
     outcomes = con.execute("SELECT DISTINCT typeof(outcome) FROM call").fetchall()
+    processes = con.execute("SELECT run, ended_by FROM process").fetchall()
+    exceptions = con.execute("SELECT count(*) FROM exception").fetchall()
     con.close()
     assert "call_function" not in indexes and version == ("4",) and runs == (2,)
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]
+    assert processes == [(2, "exit")] and exceptions == [(0,)]
 
 
 def test_combine_copies_every_run_of_other_recordings(project, write, scope, query):

@@ -392,3 +392,67 @@ def test_a_program_using_click_sees_no_context_of_scopes(write, python, scope):
     recorded = scope("run", "tool.py", "--name", "y")
     assert plain.stdout == "None\ny None tool.py\n"
     assert recorded == plain  # exit status, stdout and stderr
+
+
+EXCEPTIONS = """
+def h(n):
+    raise ValueError(f"boom {n}")
+
+def g(n):
+    return h(n)
+
+def boom():
+    raise KeyError("inner")
+
+def cleanup():
+    try:
+        boom()  # another exception leaves a call while the first one propagates
+    except KeyError:
+        pass
+
+def k():
+    try:
+        h(3)
+    finally:
+        cleanup()
+
+def f():
+    try:
+        g(1)
+    except ValueError:
+        pass
+    try:
+        k()
+    except ValueError:
+        pass
+    raise ValueError("direct")  # may reuse the address of one that was freed
+
+f()
+"""
+
+
+@pytest.mark.parametrize("level", ["calls", "args"])
+def test_exceptions_know_where_they_were_raised_passed_and_caught(write, scope, query, level):
+    write("raises.py", EXCEPTIONS)
+    result = scope("run", "--level", level, "raises.py")
+    assert result.returncode == 1 and "ValueError: direct" in result.stderr
+    names = dict(query("SELECT c.id, f.qualname FROM call c JOIN function f ON f.id = c.function"))
+    rows = query(
+        "SELECT raised_in, type, exception, propagated_through, caught_in "
+        "FROM exception ORDER BY raised_in"
+    )
+    described = [
+        (names[raised], kind, text, [names[c] for c in through], names.get(caught))
+        for raised, kind, text, through, caught in rows
+    ]
+    if level == "calls":  # the type only: messages are values
+        texts = ["ValueError", "ValueError", "ValueError", "KeyError"]
+    else:
+        texts = ["ValueError('direct')", "ValueError('boom 1')", "ValueError('boom 3')"]
+        texts.append("KeyError('inner')")
+    assert described == [
+        ("f", "ValueError", texts[0], ["f"], None),  # left every recorded call
+        ("h", "ValueError", texts[1], ["h", "g"], "f"),
+        ("h", "ValueError", texts[2], ["h", "k"], "f"),
+        ("boom", "KeyError", texts[3], ["boom"], "cleanup"),
+    ]
