@@ -49,6 +49,9 @@ typedef struct {
 
 static aggregate_entry *g_aggs = NULL;
 static size_t g_aggs_cap = 0, g_aggs_len = 0;
+/* The slots in use, in the order they were taken: emitting and clearing touch
+ * only them, not the whole table. */
+static size_t *g_agg_slots = NULL;
 
 static inline size_t mix(uint64_t a, uint64_t b) {
     uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
@@ -88,15 +91,23 @@ static budget_entry *budget_of(uint64_t func) {
 static int aggs_grow(void) {
     size_t cap = g_aggs_cap ? g_aggs_cap * 2 : 4096;
     aggregate_entry *table = calloc(cap, sizeof *table);
-    if (!table) return 0;
-    for (size_t j = 0; j < g_aggs_cap; j++) {
-        if (!g_aggs[j].key) continue;
-        size_t i = mix(g_aggs[j].key, g_aggs[j].parent) & (cap - 1);
+    size_t *slots = malloc(cap / 2 * sizeof *slots);
+    if (!table || !slots) {
+        free(table);
+        free(slots);
+        return 0;
+    }
+    for (size_t k = 0; k < g_aggs_len; k++) {
+        const aggregate_entry *old = &g_aggs[g_agg_slots[k]];
+        size_t i = mix(old->key, old->parent) & (cap - 1);
         while (table[i].key) i = (i + 1) & (cap - 1);
-        table[i] = g_aggs[j];
+        table[i] = *old;
+        slots[k] = i;
     }
     free(g_aggs);
+    free(g_agg_slots);
     g_aggs = table;
+    g_agg_slots = slots;
     g_aggs_cap = cap;
     return 1;
 }
@@ -115,7 +126,7 @@ static int aggregate(uint64_t parent, uint64_t number, int64_t duration, int rai
         a->parent = parent;
         a->min = duration;
         a->max = duration;
-        g_aggs_len++;
+        g_agg_slots[g_aggs_len++] = i;
     }
     a->calls++;
     a->raised += raised;
@@ -127,20 +138,18 @@ static int aggregate(uint64_t parent, uint64_t number, int64_t duration, int rai
 
 /* Moves the batch's sums to the aggregate columns and empties the table. */
 static size_t emit_aggregates(const scope_aggregate_columns *out) {
-    size_t n = 0;
-    for (size_t i = 0; i < g_aggs_cap && n < g_aggs_len; i++) {
-        aggregate_entry *a = &g_aggs[i];
-        if (!a->key) continue;
-        out->parent[n] = (int64_t)a->parent;
-        out->function[n] = (int64_t)(a->key - 1);
-        out->calls[n] = a->calls;
-        out->raised[n] = a->raised;
-        out->total_ns[n] = a->total;
-        out->min_ns[n] = a->min;
-        out->max_ns[n] = a->max;
-        n++;
+    size_t n = g_aggs_len;
+    for (size_t k = 0; k < n; k++) {
+        aggregate_entry *a = &g_aggs[g_agg_slots[k]];
+        out->parent[k] = (int64_t)a->parent;
+        out->function[k] = (int64_t)(a->key - 1);
+        out->calls[k] = a->calls;
+        out->raised[k] = a->raised;
+        out->total_ns[k] = a->total;
+        out->min_ns[k] = a->min;
+        out->max_ns[k] = a->max;
+        memset(a, 0, sizeof *a);
     }
-    if (g_aggs_len) memset(g_aggs, 0, g_aggs_cap * sizeof *g_aggs);
     g_aggs_len = 0;
     return n;
 }
@@ -167,7 +176,7 @@ void scope_set_budget(uint64_t max_calls_per_function) {
     g_budgets = NULL;
     g_budgets_cap = g_budgets_len = 0;
     g_last_number = 0;
-    if (g_aggs_len) memset(g_aggs, 0, g_aggs_cap * sizeof *g_aggs);
+    for (size_t k = 0; k < g_aggs_len; k++) memset(&g_aggs[g_agg_slots[k]], 0, sizeof *g_aggs);
     g_aggs_len = 0;
     pthread_mutex_unlock(&g_batch_lock);
 }
