@@ -3,14 +3,14 @@
  * scope_drain_batch drains the rings (scope_drain) into a scratch buffer and
  * scatters it in the same call, without the GIL: call records go to call
  * columns, value records are compacted at the front of the scratch buffer for
- * the Python side to render, and calls past their function's budget are summed
- * per (parent call, function) into aggregate columns.  The writer thread then
+ * the Python side to render, and calls past their function's budget (marked so
+ * by the recorder when they began) are summed per (nearest stored ancestor,
+ * function) into aggregate columns.  The writer thread then
  * stores the columns with one SQL statement, so a batch costs it few trips
  * through the GIL whatever its size.  Functions are stored by number (see
  * g_last_number); values and sums name them by number too.
  *
- * A budget counts a function's calls in the order they reach the writer.  The
- * tables here belong to whichever thread drains; g_batch_lock keeps two
+ * The tables here belong to whichever thread drains; g_batch_lock keeps two
  * drainers apart.
  */
 #include <pthread.h>
@@ -20,16 +20,16 @@
 #include "scope_core.h"
 
 #define FUNC_MASK ((1ull << SCOPE_KIND_SHIFT) - 1)
+/* Chunks of summed calls one batch may take before it is committed. */
+#define MAX_ROUNDS 64
 
 static pthread_mutex_t g_batch_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t g_limit = 0; /* calls stored per function; 0 = no limit */
 
-/* Per function: its number in the run, calls stored and calls summed so far.
+/* Per function: its number in the run and its calls summed so far.
  * Keys are id + 1 (0 = empty). */
 typedef struct {
     uint64_t key;
     uint64_t number;
-    uint64_t stored;
     uint64_t summed;
 } budget_entry;
 
@@ -171,7 +171,8 @@ static inline void put_call(const scope_call_columns *c, size_t i, const scope_r
 
 void scope_set_budget(uint64_t max_calls_per_function) {
     pthread_mutex_lock(&g_batch_lock);
-    g_limit = max_calls_per_function;
+    scope_g_budget = max_calls_per_function;
+    atomic_fetch_add(&scope_g_budget_generation, 1);
     free(g_budgets);
     g_budgets = NULL;
     g_budgets_cap = g_budgets_len = 0;
@@ -181,13 +182,10 @@ void scope_set_budget(uint64_t max_calls_per_function) {
     pthread_mutex_unlock(&g_batch_lock);
 }
 
-size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
-                         size_t arena_capacity, const scope_call_columns *calls,
-                         const scope_aggregate_columns *aggregates, scope_batch_counts *counts) {
-    memset(counts, 0, sizeof *counts);
-    size_t n = scope_drain(scratch, capacity, arena, arena_capacity, &counts->arena_used);
-    pthread_mutex_lock(&g_batch_lock);
-    size_t values = 0, stored = 0;
+/* Scatters n drained records (g_batch_lock held); values are compacted to the
+ * front of scratch after the values already there. */
+static void scatter(scope_record *scratch, size_t n, const scope_call_columns *calls,
+                    scope_batch_counts *counts) {
     for (size_t i = 0; i < n; i++) {
         const scope_record *r = &scratch[i];
         uint32_t kind = (uint32_t)(r->func_word >> SCOPE_KIND_SHIFT);
@@ -197,29 +195,47 @@ size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
             continue;
         }
         if (kind == SCOPE_VALUE) {
-            scratch[values] = *r;
-            scratch[values].func_word = b->number | (uint64_t)SCOPE_VALUE << SCOPE_KIND_SHIFT;
-            values++;
+            size_t at = counts->values++;
+            scratch[at] = *r;
+            scratch[at].func_word = b->number | (uint64_t)SCOPE_VALUE << SCOPE_KIND_SHIFT;
+            continue;
+        }
+        if (kind == SCOPE_SUMMED_RETURN || kind == SCOPE_SUMMED_RAISE) {
+            if (aggregate(r->parent_id, b->number, r->duration_ns, kind == SCOPE_SUMMED_RAISE)) {
+                b->summed++;
+                counts->summed++;
+            } else {
+                counts->lost++;
+            }
             continue;
         }
         if (kind == SCOPE_UNFINISHED) counts->unfinished++;
-        if (g_limit && kind != SCOPE_UNFINISHED) {
-            if (b->stored >= g_limit &&
-                aggregate(r->parent_id, b->number, r->duration_ns, kind == SCOPE_RAISE)) {
-                b->summed++;
-                counts->summed++;
-                continue;
-            }
-            b->stored++;
-        }
-        put_call(calls, stored++, r, kind, b->number);
+        put_call(calls, counts->calls++, r, kind, b->number);
     }
-    counts->records = n;
-    counts->values = values;
-    counts->calls = stored;
+}
+
+size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
+                         size_t arena_capacity, const scope_call_columns *calls,
+                         const scope_aggregate_columns *aggregates, scope_batch_counts *counts) {
+    memset(counts, 0, sizeof *counts);
+    /* Summed calls make no rows: while the rings hold mostly those, keep draining
+     * in chunks (a batch costs the writer trips through the GIL, not records),
+     * until rows or sums could overflow the columns, a value needs rendering, the
+     * rings are empty, or MAX_ROUNDS chunks have gone by (a commit is due). */
+    size_t chunk = capacity / 4 ? capacity / 4 : capacity;
+    pthread_mutex_lock(&g_batch_lock);
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        size_t want = round ? chunk : capacity;
+        size_t n = scope_drain(scratch, want, arena, arena_capacity, &counts->arena_used);
+        counts->records += n;
+        scatter(scratch, n, calls, counts);
+        if (n < want || counts->values || counts->calls + chunk > capacity ||
+            g_aggs_len + chunk > capacity)
+            break;
+    }
     counts->aggregates = emit_aggregates(aggregates);
     pthread_mutex_unlock(&g_batch_lock);
-    return n;
+    return counts->records;
 }
 
 uint64_t scope_function_number(uint64_t func) {

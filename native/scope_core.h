@@ -34,6 +34,8 @@ typedef struct {
     uint8_t raised;
     uint8_t recorded; /* its record is still to be written (cleared once unfinished) */
     uint8_t flags;    /* SCOPE_FLAG_* of the function */
+    uint8_t summed;   /* past its function's budget: written as SCOPE_SUMMED_* */
+    uint64_t stored_ancestor; /* summed: the nearest enclosing call that is stored */
 } scope_frame;
 
 /* An exception seen leaving a call (scope_python.c links the calls one exception
@@ -95,6 +97,9 @@ extern uint64_t scope_g_block_timeout_ns;
 extern uint32_t scope_g_max_depth;
 extern int scope_g_clock_source;
 extern _Atomic int scope_g_enabled;
+/* max_calls_per_function (0: none), and a number that changes with every setting */
+extern uint64_t scope_g_budget;
+extern _Atomic uint64_t scope_g_budget_generation;
 extern __thread scope_thread *scope_tls_thread;
 
 /* Called around a blocking wait so the Python layer can release the GIL. */
@@ -218,6 +223,8 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
     f->raised = 0;
     f->recorded = 1;
     f->flags = flags;
+    f->summed = 0;
+    f->stored_ancestor = parent_id;
     f->start = scope_ticks();
     return f;
 }
@@ -232,7 +239,7 @@ static inline uint64_t scope_end_id(const scope_thread *t, const scope_frame *f)
 static inline void scope_fill_record(scope_record *r, const scope_frame *f, uint64_t end_id,
                                      uint32_t kind, int64_t duration, int64_t suspended) {
     r->call_id = f->call_id;
-    r->parent_id = f->parent_id;
+    r->parent_id = f->summed ? f->stored_ancestor : f->parent_id;
     r->end_id = end_id;
     r->start_ns = f->start;
     r->duration_ns = duration;
@@ -247,7 +254,9 @@ static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int 
     if (!f->recorded) return;
     scope_record *r = scope_ring_reserve(t);
     if (!r) return;
-    uint32_t kind = (raised || f->raised) ? SCOPE_RAISE : SCOPE_RETURN;
+    int any_raised = raised || f->raised;
+    uint32_t kind = f->summed ? (any_raised ? SCOPE_SUMMED_RAISE : SCOPE_SUMMED_RETURN)
+                              : (any_raised ? SCOPE_RAISE : SCOPE_RETURN);
     scope_fill_record(r, f, scope_end_id(t, f), kind, scope_ticks() - f->start,
                       (int64_t)f->suspended_ticks);
     scope_ring_publish(t);

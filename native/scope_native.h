@@ -28,6 +28,10 @@
 #define SCOPE_RAISE 3
 #define SCOPE_UNFINISHED 4
 #define SCOPE_VALUE 6
+/* A call past its function's budget (max_calls_per_function): its record names
+ * its nearest stored ancestor as parent, and the writer sums it. */
+#define SCOPE_SUMMED_RETURN 7
+#define SCOPE_SUMMED_RAISE 8
 #define SCOPE_KIND_SHIFT 56
 
 /* What a value record describes (scope_value_record.role). */
@@ -205,7 +209,9 @@ void scope_after_fork_child(void);
  * memory, which the next drain hands out first) and stops recording their exits.
  * Only while no thread can change its stack: with the GIL held, or in tests. */
 size_t scope_unfinish_stacks(void);
-/* Sets max_calls_per_function (0: no limit) and forgets every count and number. */
+/* Sets max_calls_per_function (0: no limit) and forgets every count and number.
+ * Calls are counted as they begin: the first max_calls_per_function of each
+ * function are stored, the rest summed. */
 void scope_set_budget(uint64_t max_calls_per_function);
 /* Drains up to capacity records and scatters them (see scope_batch.c); the
  * call and aggregate columns need room for capacity rows. */

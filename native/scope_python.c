@@ -256,6 +256,57 @@ static scope_frame *settle_for_call(scope_thread *t, const void *frame, int resu
     }
 }
 
+/* ---- Budgets: which calls are stored one row each ---- */
+
+/* Calls begun per function, counted under the GIL; keys are id + 1 (0 = empty).
+ * Emptied when scope_set_budget changes the generation. */
+typedef struct {
+    uint64_t key;
+    uint64_t begun;
+} begun_count;
+
+static begun_count *g_begun = NULL;
+static size_t g_begun_cap = 0, g_begun_len = 0;
+static uint64_t g_begun_generation = 0;
+
+static int begun_grow(void) {
+    size_t cap = g_begun_cap ? g_begun_cap * 2 : 1024;
+    begun_count *table = calloc(cap, sizeof *table);
+    if (!table) return 0;
+    for (size_t j = 0; j < g_begun_cap; j++) {
+        if (!g_begun[j].key) continue;
+        size_t i = parked_hash((const void *)(uintptr_t)g_begun[j].key) & (cap - 1);
+        while (table[i].key) i = (i + 1) & (cap - 1);
+        table[i] = g_begun[j];
+    }
+    free(g_begun);
+    g_begun = table;
+    g_begun_cap = cap;
+    return 1;
+}
+
+/* Whether a call of func that begins now is past the budget (counts it). */
+static int past_budget(uint64_t func) {
+    uint64_t limit = scope_g_budget;
+    if (!limit) return 0;
+    uint64_t generation = atomic_load_explicit(&scope_g_budget_generation, memory_order_relaxed);
+    if (generation != g_begun_generation) {
+        if (g_begun) memset(g_begun, 0, g_begun_cap * sizeof *g_begun);
+        g_begun_len = 0;
+        g_begun_generation = generation;
+    }
+    if ((g_begun_len + 1) * 2 > g_begun_cap && !begun_grow()) return 0;
+    uint64_t key = func + 1;
+    size_t mask = g_begun_cap - 1;
+    size_t i = parked_hash((const void *)(uintptr_t)key) & mask;
+    while (g_begun[i].key && g_begun[i].key != key) i = (i + 1) & mask;
+    if (!g_begun[i].key) {
+        g_begun[i].key = key;
+        g_begun_len++;
+    }
+    return g_begun[i].begun++ >= limit;
+}
+
 /* ---- Value summaries ---- */
 
 typedef struct {
@@ -459,7 +510,7 @@ static void summarize(scope_thread *t, PyObject *o, int full, summary *s) {
 
 static void record_value(scope_thread *t, const scope_frame *call, uint8_t role, uint16_t index,
                          PyObject *o, int full, uint64_t raised_in) {
-    if (!call->recorded) return;
+    if (!call->recorded || call->summed) return; /* a summed call has no row to hang it on */
     if (o == g_redacted) {
         scope_value_push(t, call->call_id, call->func_id, role, index, SCOPE_TAG_REDACTED, 0, NULL,
                          0, raised_in);
@@ -654,8 +705,16 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     } else if (flags & SCOPE_FLAG_ASYNC) {
         call_var_parent(&parent_id, &depth);
     }
+    /* Read before the push, which may move the stack. */
+    int parent_summed = parent && parent->call_id == parent_id && parent->summed;
+    uint64_t parent_stored = parent_summed ? parent->stored_ancestor : parent_id;
     scope_frame *f = scope_push_call(t, tagged & FUNC_MASK, parent_id, depth, frame, flags);
     if (!f) Py_RETURN_NONE;
+    if (past_budget(f->func_id)) {
+        /* Summed, not stored: its sum goes to the nearest stored call around it. */
+        f->summed = 1;
+        f->stored_ancestor = parent_stored;
+    }
     if (flags & SCOPE_FLAG_RESUMABLE) g_resumables++;
     if ((flags & SCOPE_FLAG_ASYNC) && g_call_var) set_call_var(f);
     if (flags & SCOPE_FLAG_ARGS) {
@@ -700,7 +759,7 @@ static PyObject *py_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (!f) Py_RETURN_NONE;
     f->raised = 1;
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
-    if (scope_enabled() && f->recorded) {
+    if (scope_enabled() && f->recorded && !f->summed) {
         /* Every level keeps which exception left the call (its id links the calls
          * it passed through); its message is a value, kept from args level on. */
         PyObject *exc = PyErr_GetHandledException();
@@ -742,6 +801,7 @@ static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t 
         read_tagged(args, nargs, &tagged)) {
         long index = PyLong_AsLong(args[1]);
         scope_frame *f = index >= 0 ? running_call(t, current_frame(), tagged & FUNC_MASK) : NULL;
+        if (f && f->summed) f = NULL; /* a summed call has no row to hang it on */
         if (f && (index & SCOPE_ATTR_REDACTED))
             scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR,
                              (uint16_t)(index & (SCOPE_ATTR_REDACTED - 1)), SCOPE_TAG_REDACTED, 0,

@@ -202,11 +202,17 @@ TABLES = (
     ),
     Table(
         "call_aggregate",
-        "Calls of a function past its budget (max_calls_per_function), summed per calling "
-        "call. A (parent, function) pair may have several rows: sum them.",
+        "Calls of a function past its budget (max_calls_per_function: the first calls "
+        "to begin are stored), summed per nearest stored ancestor: a summed call's "
+        "calls are summed under the stored call around them too, so every count and "
+        "time stays exact. A (parent, function) pair may have several rows: sum them.",
         (
             Column("run", "INTEGER", "the run"),
-            Column("parent", "BIGINT", "id of the calling call; NULL for root calls"),
+            Column(
+                "parent",
+                "BIGINT",
+                "id of the nearest stored call around them (call.id); NULL for root calls",
+            ),
             Column("function", "BIGINT", "function.id"),
             Column("calls", "BIGINT", "how many calls were summed"),
             Column("raised", "BIGINT", "how many of them ended by an exception"),

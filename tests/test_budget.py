@@ -22,14 +22,20 @@ call = st.tuples(
 )
 
 
-def emit(parent: int, function: int, duration: int, outcome: int, call_id: int) -> None:
+def emit(
+    parent: int, function: int, duration: int, outcome: int, call_id: int, summed: bool
+) -> None:
     """Write one finished call's record into this thread's ring, as the recorder would."""
     record = native.ffi.new("scope_record *")
     record.call_id = call_id
     record.parent_id = parent
     record.end_id = call_id
     record.duration_ns = duration
-    kind = native.RAISE if outcome == OUTCOME_RAISED else native.RETURN
+    raised = outcome == OUTCOME_RAISED
+    if summed:
+        kind = native.lib.SCOPE_SUMMED_RAISE if raised else native.lib.SCOPE_SUMMED_RETURN
+    else:
+        kind = native.RAISE if raised else native.RETURN
     record.func_word = function | (kind << native.KIND_SHIFT)
     lib.scope_emit_record(record)
 
@@ -48,14 +54,16 @@ def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
     totals: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
     summed: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 2**62, -1])
     call_id = 0
+    begun: Counter[int] = Counter()  # the recorder's count: past the limit, calls are summed
     for calls in batches:
         for parent, function, duration, outcome in calls:
+            begun[function] += 1
             t = totals[(parent, number[function])]
             t[0] += 1
             t[1] += duration
             t[2] += outcome == OUTCOME_RAISED
             call_id += 1
-            emit(parent, function, duration, outcome, call_id)
+            emit(parent, function, duration, outcome, call_id, 0 < limit < begun[function])
         counts = batch.drain()
         assert counts.records == len(calls) and counts.values == 0
         kept = {name: column[: counts.calls] for name, column in batch.calls.items()}
@@ -90,6 +98,46 @@ def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
     for function, n in per_function.items():
         assert summed_calls.get(function, 0) == n - stored[function]
     assert native.function_number(3) == 1  # numbers stay put
+
+
+NESTED = """
+def leaf():
+    pass
+
+def mid():
+    for _ in range(3):
+        leaf()
+
+def top():
+    for _ in range(5):
+        mid()
+
+top()
+"""
+
+
+def test_summed_calls_hang_under_their_nearest_stored_ancestor(write, scope, query):
+    write("nested.py", NESTED)
+    assert scope("run", "--max-calls-per-function", "2", "nested.py").returncode == 0
+    stored = query(
+        """SELECT f.qualname, count(*) FROM call c JOIN function f ON f.id = c.function
+           GROUP BY ALL ORDER BY ALL"""
+    )
+    assert stored == [("leaf", 2), ("mid", 2), ("top", 1)]  # the first two of each
+    # Which stored mid a sum hangs under: its order among the stored mids.
+    sums = query(
+        """SELECT p.qualname, rank() OVER (PARTITION BY pc.function ORDER BY pc.id),
+                  f.qualname, a.calls
+           FROM call_aggregate a JOIN function f ON f.id = a.function
+           JOIN call pc ON pc.id = a.parent JOIN function p ON p.id = pc.function
+           ORDER BY ALL"""
+    )
+    assert sorted(sums) == [
+        ("mid", 1, "leaf", 1),  # the third leaf, under the first mid
+        ("mid", 2, "leaf", 3),  # every leaf of the second mid
+        ("top", 1, "leaf", 9),  # the leaves of summed mids: under top
+        ("top", 1, "mid", 3),
+    ]
 
 
 def test_fib_past_its_budget_keeps_exact_counts(write, scope, query):
