@@ -1,6 +1,10 @@
 """When storage fails, the program does not notice; scope says once what it lost.
 
-The disk filling up is a real full filesystem: a 3 MiB tmpfs.  Mounting one
+The disk filling up is a real full filesystem: a 3 MiB tmpfs.  The disk turning
+read-only mid-run is a real one too: an ext4 image on a loop device, made to
+fail with ext4's own test switch (``trigger_fs_error``: with
+``errors=remount-ro`` the filesystem turns read-only under open files, as after
+a disk error).  Mounting one
 needs root (CAP_SYS_ADMIN), which a developer's machine may not give the test
 run; there the test is skipped and says why.  CI sets SCOPE_TEST_REQUIRE_MOUNT=1,
 which turns that skip into a failure, so the fault is always exercised there.
@@ -10,8 +14,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+from .conftest import clean_env
 
 PROGRAM = """
 def f(i):
@@ -24,6 +32,13 @@ print(t)
 """
 
 
+def unavailable(reason: str) -> None:
+    """Skip, or fail where CI demands that the fault be exercised."""
+    if os.environ.get("SCOPE_TEST_REQUIRE_MOUNT") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     mount_point = tmp_path / "tiny"
@@ -34,11 +49,37 @@ def tiny_disk(tmp_path):
         text=True,
     )
     if mounted.returncode != 0:
-        reason = f"cannot mount a tmpfs without root: {mounted.stderr.strip()}"
-        if os.environ.get("SCOPE_TEST_REQUIRE_MOUNT") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"cannot mount a tmpfs without root: {mounted.stderr.strip()}")
     yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def failing_disk(tmp_path):
+    """An ext4 filesystem and a function that turns it read-only under open files."""
+    image, mount_point = tmp_path / "ext4.img", tmp_path / "ext4"
+    mount_point.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    for command in (
+        ["mkfs.ext4", "-q", "-F", str(image)],
+        ["mount", "-o", "loop,errors=remount-ro", str(image), str(mount_point)],
+    ):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True)
+        except FileNotFoundError as exc:
+            unavailable(f"{command[0]} is not installed: {exc}")
+        if done.returncode != 0:
+            unavailable(f"cannot make an ext4 loop filesystem: {done.stderr.strip()}")
+    source = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE", str(mount_point)], capture_output=True, text=True
+    ).stdout.strip()
+    trigger = Path("/sys/fs/ext4") / Path(source).name / "trigger_fs_error"
+
+    def fail() -> None:
+        trigger.write_text("scope test\n")
+
+    yield mount_point, fail
     subprocess.run(["umount", str(mount_point)], check=True)
 
 
@@ -52,3 +93,52 @@ def test_a_full_disk_loses_calls_not_the_program(write, python, scope, tiny_disk
     assert warning.startswith("scope: warning: the recording stopped storing calls")
     assert "No space left on device" in warning or "disk" in warning.lower(), warning
     assert "events lost" in warning
+
+
+TWO_PHASES = """
+import sys
+
+def f(i):
+    return i + 1
+
+t = 0
+for i in range(200_000):
+    t = f(t)
+print("first", t, flush=True)
+sys.stdin.readline()  # the disk fails meanwhile
+for i in range(2_000_000):
+    t = f(t)
+print("second", t)
+"""
+
+
+def two_phases(command: list[str], cwd: Path, between=lambda: None) -> tuple[int, str, str]:
+    """Run TWO_PHASES; ``between()`` runs once the first phase is done."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    between()
+    out, err = process.communicate("go\n", timeout=300)
+    return process.returncode, first + out, err
+
+
+def test_a_disk_turned_read_only_mid_run_loses_calls_not_the_program(write, project, failing_disk):
+    mount_point, fail = failing_disk
+    write("phases.py", TWO_PHASES)
+    plain = two_phases([sys.executable, "phases.py"], project)
+    db = str(mount_point / "rec.duckdb")
+    recorded = two_phases(
+        [sys.executable, "-m", "scope", "run", "--db", db, "phases.py"], project, between=fail
+    )
+    assert recorded[:2] == plain[:2] and plain[0] == 0
+    (warning,) = recorded[2].splitlines()
+    assert warning.startswith("scope: warning: the recording stopped storing calls"), warning
+    assert "Read-only file system" in warning and "events lost" in warning, warning

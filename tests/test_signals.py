@@ -30,13 +30,15 @@ while True:
 """
 
 
-def run_until_terminated(command: list[str], cwd) -> tuple[int, str, str]:
+def run_until_terminated(
+    command: list[str], cwd, signal_number: int = signal.SIGTERM
+) -> tuple[int, str, str]:
     process = subprocess.Popen(
         command, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     lines = [process.stdout.readline(), process.stdout.readline()]
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal_number)
     out, err = process.communicate(timeout=60)
     return process.returncode, "".join(lines) + out, err
 
@@ -94,3 +96,21 @@ def test_a_forked_child_dies_of_sigterm_at_once(write, python, scope):
     recorded = scope("run", "child.py", timeout=60)
     assert plain.stdout == f"{-signal.SIGTERM}\n"
     assert recorded == plain  # exit status, stdout and stderr
+
+
+def test_sigint_ends_it_as_python_does_with_everything_stored(project, write, query):
+    write("loop.py", LOOP)
+    plain = run_until_terminated([sys.executable, "loop.py"], project, signal.SIGINT)
+    command = [sys.executable, "-m", "scope", "run", "loop.py"]
+    recorded = run_until_terminated(command, project, signal.SIGINT)
+    # KeyboardInterrupt's traceback, then death by SIGINT, as python does.  Which
+    # line it interrupts depends on timing, so the traceback's frame is not compared.
+    assert plain[0] == -signal.SIGINT and "KeyboardInterrupt" in plain[2]
+    assert recorded[:2] == plain[:2]
+    for stderr in (plain[2], recorded[2]):
+        lines = stderr.splitlines()
+        assert lines[0] == "Traceback (most recent call last):" and len(lines) >= 4
+        assert lines[1].endswith("in <module>") and lines[-1] == "KeyboardInterrupt"
+    ((calls, status, exit_status),) = query("SELECT calls_stored, status, exit_status FROM run")
+    assert calls >= 20_000 and status == "complete" and exit_status == 128 + signal.SIGINT
+    assert query("SELECT ended_by FROM process") == [("exit",)]
