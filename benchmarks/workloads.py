@@ -13,9 +13,11 @@ and prints the best wall time of each variant and its ratio to plain python:
 * VizTracer writing its JSON trace; cProfile writing its profile.
 
 The last row is the geometric mean.  A second table gives, for the every-call
-run, calls stored, bytes of file per call and calls stored per second of wall
-time.  The workloads are copied once with pyperformance
-(``pip install -e '.[bench]'``; the script does it when they are missing).
+run, calls stored, bytes of file per call, calls stored per second of wall
+time, and how long the program waited for the writer (ring full, overflow =
+block).  ``--loops 5`` makes startup a smaller share of each run.  The
+workloads are copied once with pyperformance (``pip install -e '.[bench]'``;
+the script does it when they are missing).
 """
 
 from __future__ import annotations
@@ -82,19 +84,24 @@ def run_once(variant: str, name: str, loops: int, scratch: Path) -> float:
     return elapsed
 
 
-def storage_figures(name: str, scratch: Path) -> tuple[int, int]:
-    """(calls stored, file bytes) of the last every-call recording of a workload."""
+def storage_figures(name: str, scratch: Path) -> tuple[int, int, float]:
+    """(calls stored, file bytes, seconds the program waited for the writer) of the
+    last every-call recording of a workload."""
     import duckdb
 
     path = scratch / f"{name}.duckdb"
     con = duckdb.connect(str(path), read_only=True)
     try:
-        row = con.execute("SELECT calls_stored FROM run ORDER BY id DESC LIMIT 1").fetchone()
+        row = con.execute(
+            """SELECT calls_stored, (SELECT sum(blocked_ns) FROM thread t WHERE t.run = r.id)
+               FROM run r ORDER BY id DESC LIMIT 1"""
+        ).fetchone()
     finally:
         con.close()
     wal = path.with_name(path.name + ".wal")
     size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-    return (int(row[0]) if row else 0), size
+    calls, waited = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
+    return calls, size, waited / 1e9
 
 
 def ensure_workloads() -> None:
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if not has_viztracer:
         print("VizTracer is not installed (pip install -e '.[bench]'): its column is left out")
     best: dict[tuple[str, str], float] = {}
-    storage: dict[str, tuple[int, int, float]] = {}
+    storage: dict[str, tuple[int, int, float, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         for _ in range(args.repeat):
@@ -128,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                     key = (name, variant)
                     best[key] = min(best.get(key, math.inf), elapsed)
                     if variant == "scope, every call":
-                        calls, size = storage_figures(name, scratch)
-                        storage[name] = (calls, size, elapsed)
+                        calls, size, waited = storage_figures(name, scratch)
+                        storage[name] = (calls, size, elapsed, waited)
     print(f"Python {sys.version.split()[0]}; best wall time of {args.repeat}, seconds (x plain)")
     print(f"{'workload':<12}" + "".join(f"{v:>22}" for v in variants))
     ratios: dict[str, list[float]] = {v: [] for v in variants}
@@ -144,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     geomean = {v: math.exp(sum(map(math.log, r)) / len(r)) for v, r in ratios.items()}
     print(f"{'geo. mean':<12}" + "".join(f"{'':>15}({geomean[v]:>5.2f})" for v in variants))
     print("\nevery call stored")
-    print(f"{'workload':<12}{'calls':>14}{'bytes/call':>12}{'calls/s':>14}")
+    print(f"{'workload':<12}{'calls':>14}{'bytes/call':>12}{'calls/s':>14}{'waited s':>10}")
     for name in names:
-        calls, size, elapsed = storage[name]
+        calls, size, elapsed, waited = storage[name]
         per_call = size / calls if calls else float("nan")
-        print(f"{name:<12}{calls:>14,}{per_call:>12.1f}{calls / elapsed:>14,.0f}")
+        row = f"{name:<12}{calls:>14,}{per_call:>12.1f}{calls / elapsed:>14,.0f}"
+        print(f"{row}{waited:>10.2f}")
     if args.json:
         data = {"best_s": {f"{n}|{v}": t for (n, v), t in best.items()}, "geomean": geomean}
         Path(args.json).write_text(json.dumps(data, indent=2))
