@@ -22,7 +22,7 @@ from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
 from typing import Any
 
-from scope.instrument.analyze import analyze_source
+from scope.instrument import cache
 from scope.instrument.plan import ModulePlan, make_plan
 from scope.instrument.rewrite import compile_instrumented
 from scope.instrument.select import ModuleSelector
@@ -50,23 +50,34 @@ class Instrumenter:
 
     def plan(self, module: str, path: str, source: bytes | str) -> ModulePlan:
         """The plan for ``source`` (raises libcst's parser error if libcst cannot read it)."""
+        from scope.instrument.analyze import analyze_source  # libcst: only on a cache miss
+
         return make_plan(module, path, analyze_source(source), self.level, self.redact)
 
     def compile(self, module: str, path: str, source: bytes | str) -> CodeType | None:
         """Instrumented code for ``source``, or ``None`` if scope could not instrument it.
 
-        A ``SyntaxError`` is not scope's failure: the caller compiles the source
-        normally so that Python raises its own error.
+        The plan and code come from ``scope.instrument.cache`` when a valid entry
+        exists, and go there when they were made.  A ``SyntaxError`` is not
+        scope's failure: the caller compiles the source normally so that Python
+        raises its own error.
         """
-        try:
-            plan = self.plan(module, path, source)
-            code = compile_instrumented(source, path, plan)
-        except SyntaxError:
-            return None
-        except Exception as exc:
-            if self.on_failure is not None:
-                self.on_failure(module, path, exc)
-            return None
+        raw = source.encode() if isinstance(source, str) else source
+        key = cache.entry_key(module, path, raw, self.level, self.redact)
+        cached = cache.load(path, key)
+        if cached is not None:
+            plan, code = cached
+        else:
+            try:
+                plan = self.plan(module, path, source)
+                code = compile_instrumented(source, path, plan)
+            except SyntaxError:
+                return None
+            except Exception as exc:
+                if self.on_failure is not None:
+                    self.on_failure(module, path, exc)
+                return None
+            cache.store(path, key, plan, code)
         if self.on_plan is not None:
             self.on_plan(plan)
         return code

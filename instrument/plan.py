@@ -17,8 +17,10 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from scope.instrument.analyze import FunctionInfo
+if TYPE_CHECKING:  # analyze imports libcst, which a cached run never needs
+    from scope.instrument.analyze import FunctionInfo
 
 LEVELS = ("off", "calls", "args", "full")
 
