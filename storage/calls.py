@@ -46,10 +46,6 @@ class CallColumns:
         """The columns by name, in table order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def take(self, rows: np.ndarray) -> CallColumns:
-        """The rows selected by a boolean mask or an index array."""
-        return CallColumns(**{name: column[rows] for name, column in self.as_dict().items()})
-
 
 def call_columns(records: np.ndarray) -> CallColumns:
     """The call rows of call records (``native.RECORD_DTYPE``, no value records)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import textwrap
 import threading
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,3 +186,58 @@ def record(
     )
     unfinished = int((cols.outcome == OUTCOME_UNFINISHED).sum())
     return Recorded(calls, unfinished, delta)
+
+
+class OwnThread:
+    """A thread that runs functions on command, one at a time.
+
+    The recorder keeps a ring and a stack per OS thread; a test that wants to
+    interleave one thread's work with drains (or several threads' work in a
+    chosen order) hands each step to ``call``, which returns once it has run.
+    """
+
+    def __init__(self) -> None:
+        self._commands: list[Callable[[], object] | None] = []
+        self._cond = threading.Condition()
+        self._done = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._commands)
+                step = self._commands.pop(0)
+            if step is None:
+                return
+            step()
+            with self._cond:
+                self._done += 1
+                self._cond.notify_all()
+
+    def call(self, step: Callable[[], object]) -> None:
+        """Run ``step`` on this thread and wait for it."""
+        with self._cond:
+            target = self._done + 1
+            self._commands.append(step)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._done == target)
+
+    def stop(self) -> None:
+        """End the thread and wait until the recorder has seen it end.
+
+        ``join`` returns when the Python thread is done; the C destructor that
+        writes its open calls as unfinished and stamps its end runs a moment
+        later on the OS thread, so this also waits (bounded) for the stamp.
+        """
+        ident = self._thread.ident
+        with self._cond:
+            self._commands.append(None)
+            self._cond.notify_all()
+        self._thread.join()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            mine = [t for t in native.threads() if t.ident == ident]
+            if not mine or mine[-1].end_ns:  # no ring, or the newest ring of that ident ended
+                return
+            time.sleep(0.0005)

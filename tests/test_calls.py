@@ -11,8 +11,6 @@ functions, outcomes, and times that nest.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +23,7 @@ from scope.storage.calls import (
 )
 
 from scope import native
-from tests.harness import drain_everything
+from tests.harness import OwnThread, drain_everything
 
 lib = native.lib
 SHIFT = native.SLOT_SHIFT
@@ -56,42 +54,22 @@ class Worker:
     """A thread that runs chunks of ops on command, so drains can come between them."""
 
     def __init__(self) -> None:
-        self.commands: list[list[tuple[str, int]] | None] = []
-        self.cond = threading.Condition()
-        self.done = 0
         self.stack: list[int] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.thread = OwnThread()
 
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.commands)
-                chunk = self.commands.pop(0)
-            if chunk is None:
-                return
-            for op, func in chunk:
-                if op == "enter":
-                    lib.scope_emit_enter(func)
-                    self.stack.append(func)
-                elif self.stack:
-                    lib.scope_emit_exit(self.stack.pop(), 1 if op == "raise" else 0)
-            with self.cond:
-                self.done += 1
-                self.cond.notify_all()
+    def _ops(self, chunk: list[tuple[str, int]]) -> None:
+        for op, func in chunk:
+            if op == "enter":
+                lib.scope_emit_enter(func)
+                self.stack.append(func)
+            elif self.stack:
+                lib.scope_emit_exit(self.stack.pop(), 1 if op == "raise" else 0)
 
     def run(self, chunk: list[tuple[str, int]]) -> None:
-        with self.cond:
-            target = self.done + 1
-            self.commands.append(chunk)
-            self.cond.notify_all()
-            self.cond.wait_for(lambda: self.done == target)
+        self.thread.call(lambda: self._ops(chunk))
 
     def stop(self) -> None:
-        with self.cond:
-            self.commands.append(None)
-            self.cond.notify_all()
-        self.thread.join()
+        self.thread.stop()
 
 
 ops = st.lists(

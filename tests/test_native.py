@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from scope import native
-from tests.harness import drain_everything
+from tests.harness import OwnThread, drain_everything
 
 lib = native.lib
 
@@ -178,38 +178,16 @@ class Producer:
     """A thread that owns a ring and produces on command, so a test controls interleaving."""
 
     def __init__(self, first_func: int) -> None:
-        self.commands: list[int] = []
-        self.ready = threading.Condition()
-        self.done = 0
         self.next_func = first_func
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self.ready:
-                self.ready.wait_for(lambda: self.commands)
-                pairs = self.commands.pop(0)
-            if pairs < 0:
-                return
-            lib.scope_produce_pairs(pairs, self.next_func)
-            with self.ready:
-                self.next_func += pairs
-                self.done += 1
-                self.ready.notify_all()
+        self.thread = OwnThread()
 
     def produce(self, pairs: int) -> None:
-        with self.ready:
-            target = self.done + 1
-            self.commands.append(pairs)
-            self.ready.notify_all()
-            self.ready.wait_for(lambda: self.done == target)
+        first = self.next_func
+        self.thread.call(lambda: lib.scope_produce_pairs(pairs, first))
+        self.next_func += pairs
 
     def stop(self) -> None:
-        with self.ready:
-            self.commands.append(-1)
-            self.ready.notify_all()
-        self.thread.join()
+        self.thread.stop()
 
 
 class RingMachine(RuleBasedStateMachine):
