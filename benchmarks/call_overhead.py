@@ -34,7 +34,7 @@ from typing import Any
 from scope.capture import runtime
 from scope.capture.pipeline import Pipeline
 from scope.instrument.analyze import analyze_source
-from scope.instrument.plan import make_plan
+from scope.instrument.plan import PlanSettings, make_plan
 from scope.instrument.rewrite import compile_instrumented
 
 from scope import native
@@ -79,7 +79,7 @@ def compiled(source: str, level: str | None, extra: dict[str, Any] | None = None
     if level is None:
         code = compile(source, "bench_g.py", "exec")
     else:
-        plan = make_plan("bench_g", "bench_g.py", analyze_source(source), level)
+        plan = make_plan("bench_g", "bench_g.py", analyze_source(source), PlanSettings(level))
         code = compile_instrumented(source, "bench_g.py", plan)
     exec(code, namespace)
     return namespace["g"]
@@ -166,7 +166,9 @@ def scope_recording() -> tuple[Callable[[], Any], Callable[[Any], None]]:
 
 def build_variants(with_peers: bool) -> list[Variant]:
     start, stop = scope_recording()
-    tag = make_plan("bench_g", "bench_g.py", analyze_source(ONE_ARG), "calls").functions[0].id
+    tag = (
+        make_plan("bench_g", "bench_g.py", analyze_source(ONE_ARG), PlanSettings()).functions[0].id
+    )
     cffi_g = compiled(
         CFFI_SOURCE.replace("ID", str(tag)),
         None,

@@ -38,6 +38,7 @@ CALLER: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("scope.
 ENTRY_POINTS = {
     rewrite.ENTER_NAME: native.enter,
     rewrite.EXIT_NAME: native.exit,
+    rewrite.LEAVE_NAME: native.leave,
     rewrite.UNWIND_NAME: native.unwind,
     rewrite.CATCH_NAME: BaseException,
     rewrite.RETURN_NAME: native.returning,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import libcst as cst
+from scope.instrument.plan import COMPREHENSION_NAMES
 
 #: Dunders that scope's own machinery could trigger while recording a value.
 SCOPE_SENSITIVE_DUNDERS = frozenset(
@@ -40,12 +41,18 @@ SCOPE_SENSITIVE_DUNDERS = frozenset(
 
 @dataclass(frozen=True)
 class FunctionInfo:
-    """What the source says about one ``def`` (in the order the defs appear)."""
+    """What the source says about one ``def``, or about the lambdas of one scope.
+
+    ``analyze_source`` lists the defs in the order they appear, then one entry of
+    kind ``lambda`` per scope that holds lambdas: they share the qualified name
+    ``<scope>.<lambda>`` and so one id (``params`` then holds every parameter name
+    any of them has, for redaction).
+    """
 
     name: str
     qualname: str
     #: plain, method, staticmethod, classmethod, property, generator, coroutine,
-    #: async_generator
+    #: async_generator, lambda
     kind: str
     decorators: tuple[str, ...]
     class_name: str | None
@@ -76,10 +83,11 @@ class _Def:
 
 @dataclass
 class _Scope:
-    kind: str  # "class", "function" or "lambda"
+    kind: str  # "class", "function", "lambda" or "comprehension"
     qualname: str
     definition: _Def | None = None
     globals: set[str] = field(default_factory=set)
+    yields: bool = False
 
 
 def parameter_names(params: cst.Parameters) -> tuple[str, ...]:
@@ -103,18 +111,24 @@ def _dotted(node: cst.BaseExpression) -> str:
     return type(node).__name__
 
 
+Comprehension = cst.ListComp | cst.SetComp | cst.DictComp | cst.GeneratorExp
+
+
 class _Collector(cst.CSTVisitor):
     def __init__(self) -> None:
         self.definitions: list[_Def] = []
+        #: lambda qualname -> the parameter names of its lambdas, in order of appearance
+        self.lambdas: dict[str, dict[str, None]] = {}
         self._scopes: list[_Scope] = []
 
     def _qualname(self, name: str) -> str:
+        """``__qualname__`` of a def, class or lambda named ``name`` here (CPython's rules)."""
         if not self._scopes:
             return name
         parent = self._scopes[-1]
-        if parent.kind != "class" and name in parent.globals:
+        if name != "<lambda>" and name in parent.globals:
             return name
-        suffix = "" if parent.kind == "class" else ".<locals>"
+        suffix = ".<locals>" if parent.kind in ("function", "lambda") else ""
         return f"{parent.qualname}{suffix}.{name}"
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -143,7 +157,34 @@ class _Collector(cst.CSTVisitor):
         self._scopes.append(_Scope("lambda", self._qualname("<lambda>")))
 
     def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        scope = self._scopes.pop()
+        if not scope.yields:  # a generator lambda is left as it is
+            names = self.lambdas.setdefault(scope.qualname, {})
+            names.update(dict.fromkeys(parameter_names(original_node.params)))
+
+    def _comprehension(self, node: Comprehension) -> bool:
+        # The first iterable is evaluated in the enclosing scope, the rest in the
+        # comprehension's own (a function of its own on 3.11).
+        node.for_in.iter.visit(self)
+        name = COMPREHENSION_NAMES[type(node).__name__]
+        self._scopes.append(_Scope("comprehension", self._qualname(name)))
+        if isinstance(node, cst.DictComp):
+            node.key.visit(self)
+            node.value.visit(self)
+        else:
+            node.elt.visit(self)
+        node.for_in.target.visit(self)
+        for condition in node.for_in.ifs:
+            condition.visit(self)
+        if node.for_in.inner_for_in is not None:
+            node.for_in.inner_for_in.visit(self)
         self._scopes.pop()
+        return False
+
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_DictComp = _comprehension
+    visit_GeneratorExp = _comprehension
 
     def visit_Global(self, node: cst.Global) -> None:
         if self._scopes:
@@ -170,8 +211,10 @@ class _Collector(cst.CSTVisitor):
             self._note_attribute_write(node.target)
 
     def visit_Yield(self, node: cst.Yield) -> None:
-        if self._scopes and self._scopes[-1].definition is not None:
-            self._scopes[-1].definition.yields = True
+        if self._scopes:
+            self._scopes[-1].yields = True
+            if self._scopes[-1].definition is not None:
+                self._scopes[-1].definition.yields = True
 
 
 def _describe(d: _Def) -> FunctionInfo:
@@ -206,6 +249,22 @@ def _describe(d: _Def) -> FunctionInfo:
     )
 
 
+def _describe_lambdas(qualname: str, params: tuple[str, ...]) -> FunctionInfo:
+    """The lambdas of one scope, which share one description (and one id)."""
+    return FunctionInfo(
+        name="<lambda>",
+        qualname=qualname,
+        kind="lambda",
+        decorators=(),
+        class_name=None,
+        is_async=False,
+        is_generator=False,
+        is_dunder=False,
+        scope_sensitive=False,
+        params=params,
+    )
+
+
 def analyze_source(source: str | bytes) -> list[FunctionInfo]:
     """Return a description of every ``def`` in ``source``, in source order.
 
@@ -214,4 +273,8 @@ def analyze_source(source: str | bytes) -> list[FunctionInfo]:
     module = cst.parse_module(source)
     collector = _Collector()
     module.visit(collector)
-    return [_describe(d) for d in collector.definitions]
+    functions = [_describe(d) for d in collector.definitions]
+    functions.extend(
+        _describe_lambdas(qualname, tuple(names)) for qualname, names in collector.lambdas.items()
+    )
+    return functions

@@ -5,12 +5,13 @@ rewriting it about as much again for a few hundred lines.  The result, the
 module's plan and its instrumented code object, is kept next to the module's
 normal bytecode, under the same ``__pycache__`` rules
 (``importlib.util.cache_from_source``, so ``sys.pycache_prefix`` is honoured):
-``mod.cpython-311.scope-<version>.pyc`` beside ``mod.cpython-311.pyc``, never
-in its place, so plain ``python`` never runs instrumented code.
+``mod.cpython-311.scope-<version>-<settings digest>.pyc`` beside
+``mod.cpython-311.pyc`` (with ``.opt-N`` like it under ``-O``), never in its
+place, so plain ``python`` never runs instrumented code.
 
 An entry is valid only for the exact source bytes and the exact settings that
-made it: its key is a hash of both (scope's version, module name, path,
-capture level, redaction patterns, optimisation level).  Anything else (a
+made it: its key is a hash of both (scope's version, module name, path, the
+plan settings: levels, patterns and redaction, and the optimisation level).  Anything else (a
 stale key, a torn or corrupt file, another format) is ignored and the module
 is instrumented afresh.  Entries are written to a temporary file and renamed
 into place, so processes importing at once never read half an entry; nothing
@@ -26,10 +27,9 @@ import marshal
 import os
 import pickle
 import sys
-from collections.abc import Sequence
 from types import CodeType
 
-from scope.instrument.plan import ModulePlan
+from scope.instrument.plan import ModulePlan, PlanSettings
 
 from scope import __version__
 
@@ -37,28 +37,35 @@ MAGIC = b"SCOPEPYC\x01"
 _KEY_BYTES = 32
 
 
-def entry_path(source_path: str) -> str | None:
-    """Where the cache entry of ``source_path`` lives, or None if it has none."""
+def entry_path(source_path: str, settings: PlanSettings) -> str | None:
+    """Where the cache entry of ``source_path`` for ``settings`` lives, or None if it has none.
+
+    The name carries scope's version, the settings' digest and (through
+    ``cache_from_source``) the optimisation level, so entries made under other
+    settings stay valid side by side instead of replacing each other.
+    """
     try:
         plain = importlib.util.cache_from_source(source_path)
     except (NotImplementedError, ValueError):  # no cache_tag, or a path it cannot use
         return None
-    return f"{plain[: -len('.pyc')]}.scope-{__version__}.pyc"
+    return f"{plain[: -len('.pyc')]}.scope-{__version__}-{settings.digest()}.pyc"
 
 
-def entry_key(module: str, path: str, source: bytes, level: str, redact: Sequence[str]) -> bytes:
+def entry_key(module: str, path: str, source: bytes, settings: PlanSettings) -> bytes:
     """What an entry must have been made from to be used."""
     h = hashlib.blake2b(digest_size=_KEY_BYTES)
-    settings = (__version__, module, path, level, tuple(redact), sys.flags.optimize)
-    h.update(repr(settings).encode())
+    made_from = (__version__, module, path, settings, sys.flags.optimize)
+    h.update(repr(made_from).encode())
     h.update(b"\0")
     h.update(source)
     return h.digest()
 
 
-def load(source_path: str, key: bytes) -> tuple[ModulePlan, CodeType] | None:
+def load(
+    source_path: str, settings: PlanSettings, key: bytes
+) -> tuple[ModulePlan, CodeType] | None:
     """The cached plan and code for ``key``, or None if there is no valid entry."""
-    path = entry_path(source_path)
+    path = entry_path(source_path, settings)
     if path is None:
         return None
     try:
@@ -79,9 +86,11 @@ def load(source_path: str, key: bytes) -> tuple[ModulePlan, CodeType] | None:
     return plan, code
 
 
-def store(source_path: str, key: bytes, plan: ModulePlan, code: CodeType) -> None:
+def store(
+    source_path: str, settings: PlanSettings, key: bytes, plan: ModulePlan, code: CodeType
+) -> None:
     """Keep ``plan`` and ``code`` for the next run; failing to is not an error."""
-    path = entry_path(source_path)
+    path = entry_path(source_path, settings)
     if path is None or sys.dont_write_bytecode:
         return
     data = MAGIC + key + marshal.dumps((code, pickle.dumps(plan)))

@@ -23,8 +23,8 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from scope.instrument import cache
-from scope.instrument.plan import ModulePlan, make_plan
-from scope.instrument.rewrite import compile_instrumented
+from scope.instrument.plan import ModulePlan, PlanSettings, make_plan
+from scope.instrument.rewrite import instrument_source
 from scope.instrument.select import ModuleSelector
 
 #: Called with each module's plan, before its code runs.
@@ -38,13 +38,11 @@ class Instrumenter:
 
     def __init__(
         self,
-        level: str,
-        redact: Sequence[str] = (),
+        settings: PlanSettings,
         on_plan: PlanListener | None = None,
         on_failure: FailureListener | None = None,
     ) -> None:
-        self.level = level
-        self.redact = tuple(redact)
+        self.settings = settings
         self.on_plan = on_plan
         self.on_failure = on_failure
 
@@ -52,7 +50,7 @@ class Instrumenter:
         """The plan for ``source`` (raises libcst's parser error if libcst cannot read it)."""
         from scope.instrument.analyze import analyze_source  # libcst: only on a cache miss
 
-        return make_plan(module, path, analyze_source(source), self.level, self.redact)
+        return make_plan(module, path, analyze_source(source), self.settings)
 
     def compile(self, module: str, path: str, source: bytes | str) -> CodeType | None:
         """Instrumented code for ``source``, or ``None`` if scope could not instrument it.
@@ -63,21 +61,21 @@ class Instrumenter:
         raises its own error.
         """
         raw = source.encode() if isinstance(source, str) else source
-        key = cache.entry_key(module, path, raw, self.level, self.redact)
-        cached = cache.load(path, key)
+        key = cache.entry_key(module, path, raw, self.settings)
+        cached = cache.load(path, self.settings, key)
         if cached is not None:
             plan, code = cached
         else:
             try:
                 plan = self.plan(module, path, source)
-                code = compile_instrumented(source, path, plan)
+                code, plan = instrument_source(source, path, plan)
             except SyntaxError:
                 return None
             except Exception as exc:
                 if self.on_failure is not None:
                     self.on_failure(module, path, exc)
                 return None
-            cache.store(path, key, plan, code)
+            cache.store(path, self.settings, key, plan, code)
         if self.on_plan is not None:
             self.on_plan(plan)
         return code

@@ -15,14 +15,23 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # analyze imports libcst, which a cached run never needs
     from scope.instrument.analyze import FunctionInfo
 
 LEVELS = ("off", "calls", "args", "full")
+
+#: The ``co_name`` of each comprehension's code object (a scope of its own on 3.11), by
+#: node class name, which libcst and ``ast`` share.
+COMPREHENSION_NAMES = {
+    "ListComp": "<listcomp>",
+    "SetComp": "<setcomp>",
+    "DictComp": "<dictcomp>",
+    "GeneratorExp": "<genexpr>",
+}
 
 #: Kinds whose calls suspend and resume (they report each yield and await).
 RESUMABLE_KINDS = frozenset({"generator", "coroutine", "async_generator"})
@@ -38,6 +47,7 @@ FLAG_ARGS = 1
 FLAG_FULL = 2
 FLAG_RESUMABLE = 4
 FLAG_ASYNC = 8
+FLAG_EXPRESSION = 16
 
 
 def is_secret(name: str, extra_patterns: Sequence[str] = ()) -> bool:
@@ -56,7 +66,8 @@ class FunctionPlan:
     qualname: str
     name: str
     kind: str
-    #: source order of the ``def`` in its module, for matching against the ast
+    #: position in the module's plan: defs in source order (how the rewriter matches
+    #: them to the ast), then the lambdas of each scope (matched by qualified name)
     index: int
     level: str
     reason: str
@@ -66,6 +77,8 @@ class FunctionPlan:
     attributes: tuple[str, ...] = ()
     #: parameters and attributes whose values are replaced by "redacted"
     redacted: frozenset[str] = frozenset()
+    #: first line of the ``def`` (of a scope's first lambda); 0 until the rewriter sets it
+    line: int = 0
 
     @property
     def flags(self) -> int:
@@ -79,6 +92,8 @@ class FunctionPlan:
             flags |= FLAG_RESUMABLE
         if self.kind in ASYNC_KINDS:
             flags |= FLAG_ASYNC
+        if self.kind == "lambda":
+            flags |= FLAG_EXPRESSION
         return flags
 
     @property
@@ -95,12 +110,20 @@ class ModulePlan:
     path: str
     functions: tuple[FunctionPlan, ...]
 
-    def digest(self) -> str:
-        """A short hash of every decision in the plan (for cache keys)."""
-        h = hashlib.blake2b(digest_size=8)
-        for f in self.functions:
-            h.update(f"{f.tagged_id}:{f.params}:{f.attributes}:{sorted(f.redacted)}\n".encode())
-        return h.hexdigest()
+    def with_lines(self, lines: Mapping[int, int]) -> ModulePlan:
+        """The same plan with each function's first line (``lines`` maps plan index to line)."""
+        functions = tuple(replace(f, line=lines.get(f.index, f.line)) for f in self.functions)
+        return replace(self, functions=functions)
+
+    @property
+    def defs(self) -> tuple[FunctionPlan, ...]:
+        """The plans of the module's ``def`` statements, in source order."""
+        return tuple(f for f in self.functions if f.kind != "lambda")
+
+    @property
+    def lambdas(self) -> dict[str, FunctionPlan]:
+        """The plans of the module's lambdas, by qualified name (one per scope)."""
+        return {f.qualname: f for f in self.functions if f.kind == "lambda"}
 
     @property
     def instrumented(self) -> tuple[FunctionPlan, ...]:
@@ -114,34 +137,90 @@ def function_id(module: str, qualname: str, occurrence: int) -> int:
     return int.from_bytes(digest.digest(), "big") or 1
 
 
+def _name_matches(pattern: str, name: str) -> bool:
+    """fnmatch, where a pattern also matches the dotted names under it (``a`` matches ``a.b``)."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, f"{pattern}.*")
+
+
+def is_function_pattern(pattern: str) -> bool:
+    """Whether ``pattern`` names functions (``module:qualname``) rather than modules or paths."""
+    return ":" in pattern and "/" not in pattern and "\\" not in pattern
+
+
+def pattern_matches(pattern: str, module: str, qualname: str | None = None) -> bool:
+    """Whether ``pattern`` (``module`` or ``module:qualname``, fnmatch) matches a function.
+
+    With ``qualname`` left out, only the module part is compared.  Either part
+    also matches what is nested under it: ``app`` matches ``app.db``, and
+    ``app:Model`` matches ``Model.save`` and ``Model.save.<locals>.check``.
+    """
+    module_part, _, function_part = pattern.partition(":")
+    if not _name_matches(module_part or "*", module):
+        return False
+    return qualname is None or not function_part or _name_matches(function_part, qualname)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The configuration that decides each function's level (and so a module's plan)."""
+
+    #: the level of every function no pattern names
+    level: str = "calls"
+    #: (pattern, level) pairs in order; the last pattern that matches a function decides
+    levels: tuple[tuple[str, str], ...] = ()
+    #: the include and exclude patterns; only ``module:qualname`` ones matter here
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    #: extra fnmatch patterns for names whose values are never recorded
+    redact: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for level in (self.level, *(level for _, level in self.levels)):
+            if level not in LEVELS:
+                raise ValueError(f"unknown capture level {level!r}")
+
+    def digest(self) -> str:
+        """A short hash of every setting (part of the cache's file names and keys)."""
+        text = repr((self.level, self.levels, self.include, self.exclude, self.redact))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+    def decide(self, module: str, qualname: str) -> tuple[str, str]:
+        """The level of function ``qualname`` of ``module``, and why."""
+        level, reason = self.level, "default level"
+        for pattern, pattern_level in self.levels:
+            if pattern_matches(pattern, module, qualname):
+                level, reason = pattern_level, f"level {pattern_level} by {pattern!r}"
+        for pattern in self.exclude:
+            if is_function_pattern(pattern) and pattern_matches(pattern, module, qualname):
+                return "off", f"excluded by {pattern!r}"
+        includes = [
+            p for p in self.include if is_function_pattern(p) and pattern_matches(p, module)
+        ]
+        if includes and not any(pattern_matches(p, module, qualname) for p in includes):
+            return "off", "not matched by any include pattern"
+        return level, reason
+
+
 def make_plan(
     module: str,
     path: str,
     functions: Sequence[FunctionInfo],
-    level: str,
-    redact: Sequence[str] = (),
+    settings: PlanSettings,
 ) -> ModulePlan:
-    """Decide each function's id and level from its description and the module's level.
-
-    ``redact`` adds fnmatch patterns to ``DEFAULT_REDACT`` for names whose
-    values are never recorded.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"unknown capture level {level!r}")
+    """Decide each function's id and level from its description and the settings."""
     seen: Counter[str] = Counter()
     plans = []
     for index, info in enumerate(functions):
         occurrence = seen[info.qualname]
         seen[info.qualname] += 1
-        if level == "off":
-            function_level, reason = "off", "module level is off"
-        elif level != "calls" and info.scope_sensitive:
+        function_level, reason = settings.decide(module, info.qualname)
+        if function_level not in ("off", "calls") and info.scope_sensitive:
             # Summaries never call these, but a value's repr (if asked for) might.
             function_level, reason = "calls", f"{info.name} may run while scope records a value"
-        else:
-            function_level, reason = level, "default"
         records_values = function_level in ("args", "full")
         names = (*info.params, *info.self_attributes) if records_values else ()
+        # A scope's lambdas share an id, so their arguments are recorded by position.
+        named_params = info.params if records_values and info.kind != "lambda" else ()
         plans.append(
             FunctionPlan(
                 id=function_id(module, info.qualname, occurrence),
@@ -151,9 +230,9 @@ def make_plan(
                 index=index,
                 level=function_level,
                 reason=reason,
-                params=info.params if records_values else (),
+                params=named_params,
                 attributes=info.self_attributes if records_values else (),
-                redacted=frozenset(n for n in names if is_secret(n, redact)),
+                redacted=frozenset(n for n in names if is_secret(n, settings.redact)),
             )
         )
     return ModulePlan(module=module, path=path, functions=tuple(plans))

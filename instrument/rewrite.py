@@ -41,10 +41,11 @@ from __future__ import annotations
 import ast
 from types import CodeType
 
-from scope.instrument.plan import FunctionPlan, ModulePlan
+from scope.instrument.plan import COMPREHENSION_NAMES, FunctionPlan, ModulePlan
 
 ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"
+LEAVE_NAME = "__scope_leave__"
 UNWIND_NAME = "__scope_unwind__"
 CATCH_NAME = "__scope_catch__"
 RETURN_NAME = "__scope_return__"
@@ -56,7 +57,7 @@ REDACTED_NAME = "__scope_redacted__"
 ATTR_REDACTED = 1 << 15
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
-#: nodes whose insides belong to another code object
+Comprehension = ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
 
 
 class PlanMismatch(Exception):
@@ -191,7 +192,7 @@ def _place_over_stmt(node: ast.stmt) -> ast.Constant:
     return value
 
 
-def _arguments(node: FunctionNode) -> list[ast.arg]:
+def _arguments(node: FunctionNode | ast.Lambda) -> list[ast.arg]:
     a = node.args
     names = [*a.posonlyargs, *a.args]
     if a.vararg is not None:
@@ -244,22 +245,164 @@ def wrap_function(node: FunctionNode, function: FunctionPlan) -> None:
     node.body = [*docstring, enter, wrapper]
 
 
-def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> ast.Module:
-    """Apply ``plan`` to ``tree`` (in place) and return it."""
+def wrap_lambda(node: ast.Lambda, function: FunctionPlan) -> None:
+    """Rewrite ``lambda a: body`` as ``lambda a: leave(TAG, enter(TAG[, a]) or body)``.
+
+    ``enter`` returns ``None``, so ``body`` runs as before.  An expression has no
+    ``finally``: the native side notices that a lambda raised when its thread next
+    reports anything from a caller of it.
+    """
+    passed: list[ast.expr] = []
+    if function.level in ("args", "full"):
+        passed = [
+            ast.Name(REDACTED_NAME if a.arg in function.redacted else a.arg, ast.Load())
+            for a in _arguments(node)
+        ]
+    enter = _call(ENTER_NAME, ast.Constant(function.tagged_id), *passed)
+    body = node.body
+    leave = _call(LEAVE_NAME, ast.Constant(function.tagged_id), ast.BoolOp(ast.Or(), [enter, body]))
+    node.body = _place_over(leave, body)
+
+
+def _yields(expression: ast.expr) -> bool:
+    """Whether a lambda's body makes it a generator (a yield outside nested scopes)."""
+    stack: list[ast.AST] = [expression]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Yield | ast.YieldFrom):
+            return True
+        if not isinstance(node, ast.Lambda | Comprehension):
+            stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _declared_globals(body: list[ast.stmt]) -> frozenset[str]:
+    """Names a scope's own ``global`` statements declare (nested scopes left out)."""
+    names: set[str] = set()
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Global):
+            names.update(node.names)
+        elif not isinstance(node, FunctionNode | ast.ClassDef):
+            stack.extend(
+                child
+                for child in ast.iter_child_nodes(node)
+                if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case)
+            )
+    return frozenset(names)
+
+
+class _LambdaWrapper(ast.NodeVisitor):
+    """Finds each lambda's ``__qualname__`` (CPython's rules) and wraps it by its plan."""
+
+    def __init__(self, lambdas: dict[str, FunctionPlan], def_qualnames: dict[int, str]) -> None:
+        self.lambdas = lambdas
+        self.def_qualnames = def_qualnames
+        #: (kind, qualname, names declared global) of each enclosing scope
+        self.scopes: list[tuple[str, str, frozenset[str]]] = []
+        #: the first line of each scope's first lambda
+        self.first_lines: dict[str, int] = {}
+
+    def _qualname(self, name: str) -> str:
+        if not self.scopes:
+            return name
+        kind, qualname, declared = self.scopes[-1]
+        if name != "<lambda>" and name in declared:
+            return name
+        suffix = ".<locals>" if kind in ("function", "lambda") else ""
+        return f"{qualname}{suffix}.{name}"
+
+    def _visit_in(self, scope: tuple[str, str, frozenset[str]], nodes: list[ast.AST]) -> None:
+        self.scopes.append(scope)
+        for node in nodes:
+            self.visit(node)
+        self.scopes.pop()
+
+    def _visit_function(self, node: FunctionNode) -> None:
+        # Decorators, defaults and annotations belong to the enclosing scope.
+        for outer in (*node.decorator_list, node.args, node.returns):
+            if outer is not None:
+                self.visit(outer)
+        qualname = self.def_qualnames.get(id(node)) or self._qualname(node.name)
+        scope = ("function", qualname, _declared_globals(node.body))
+        self._visit_in(scope, list(node.body))
+
+    visit_FunctionDef = _visit_function
+    visit_AsyncFunctionDef = _visit_function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for outer in (*node.decorator_list, *node.bases, *node.keywords):
+            self.visit(outer)
+        scope = ("class", self._qualname(node.name), _declared_globals(node.body))
+        self._visit_in(scope, list(node.body))
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self.visit(node.args)
+        qualname = self._qualname("<lambda>")
+        line = self.first_lines.setdefault(qualname, node.lineno)
+        self.first_lines[qualname] = min(line, node.lineno)
+        self._visit_in(("lambda", qualname, frozenset()), [node.body])
+        function = self.lambdas.get(qualname)
+        if function is not None and function.level != "off" and not _yields(node.body):
+            wrap_lambda(node, function)
+
+    def _visit_comprehension(self, node: Comprehension) -> None:
+        # The first iterable is evaluated outside; the rest runs in its own scope.
+        first, *rest = node.generators
+        self.visit(first.iter)
+        inside: list[ast.AST] = (
+            [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        )
+        inside += [first.target, *first.ifs, *rest]
+        name = COMPREHENSION_NAMES[type(node).__name__]
+        self._visit_in(("comprehension", self._qualname(name), frozenset()), inside)
+
+    visit_ListComp = _visit_comprehension
+    visit_SetComp = _visit_comprehension
+    visit_DictComp = _visit_comprehension
+    visit_GeneratorExp = _visit_comprehension
+
+
+def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> dict[int, int]:
+    """Apply ``plan`` to ``tree`` (in place); return each function's first line by plan index.
+
+    A scope's lambdas share a plan: theirs is the first line of the first one.
+    """
     nodes = function_nodes(tree)
-    if len(nodes) != len(plan.functions):
-        raise PlanMismatch(f"plan has {len(plan.functions)} functions, source has {len(nodes)}")
-    for node, function in zip(nodes, plan.functions, strict=True):
+    defs = plan.defs
+    if len(nodes) != len(defs):
+        raise PlanMismatch(f"plan has {len(defs)} functions, source has {len(nodes)}")
+    for node, function in zip(nodes, defs, strict=True):
         if node.name != function.name:
             raise PlanMismatch(f"plan says {function.name!r} where source has {node.name!r}")
+    lines = {function.index: node.lineno for node, function in zip(nodes, defs, strict=True)}
     # Innermost first: a function's rewriter never descends into nested defs.
-    for node, function in reversed(list(zip(nodes, plan.functions, strict=True))):
+    for node, function in reversed(list(zip(nodes, defs, strict=True))):
         if function.level != "off":
             wrap_function(node, function)
-    return tree
+    lambdas = plan.lambdas
+    if lambdas:
+        qualnames = {
+            id(node): function.qualname for node, function in zip(nodes, defs, strict=True)
+        }
+        wrapper = _LambdaWrapper(lambdas, qualnames)
+        wrapper.visit(tree)
+        for qualname, line in wrapper.first_lines.items():
+            lines[lambdas[qualname].index] = line
+    return lines
+
+
+def instrument_source(
+    source: bytes | str, path: str, plan: ModulePlan
+) -> tuple[CodeType, ModulePlan]:
+    """Compile ``source`` with ``plan`` applied; also return the plan with first lines."""
+    tree = ast.parse(source, filename=path)
+    lines = rewrite_tree(tree, plan)
+    code = compile(tree, path, "exec", dont_inherit=True)
+    return code, plan.with_lines(lines)
 
 
 def compile_instrumented(source: bytes | str, path: str, plan: ModulePlan) -> CodeType:
     """Compile ``source`` with ``plan`` applied, as ``compile(source, path, 'exec')`` would."""
-    tree = ast.parse(source, filename=path)
-    return compile(rewrite_tree(tree, plan), path, "exec", dont_inherit=True)
+    return instrument_source(source, path, plan)[0]

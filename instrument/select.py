@@ -5,8 +5,10 @@ roots (the project root and the script's folder) and not in the standard
 library, a site-packages folder, a virtual environment or scope itself.
 ``include`` and ``exclude`` patterns refine that: a pattern with a ``/`` or
 ending in ``.py`` matches file paths, any other matches dotted module names
-(both with ``fnmatch`` wildcards; a module pattern also matches submodules).
-Exclusion wins over inclusion; scope itself is never instrumented.
+(both with ``fnmatch`` wildcards; a module pattern also matches submodules),
+and a ``module:function`` pattern names functions: in ``include`` it includes
+its module, in ``exclude`` it is left to the plan, which turns those functions
+off.  Exclusion wins over inclusion; scope itself is never instrumented.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+from scope.instrument.plan import is_function_pattern, pattern_matches
 
 _SCOPE_PACKAGES = ("scope", "instrument", "capture", "native", "storage", "query")
 _THIRD_PARTY_PARTS = frozenset({"site-packages", "dist-packages"})
@@ -63,9 +67,15 @@ def _in_virtualenv(folder: str) -> bool:
     return parent != folder and _in_virtualenv(parent)
 
 
-def _matches(patterns: Sequence[str], module: str, path: str) -> str | None:
+def _matches(
+    patterns: Sequence[str], module: str, path: str, functions: bool = False
+) -> str | None:
+    """The first pattern that names the module; ``module:function`` ones only if ``functions``."""
     for pattern in patterns:
-        if "/" in pattern or pattern.endswith(".py"):
+        if is_function_pattern(pattern):
+            if functions and pattern_matches(pattern, module):
+                return pattern
+        elif "/" in pattern or pattern.endswith(".py"):
             absolute = _real(pattern) if not any(c in pattern for c in "*?[") else pattern
             if fnmatch.fnmatch(path, absolute) or fnmatch.fnmatch(path, f"*/{pattern}"):
                 return pattern
@@ -99,7 +109,8 @@ class ModuleSelector:
         matched = _matches(self.exclude, module, real)
         if matched:
             return Decision(False, f"excluded by {matched!r}")
-        matched = _matches(self.include, module, real)
+        # An exclude pattern that names functions turns those off, not the module.
+        matched = _matches(self.include, module, real, functions=True)
         if matched:
             return Decision(True, f"included by {matched!r}")
         if self.include:

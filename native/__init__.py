@@ -26,6 +26,7 @@ if lib.scope_install_entry_points(_native.__name__.encode()) != 0:  # pragma: no
 
 enter: Any = _native.enter
 exit: Any = _native.exit
+leave: Any = _native.leave
 unwind: Any = _native.unwind
 returning: Any = _native.returning
 assigning: Any = _native.assigning

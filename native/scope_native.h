@@ -63,6 +63,8 @@
 #define SCOPE_FLAG_FULL 2
 #define SCOPE_FLAG_RESUMABLE 4
 #define SCOPE_FLAG_ASYNC 8
+/* a lambda: it reports its return only; an exception leaves it unreported */
+#define SCOPE_FLAG_EXPRESSION 16
 /* An attribute index with this bit set names a redacted attribute. */
 #define SCOPE_ATTR_REDACTED 32768
 

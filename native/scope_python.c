@@ -200,6 +200,9 @@ static void unwind_above(scope_thread *t, uint32_t i) {
         scope_frame *top = top_of(t);
         if ((top->flags & SCOPE_FLAG_RESUMABLE) && top->frame) {
             park_top(t);
+        } else if (top->flags & SCOPE_FLAG_EXPRESSION) {
+            t->depth--; /* a lambda whose exception is now leaving a call below it */
+            finish_call(t, top, 1);
         } else {
             atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
             scope_record_unfinished(t, top);
@@ -226,6 +229,21 @@ static scope_frame *running_call(scope_thread *t, const void *frame, uint64_t fu
         }
     }
     return NULL;
+}
+
+/* A lambda reports its return but not an exception (an expression has no
+ * `finally`): a lambda on top of the stack whose frame is not among the callers
+ * of `frame` ended by an exception, and is recorded as raised now. */
+static void drop_raised_lambdas(scope_thread *t, const void *frame) {
+    scope_frame *top;
+    while ((top = top_of(t)) && (top->flags & SCOPE_FLAG_EXPRESSION) && top->frame) {
+        const void *f = frame_caller(frame);
+        for (int steps = 0; f && steps < WALK_LIMIT; f = frame_caller(f), steps++)
+            if (f == top->frame) return;
+        if (f) return; /* too deep to tell: assume it is still running */
+        t->depth--;
+        finish_call(t, top, 1);
+    }
 }
 
 /* Settles the stack before a call in `frame` begins and returns its parent.
@@ -693,6 +711,10 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
     const void *frame = current_frame();
     scope_frame *parent = top_of(t);
+    if (frame && parent && (parent->flags & SCOPE_FLAG_EXPRESSION)) {
+        drop_raised_lambdas(t, frame);
+        parent = top_of(t);
+    }
     scope_frame delegator;
     int delegated = 0;
     if (frame && (g_resumables || (flags & SCOPE_FLAG_RESUMABLE)))
@@ -727,27 +749,46 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
-/* exit(tagged_id): the innermost call of this frame ends (from its finally block). */
-static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t tagged;
+/* The innermost call of this frame returns; `value` is its return value when the
+ * call reports one (a lambda at args level), else NULL. */
+static void end_call(uint64_t tagged, PyObject *value) {
     scope_thread *t = scope_tls_thread;
-    if (!t || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    if (!t) return;
     if (t->suppressed) {
         if (t->suppressed > 1) t->suppressed--;
-        Py_RETURN_NONE;
+        return;
     }
     if (t->overflow_depth) {
         t->overflow_depth--;
-        Py_RETURN_NONE;
+        return;
     }
     scope_frame *f = running_call(t, current_frame(), tagged & FUNC_MASK);
     if (!f) {
         atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
-        Py_RETURN_NONE;
+        return;
+    }
+    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
+    if (value && (flags & SCOPE_FLAG_ARGS) && scope_enabled()) {
+        record_value(t, f, SCOPE_ROLE_RETURN, 0, value, flags & SCOPE_FLAG_FULL, 0);
+        f = top_of(t); /* a user repr may have grown the stack */
     }
     t->depth--;
     finish_call(t, f, 0);
+}
+
+/* exit(tagged_id): the innermost call of this frame ends (from its finally block). */
+static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    if (read_tagged(args, nargs, &tagged)) end_call(tagged, NULL);
     Py_RETURN_NONE;
+}
+
+/* leave(tagged_id, value) -> value: a lambda returns value (it has no finally
+ * block, so an exception leaving it is noticed later: see drop_raised_lambdas). */
+static PyObject *py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    if (nargs == 2 && read_tagged(args, nargs, &tagged)) end_call(tagged, args[1]);
+    return passed(args, nargs, 1);
 }
 
 /* unwind(tagged_id): the call is ending by an exception (from its except block). */
@@ -1131,6 +1172,7 @@ static PyMethodDef entry_points[] = {
      "run_at_bottom(func, *args) or (code, globals): run with no Python frame below."},
     {"enter", FASTCALL(py_enter), "enter(tagged_id, *args): a call begins on this thread."},
     {"exit", FASTCALL(py_exit), "exit(tagged_id): the call running in this frame ends."},
+    {"leave", FASTCALL(py_leave), "leave(tagged_id, value) -> value: a lambda returns value."},
     {"unwind", FASTCALL(py_unwind), "unwind(tagged_id): the call is ending by an exception."},
     {"returning", FASTCALL(py_returning), "returning(tagged_id, value) -> value: it returns."},
     {"assigning", FASTCALL(py_assigning),

@@ -7,10 +7,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
+from scope.instrument.explain import ModuleReport
 from scope.query.api import CallNode, CallTree, FunctionStats, RunHealth, RunSummary
 
 _OUTCOME_STYLES = {"returned": "", "raised": "bold red", "unfinished": "yellow"}
@@ -35,9 +36,43 @@ def to_json(value: Any) -> str:
             return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
         if isinstance(obj, list | tuple):
             return [plain(v) for v in obj]
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        if isinstance(obj, set | frozenset):
+            return sorted(plain(v) for v in obj)
         return obj
 
     return json.dumps(plain(value), default=str, indent=2)
+
+
+def plan_report(reports: Sequence[ModuleReport]) -> Group:
+    """Each module's decision, then the plan of each instrumented one."""
+    decisions = Table(title="Modules")
+    for name in ("module", "instrumented", "why", "functions"):
+        decisions.add_column(name)
+    plans = []
+    for report in reports:
+        planned = [f for f in report.functions if f.level != "off"]
+        summary = f"{len(planned)} of {len(report.functions)}" if report.instrumented else "-"
+        why = report.reason if report.error is None else f"{report.reason}; {report.error}"
+        decisions.add_row(
+            report.module, "yes" if report.instrumented and not report.error else "no", why, summary
+        )
+        if report.functions:
+            table = Table(title=f"{report.module} ({report.path})", title_justify="left")
+            for name, justify in (
+                ("line", "right"),
+                ("function", "left"),
+                ("kind", "left"),
+                ("level", "left"),
+                ("why", "left"),
+            ):
+                table.add_column(name, justify=justify)  # type: ignore[arg-type]
+            for f in sorted(report.functions, key=lambda f: f.line):
+                style = "dim" if f.level == "off" else ""
+                table.add_row(str(f.line), f.qualname, f.kind, f.level, f.reason, style=style)
+            plans.append(table)
+    return Group(decisions, *plans)
 
 
 def runs_table(runs: Sequence[RunSummary]) -> Table:

@@ -17,8 +17,9 @@ from typing import NoReturn
 import click
 
 from scope import __version__
-from scope.config import LEVELS, Config, load_config
+from scope.config import Config, load_config
 from scope.errors import ScopeError
+from scope.instrument.plan import LEVELS
 
 
 @dataclass
@@ -60,15 +61,50 @@ def cli() -> None:
     """
 
 
+def _split_levels(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """``--level LEVEL`` sets the default; ``--level PATTERN=LEVEL`` adds a pattern."""
+    default, patterns = None, []
+    for value in values:
+        pattern, _, level = value.rpartition("=")
+        if level not in LEVELS:
+            raise click.BadParameter(f"{level!r} is not one of {', '.join(LEVELS)}", ctx, param)
+        if pattern:
+            patterns.append((pattern, level))
+        else:
+            default = level
+    return default, tuple(patterns)
+
+
+level_option = click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    metavar="[PATTERN=]LEVEL",
+    callback=_split_levels,
+    help="Capture level: off, calls (default), args or full; with PATTERN (a module, or "
+    "module:function, fnmatch) only for what it names. Repeatable; the last match wins.",
+)
+include_option = click.option(
+    "--include",
+    multiple=True,
+    metavar="PATTERN",
+    help="Also instrument these modules or paths (module:function: only those functions).",
+)
+exclude_option = click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Never instrument these modules, paths or module:function patterns.",
+)
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @db_option
-@click.option("--level", type=click.Choice(LEVELS), help="Capture level (default: calls).")
-@click.option(
-    "--include", multiple=True, metavar="PATTERN", help="Also instrument these modules or paths."
-)
-@click.option(
-    "--exclude", multiple=True, metavar="PATTERN", help="Never instrument these modules or paths."
-)
+@level_option
+@include_option
+@exclude_option
 @click.option(
     "--max-calls-per-function",
     type=click.IntRange(min=0),
@@ -81,7 +117,7 @@ def cli() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
     db: str | None,
-    level: str | None,
+    levels: tuple[str | None, tuple[tuple[str, str], ...]],
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     max_calls_per_function: int | None,
@@ -106,7 +142,8 @@ def run(
         raise click.UsageError("-m and -c cannot be used together")
     config = _config(
         db,
-        level=level,
+        level=levels[0],
+        levels=levels[1],
         include=include,
         exclude=exclude,
         max_calls_per_function=max_calls_per_function,
@@ -133,6 +170,42 @@ def _record(pending: _ProgramToRun) -> None:
         recorder.exit_status = 1
         raise
     outcome.finish(recorder)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, metavar="PATH_OR_MODULE...")
+@level_option
+@include_option
+@exclude_option
+@json_option
+def plan(
+    targets: tuple[str, ...],
+    levels: tuple[str | None, tuple[tuple[str, str], ...]],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show what a recorded run would instrument, and how, without running anything.
+
+    For each module (a file, every file of a folder, or a module name): whether
+    it is your code and why, and each function's capture level and the reason.
+    Takes the configuration of the project and the same options as run.
+
+    \b
+    Examples:
+      scope plan src/
+      scope plan app.py --level 'app:parse*=args'
+      scope plan json            # the standard library: not instrumented
+    """
+    from scope.instrument.explain import explain
+    from scope.query import render
+
+    config = _config(level=levels[0], levels=levels[1], include=include, exclude=exclude)
+    reports = explain(targets, config.project_root, config.plan_settings())
+    if as_json:
+        click.echo(render.to_json(reports))
+    else:
+        render.console().print(render.plan_report(reports))
 
 
 @cli.command()

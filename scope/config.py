@@ -1,6 +1,7 @@
 """Configuration: ``[tool.scope]`` in pyproject.toml, then ``SCOPE_*`` variables, then flags.
 
-Later sources win.  Every value is validated when it is read, and an unknown
+Later sources win (``levels`` patterns add up: a later pattern wins over an
+earlier one for the functions both match).  Every value is validated when it is read, and an unknown
 key or a bad value raises ``ConfigError`` naming the key and where it came
 from.  Unknown ``SCOPE_*`` variables are ignored: other tools (scope's own
 corpus scripts among them) use the prefix too.
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scope.errors import ConfigError
+from scope.instrument.plan import LEVELS, PlanSettings
 
-LEVELS = ("off", "calls", "args", "full")
 OVERFLOW_POLICIES = ("drop", "block")
 CLOCKS = ("auto", "tsc", "monotonic")
 DEFAULT_DB = os.path.join(".scope", "scope.duckdb")
@@ -30,9 +31,13 @@ class Config:
     project_root: str
     #: the recording file
     db: str
+    #: modules, paths or ``module:function`` patterns to instrument, or never to
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: the capture level of every function no ``levels`` pattern names
     level: str = "calls"
+    #: (pattern, level) pairs, in order: the last pattern that matches a function wins
+    levels: tuple[tuple[str, str], ...] = ()
     #: calls stored one row each per function before aggregating (0 = unlimited)
     max_calls_per_function: int = 100_000
     #: records per thread ring
@@ -53,6 +58,10 @@ class Config:
     clock: str = "auto"
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    def plan_settings(self) -> PlanSettings:
+        """The settings that decide each function's capture level."""
+        return PlanSettings(self.level, self.levels, self.include, self.exclude, self.redact)
 
 
 def _as_str(key: str, value: Any, where: str) -> str:
@@ -109,12 +118,39 @@ def _as_count(minimum: int, maximum: int) -> Callable[[str, Any, str], int]:
     return check
 
 
+def _as_levels(key: str, value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``{pattern: level}`` (a TOML table) or ``"pattern=level,..."`` (a variable or flag)."""
+    if isinstance(value, str):
+        pairs = []
+        for item in (i.strip() for i in value.split(",")):
+            pattern, sep, level = item.rpartition("=")
+            if not sep or not pattern.strip():
+                raise ConfigError(f"{key} {where} must be PATTERN=LEVEL items, not {item!r}")
+            pairs.append((pattern.strip(), level.strip()))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple):
+        pairs = list(value)
+    else:
+        raise ConfigError(f"{key} {where} must map patterns to levels, not {value!r}")
+    for pattern, level in pairs:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"{key} {where} has an empty or non-string pattern: {pattern!r}")
+        if level not in LEVELS:
+            raise ConfigError(
+                f"{key} {where}: the level of {pattern!r} must be one of "
+                f"{', '.join(LEVELS)}, not {level!r}"
+            )
+    return tuple((pattern.strip(), level) for pattern, level in pairs)
+
+
 #: key -> validator; the environment variable is SCOPE_<KEY>.
 VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "db": _as_str,
     "include": _as_patterns,
     "exclude": _as_patterns,
     "level": _as_choice(LEVELS),
+    "levels": _as_levels,
     "max_calls_per_function": _as_count(0, 2**62),
     "ring_size": _as_count(1024, 1 << 30),
     "overflow": _as_choice(OVERFLOW_POLICIES),
@@ -199,6 +235,8 @@ def load_config(
             value = VALIDATORS[key](label, raw, where)
             if key == "db":
                 value = os.path.join(base, os.path.expanduser(value))
+            elif key == "levels":  # more specific layers add patterns, which win
+                value = config.levels + value
             config = replace(config, **{key: value})
             sources[key] = where
     return replace(config, sources=sources)

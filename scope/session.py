@@ -107,8 +107,7 @@ class Recorder:
             exclude=self.config.exclude,
         )
         self.instrumenter = Instrumenter(
-            self.config.level,
-            redact=self.config.redact,
+            self.config.plan_settings(),
             on_plan=self._writer.add_plan,
             on_failure=self._instrument_failed,
         )

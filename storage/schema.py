@@ -12,15 +12,16 @@ suspension columns of ``call``, the clock calibration of ``run`` and the
 per-thread counters; version 3 added ``call_aggregate`` and the budget
 columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
 numbers functions per run (``function.key`` keeps the stable id) and added
-``process``, ``event`` and the ``exception`` view.
-``MIGRATIONS`` upgrades a version 3 file when it is next recorded into.
+``process``, ``event`` and the ``exception`` view; version 5 added
+``function.line``.  ``MIGRATIONS`` upgrades a version 3 or 4 file when it is
+next recorded into.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 OUTCOMES = ("returned", "raised", "unfinished")
 
@@ -161,7 +162,13 @@ TABLES = (
             Column("module", "VARCHAR", "module name as imported ('__main__' for the script)"),
             Column("qualname", "VARCHAR", "__qualname__ of the function"),
             Column("file", "VARCHAR", "source file"),
-            Column("kind", "VARCHAR", "plain, method, staticmethod, classmethod, property, ..."),
+            Column("line", "INTEGER", "first line of the def (of the first of a scope's lambdas)"),
+            Column(
+                "kind",
+                "VARCHAR",
+                "plain, method, staticmethod, classmethod, property, generator, coroutine, "
+                "async_generator or lambda (a scope's lambdas are one function)",
+            ),
             Column("level", "VARCHAR", "capture level: off, calls, args or full"),
             Column("params", "VARCHAR[]", "parameter names, in the order arguments are recorded"),
             Column("attributes", "VARCHAR[]", "attributes of self whose writes are recorded"),
@@ -321,6 +328,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE function SET key = id",
         *(view.ddl() for view in VIEWS),
     ),
+    4: ("ALTER TABLE function ADD COLUMN line INTEGER",),
 }
 
 #: No index on ``call``: an ART index costs a third of the insert rate and 4 bytes

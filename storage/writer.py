@@ -242,10 +242,10 @@ class RecordingWriter:
             self._names[number] = (f.params, f.attributes)
         # One statement with list parameters: executemany runs one statement per row.
         self.con.execute(
-            """INSERT OR REPLACE INTO function (run, id, key, module, qualname, file, kind, level,
-                                                params, attributes, calls_summed)
+            """INSERT OR REPLACE INTO function (run, id, key, module, qualname, file, line, kind,
+                                                level, params, attributes, calls_summed)
                SELECT ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), ?, unnest(?::VARCHAR[]), ?,
-                      unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
+                      unnest(?::INTEGER[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
                       unnest(?::VARCHAR[][]), unnest(?::VARCHAR[][]), 0""",
             [
                 self.run_id,
@@ -254,6 +254,7 @@ class RecordingWriter:
                 plan.module,
                 [f.qualname for f in functions],
                 plan.path,
+                [f.line or None for f in functions],
                 [f.kind for f in functions],
                 [f.level for f in functions],
                 [list(f.params) for f in functions],

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scope.capture import runtime
 from scope.instrument.analyze import analyze_source
-from scope.instrument.plan import DEFAULT_REDACT, make_plan
+from scope.instrument.plan import DEFAULT_REDACT, PlanSettings, make_plan
 from scope.instrument.rewrite import compile_instrumented
 from scope.storage.calls import OUTCOME_UNFINISHED, split_batch
 from scope.storage.values import value_columns
@@ -92,7 +92,7 @@ def load(source: str, level: str = "calls", name: str = "recorded", redact=()) -
     """Compile ``source`` instrumented at ``level`` into a fresh module."""
     source = textwrap.dedent(source)
     path = f"/virtual/{name}.py"
-    plan = make_plan(name, path, analyze_source(source), level, redact)
+    plan = make_plan(name, path, analyze_source(source), PlanSettings(level, redact=tuple(redact)))
     module = types.ModuleType(name)
     module.__file__ = path
     module.__dict__["__scope_plan__"] = plan

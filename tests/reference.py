@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .conftest import Result
 
-# Only functions of the traced file: optimized code (not module or class bodies),
-# not comprehensions or lambdas (their names start with "<").
+# Only functions and lambdas of the traced file: optimized code (not module or
+# class bodies), not comprehensions (the other names that start with "<").
 TRACER = r"""
 import json, runpy, sys, threading
 
@@ -28,8 +28,8 @@ started = []  # generator frames already running (kept alive so ids stay unique)
 
 def profile(frame, event, arg):
     code = frame.f_code
-    if (code.co_filename != target or code.co_name.startswith("<")
-            or not code.co_flags & 0x1):
+    if (code.co_filename != target or not code.co_flags & 0x1
+            or (code.co_name.startswith("<") and code.co_name != "<lambda>")):
         return
     stack = stacks.setdefault(threading.get_ident(), [])
     if event == "call":

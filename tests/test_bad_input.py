@@ -117,7 +117,9 @@ def test_usage_errors_exit_2_with_clicks_message(scope, args):
     assert "Traceback" not in result.stderr and "Error:" in result.stderr
 
 
-def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, write, scope):
+def test_a_version_3_recording_is_read_and_upgraded_through_4_when_recorded_into(
+    project, write, scope
+):
     write("ok.py", "def f():\n    pass\n\nf()\n")
     assert scope("run", "ok.py").returncode == 0
     path = str(project / ".scope" / "scope.duckdb")
@@ -126,6 +128,7 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     con.execute("ALTER TABLE call ALTER outcome TYPE VARCHAR")
     con.execute("DROP TYPE call_outcome")
     con.execute("ALTER TABLE function DROP COLUMN key")
+    con.execute("ALTER TABLE function DROP COLUMN line")  # version 5
     con.execute("DROP VIEW exception")
     con.execute("DROP TABLE process")
     con.execute("DROP TABLE event")
@@ -143,8 +146,10 @@ def test_a_version_3_recording_is_read_and_upgraded_when_recorded_into(project, 
     outcomes = con.execute("SELECT DISTINCT typeof(outcome) FROM call").fetchall()
     processes = con.execute("SELECT run, ended_by FROM process").fetchall()
     exceptions = con.execute("SELECT count(*) FROM exception").fetchall()
+    lines = con.execute("SELECT run, line FROM function ORDER BY run").fetchall()
     con.close()
-    assert "call_function" not in indexes and version == ("4",) and runs == (2,)
+    assert "call_function" not in indexes and version == ("5",) and runs == (2,)
+    assert lines == [(1, None), (2, 1)]
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]
     assert processes == [(2, "exit")] and exceptions == [(0,)]
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from scope.instrument.plan import PlanSettings
+
 from scope import __version__
 
 from .conftest import clean_env, run
 
-TAG = f"{sys.implementation.cache_tag}.scope-{__version__}"
+#: the default settings' entries: scope's version and the digest of the plan settings
+TAG = f"{sys.implementation.cache_tag}.scope-{__version__}-{PlanSettings().digest()}"
 
 APP = """
 import sys
@@ -81,6 +84,20 @@ def test_a_changed_source_or_setting_is_instrumented_afresh(project, write, quer
     assert query("SELECT name, value FROM value WHERE run = 3 AND role = 'argument'") == [
         ("n", "21")
     ]
+    # Each setting has its own entry, so going back to the default level is warm.
+    assert len(entries(project)) == 4
+    assert scope_run(project, "app.py").stdout == "42 False\n"
+
+
+def test_optimised_runs_have_entries_of_their_own(project, write):
+    write("app.py", APP)
+    write("helper.py", HELPER)
+    assert scope_run(project, "app.py").returncode == 0
+    optimised = [sys.executable, "-O", "-m", "scope", "run", "app.py"]
+    assert run(optimised, project, caching_env()).stdout == "42 True\n"
+    assert run(optimised, project, caching_env()).stdout == "42 False\n"
+    names = entries(project)
+    assert len(names) == 4 and sum(".opt-1.scope-" in name for name in names) == 2
 
 
 def test_a_corrupt_entry_is_ignored_and_replaced(project, write, query):

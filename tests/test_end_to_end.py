@@ -456,3 +456,42 @@ def test_exceptions_know_where_they_were_raised_passed_and_caught(write, scope, 
         ("h", "ValueError", texts[2], ["h", "k"], "f"),
         ("boom", "KeyError", texts[3], ["boom"], "cleanup"),
     ]
+
+
+LAMBDAS = """
+    def key(v):
+        return -v
+
+    def after():
+        return (lambda: "after")()
+
+    def work(items):
+        ordered = sorted(items, key=lambda v: key(v))
+        try:
+            sorted(items, key=lambda v: 1 / (v - 2))  # raises inside sorted, at v == 2
+        except ZeroDivisionError:
+            pass
+        after()  # hangs under work, not under the lambda that raised
+        try:
+            (lambda: key(None))()  # raises in a call the lambda made
+        except TypeError:
+            pass
+        return ordered
+
+    print(list(map(lambda x: x + 1, [1, 2])), work([3, 1, 2]))
+"""
+
+
+def test_lambdas_are_calls_of_their_scopes_lambda(write, python, scope, query):
+    program = write("lambdas.py", LAMBDAS)
+    result = scope("run", "lambdas.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == python("lambdas.py").stdout
+    assert stored_calls(query) == reference_calls(python, program.parent, program)
+    # A scope's lambdas share one function; the two that raised are recorded so.
+    assert query(
+        """SELECT f.qualname, count(*), count(*) FILTER (c.outcome = 'raised')
+           FROM call c JOIN function f ON f.run = c.run AND f.id = c.function
+           WHERE f.kind = 'lambda' GROUP BY ALL ORDER BY 1"""
+    ) == [("<lambda>", 2, 0), ("after.<locals>.<lambda>", 1, 0), ("work.<locals>.<lambda>", 7, 2)]
+    assert query("SELECT sum(unmatched_exits) FROM thread") == [(0,)]

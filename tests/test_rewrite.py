@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scope.capture import runtime
 from scope.instrument.analyze import analyze_source
-from scope.instrument.plan import make_plan
+from scope.instrument.plan import PlanSettings, make_plan
 from scope.instrument.rewrite import PlanMismatch, compile_instrumented, rewrite_tree
 
 from scope import native
@@ -35,7 +35,7 @@ def load(
     source = textwrap.dedent(source)
     path = f"/virtual/{name}.py"
     if instrument:
-        plan = make_plan(name, path, analyze_source(source), level)
+        plan = make_plan(name, path, analyze_source(source), PlanSettings(level))
         code = compile_instrumented(source, path, plan)
     else:
         code = compile(source, path, "exec", dont_inherit=True)
@@ -193,6 +193,22 @@ def echo():
         yield ("thrown", str(exc), received)
     return "done"
 
+square = lambda x: x * x
+divide = lambda a, b=1, *, password="": a / b
+
+def lambdas_in_scopes(n):
+    adders = [lambda y, i=i: y + i for i in range(n)]
+    nested = (lambda: lambda: "inner")()()
+    return sorted([3, 1, 2], key=lambda v: -v), [f(10) for f in adders], nested
+
+def lambda_raises_caught():
+    try:
+        (lambda: {}["k"])()
+    except KeyError:
+        return "caught", (lambda: "after")()
+
+generator_lambda = lambda: (yield 1)
+
 def drive_echo():
     g = echo()
     next(g)
@@ -232,6 +248,12 @@ def drive_echo():
         "m.asyncio.run(m.async_values(3))",
         "m.asyncio.run(m.async_consume(3))",
         "m.drive_echo()",
+        "m.square(7)",
+        "m.divide(1, 0)",
+        "m.divide(6, b=3, password='pw')",
+        "m.lambdas_in_scopes(3)",
+        "m.lambda_raises_caught()",
+        "list(m.generator_lambda())",
     ],
 )
 @pytest.mark.parametrize("level", LEVELS)
@@ -295,7 +317,9 @@ def test_instrumented_bodies_call_the_entry_points():
 
 def test_functions_report_entries_and_exits():
     instrumented = load(CONSTRUCTS, True, name="reporting")
-    plan = make_plan("reporting", "/virtual/reporting.py", analyze_source(CONSTRUCTS), "calls")
+    plan = make_plan(
+        "reporting", "/virtual/reporting.py", analyze_source(CONSTRUCTS), PlanSettings()
+    )
     ids = {f.qualname: f.id for f in plan.functions}
     buffer = np.zeros(64, dtype=native.RECORD_DTYPE)
     while native.drain(buffer)[0]:
@@ -317,7 +341,7 @@ def test_functions_report_entries_and_exits():
 def test_plan_for_other_source_is_refused():
     import ast
 
-    plan = make_plan("m", "m.py", analyze_source("def a():\n    pass\n"), "calls")
+    plan = make_plan("m", "m.py", analyze_source("def a():\n    pass\n"), PlanSettings())
     with pytest.raises(PlanMismatch):
         rewrite_tree(ast.parse("def b():\n    pass\n"), plan)
     with pytest.raises(PlanMismatch):

@@ -45,3 +45,13 @@ def test_include_and_exclude_patterns(tmp_path):
     assert not selector.decide("app.vendored.six", str(tmp_path / "app/vendored/six.py")).instrument
     # With include patterns, unmatched modules are left alone even under the roots.
     assert not selector.decide("other", str(tmp_path / "other.py")).instrument
+
+
+def test_function_patterns_select_their_module_and_leave_the_rest_to_the_plan(tmp_path):
+    selector = ModuleSelector([str(tmp_path)], include=["app.api:handle*"], exclude=["app:_*"])
+    # include app.api:handle* includes module app.api (the plan then narrows it)
+    assert selector.decide("app.api", "/elsewhere/app/api.py").instrument
+    assert not selector.decide("app.db", str(tmp_path / "app" / "db.py")).instrument
+    # exclude app:_* turns functions off, not the modules
+    selector = ModuleSelector([str(tmp_path)], exclude=["app:_*"])
+    assert selector.decide("app.db", str(tmp_path / "app" / "db.py")).instrument
