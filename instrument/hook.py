@@ -33,6 +33,16 @@ PlanListener = Callable[[ModulePlan], None]
 FailureListener = Callable[[str, str, BaseException], None]
 
 
+#: The plan of every module instrumented in this process, by (module, path): a later
+#: recording in the same process (``scope.install`` again) still runs their code.
+_loaded: dict[tuple[str, str], ModulePlan] = {}
+
+
+def loaded_plans() -> list[ModulePlan]:
+    """The plans of the modules instrumented so far in this process (the latest of each)."""
+    return list(_loaded.values())
+
+
 class Instrumenter:
     """Turns a module's source into instrumented code, reporting plans and failures."""
 
@@ -76,6 +86,7 @@ class Instrumenter:
                     self.on_failure(module, path, exc)
                 return None
             cache.store(path, self.settings, key, plan, code)
+        _loaded[module, path] = plan
         if self.on_plan is not None:
             self.on_plan(plan)
         return code

@@ -18,13 +18,15 @@ import platform
 import signal
 import sys
 from dataclasses import dataclass, field
+from importlib.machinery import SourceFileLoader
+from typing import Any
 
 from scope import __version__, native
 from scope.capture import process_end, runtime
 from scope.capture.pipeline import Pipeline
 from scope.config import Config
 from scope.errors import ConfigError
-from scope.instrument.hook import Instrumenter, ScopeFinder, install, uninstall
+from scope.instrument.hook import Instrumenter, ScopeFinder, install, loaded_plans, uninstall
 from scope.instrument.plan import DEFAULT_REDACT
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.storage import database
@@ -33,6 +35,23 @@ from scope.storage.writer import RecordingWriter, RunEnd, RunInfo
 #: how long a producer waits for the writer when its ring is full (overflow = "block")
 BLOCK_TIMEOUT_NS = 1_000_000_000
 MAX_STACK_DEPTH = 1 << 22
+
+
+_current: Recorder | None = None
+
+
+def current_recorder() -> Recorder | None:
+    """The recorder recording this process now, if any."""
+    return _current if _current is not None and _current.recording else None
+
+
+def source_file(module: Any) -> str | None:
+    """The ``.py`` file ``module`` was loaded from by the standard loader (not scope's), if any."""
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None)
+    if type(getattr(spec, "loader", None)) is SourceFileLoader and isinstance(origin, str):
+        return origin if origin.endswith(".py") else None
+    return None
 
 
 @dataclass
@@ -111,13 +130,41 @@ class Recorder:
             on_plan=self._writer.add_plan,
             on_failure=self._instrument_failed,
         )
+        for plan in loaded_plans():  # code instrumented for an earlier recording
+            self._writer.add_plan(plan)
         self._finder = ScopeFinder(selector, self.instrumenter)
         install(self._finder)
+        self._report_imported_before(selector)
+        global _current
+        _current = self
         os.register_at_fork(after_in_child=self._after_fork_in_child)
         atexit.register(self.stop)
         native.flush_on_sigterm(self._terminated)
         process_end.install(self._exiting, self._executing)
         native.set_enabled(True)
+
+    def _report_imported_before(self, selector: ModuleSelector) -> None:
+        """Name, once, the user's modules already imported: they run uninstrumented."""
+        sources = {name: source_file(module) for name, module in list(sys.modules.items())}
+        found = sorted(
+            name
+            for name, path in sources.items()
+            if path and selector.decide(name, path).instrument
+        )
+        if found:
+            shown = ", ".join(found[:10]) + (
+                f" and {len(found) - 10} more" if len(found) > 10 else ""
+            )
+            self._problem(
+                "imported before scope",
+                f"{len(found)} of your modules were imported before scope's import hook "
+                f"and are not instrumented: {shown}",
+            )
+
+    @property
+    def recording(self) -> bool:
+        """Whether this recorder has started and not yet stopped."""
+        return self._pipeline is not None and not self._stopped
 
     def _instrument_failed(self, module: str, path: str, exc: BaseException) -> None:
         text = f"{module} ({path}) not instrumented: {type(exc).__name__}: {exc}"
