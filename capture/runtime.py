@@ -40,7 +40,6 @@ ENTRY_POINTS = {
     rewrite.EXIT_NAME: native.exit,
     rewrite.LEAVE_NAME: native.leave,
     rewrite.UNWIND_NAME: native.unwind,
-    rewrite.CATCH_NAME: BaseException,
     rewrite.RETURN_NAME: native.returning,
     rewrite.ATTR_NAME: native.assigning,
     rewrite.YIELD_NAME: native.suspending,

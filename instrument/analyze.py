@@ -10,6 +10,7 @@ matched by source order, which keeps analysis close to libcst's parse speed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -113,11 +114,77 @@ def _dotted(node: cst.BaseExpression) -> str:
 
 Comprehension = cst.ListComp | cst.SetComp | cst.DictComp | cst.GeneratorExp
 
+#: Fields that hold only whitespace, comments and punctuation: never walked into.
+_LAYOUT_FIELDS = frozenset(
+    {
+        "lpar",
+        "rpar",
+        "leading_lines",
+        "lines_after_decorators",
+        "header",
+        "footer",
+        "comma",
+        "semicolon",
+        "equal",
+        "colon",
+        "star",
+        "dot",
+        "operator",
+        "lbracket",
+        "rbracket",
+        "lbrace",
+        "rbrace",
+        "newline",
+        "indent",
+        "trailing_whitespace",
+        "asynchronous",
+    }
+)
+_child_fields: dict[type, tuple[str, ...]] = {}
 
-class _Collector(cst.CSTVisitor):
+
+def _fields_to_walk(node_type: type) -> tuple[str, ...]:
+    names = _child_fields.get(node_type)
+    if names is None:
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(node_type)
+            if f.name not in _LAYOUT_FIELDS and not f.name.startswith("whitespace")
+        )
+        _child_fields[node_type] = names
+    return names
+
+
+class _Collector:
+    """Walks a libcst tree once, calling ``visit_X``/``leave_X`` as ``CSTVisitor`` would.
+
+    libcst's own ``visit`` rebuilds every node it passes (it is shared with
+    transformers), which cost as much as parsing; this walk only reads fields,
+    in their declared order (source order for the statement bodies that hold
+    defs), and skips layout fields.
+    """
+
+    def walk(self, node: cst.CSTNode) -> None:
+        """Visit ``node`` and everything under it (a ``visit_X`` returning False prunes)."""
+        name = type(node).__name__
+        visit = getattr(self, f"visit_{name}", None)
+        if visit is not None and visit(node) is False:
+            return
+        for field_name in _fields_to_walk(type(node)):
+            value = getattr(node, field_name)
+            if isinstance(value, cst.CSTNode):
+                self.walk(value)
+            elif isinstance(value, tuple | list):
+                for item in value:
+                    if isinstance(item, cst.CSTNode):
+                        self.walk(item)
+        leave = getattr(self, f"leave_{name}", None)
+        if leave is not None:
+            leave(node)
+
     def __init__(self) -> None:
         self.definitions: list[_Def] = []
-        #: lambda qualname -> the parameter names of its lambdas, in order of appearance
+        #: lambda qualname -> every parameter name its lambdas have (an ordered set)
         self.lambdas: dict[str, dict[str, None]] = {}
         self._scopes: list[_Scope] = []
 
@@ -165,19 +232,19 @@ class _Collector(cst.CSTVisitor):
     def _comprehension(self, node: Comprehension) -> bool:
         # The first iterable is evaluated in the enclosing scope, the rest in the
         # comprehension's own (a function of its own on 3.11).
-        node.for_in.iter.visit(self)
+        self.walk(node.for_in.iter)
         name = COMPREHENSION_NAMES[type(node).__name__]
         self._scopes.append(_Scope("comprehension", self._qualname(name)))
         if isinstance(node, cst.DictComp):
-            node.key.visit(self)
-            node.value.visit(self)
+            self.walk(node.key)
+            self.walk(node.value)
         else:
-            node.elt.visit(self)
-        node.for_in.target.visit(self)
+            self.walk(node.elt)
+        self.walk(node.for_in.target)
         for condition in node.for_in.ifs:
-            condition.visit(self)
+            self.walk(condition)
         if node.for_in.inner_for_in is not None:
-            node.for_in.inner_for_in.visit(self)
+            self.walk(node.for_in.inner_for_in)
         self._scopes.pop()
         return False
 
@@ -272,9 +339,10 @@ def analyze_source(source: str | bytes) -> list[FunctionInfo]:
     """
     module = cst.parse_module(source)
     collector = _Collector()
-    module.visit(collector)
+    collector.walk(module)
     functions = [_describe(d) for d in collector.definitions]
     functions.extend(
-        _describe_lambdas(qualname, tuple(names)) for qualname, names in collector.lambdas.items()
+        _describe_lambdas(qualname, tuple(sorted(names)))
+        for qualname, names in collector.lambdas.items()
     )
     return functions

@@ -9,13 +9,17 @@ normal bytecode, under the same ``__pycache__`` rules
 ``mod.cpython-311.pyc`` (with ``.opt-N`` like it under ``-O``), never in its
 place, so plain ``python`` never runs instrumented code.
 
-An entry is valid only for the exact source bytes and the exact settings that
-made it: its key is a hash of both (scope's version, module name, path, the
-plan settings: levels, patterns and redaction, and the optimisation level).  Anything else (a
-stale key, a torn or corrupt file, another format) is ignored and the module
-is instrumented afresh.  Entries are written to a temporary file and renamed
-into place, so processes importing at once never read half an entry; nothing
-is written when ``sys.dont_write_bytecode`` is set (``python -B``).
+An entry is valid only for the exact source and the exact settings that made
+it.  Its header holds a key of the settings (scope's version, module name,
+path, the plan settings' digest, the optimisation level), then the source's
+size, modification time and hash (SipHash, as hash-based ``.pyc`` files use).
+When size and modification time (in nanoseconds) match, the entry is used
+without reading the source, as CPython trusts a timestamp ``.pyc``; when they
+do not (a checkout touched the file), the source's hash decides.  Anything else
+(another key or hash, a torn or corrupt file, another format) is ignored and
+the module is instrumented afresh.  Entries are written to a temporary file and
+renamed into place, so processes importing at once never read half an entry;
+nothing is written when ``sys.dont_write_bytecode`` is set (``python -B``).
 """
 
 from __future__ import annotations
@@ -25,16 +29,38 @@ import hashlib
 import importlib.util
 import marshal
 import os
-import pickle
+import struct
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import CodeType
 
 from scope.instrument.plan import ModulePlan, PlanSettings
 
 from scope import __version__
 
-MAGIC = b"SCOPEPYC\x01"
-_KEY_BYTES = 32
+MAGIC = b"SCOPEPYC\x03"
+_KEY_BYTES = 16
+#: after the magic and the key: source size, source mtime in ns, source hash
+_SOURCE_FIELDS = struct.Struct("<qq8s")
+_HEADER_BYTES = len(MAGIC) + _KEY_BYTES + _SOURCE_FIELDS.size
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What an entry remembers of the source it was made from."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str) -> SourceFacts | None:
+        """The facts of the file at ``path`` now (None if it cannot be read)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return cls(st.st_size, st.st_mtime_ns)
 
 
 def entry_path(source_path: str, settings: PlanSettings) -> str | None:
@@ -51,20 +77,24 @@ def entry_path(source_path: str, settings: PlanSettings) -> str | None:
     return f"{plain[: -len('.pyc')]}.scope-{__version__}-{settings.digest()}.pyc"
 
 
-def entry_key(module: str, path: str, source: bytes, settings: PlanSettings) -> bytes:
-    """What an entry must have been made from to be used."""
-    h = hashlib.blake2b(digest_size=_KEY_BYTES)
-    made_from = (__version__, module, path, settings, sys.flags.optimize)
-    h.update(repr(made_from).encode())
-    h.update(b"\0")
-    h.update(source)
-    return h.digest()
+def entry_key(module: str, path: str, settings: PlanSettings) -> bytes:
+    """The settings an entry must have been made with to be used."""
+    made_from = repr((__version__, module, path, settings.digest(), sys.flags.optimize)).encode()
+    return hashlib.blake2b(made_from, digest_size=_KEY_BYTES).digest()
 
 
 def load(
-    source_path: str, settings: PlanSettings, key: bytes
-) -> tuple[ModulePlan, CodeType] | None:
-    """The cached plan and code for ``key``, or None if there is no valid entry."""
+    source_path: str,
+    settings: PlanSettings,
+    key: bytes,
+    facts: SourceFacts | None,
+    read_source: Callable[[], bytes],
+) -> tuple[bytes, CodeType] | None:
+    """The cached plan (packed: see ``PackedPlan``) and code, or None if no entry is valid.
+
+    ``read_source`` is called only if the source's size or time changed since
+    the entry was made, to compare hashes.
+    """
     path = entry_path(source_path, settings)
     if path is None:
         return None
@@ -73,27 +103,41 @@ def load(
             data = f.read()
     except OSError:
         return None
-    header = len(MAGIC) + _KEY_BYTES
-    if data[: len(MAGIC)] != MAGIC or data[len(MAGIC) : header] != key:
+    if data[: len(MAGIC)] != MAGIC or data[len(MAGIC) : len(MAGIC) + _KEY_BYTES] != key:
         return None
     try:
-        code, plan_bytes = marshal.loads(data[header:])
-        plan = pickle.loads(plan_bytes)
-    except Exception:  # a corrupt entry is a cache miss
+        size, mtime_ns, source_hash = _SOURCE_FIELDS.unpack_from(data, len(MAGIC) + _KEY_BYTES)
+        changed = facts != SourceFacts(size, mtime_ns)
+        if changed and importlib.util.source_hash(read_source()) != source_hash:
+            return None
+        code, packed_plan = marshal.loads(data[_HEADER_BYTES:])
+    except Exception:  # a corrupt entry, or a source that cannot be read: a miss
         return None
-    if not isinstance(code, CodeType) or not isinstance(plan, ModulePlan):
+    if not isinstance(code, CodeType) or not isinstance(packed_plan, bytes):
         return None
-    return plan, code
+    return packed_plan, code
 
 
 def store(
-    source_path: str, settings: PlanSettings, key: bytes, plan: ModulePlan, code: CodeType
+    source_path: str,
+    settings: PlanSettings,
+    key: bytes,
+    made_from: tuple[SourceFacts | None, bytes],
+    plan: ModulePlan,
+    code: CodeType,
 ) -> None:
-    """Keep ``plan`` and ``code`` for the next run; failing to is not an error."""
+    """Keep ``plan`` and ``code``, made from ``made_from`` (facts, source), for the next run.
+
+    Failing to is not an error: the next run instruments the module again.
+    """
     path = entry_path(source_path, settings)
-    if path is None or sys.dont_write_bytecode:
+    facts, source = made_from
+    if path is None or facts is None or sys.dont_write_bytecode:
         return
-    data = MAGIC + key + marshal.dumps((code, pickle.dumps(plan)))
+    header = _SOURCE_FIELDS.pack(facts.size, facts.mtime_ns, importlib.util.source_hash(source))
+    # The plan is marshalled on its own, so a warm import copies it without decoding.
+    packed_plan = marshal.dumps(plan.to_data())
+    data = MAGIC + key + header + marshal.dumps((code, packed_plan))
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

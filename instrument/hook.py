@@ -23,22 +23,22 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from scope.instrument import cache
-from scope.instrument.plan import ModulePlan, PlanSettings, make_plan
+from scope.instrument.plan import ModulePlan, PackedPlan, PlanSettings, make_plan
 from scope.instrument.rewrite import instrument_source
 from scope.instrument.select import ModuleSelector
 
-#: Called with each module's plan, before its code runs.
-PlanListener = Callable[[ModulePlan], None]
+#: Called with each module's plan (packed when it came from the cache), before its code runs.
+PlanListener = Callable[[PackedPlan], None]
 #: Called when instrumenting a module failed and it was loaded as is.
 FailureListener = Callable[[str, str, BaseException], None]
 
 
 #: The plan of every module instrumented in this process, by (module, path): a later
 #: recording in the same process (``scope.install`` again) still runs their code.
-_loaded: dict[tuple[str, str], ModulePlan] = {}
+_loaded: dict[tuple[str, str], PackedPlan] = {}
 
 
-def loaded_plans() -> list[ModulePlan]:
+def loaded_plans() -> list[PackedPlan]:
     """The plans of the modules instrumented so far in this process (the latest of each)."""
     return list(_loaded.values())
 
@@ -62,30 +62,33 @@ class Instrumenter:
 
         return make_plan(module, path, analyze_source(source), self.settings)
 
-    def compile(self, module: str, path: str, source: bytes | str) -> CodeType | None:
-        """Instrumented code for ``source``, or ``None`` if scope could not instrument it.
+    def compile(self, module: str, path: str, read_source: Callable[[], bytes]) -> CodeType | None:
+        """Instrumented code for the module at ``path``, or ``None`` if scope could not.
 
         The plan and code come from ``scope.instrument.cache`` when a valid entry
-        exists, and go there when they were made.  A ``SyntaxError`` is not
+        exists (``read_source`` is then called only if the file's size or time
+        changed), and go there when they were made.  A ``SyntaxError`` is not
         scope's failure: the caller compiles the source normally so that Python
         raises its own error.
         """
-        raw = source.encode() if isinstance(source, str) else source
-        key = cache.entry_key(module, path, raw, self.settings)
-        cached = cache.load(path, self.settings, key)
+        key = cache.entry_key(module, path, self.settings)
+        facts = cache.SourceFacts.of(path)
+        cached = cache.load(path, self.settings, key, facts, read_source)
+        plan: PackedPlan
         if cached is not None:
             plan, code = cached
         else:
+            source = read_source()
             try:
-                plan = self.plan(module, path, source)
-                code, plan = instrument_source(source, path, plan)
+                code, made = instrument_source(source, path, self.plan(module, path, source))
             except SyntaxError:
                 return None
             except Exception as exc:
                 if self.on_failure is not None:
                     self.on_failure(module, path, exc)
                 return None
-            cache.store(path, self.settings, key, plan, code)
+            cache.store(path, self.settings, key, (facts, source), made, code)
+            plan = made
         _loaded[module, path] = plan
         if self.on_plan is not None:
             self.on_plan(plan)
@@ -99,18 +102,29 @@ class ScopeLoader(SourceFileLoader):
         super().__init__(fullname, path)
         self._instrumenter = instrumenter
 
+    def get_code(self, fullname: str) -> CodeType:
+        """The module's instrumented code, from scope's cache or made now.
+
+        ``SourceLoader.get_code`` would look for a standard ``.pyc`` first; an
+        instrumented module never has one.  The source is read only when the
+        cache cannot answer without it.
+        """
+        source: bytes | None = None
+
+        def read_source() -> bytes:
+            nonlocal source
+            if source is None:
+                source = self.get_data(self.path)
+            return source
+
+        code = self._instrumenter.compile(self.name, self.path, read_source)
+        if code is None:
+            return super().source_to_code(read_source(), self.path)
+        return code
+
     def path_stats(self, path: str) -> dict[str, Any]:
         """Refuse stats so ``get_code`` neither reads nor writes ``__pycache__``."""
         raise OSError("scope: instrumented modules bypass the standard bytecode cache")
-
-    def source_to_code(  # type: ignore[override]
-        self, data: bytes, path: str, *, _optimize: int = -1
-    ) -> CodeType:
-        """Compile ``data`` with scope's instrumentation, or as is if that fails."""
-        code = self._instrumenter.compile(self.name, path, data)
-        if code is None:
-            return super().source_to_code(data, path)
-        return code
 
 
 class ScopeFinder:

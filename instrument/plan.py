@@ -13,11 +13,13 @@ cached rewritten bytecode stays valid whatever order modules are imported in.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
+import marshal
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # analyze imports libcst, which a cached run never needs
     from scope.instrument.analyze import FunctionInfo
@@ -102,6 +104,9 @@ class FunctionPlan:
         return self.id | (self.flags << FLAG_SHIFT)
 
 
+_FUNCTION_FIELDS = tuple(f.name for f in fields(FunctionPlan))
+
+
 @dataclass(frozen=True)
 class ModulePlan:
     """How one module is instrumented: its functions, in source order."""
@@ -109,6 +114,33 @@ class ModulePlan:
     module: str
     path: str
     functions: tuple[FunctionPlan, ...]
+
+    def to_data(self) -> tuple[Any, ...]:
+        """The plan as tuples of plain values, which ``marshal`` stores and loads fast."""
+        rows = tuple(
+            tuple(
+                sorted(value) if isinstance(value, frozenset) else value
+                for value in (getattr(f, name) for name in _FUNCTION_FIELDS)
+            )
+            for f in self.functions
+        )
+        return (self.module, self.path, rows)
+
+    @classmethod
+    def from_data(cls, data: tuple[Any, ...]) -> ModulePlan:
+        """The plan ``to_data`` described (raises ``ValueError`` for anything else)."""
+        module, path, rows = data
+        functions = []
+        for row in rows:
+            if len(row) != len(_FUNCTION_FIELDS):
+                raise ValueError("not a plan of this version")
+            # A frozen dataclass sets each field through object.__setattr__: on the
+            # warm import path, filling __dict__ at once is three times faster.
+            function = object.__new__(FunctionPlan)
+            function.__dict__.update(zip(_FUNCTION_FIELDS, row, strict=True))
+            function.__dict__["redacted"] = frozenset(function.redacted)
+            functions.append(function)
+        return cls(module, path, tuple(functions))
 
     def with_lines(self, lines: Mapping[int, int]) -> ModulePlan:
         """The same plan with each function's first line (``lines`` maps plan index to line)."""
@@ -129,6 +161,18 @@ class ModulePlan:
     def instrumented(self) -> tuple[FunctionPlan, ...]:
         """The functions whose level is not ``off``."""
         return tuple(f for f in self.functions if f.level != "off")
+
+
+#: A plan, or its ``to_data`` marshalled as the cache keeps it: a cached import hands
+#: this on undecoded, and whoever needs the functions (the writer thread) decodes it.
+PackedPlan = ModulePlan | bytes
+
+
+def unpack_plan(plan: PackedPlan) -> ModulePlan:
+    """The plan itself (raises ``ValueError`` for bytes that are not a packed plan)."""
+    if isinstance(plan, ModulePlan):
+        return plan
+    return ModulePlan.from_data(marshal.loads(plan))
 
 
 def function_id(module: str, qualname: str, occurrence: int) -> int:
@@ -181,8 +225,7 @@ class PlanSettings:
 
     def digest(self) -> str:
         """A short hash of every setting (part of the cache's file names and keys)."""
-        text = repr((self.level, self.levels, self.include, self.exclude, self.redact))
-        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+        return _settings_digest(self)
 
     def decide(self, module: str, qualname: str) -> tuple[str, str]:
         """The level of function ``qualname`` of ``module``, and why."""
@@ -199,6 +242,13 @@ class PlanSettings:
         if includes and not any(pattern_matches(p, module, qualname) for p in includes):
             return "off", "not matched by any include pattern"
         return level, reason
+
+
+@functools.cache
+def _settings_digest(settings: PlanSettings) -> str:
+    text = repr((settings.level, settings.levels, settings.include, settings.exclude))
+    text += repr(settings.redact)
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def make_plan(

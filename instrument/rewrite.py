@@ -7,7 +7,7 @@ Each instrumented function's body becomes::
         __scope_enter__(TAG)                  # at args level: __scope_enter__(TAG, a, b)
         try:
             <original body, every node at its original line and column>
-        except __scope_catch__:
+        except:
             __scope_unwind__(TAG)
             raise
         finally:
@@ -47,7 +47,6 @@ ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"
 LEAVE_NAME = "__scope_leave__"
 UNWIND_NAME = "__scope_unwind__"
-CATCH_NAME = "__scope_catch__"
 RETURN_NAME = "__scope_return__"
 ATTR_NAME = "__scope_attr__"
 YIELD_NAME = "__scope_yield__"
@@ -219,7 +218,7 @@ def wrap_function(node: FunctionNode, function: FunctionPlan) -> None:
     rest = body[len(docstring) :]
     anchor = rest[0] if rest else body[0]
     handler = ast.ExceptHandler(
-        type=ast.Name(CATCH_NAME, ast.Load()),
+        type=None,  # a bare except: the same as BaseException, in less bytecode
         name=None,
         body=[_call_stmt(UNWIND_NAME, ast.Constant(tag)), ast.Raise(exc=None, cause=None)],
     )

@@ -35,7 +35,14 @@ class Decision:
 
 
 def _real(path: str) -> str:
-    return os.path.normcase(os.path.realpath(path))
+    folder, name = os.path.split(path)
+    return os.path.join(_real_folder(folder), os.path.normcase(name))
+
+
+@lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    """``realpath`` of a folder, remembered: it costs a ``lstat`` per path component."""
+    return os.path.normcase(os.path.realpath(folder))
 
 
 def _is_under(path: str, folder: str) -> bool:

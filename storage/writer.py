@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
-from scope.instrument.plan import ModulePlan
+from scope.instrument.plan import PackedPlan, unpack_plan
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import value_columns
 
@@ -103,7 +103,7 @@ class RecordingWriter:
         self.calls_stored = 0
         self.calls_unfinished = 0
         self.values_stored = 0
-        self._plans: list[ModulePlan] = []
+        self._plans: list[PackedPlan] = []
         #: function number -> (parameter names, attribute names), for naming values
         self._names: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._plans_lock = threading.Lock()
@@ -146,7 +146,7 @@ class RecordingWriter:
         self._pid = info.pid
         return self.run_id
 
-    def add_plan(self, plan: ModulePlan) -> None:
+    def add_plan(self, plan: PackedPlan) -> None:
         """Queue a module's functions for the next transaction (any thread may call)."""
         with self._plans_lock:
             self._plans.append(plan)
@@ -225,7 +225,7 @@ class RecordingWriter:
             self._abandon(plans)
             raise
 
-    def _abandon(self, plans: list[ModulePlan]) -> None:
+    def _abandon(self, plans: list[PackedPlan]) -> None:
         """Roll a failed transaction back; its functions wait for the next one."""
         # The failure is the news: a rollback that fails too must not hide it.
         with contextlib.suppress(Exception):
@@ -233,7 +233,8 @@ class RecordingWriter:
         with self._plans_lock:
             self._plans[:0] = plans
 
-    def _insert_functions(self, plan: ModulePlan) -> None:
+    def _insert_functions(self, packed: PackedPlan) -> None:
+        plan = unpack_plan(packed)
         functions = plan.functions
         if not functions:
             return

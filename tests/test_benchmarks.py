@@ -13,15 +13,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_call_overhead_prints_every_row():
-    script = str(ROOT / "benchmarks" / "call_overhead.py")
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/NAME`` with ``args``; it must succeed."""
+    script = str(ROOT / "benchmarks" / name)
     result = subprocess.run(
-        [sys.executable, script, "--calls", "2000", "--repeat", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, script, *args], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_call_overhead_prints_every_row():
+    result = run_script("call_overhead.py", "--calls", "2000", "--repeat", "1")
     for row in (
         "plain call",
         "scope, calls level",
@@ -33,3 +36,9 @@ def test_call_overhead_prints_every_row():
     ):
         assert row in result.stdout
     assert "while another thread keeps the GIL busy" in result.stdout
+
+
+def test_instrument_benchmark_prints_both_tables():
+    result = run_script("instrument.py", "--package", "json", "--repeat", "1")
+    for row in ("libcst parse alone", "scope cold path", "plain python, .pyc cached", "ratio"):
+        assert row in result.stdout

@@ -6,6 +6,7 @@ depends on another's cache), in a fresh project folder each.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -129,3 +130,14 @@ def test_pycache_prefix_is_honoured(project, write, tmp_path):
     assert not (project / "__pycache__").exists()
     assert len(entries(prefix)) == 2
     assert scope_run(project, "app.py", env=env).stdout == "42 False\n"
+
+
+def test_a_touched_but_unchanged_source_is_still_warm(project, write):
+    write("app.py", APP)
+    helper = write("helper.py", HELPER)
+    assert scope_run(project, "app.py").returncode == 0
+    os.utime(helper, ns=(1_000_000_000, 1_000_000_000))  # as a checkout would leave it
+    assert scope_run(project, "app.py").stdout == "42 False\n"  # its hash still matches
+    write("helper.py", HELPER.replace("2 * n", "n * 2"))  # same size, new content
+    os.utime(helper, ns=(1_000_000_000, 1_000_000_000))
+    assert scope_run(project, "app.py").stdout == "42 True\n"

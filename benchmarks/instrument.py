@@ -1,0 +1,153 @@
+"""How fast scope instruments code, cold and from its cache, side by side with plain Python.
+
+    python benchmarks/instrument.py [--package asyncio] [--repeat 15]
+
+Copies a pure-Python package of the standard library (``asyncio`` by default:
+14,000 lines, relative imports only) into a scratch project under another name,
+so that it is the user's code there, then prints two tables.
+
+* **Cold instrumentation**, in this process: source lines per second of
+  libcst's parse alone (the floor), of scope's analysis, and of the whole
+  path a cache miss takes (analysis, plan, rewrite, compile), next to plain
+  ``compile``.  Best of three passes over every file.
+* **Warm import**: the import time of the copied package in a fresh process,
+  plain (its ``.pyc`` cached) and with scope's hook installed by
+  ``scope.install()`` (its rewritten code cached), ``--repeat`` times
+  alternating; the median of each and their ratio.  Both processes import the
+  real package first, so that the standard-library modules it pulls in are
+  loaded before the clock starts and only the copy is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PROBE = """
+import importlib, sys, time
+package, copy, mode = sys.argv[1:4]
+importlib.import_module(package)
+if mode == "scope":
+    import scope
+    scope.install(db=sys.argv[4])
+start = time.perf_counter()
+importlib.import_module(copy)
+elapsed = time.perf_counter() - start
+if mode == "scope":
+    hooked = type(sys.modules[copy].__spec__.loader).__name__
+    assert hooked == "ScopeLoader", hooked
+    scope.uninstall()
+print(elapsed)
+"""
+
+
+def copy_package(package: str, scratch: Path) -> tuple[str, list[Path]]:
+    """Copy ``package`` into ``scratch`` as ``<package>_copy``; its name and source files."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{package} is not a package")
+    source = Path(next(iter(spec.submodule_search_locations)))
+    name = f"{package}_copy"
+    shutil.copytree(source, scratch / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (scratch / "pyproject.toml").write_text("[project]\nname = 'benchmark'\n")
+    return name, sorted((scratch / name).rglob("*.py"))
+
+
+def best_of(passes: int, action: Callable[[], object]) -> float:
+    timings = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def cold_rows(files: list[Path], package: str) -> list[tuple[str, float]]:
+    """(what, lines per second) for each stage of a cache miss."""
+    import libcst
+    from scope.instrument.analyze import analyze_source
+    from scope.instrument.plan import PlanSettings, make_plan
+    from scope.instrument.rewrite import instrument_source
+
+    sources = [(f.read_bytes(), str(f)) for f in files]
+    lines = sum(s.count(b"\n") for s, _ in sources)
+    settings = PlanSettings()
+
+    def whole() -> None:
+        for source, path in sources:
+            plan = make_plan(package, path, analyze_source(source), settings)
+            instrument_source(source, path, plan)
+
+    stages = {
+        "plain compile (reference)": lambda: [compile(s, p, "exec") for s, p in sources],
+        "libcst parse alone (floor)": lambda: [libcst.parse_module(s) for s, _ in sources],
+        "scope analysis (parse + visit)": lambda: [analyze_source(s) for s, _ in sources],
+        "scope cold path (analyse, plan, rewrite, compile)": whole,
+    }
+    return [(what, lines / best_of(3, action)) for what, action in stages.items()]
+
+
+def import_times(
+    package: str, copy: str, scratch: Path, repeat: int
+) -> tuple[list[float], list[float]]:
+    """Import times of the copy, plain and with scope's hook, alternating."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # both variants read their caches
+    env["PYTHONPATH"] = str(scratch)
+    probe = scratch / "probe.py"
+    probe.write_text(PROBE)
+    db = str(scratch / "bench.duckdb")
+
+    def one(mode: str) -> float:
+        result = subprocess.run(
+            [sys.executable, str(probe), package, copy, mode, db],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"the {mode} import failed:\n{result.stderr}")
+        return float(result.stdout.split()[-1])
+
+    one("plain"), one("scope")  # fill both caches
+    plain, scoped = [], []
+    for _ in range(repeat):
+        plain.append(one("plain"))
+        scoped.append(one("scope"))
+    return plain, scoped
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--package", default="asyncio", help="standard-library package to copy")
+    parser.add_argument("--repeat", type=int, default=15, help="fresh processes per variant")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="scope-bench-") as folder:
+        scratch = Path(folder)
+        copy, files = copy_package(args.package, scratch)
+        lines = sum(f.read_bytes().count(b"\n") for f in files)
+        print(f"{copy}: {len(files)} files, {lines:,} lines\n")
+        print(f"{'cold instrumentation':<52} {'lines/s':>10}")
+        for what, rate in cold_rows(files, copy):
+            print(f"{what:<52} {rate:>10,.0f}")
+        plain, scoped = import_times(args.package, copy, scratch, args.repeat)
+        plain_ms, scoped_ms = statistics.median(plain) * 1e3, statistics.median(scoped) * 1e3
+        print(f"\n{'warm import of ' + copy + f' (median of {args.repeat})':<52} {'ms':>10}")
+        print(f"{'plain python, .pyc cached':<52} {plain_ms:>10.2f}")
+        print(f"{'scope hook, rewritten code cached':<52} {scoped_ms:>10.2f}")
+        print(f"{'ratio':<52} {scoped_ms / plain_ms:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
