@@ -16,7 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.machinery import PathFinder, SourceFileLoader
 
-from scope.instrument.plan import FunctionPlan, PlanSettings, make_plan
+from scope.instrument.hook import Instrumenter
+from scope.instrument.plan import FunctionPlan, PlanSettings
 from scope.instrument.select import ModuleSelector, default_roots
 
 from scope.errors import ProgramError
@@ -100,9 +101,9 @@ def explain(
     settings: PlanSettings,
 ) -> list[ModuleReport]:
     """Decide and plan every module ``targets`` name, as a recorded run would."""
-    from scope.instrument.analyze import analyze_source
     from scope.instrument.rewrite import instrument_source
 
+    instrumenter = Instrumenter(settings)
     reports = []
     for module, path, script in targets_to_modules(targets):
         selector = ModuleSelector(
@@ -115,8 +116,7 @@ def explain(
         try:
             with open(path, "rb") as f:
                 source = f.read()
-            plan = make_plan(module, path, analyze_source(source), settings)
-            plan = instrument_source(source, path, plan)[1]
+            plan = instrument_source(source, path, instrumenter.plan(module, path, source))[1]
         except Exception as exc:  # what the hook would do: load it as is
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             reports.append(ModuleReport(module, path, True, decision.reason, error=error))

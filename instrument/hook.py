@@ -5,13 +5,12 @@ when it is plain Python source (``SourceFileLoader``) that the selector calls th
 user's; everything else (extension, frozen, zip, namespace and third-party
 modules) is left to the usual machinery by returning ``None``.
 
-The loader subclasses ``SourceFileLoader`` and changes two things: the source
-is compiled with the plan applied (``source_to_code``), and the standard
-``__pycache__`` files are neither read nor written for instrumented modules
-(``path_stats`` reports no usable stats, which is how ``SourceLoader.get_code``
-skips its bytecode cache), so plain ``python`` runs never see instrumented
-bytecode.  ``__file__``, ``__spec__``, ``inspect.getsource`` and ``-B`` work
-as usual because the rest is the standard loader.
+The loader subclasses ``SourceFileLoader`` and changes one thing, ``get_code``:
+the code comes from scope's own cache (``scope.instrument.cache``) or is
+instrumented from the source; the standard ``__pycache__`` files are neither
+read nor written for instrumented modules, so plain ``python`` runs never see
+instrumented bytecode.  ``__file__``, ``__spec__``, ``inspect.getsource`` and
+``-B`` work as usual because the rest is the standard loader.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
-from typing import Any
 
 from scope.instrument import cache
 from scope.instrument.plan import ModulePlan, PackedPlan, PlanSettings, make_plan
@@ -121,10 +119,6 @@ class ScopeLoader(SourceFileLoader):
         if code is None:
             return super().source_to_code(read_source(), self.path)
         return code
-
-    def path_stats(self, path: str) -> dict[str, Any]:
-        """Refuse stats so ``get_code`` neither reads nor writes ``__pycache__``."""
-        raise OSError("scope: instrumented modules bypass the standard bytecode cache")
 
 
 class ScopeFinder:

@@ -12,14 +12,13 @@ which turns that skip into a failure, so the fault is always exercised there.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import clean_env
+from .conftest import clean_env, unavailable
 
 PROGRAM = """
 def f(i):
@@ -32,14 +31,8 @@ print(t)
 """
 
 
-def unavailable(reason: str) -> None:
-    """Skip, or fail where CI demands that the fault be exercised."""
-    if os.environ.get("SCOPE_TEST_REQUIRE_MOUNT") == "1":
-        pytest.fail(reason)
-    # A developer's machine may not let tests mount filesystems (no root, no
-    # loop devices, no mkfs.ext4): nothing of scope can be checked there, and
-    # CI, which sets SCOPE_TEST_REQUIRE_MOUNT=1, runs these tests for real.
-    pytest.skip(reason)
+#: CI sets it: there a machine that cannot mount filesystems fails these tests.
+REQUIRE_MOUNT = "SCOPE_TEST_REQUIRE_MOUNT"
 
 
 @pytest.fixture
@@ -52,7 +45,7 @@ def tiny_disk(tmp_path):
         text=True,
     )
     if mounted.returncode != 0:
-        unavailable(f"cannot mount a tmpfs without root: {mounted.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs without root: {mounted.stderr.strip()}", REQUIRE_MOUNT)
     yield mount_point
     subprocess.run(["umount", str(mount_point)], check=True)
 
@@ -71,9 +64,11 @@ def failing_disk(tmp_path):
         try:
             done = subprocess.run(command, capture_output=True, text=True)
         except FileNotFoundError as exc:
-            unavailable(f"{command[0]} is not installed: {exc}")
+            unavailable(f"{command[0]} is not installed: {exc}", REQUIRE_MOUNT)
         if done.returncode != 0:
-            unavailable(f"cannot make an ext4 loop filesystem: {done.stderr.strip()}")
+            unavailable(
+                f"cannot make an ext4 loop filesystem: {done.stderr.strip()}", REQUIRE_MOUNT
+            )
     source = subprocess.run(
         ["findmnt", "-n", "-o", "SOURCE", str(mount_point)], capture_output=True, text=True
     ).stdout.strip()
