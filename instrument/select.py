@@ -107,9 +107,20 @@ class ModuleSelector:
         self.exclude = tuple(exclude)
         self._system = _system_dirs()
         self._scope = _scope_dirs()
+        #: without patterns a decision depends on the folder alone: one per folder
+        self._by_folder: dict[str, Decision] | None = None if self.include or self.exclude else {}
 
     def decide(self, module: str, path: str) -> Decision:
         """Decide for the module ``module`` whose source file is ``path``."""
+        if self._by_folder is None:
+            return self._decide(module, path)
+        folder = os.path.dirname(path)
+        decision = self._by_folder.get(folder)
+        if decision is None:
+            decision = self._by_folder[folder] = self._decide(module, path)
+        return decision
+
+    def _decide(self, module: str, path: str) -> Decision:
         real = _real(path)
         if any(_is_under(real, d) for d in self._scope):
             return Decision(False, "scope itself")

@@ -82,6 +82,8 @@ class Recorder:
         self._writer: RecordingWriter | None = None
         self._pipeline: Pipeline | None = None
         self._finder: ScopeFinder | None = None
+        self.instrumenter: Instrumenter | None = None
+        self._started = False
         self._stopped = False
 
     def start(self) -> None:
@@ -120,6 +122,7 @@ class Recorder:
         runtime.install_entry_points()
         self._pipeline = Pipeline(self._writer)
         self._pipeline.start()
+        self._started = True
         selector = ModuleSelector(
             default_roots(self.config.project_root, self.script),
             include=self.config.include,
@@ -164,7 +167,7 @@ class Recorder:
     @property
     def recording(self) -> bool:
         """Whether this recorder has started and not yet stopped."""
-        return self._pipeline is not None and not self._stopped
+        return self._started and not self._stopped
 
     def _instrument_failed(self, module: str, path: str, exc: BaseException) -> None:
         text = f"{module} ({path}) not instrumented: {type(exc).__name__}: {exc}"
@@ -214,10 +217,25 @@ class Recorder:
             self._finish()
         except Exception as exc:
             self._problems.append(f"could not finish the recording: {type(exc).__name__}: {exc}")
+        self._release()
         if self._problems:
             sys.stderr.write(f"scope: warning: {'; '.join(self._problems)}\n")
             sys.stderr.flush()
         return self.report
+
+    def _release(self) -> None:
+        """Let go of the writer and its DuckDB connection once the recording is stored.
+
+        Instrumented modules outlive the recording (their loaders hold the
+        instrumenter), and so does this recorder (the fork handler holds it); if
+        they kept the connection alive until the interpreter tears its modules
+        down, DuckDB's bindings would print leak warnings on the program's stderr.
+        """
+        if self.instrumenter is not None:
+            self.instrumenter.on_plan = self.instrumenter.on_failure = None
+        self._writer = None
+        self._pipeline = None
+        atexit.unregister(self.stop)
 
     def _finish(self) -> None:
         assert self._writer is not None and self._pipeline is not None

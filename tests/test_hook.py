@@ -82,6 +82,27 @@ def test_install_and_uninstall(write, python, query):
     assert (result.returncode, result.stdout, result.stderr) == (0, "1 True None\n", "")
 
 
+def test_uninstall_lets_go_of_the_database(write, python):
+    # Instrumented modules outlive the recording; if they kept its DuckDB
+    # connection alive, DuckDB's bindings could print leak warnings at exit.
+    write("helper.py", HELPER)
+    write(
+        "app.py",
+        """
+        import gc, scope
+        scope.install()
+        import helper
+        helper.twice(1)
+        scope.uninstall()
+        gc.collect()
+        alive = [o for o in gc.get_objects() if type(o).__name__ == "DuckDBPyConnection"]
+        print(len(alive), helper.twice(2))
+        """,
+    )
+    result = python("app.py")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "0 4\n", "")
+
+
 def test_bad_settings_raise_a_scope_error_into_the_caller(write, python):
     write(
         "app.py",
