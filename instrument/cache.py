@@ -10,9 +10,10 @@ normal bytecode, under the same ``__pycache__`` rules
 place, so plain ``python`` never runs instrumented code.
 
 An entry is valid only for the exact source and the exact settings that made
-it.  Its header holds a key of the settings (scope's version, module name,
-path, the plan settings' digest, the optimisation level), then the source's
-size, modification time and hash (SipHash, as hash-based ``.pyc`` files use).
+it.  Its header holds a key of the settings (scope's version, the rewriter's
+revision, module name, path, the plan settings' digest, the optimisation
+level), then the source's size, modification time and hash (SipHash, as
+hash-based ``.pyc`` files use).
 When size and modification time (in nanoseconds) match, the entry is used
 without reading the source, as CPython trusts a timestamp ``.pyc``; when they
 do not (a checkout touched the file), the source's hash decides.  Anything else
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from types import CodeType
 
 from scope.instrument.plan import ModulePlan, PlanSettings
+from scope.instrument.rewrite import REWRITE_REVISION
 
 from scope import __version__
 
@@ -79,7 +81,9 @@ def entry_path(source_path: str, settings: PlanSettings) -> str | None:
 
 def entry_key(module: str, path: str, settings: PlanSettings) -> bytes:
     """The settings an entry must have been made with to be used."""
-    made_from = repr((__version__, module, path, settings.digest(), sys.flags.optimize)).encode()
+    made_from = repr(
+        (__version__, REWRITE_REVISION, module, path, settings.digest(), sys.flags.optimize)
+    ).encode()
     return hashlib.blake2b(made_from, digest_size=_KEY_BYTES).digest()
 
 

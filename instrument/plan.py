@@ -50,6 +50,8 @@ FLAG_FULL = 2
 FLAG_RESUMABLE = 4
 FLAG_ASYNC = 8
 FLAG_EXPRESSION = 16
+#: only on suspension reports: made from inside a comprehension (see rewrite.py)
+FLAG_IN_COMPREHENSION = 32
 
 
 def is_secret(name: str, extra_patterns: Sequence[str] = ()) -> bool:

@@ -30,9 +30,12 @@ answers stay those of the original source.  The wrapper adds no local
 variable, no closure cell and no frame; a bare ``raise`` keeps the exception's
 traceback as it was.  The names are builtins installed by
 ``scope.capture.runtime``, so the rewritten module imports nothing and gains no
-global.  Nested functions, classes and lambdas are left to their own plans;
-comprehensions are not wrapped (their ``await`` runs in a frame of its own on
-3.11), nor are the implicit awaits of ``async for`` and ``async with``: the
+global.  Nested functions, classes and lambdas are left to their own plans.
+An ``await`` inside a list, set or dict comprehension is wrapped with a flag
+(``FLAG_IN_COMPREHENSION``) that tells the native side to look past the
+comprehension's own frame (3.11 gives it one) for the call it suspends.  The
+awaits of a generator expression suspend whoever iterates it, and the implicit
+awaits of ``async for`` and ``async with`` have no expression to wrap: the
 native side notices those suspensions on its own.
 """
 
@@ -41,7 +44,17 @@ from __future__ import annotations
 import ast
 from types import CodeType
 
-from scope.instrument.plan import COMPREHENSION_NAMES, FunctionPlan, ModulePlan
+from scope.instrument.plan import (
+    COMPREHENSION_NAMES,
+    FLAG_IN_COMPREHENSION,
+    FLAG_SHIFT,
+    FunctionPlan,
+    ModulePlan,
+)
+
+#: Raised whenever the rewriter's output changes, so that cached code made by an
+#: earlier one (under the same scope version, in a source checkout) is remade.
+REWRITE_REVISION = 2
 
 ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"
@@ -116,9 +129,16 @@ class _BodyRewriter(ast.NodeTransformer):
         self.self_name = self_name if function.attributes else None
         self.attributes = {name: i for i, name in enumerate(function.attributes)}
         self.redacted = function.redacted
+        #: how many comprehensions the node being visited is inside
+        self.comprehensions = 0
 
     def _tag(self) -> ast.Constant:
         return ast.Constant(self.tag)
+
+    def _suspension_tag(self) -> ast.Constant:
+        if self.comprehensions:
+            return ast.Constant(self.tag | FLAG_IN_COMPREHENSION << FLAG_SHIFT)
+        return self._tag()
 
     def _leave_alone(self, node: ast.AST) -> ast.AST:
         return node  # another code object: its own plan decides
@@ -127,10 +147,32 @@ class _BodyRewriter(ast.NodeTransformer):
     visit_AsyncFunctionDef = _leave_alone
     visit_Lambda = _leave_alone
     visit_ClassDef = _leave_alone
-    visit_ListComp = _leave_alone
-    visit_SetComp = _leave_alone
-    visit_DictComp = _leave_alone
-    visit_GeneratorExp = _leave_alone
+
+    def _comprehension(self, node: Comprehension) -> ast.AST:
+        """Wrap the awaits of a comprehension (not of a generator expression)."""
+        if not self.resumable:
+            return node
+        # The first iterable is evaluated by the function itself, outside.
+        first = node.generators[0]
+        first.iter = self.visit(first.iter)
+        if isinstance(node, ast.GeneratorExp):
+            return node  # its awaits suspend whoever iterates it
+        self.comprehensions += 1
+        if isinstance(node, ast.DictComp):
+            node.key = self.visit(node.key)
+            node.value = self.visit(node.value)
+        else:
+            node.elt = self.visit(node.elt)
+        first.ifs = [self.visit(condition) for condition in first.ifs]
+        for inner in node.generators[1:]:
+            self.visit(inner)
+        self.comprehensions -= 1
+        return node
+
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_DictComp = _comprehension
+    visit_GeneratorExp = _comprehension
 
     def _suspension(self, node: ast.Yield | ast.YieldFrom | ast.Await) -> ast.AST:
         self.generic_visit(node)
@@ -138,8 +180,9 @@ class _BodyRewriter(ast.NodeTransformer):
             return node
         inner = node.value if node.value is not None else ast.Constant(None)
         placed_inner = inner if node.value is not None else _place_over(inner, node)
-        node.value = _place_over(_call(YIELD_NAME, self._tag(), placed_inner), node)
-        return _place_over(_call(RESUME_NAME, self._tag(), node), node)
+        tag = self._suspension_tag
+        node.value = _place_over(_call(YIELD_NAME, tag(), placed_inner), node)
+        return _place_over(_call(RESUME_NAME, tag(), node), node)
 
     visit_Yield = _suspension
     visit_YieldFrom = _suspension

@@ -65,6 +65,9 @@
 #define SCOPE_FLAG_ASYNC 8
 /* a lambda: it reports its return only; an exception leaves it unreported */
 #define SCOPE_FLAG_EXPRESSION 16
+/* a suspension reported from inside a comprehension: the call is the frame
+ * that runs the comprehension (on 3.11 a comprehension has a frame of its own) */
+#define SCOPE_FLAG_IN_COMPREHENSION 32
 /* An attribute index with this bit set names a redacted attribute. */
 #define SCOPE_ATTR_REDACTED 32768
 

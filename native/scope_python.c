@@ -44,6 +44,14 @@ static inline const void *current_frame(void) {
 static inline const void *frame_caller(const void *frame) {
     return ((const struct _PyInterpreterFrame *)frame)->previous;
 }
+/* Whether `frame` runs a list, set or dict comprehension's own code object
+ * (3.11; from 3.12 they are inlined into the function that contains them). */
+static int runs_comprehension(const void *frame) {
+    PyObject *name = ((const struct _PyInterpreterFrame *)frame)->f_code->co_name;
+    return _PyUnicode_EqualToASCIIString(name, "<listcomp>") ||
+           _PyUnicode_EqualToASCIIString(name, "<setcomp>") ||
+           _PyUnicode_EqualToASCIIString(name, "<dictcomp>");
+}
 /* The thread state's Python recursion counters were renamed in 3.12. */
 #if PY_VERSION_HEX < 0x030C0000
 #define RECURSION_LIMIT recursion_limit
@@ -56,6 +64,7 @@ static inline const void *frame_caller(const void *frame) {
 /* Other versions: calls are matched by function id and generators by order. */
 static inline const void *current_frame(void) { return NULL; }
 static inline const void *frame_caller(const void *frame) { return NULL; }
+static inline int runs_comprehension(const void *frame) { return 0; }
 #endif
 
 static void sigterm_after_fork_child(void);
@@ -855,13 +864,23 @@ static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t 
     return passed(args, nargs, 2);
 }
 
+/* The frame of the call a suspension report belongs to: the current one, or for
+ * an await inside comprehensions, the frame that runs the outermost of them. */
+static const void *suspending_frame(uint64_t tagged) {
+    const void *frame = current_frame();
+    if (!((tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_IN_COMPREHENSION)) return frame;
+    for (int steps = 0; frame && steps < WALK_LIMIT && runs_comprehension(frame); steps++)
+        frame = frame_caller(frame);
+    return frame;
+}
+
 /* suspending(tagged_id, value) -> value: the generator or coroutine is about to yield
  * or await value. */
 static PyObject *py_suspending(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
     scope_thread *t = active_thread();
     if (t && !t->overflow_depth && read_tagged(args, nargs, &tagged)) {
-        const void *frame = current_frame();
+        const void *frame = suspending_frame(tagged);
         if (frame && running_call(t, frame, tagged & FUNC_MASK)) park_top(t);
     }
     return passed(args, nargs, 1);
@@ -869,11 +888,11 @@ static PyObject *py_suspending(PyObject *self, PyObject *const *args, Py_ssize_t
 
 /* resumed(tagged_id, value) -> value: it continues after its yield or await. */
 static PyObject *py_resumed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t tagged;
+    uint64_t tagged = 0;
     scope_thread *t = active_thread();
-    const void *frame = current_frame();
+    const void *frame = read_tagged(args, nargs, &tagged) ? suspending_frame(tagged) : NULL;
     if (!t && frame && g_parked_len) t = scope_current_thread(); /* resumed on a new thread */
-    if (t && !t->suppressed && !t->overflow_depth && frame && read_tagged(args, nargs, &tagged)) {
+    if (t && !t->suppressed && !t->overflow_depth && frame) {
         scope_frame *top = top_of(t);
         parked *p = (top && top->frame == frame) ? NULL : parked_find(frame);
         if (p) {

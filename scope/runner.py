@@ -166,7 +166,8 @@ def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) ->
 def _compile_main(recorder: Recorder, filename: str, source: str | bytes) -> types.CodeType:
     """Instrumented code for ``__main__``, or (on a syntax error) Python's own error."""
     raw = source.encode() if isinstance(source, str) else source
-    code = recorder.instrumenter.compile("__main__", filename, lambda: raw)
+    instrumenter = recorder.instrumenter
+    code = instrumenter.compile("__main__", filename, lambda: raw) if instrumenter else None
     if code is None:
         code = compile(source, filename, "exec", dont_inherit=True)
     return code

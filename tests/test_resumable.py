@@ -148,6 +148,52 @@ def test_async_for_and_async_with_suspend_without_being_reported():
     assert len(rec.named("Gate.__aenter__")) == 2 and len(rec.named("Gate.__aexit__")) == 2
 
 
+def test_awaits_inside_comprehensions_keep_each_task_apart():
+    # On 3.11 a comprehension is a function of its own: its awaits suspend the
+    # coroutine around it without the coroutine's wrapper seeing them.
+    module = load(
+        """
+        import asyncio
+
+        def note(who, i):
+            return i
+
+        async def fetch(who, i):
+            await asyncio.sleep(0)
+            return note(who, i)
+
+        async def ticks(who):
+            for i in range(3):
+                await asyncio.sleep(0)
+                yield i
+
+        async def consumer(who):
+            got = [await fetch(who, i) for i in range(3)]
+            got += [note(who, i) async for i in ticks(who)]
+            got += [i async for i in ticks(who) if await fetch(who, i) >= 0]
+            return sum(got)
+
+        async def main():
+            return await asyncio.gather(consumer("x"), consumer("y"))
+        """,
+        level="args",
+    )
+    rec = record(module, lambda m: asyncio.run(m.main()))
+    assert_tree_is_consistent(rec)
+    for consumer in rec.named("consumer"):
+        who = consumer.args["who"]
+        kids = rec.children(consumer)
+        assert sorted(k.qualname for k in kids) == ["fetch"] * 6 + ["note"] * 3 + ["ticks"] * 2
+        assert {k.args["who"] for k in kids} == {who}
+        for fetch in (k for k in kids if k.qualname == "fetch"):
+            assert [c.args["who"] for c in rec.children(fetch)] == [who]
+        assert consumer.returned == str(3 * (0 + 1 + 2))
+        assert 0 <= consumer.suspended_ns <= consumer.duration_ns
+        # Six awaits of fetch inside comprehensions, reported; and ticks' six
+        # suspensions under the comprehensions' implicit awaits, noticed.
+        assert consumer.suspensions == 12
+
+
 def test_a_generator_consumed_by_another_generator():
     module = load(
         """

@@ -183,6 +183,17 @@ async def async_stream(n):
 async def async_consume(n):
     return [i async for i in async_stream(n)]
 
+async def async_comprehensions(n):
+    squares = {i: await asyncio.sleep(0, result=i * i) for i in range(n)}
+    nested = [[await asyncio.sleep(0, result=(i, j)) for j in range(i)] for i in range(n)]
+    evens = {i for i in await asyncio.sleep(0, result=range(n)) if await asyncio.sleep(0, i % 2)}
+    lazy = [x async for x in (await asyncio.sleep(0, result=i) for i in range(n))]
+    try:
+        [await async_fails(i) for i in range(n)]
+    except KeyError as exc:
+        failed = exc.args
+    return squares, nested, evens, lazy, failed
+
 def echo():
     received = []
     try:
@@ -246,6 +257,7 @@ def drive_echo():
         "m.asyncio.run(m.async_fails('k'))",
         "m.asyncio.run(m.async_values(3))",
         "m.asyncio.run(m.async_consume(3))",
+        "m.asyncio.run(m.async_comprehensions(3))",
         "m.drive_echo()",
         "m.square(7)",
         "m.divide(1, 0)",
