@@ -69,7 +69,10 @@ def loop_empty(g, n):
 class DiscardingSink:
     """A pipeline sink that drops batches: measures capture, not storage."""
 
-    def write_batch(self, records: Any, arena: Any) -> None:
+    def attach(self, batch: Any) -> None:
+        """Nothing to prepare."""
+
+    def write_batch(self, batch: Any) -> None:
         """Forget the batch."""
 
 

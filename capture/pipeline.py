@@ -22,8 +22,9 @@ While the program traces its own allocations with ``tracemalloc``, the writer
 only moves records into C memory (``native.hold``, up to ``hold_bytes``): the
 numpy arrays and Python objects of storing a batch would otherwise show up in
 the program's measurements.  The held records are stored once tracing stops.
-It checks before every batch, and batches are kept small, so that a batch
-already in progress when tracing starts is soon done and its memory freed.
+It checks before every batch, and the sink works through a batch's values in
+small chunks (smaller still once tracing has begun), so that work already in
+progress when tracing starts holds little traced memory and soon frees it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ ROW_GROUP_ROWS = 122_880
 
 class BatchSink(Protocol):
     """Where drained batches go (``scope.storage.writer.RecordingWriter``)."""
+
+    def attach(self, batch: native.Batch) -> None:
+        """Get ready for batches drained into ``batch`` (before the writer starts)."""
 
     def write_batch(self, batch: native.Batch) -> None:
         """Store what ``batch`` holds from its latest drain."""
@@ -98,6 +102,7 @@ class Pipeline:
     def start(self) -> None:
         """Start the writer thread."""
         self._drained_before = native.stats().drained
+        self.sink.attach(self._batch)
         self._ident = _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,12 @@ _OUTCOME_SQL = (
     + " ".join(f"WHEN {code} THEN '{name}'" for code, name in enumerate(OUTCOMES))
     + " END"
 )
+
+#: Value rows are rendered as Python objects and inserted this many at a time, and
+#: far fewer while the program traces its allocations: a chunk under way when
+#: tracing starts is in the program's measurement until it is inserted.
+VALUE_CHUNK = 8192
+TRACED_VALUE_CHUNK = 256
 
 #: the batch's buffers as DuckDB sees them: registered once, read in place
 _CALLS_VIEW = "scope_call_batch"
@@ -176,8 +183,7 @@ class RecordingWriter:
                 for plan in plans:
                     self._insert_functions(plan)
                 if counts.values:
-                    rows = value_columns(batch.values(), batch.arena, self._name_of)
-                    self._insert("value_batch", rows, _INSERT_VALUES)
+                    self._insert_values(batch)
                 if statements:
                     self.con.execute(statements)
                 self.con.execute("COMMIT")
@@ -189,6 +195,20 @@ class RecordingWriter:
         self.calls_unfinished += counts.unfinished
         self.calls_summed += counts.summed
         self.values_stored += counts.values
+
+    def _insert_values(self, batch: native.Batch) -> None:
+        values, arena = batch.values(), batch.arena
+        start = 0
+        while start < len(values):
+            chunk = TRACED_VALUE_CHUNK if tracemalloc.is_tracing() else VALUE_CHUNK
+            rows = value_columns(values[start : start + chunk], arena, self._name_of)
+            self._insert("value_batch", rows, _INSERT_VALUES)
+            del rows
+            start += chunk
+
+    def attach(self, batch: native.Batch) -> None:
+        """Show DuckDB ``batch``'s buffers now, before the program runs, not at its first batch."""
+        self._register(batch)
 
     def _register(self, batch: native.Batch) -> None:
         if self._registered is batch:

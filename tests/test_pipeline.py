@@ -25,6 +25,9 @@ class SlowSink:
         self.calls = 0
         self.batches = 0
 
+    def attach(self, batch: native.Batch) -> None:
+        """Nothing to prepare."""
+
     def write_batch(self, batch: native.Batch) -> None:
         time.sleep(0.01)  # most hits land mid-batch
         self.calls += batch.counts.calls
