@@ -1,6 +1,6 @@
 """``python -m scope``: the same command line as ``scope``."""
 
-from scope.cli import main
+from scope.launch import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,8 @@
 """The ``scope`` command line: record a program, then ask about the recording.
 
-``main`` is the console script.  It runs click in non-standalone mode so that
+``main`` runs it for ``scope.launch.main``, the console script, which reads
+``scope run`` itself so that click is not imported before a recorded program
+is.  It runs click in non-standalone mode so that
 scope's errors become one line (``scope: error: …``, exit 1) and usage errors
 click's usual message (exit 2), and so that a recorded program's ending
 (``SystemExit``, an uncaught exception, ``KeyboardInterrupt``) is re-raised
@@ -12,14 +14,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
 import click
 
 from scope import __version__
 from scope.config import Config, load_config
 from scope.errors import ScopeError
-from scope.instrument.plan import LEVELS
+from scope.launch import fail, record, split_levels
 
 
 @dataclass
@@ -65,16 +66,10 @@ def _split_levels(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[str | None, tuple[tuple[str, str], ...]]:
     """``--level LEVEL`` sets the default; ``--level PATTERN=LEVEL`` adds a pattern."""
-    default, patterns = None, []
-    for value in values:
-        pattern, _, level = value.rpartition("=")
-        if level not in LEVELS:
-            raise click.BadParameter(f"{level!r} is not one of {', '.join(LEVELS)}", ctx, param)
-        if pattern:
-            patterns.append((pattern, level))
-        else:
-            default = level
-    return default, tuple(patterns)
+    try:
+        return split_levels(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 level_option = click.option(
@@ -152,24 +147,6 @@ def run(
     program = Program(kind, target, args)
     prepare(program)
     return _ProgramToRun(program, config)
-
-
-def _record(pending: _ProgramToRun) -> None:
-    """Record the program; ends the process as the program would have ended."""
-    from scope.runner import Program, run_program
-    from scope.session import Recorder
-
-    program = pending.program
-    assert isinstance(program, Program)
-    script = program.target if program.kind == "script" else None
-    recorder = Recorder(pending.config, script=script)
-    recorder.start()
-    try:
-        outcome = run_program(program, recorder)
-    except ScopeError:
-        recorder.exit_status = 1
-        raise
-    outcome.finish(recorder)
 
 
 @cli.command()
@@ -321,13 +298,8 @@ def tree(
         render.console().print(render.call_tree(answer, max_depth=depth))
 
 
-def _fail(exc: ScopeError) -> NoReturn:
-    click.echo(f"scope: error: {exc}", err=True)
-    sys.exit(1)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``scope`` command and of ``python -m scope``."""
+    """Run the click command line (``scope.launch.main`` hands it what it does not read)."""
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="scope", standalone_mode=False
@@ -339,12 +311,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ScopeError as exc:
-        _fail(exc)
+        fail(exc)
     if isinstance(result, _ProgramToRun):
         try:
-            _record(result)
+            record(result.program, result.config)
         except ScopeError as exc:
-            _fail(exc)
+            fail(exc)
         return
     if isinstance(result, int) and result:
         sys.exit(result)

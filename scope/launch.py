@@ -1,0 +1,159 @@
+"""The ``scope`` command's front door: ``scope run`` without click.
+
+``scope run PROGRAM`` must import nothing the program might import itself
+before its hook is in place: a program built with click (click's own test
+suite among them) would otherwise find an uninstrumented click already in
+``sys.modules``.  So ``main`` reads ``run``'s options itself, the way click
+would, and hands anything else to ``scope.cli``: the other commands, ``--help``,
+and any ``run`` command line it does not fully understand, for which click gives
+the usual help text or usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from scope.config import Config, load_config
+from scope.errors import ScopeError
+from scope.instrument.plan import LEVELS
+
+#: ``run``'s options that take a value, by the keyword ``_options`` files them under
+_VALUE_OPTIONS = {
+    "--db": "db",
+    "--level": "level",
+    "--include": "include",
+    "--exclude": "exclude",
+    "--max-calls-per-function": "max_calls_per_function",
+}
+_REPEATABLE = frozenset({"level", "include", "exclude"})
+
+
+@dataclass
+class RunRequest:
+    """A ``scope run`` command line, read."""
+
+    kind: str
+    target: str
+    args: list[str]
+    options: dict[str, object] = field(default_factory=dict)
+
+
+def read_run(words: Sequence[str]) -> RunRequest | None:
+    """``run``'s arguments read as click reads them, or None to let click read them.
+
+    Options stop at the target: everything after it belongs to the program.
+    """
+    options: dict[str, object] = {}
+    values: dict[str, list[str]] = {}
+    kind = "script"
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        if word in ("-m", "-c"):
+            if kind != "script":
+                return None  # both: click's usage error
+            kind = "module" if word == "-m" else "code"
+            i += 1
+            continue
+        name, equals, value = word.partition("=")
+        key = _VALUE_OPTIONS.get(name)
+        if key is None:
+            return None  # --help, an unknown or abbreviated option: click decides
+        if not equals:
+            if i + 1 >= len(words):
+                return None
+            i += 1
+            value = words[i]
+        values.setdefault(key, []).append(value)
+        i += 1
+    if i >= len(words):
+        return None  # no target: click's usage error
+    for key, given in values.items():
+        if key not in _REPEATABLE:
+            options[key] = given[-1]  # as click: the last one given
+    if "max_calls_per_function" in options:
+        text = str(options["max_calls_per_function"])
+        if not text.isdigit():
+            return None
+        options["max_calls_per_function"] = int(text)
+    try:
+        options["level"], options["levels"] = split_levels(values.get("level", []))
+    except ValueError:
+        return None
+    options["include"] = tuple(values.get("include", []))
+    options["exclude"] = tuple(values.get("exclude", []))
+    return RunRequest(kind, words[i], list(words[i + 1 :]), options)
+
+
+def split_levels(values: Sequence[str]) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """``--level LEVEL`` sets the default, ``--level PATTERN=LEVEL`` adds a pattern.
+
+    Raises ``ValueError`` naming a level that is not one.
+    """
+    default, patterns = None, []
+    for value in values:
+        pattern, _, level = value.rpartition("=")
+        if level not in LEVELS:
+            raise ValueError(f"{level!r} is not one of {', '.join(LEVELS)}")
+        if pattern:
+            patterns.append((pattern, level))
+        else:
+            default = level
+    return default, tuple(patterns)
+
+
+def config_for(options: dict[str, object]) -> Config:
+    """The configuration of a run: files and environment, then these options."""
+    return load_config(overrides=options)
+
+
+def record(program: object, config: Config) -> None:
+    """Record ``program`` (a prepared ``scope.runner.Program``); end as it ended."""
+    from scope.runner import Program, run_program
+    from scope.session import Recorder
+
+    assert isinstance(program, Program)
+    script = program.target if program.kind == "script" else None
+    recorder = Recorder(config, script=script)
+    recorder.start()
+    try:
+        outcome = run_program(program, recorder)
+    except ScopeError:
+        recorder.exit_status = 1
+        raise
+    outcome.finish(recorder)
+
+
+def fail(exc: ScopeError) -> NoReturn:
+    """Say what went wrong in one line and exit 1."""
+    sys.stderr.write(f"scope: error: {exc}\n")
+    sys.stderr.flush()
+    sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``scope`` command and of ``python -m scope``."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    request = read_run(words[1:]) if words[:1] == ["run"] else None
+    if request is None:
+        from scope.cli import main as click_main
+
+        click_main(words)
+        return
+    from scope.runner import Program, prepare
+
+    try:
+        config = config_for(request.options)
+        program = Program(request.kind, request.target, request.args)
+        prepare(program)
+        record(program, config)
+    except ScopeError as exc:
+        fail(exc)
