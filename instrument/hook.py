@@ -5,12 +5,15 @@ when it is plain Python source (``SourceFileLoader``) that the selector calls th
 user's; everything else (extension, frozen, zip, namespace and third-party
 modules) is left to the usual machinery by returning ``None``.
 
-The loader subclasses ``SourceFileLoader`` and changes one thing, ``get_code``:
-the code comes from scope's own cache (``scope.instrument.cache``) or is
-instrumented from the source; the standard ``__pycache__`` files are neither
-read nor written for instrumented modules, so plain ``python`` runs never see
-instrumented bytecode.  ``__file__``, ``__spec__``, ``inspect.getsource`` and
-``-B`` work as usual because the rest is the standard loader.
+The loader stays the standard ``SourceFileLoader`` the path finder made, so
+that ``type(module.__loader__)``, the spec's repr and ``isinstance`` checks are
+what the program sees without scope; one thing changes, on that instance
+alone: its ``get_code`` (``InstrumentedCode``).  The code comes from scope's own
+cache (``scope.instrument.cache``) or is instrumented from the source; the
+standard ``__pycache__`` files are neither read nor written for instrumented
+modules, so plain ``python`` runs never see instrumented bytecode.
+``__file__``, ``__spec__``, ``inspect.getsource`` and ``-B`` work as usual
+because the rest is the standard loader.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ _loaded: dict[tuple[str, str], PackedPlan] = {}
 def loaded_plans() -> list[PackedPlan]:
     """The plans of the modules instrumented so far in this process (the latest of each)."""
     return list(_loaded.values())
+
+
+def compiles(source: bytes, path: str) -> bool:
+    """Whether Python compiles ``source``: if not, libcst's refusal was no failure of scope's."""
+    try:
+        compile(source, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 class Instrumenter:
@@ -82,7 +94,7 @@ class Instrumenter:
             except SyntaxError:
                 return None
             except Exception as exc:
-                if self.on_failure is not None:
+                if self.on_failure is not None and compiles(source, path):
                     self.on_failure(module, path, exc)
                 return None
             cache.store(path, self.settings, key, (facts, source), made, code)
@@ -93,36 +105,54 @@ class Instrumenter:
         return code
 
 
-class ScopeLoader(SourceFileLoader):
-    """A ``SourceFileLoader`` whose modules report their calls to scope."""
+class InstrumentedCode:
+    """The ``get_code`` of one module's loader: its instrumented code, not its ``.pyc``.
 
-    def __init__(self, fullname: str, path: str, instrumenter: Instrumenter) -> None:
-        super().__init__(fullname, path)
-        self._instrumenter = instrumenter
+    The finder makes the code before it returns the spec, so that a module
+    scope cannot instrument (Python's own syntax error, most often) keeps the
+    standard loader and fails exactly as without scope, with no frame of
+    scope's in its traceback.  The code is handed out once, so that it is not
+    kept alive after the module ran; a second call makes it again (from the
+    cache) should anything ask twice.
+    """
 
-    def get_code(self, fullname: str) -> CodeType:
-        """The module's instrumented code, from scope's cache or made now.
+    def __init__(
+        self, code: CodeType, loader: SourceFileLoader, instrumenter: Instrumenter
+    ) -> None:
+        self.code: CodeType | None = code
+        self.loader = loader
+        self.instrumenter = instrumenter
 
-        ``SourceLoader.get_code`` would look for a standard ``.pyc`` first; an
-        instrumented module never has one.  The source is read only when the
-        cache cannot answer without it.
-        """
-        source: bytes | None = None
-
-        def read_source() -> bytes:
-            nonlocal source
-            if source is None:
-                source = self.get_data(self.path)
-            return source
-
-        code = self._instrumenter.compile(self.name, self.path, read_source)
+    def __call__(self, fullname: str) -> CodeType:
+        code, self.code = self.code, None
         if code is None:
-            return super().source_to_code(read_source(), self.path)
+            loader = self.loader
+            code = self.instrumenter.compile(loader.name, loader.path, loader_source(loader))
+        if code is None:
+            return SourceFileLoader.get_code(self.loader, fullname)
         return code
 
 
+def loader_source(loader: SourceFileLoader) -> Callable[[], bytes]:
+    """Reads the loader's source file, once, when first asked."""
+    source: bytes | None = None
+
+    def read_source() -> bytes:
+        nonlocal source
+        if source is None:
+            source = loader.get_data(loader.path)
+        return source
+
+    return read_source
+
+
+def is_instrumented(loader: object) -> bool:
+    """Whether ``loader`` (a module's ``__loader__``) loads instrumented code."""
+    return isinstance(getattr(loader, "__dict__", {}).get("get_code"), InstrumentedCode)
+
+
 class ScopeFinder:
-    """A meta-path finder that claims the user's source modules for ``ScopeLoader``."""
+    """A meta-path finder that has the user's source modules loaded instrumented."""
 
     def __init__(self, selector: ModuleSelector, instrumenter: Instrumenter) -> None:
         self.selector = selector
@@ -134,13 +164,17 @@ class ScopeFinder:
         path: Sequence[str] | None = None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        """Return a spec with scope's loader for a user module, else ``None``."""
+        """Return the spec of a user module, its loader's ``get_code`` scope's; else ``None``."""
         spec = PathFinder.find_spec(fullname, path, target)
         if spec is None or type(spec.loader) is not SourceFileLoader or not spec.origin:
             return None
         if not self.selector.decide(fullname, spec.origin).instrument:
             return None
-        spec.loader = ScopeLoader(fullname, spec.origin, self.instrumenter)
+        loader = spec.loader
+        code = self.instrumenter.compile(fullname, spec.origin, loader_source(loader))
+        if code is not None:
+            instrumented = InstrumentedCode(code, loader, self.instrumenter)
+            loader.get_code = instrumented  # type: ignore[method-assign]
         return spec
 
     def invalidate_caches(self) -> None:

@@ -26,6 +26,20 @@ class ProgramError(ScopeError):
     code = "program"
 
 
+class ProgramCannotStart(ProgramError):
+    """Python itself would refuse to start the program: its message and exit status.
+
+    The message is the whole line Python prints, so that ``scope run`` fails
+    the way ``python`` does (``can't open file …``, exit status 2).
+    """
+
+    code = "cannot-start"
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 class RecordingError(ScopeError):
     """A recording file cannot be created, opened, read or written."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from scope.config import Config, load_config
-from scope.errors import ScopeError
+from scope.errors import ProgramCannotStart, ScopeError
 from scope.instrument.plan import LEVELS
 
 #: ``run``'s options that take a value, by the keyword ``_options`` files them under
@@ -133,7 +133,11 @@ def record(program: object, config: Config) -> None:
 
 
 def fail(exc: ScopeError) -> NoReturn:
-    """Say what went wrong in one line and exit 1."""
+    """Say what went wrong in one line and exit 1 (or as Python, if Python would refuse)."""
+    if isinstance(exc, ProgramCannotStart):
+        sys.stderr.write(f"{exc}\n")
+        sys.stderr.flush()
+        sys.exit(exc.exit_status)
     sys.stderr.write(f"scope: error: {exc}\n")
     sys.stderr.flush()
     sys.exit(1)

@@ -20,7 +20,6 @@ recursion limit see what they see under ``python``.
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import os
 import runpy
 import signal
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from importlib.machinery import BuiltinImporter, SourceFileLoader
 
 from scope import native
-from scope.errors import ProgramError
+from scope.errors import ProgramCannotStart
 from scope.session import Recorder
 
 _SCOPE_DIRS = tuple(
@@ -108,13 +107,18 @@ def _without_scope_frames(tb: types.TracebackType | None) -> types.TracebackType
     return tb
 
 
+def _as_python_names(target: str) -> str:
+    """A script or folder path as Python names it: joined to the cwd, not normalised."""
+    return target if os.path.isabs(target) else os.path.join(os.getcwd(), target)
+
+
 def _fresh_main(program: Program) -> types.ModuleType:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     main.__dict__["__annotations__"] = {}
     main.__loader__ = BuiltinImporter
     if program.kind == "script":
-        path = os.path.abspath(program.target)
+        path = _as_python_names(program.target)
         main.__file__ = path
         main.__dict__["__cached__"] = None
         main.__loader__ = SourceFileLoader("__main__", path)
@@ -130,34 +134,37 @@ def _path0(program: Program) -> str:
 
 
 def check_program(program: Program) -> None:
-    """Refuse, before recording starts, a program that cannot be run at all."""
-    if program.kind == "script":
-        if not os.path.exists(program.target):
-            raise ProgramError(f"can't open file {program.target!r}: no such file")
-        if os.path.isdir(program.target):
-            if not os.path.isfile(os.path.join(program.target, "__main__.py")):
-                raise ProgramError(f"can't find '__main__' module in {program.target!r}")
-        elif not os.access(program.target, os.R_OK):
-            raise ProgramError(f"can't open file {program.target!r}: permission denied")
-    elif program.kind == "module":
-        parts = program.target.split(".")
-        if not all(part.isidentifier() for part in parts):
-            raise ProgramError(f"not a module name: {program.target!r}")
-        # Only the top-level name: finding a submodule would run its parents' code
-        # before the import hook exists, and they would not be recorded.
-        try:
-            found = importlib.util.find_spec(parts[0]) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise ProgramError(f"no module named {parts[0]!r}")
+    """Refuse, before recording starts, a script Python would refuse, as Python does.
+
+    ``-m`` modules are not checked here: finding one runs its parent packages'
+    code, which must run recorded; ``runpy`` reports a missing one as it does
+    under ``python -m``.
+    """
+    if program.kind != "script":
+        return
+    path = _as_python_names(program.target)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "__main__.py")):
+            # runpy's message, with its prefix
+            message = f"{sys.executable}: can't find '__main__' module in {path!r}"
+            raise ProgramCannotStart(message, 1)
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        # The interpreter's own message (Modules/main.c), and its exit status.
+        message = (
+            f"{sys.orig_argv[0]}: can't open file {path!r}: [Errno {exc.errno}] {exc.strerror}"
+        )
+        raise ProgramCannotStart(message, 2) from None
 
 
 def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) -> None:
     if os.path.isdir(program.target):
         native.run_at_bottom(runpy._run_module_as_main, "__main__", False)  # type: ignore[attr-defined]
         return
-    path = os.path.abspath(program.target)
+    path = _as_python_names(program.target)
     with open(path, "rb") as f:
         source = f.read()
     native.run_at_bottom(_compile_main(recorder, path, source), main.__dict__)
@@ -174,10 +181,6 @@ def _compile_main(recorder: Recorder, filename: str, source: str | bytes) -> typ
 
 
 def _run_module(program: Program) -> None:
-    try:
-        runpy._get_module_details(program.target, ProgramError)  # type: ignore[attr-defined]
-    except ProgramError as exc:
-        raise ProgramError(str(exc).replace("No module named", "no module named")) from None
     native.run_at_bottom(runpy._run_module_as_main, program.target, True)  # type: ignore[attr-defined]
 
 
@@ -187,15 +190,12 @@ def prepare(program: Program) -> None:
     sys.argv[:] = [program.argv0, *program.args]
     sys.path[0] = _path0(program)
     if program.kind == "script" and os.path.isdir(program.target):
-        sys.path[0] = os.path.abspath(program.target)
+        sys.path[0] = _as_python_names(program.target)
     sys.modules["__main__"] = _fresh_main(program)
 
 
 def run_program(program: Program, recorder: Recorder) -> Outcome:
-    """Run ``program`` (already ``prepare``d, recorder started); capture how it ended.
-
-    A ``ProgramError`` (a ``-m`` module that cannot be found) is raised, not captured.
-    """
+    """Run ``program`` (already ``prepare``d, recorder started); capture how it ended."""
     main = sys.modules["__main__"]
     try:
         if program.kind == "module":
@@ -205,8 +205,6 @@ def run_program(program: Program, recorder: Recorder) -> Outcome:
         else:
             code = _compile_main(recorder, "<string>", program.target)
             native.run_at_bottom(code, main.__dict__)
-    except ProgramError:
-        raise
     except BaseException as exc:
         outcome = Outcome(exc)
     else:

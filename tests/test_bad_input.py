@@ -1,4 +1,8 @@
-"""Bad input: every user mistake is one line on stderr and a non-zero exit, never a traceback."""
+"""Bad input: every user mistake is one line on stderr and a non-zero exit, never a traceback.
+
+Programs that cannot start are the exception: ``scope run`` fails on them
+exactly as ``python`` does (tests/test_runner.py).
+"""
 
 from __future__ import annotations
 
@@ -20,22 +24,8 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert result.stdout == ""
 
 
-def test_script_that_does_not_exist(scope):
-    assert_one_line_error(scope("run", "missing.py"), "missing.py")
-
-
-def test_module_that_cannot_be_found(scope):
-    assert_one_line_error(scope("run", "-m", "no_such_module_here"), "no_such_module_here")
-
-
-def test_submodule_that_cannot_be_found(write, scope):
-    write("pkg/__init__.py", "")
-    assert_one_line_error(scope("run", "-m", "pkg.nothing"), "pkg.nothing")
-
-
-def test_directory_without_main(project, scope):
-    (project / "folder").mkdir()
-    assert_one_line_error(scope("run", "folder"), "__main__")
+# A program Python itself cannot start (no such script or module, a folder
+# without __main__.py) fails as under python: see tests/test_runner.py.
 
 
 def test_db_in_a_folder_that_cannot_be_created(write, project, scope):

@@ -12,6 +12,7 @@ import click
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from scope.cli import cli
 from scope.launch import read_run
 
