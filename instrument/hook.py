@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
+from typing import cast
 
 from scope.instrument import cache
 from scope.instrument.plan import ModulePlan, PackedPlan, PlanSettings, make_plan
@@ -128,8 +129,8 @@ class InstrumentedCode:
         if code is None:
             loader = self.loader
             code = self.instrumenter.compile(loader.name, loader.path, loader_source(loader))
-        if code is None:
-            return SourceFileLoader.get_code(self.loader, fullname)
+        if code is None:  # a source file's loader returns code or raises
+            return cast(CodeType, SourceFileLoader.get_code(self.loader, fullname))
         return code
 
 

@@ -43,6 +43,10 @@ run_at_bottom: Any = _native.run_at_bottom
 #: ``wrap_builtin(builtin, callback)``: a builtin that looks like ``builtin`` and
 #: calls ``callback`` with the same arguments first (os._exit, os.exec*).
 wrap_builtin: Any = _native.wrap_builtin
+#: stands in for ``threading._start_new_thread``: notes who starts each thread
+start_new_thread: Any = _native.start_new_thread
+#: raised_in(exception): the innermost recorded call it left on this thread, or 0
+raised_in: Any = _native.raised_in
 #: ``unfinish_open() -> int``: write every call still open as unfinished (at stop).
 unfinish_open: Any = _native.unfinish_open
 
@@ -145,8 +149,12 @@ class ThreadInfo:
     stack_overflow: int
     unmatched_exits: int
     values_lost: int
-    #: threading's name for it at its first event (None for threads it did not start)
+    #: threading's name for it (None for threads threading did not start)
     name: str | None = None
+    #: slot of the thread whose ``Thread.start()`` started it (0: unknown)
+    parent_slot: int = 0
+    #: the innermost recorded call open on that thread then (0: none)
+    started_by: int = 0
 
 
 @dataclass(frozen=True)

@@ -547,6 +547,17 @@ void scope_set_thread_name(const char *name) {
     pthread_mutex_unlock(&g_lock);
 }
 
+void scope_set_thread_origin(uint32_t parent_slot, uint64_t started_by) {
+    scope_thread *t = scope_tls_thread;
+    if (!t) return;
+    pthread_mutex_lock(&g_lock);
+    if (t->slot - 1 < g_infos_len) {
+        g_infos[t->slot - 1].parent_slot = parent_slot;
+        g_infos[t->slot - 1].started_by = started_by;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
 size_t scope_get_threads(scope_thread_info *out, size_t capacity) {
     pthread_mutex_lock(&g_lock);
     size_t n = g_infos_len < capacity ? g_infos_len : capacity;

@@ -143,6 +143,8 @@ typedef struct {
     uint64_t unmatched_exits;
     uint64_t values_lost;
     char name[64]; /* threading's name for it at its first event, if it had one */
+    uint32_t parent_slot; /* the thread that started it (threading.Thread.start), or 0 */
+    uint64_t started_by;  /* the innermost recorded call open there at the time, or 0 */
 } scope_thread_info;
 
 typedef struct {
@@ -206,6 +208,8 @@ void scope_get_stats(scope_stats *out);
 int scope_hold(size_t max_bytes);
 size_t scope_get_threads(scope_thread_info *out, size_t capacity);
 void scope_set_thread_name(const char *name);
+/* Notes which thread, and which call on it, started the current thread. */
+void scope_set_thread_origin(uint32_t parent_slot, uint64_t started_by);
 int64_t scope_now_ns(void);
 void scope_get_clock(scope_clock *out);
 int scope_tsc_usable(void);

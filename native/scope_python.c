@@ -1184,6 +1184,96 @@ static void reacquire_gil(void *saved) {
     if (saved) PyEval_RestoreThread((PyThreadState *)saved);
 }
 
+/* ---- Threads: who started each one ---- */
+
+static PyObject *g_start_new_thread = NULL; /* _thread.start_new_thread */
+static PyObject *g_thread_main = NULL;      /* py_thread_main as a function object */
+
+/* thread_main(function, args, kwargs, parent_slot, started_by): runs in the new
+ * thread, as its first and only C frame below threading's bootstrap; notes the
+ * thread's origin and name, then runs function(*args, **kwargs). */
+static PyObject *py_thread_main(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "thread_main(function, args, kwargs, slot, call)");
+        return NULL;
+    }
+    if (scope_enabled()) {
+        scope_thread *t = scope_current_thread();
+        unsigned long slot = PyLong_AsUnsignedLong(args[3]);
+        unsigned long long call = PyLong_AsUnsignedLongLong(args[4]);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            slot = 0;
+            call = 0;
+        }
+        if (t) {
+            scope_set_thread_origin((uint32_t)slot, (uint64_t)call);
+            /* threading.Thread._bootstrap: its Thread's name, before run() begins */
+            PyObject *owner = PyMethod_Check(args[0]) ? PyMethod_GET_SELF(args[0]) : NULL;
+            PyObject *name = owner ? PyObject_GetAttrString(owner, "_name") : NULL;
+            if (name && PyUnicode_Check(name)) {
+                const char *text = PyUnicode_AsUTF8(name);
+                if (text) {
+                    scope_set_thread_name(text);
+                    t->named = 1;
+                }
+            }
+            Py_XDECREF(name);
+            PyErr_Clear();
+        }
+    }
+    PyObject *kwargs = args[2] == Py_None ? NULL : args[2];
+    return PyObject_Call(args[0], args[1], kwargs);
+}
+
+static PyMethodDef g_thread_main_def = {"thread_main", (PyCFunction)(void (*)(void))py_thread_main,
+                                        METH_FASTCALL, "Runs a thread scope follows."};
+
+/* start_new_thread(function, args[, kwargs]): _thread.start_new_thread, noting the
+ * calling thread and its innermost open call as the new thread's origin.  It
+ * stands in for threading._start_new_thread while recording. */
+static PyObject *py_start_new_thread(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!g_start_new_thread) {
+        PyObject *thread = PyImport_ImportModule("_thread");
+        g_start_new_thread = thread ? PyObject_GetAttrString(thread, "start_new_thread") : NULL;
+        Py_XDECREF(thread);
+        if (!g_start_new_thread) return NULL;
+    }
+    if (!g_thread_main) g_thread_main = PyCFunction_New(&g_thread_main_def, NULL);
+    if (!g_thread_main || nargs < 2 || nargs > 3)
+        return PyObject_Vectorcall(g_start_new_thread, args, (size_t)nargs, NULL);
+    uint32_t slot = 0;
+    uint64_t call = 0;
+    scope_thread *t = scope_enabled() ? scope_current_thread() : NULL;
+    if (t) {
+        slot = t->slot;
+        for (uint32_t i = t->depth; i-- > 0;) {
+            if (t->stack[i].recorded) {
+                call = t->stack[i].call_id;
+                break;
+            }
+        }
+    }
+    PyObject *inner = Py_BuildValue("(OOOkK)", args[0], args[1], nargs == 3 ? args[2] : Py_None,
+                                    (unsigned long)slot, (unsigned long long)call);
+    if (!inner) return NULL;
+    PyObject *result = PyObject_CallFunctionObjArgs(g_start_new_thread, g_thread_main, inner, NULL);
+    Py_DECREF(inner);
+    return result;
+}
+
+/* raised_in(exception) -> int: the innermost recorded call `exception` left on this
+ * thread, lately; 0 if it left none scope saw. */
+static PyObject *py_raised_in(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    scope_thread *t = scope_tls_thread;
+    if (nargs != 1 || !t) return PyLong_FromLong(0);
+    for (uint32_t k = 1; k <= SCOPE_RECENT_UNWINDS; k++) {
+        const scope_unwind *u = &t->recent_unwinds[(t->recent_next - k) % SCOPE_RECENT_UNWINDS];
+        if (u->exception == args[0]) return PyLong_FromUnsignedLongLong(u->raised_in);
+    }
+    return PyLong_FromLong(0);
+}
+
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
 
 static PyMethodDef entry_points[] = {
@@ -1209,6 +1299,10 @@ static PyMethodDef entry_points[] = {
      "no_flush_on_sigterm(): undo flush_on_sigterm (if the program has not replaced it)."},
     {"forked_child", FASTCALL(py_forked_child),
      "forked_child() -> bool: quiet the inherited recording's objects at this child's exit."},
+    {"start_new_thread", FASTCALL(py_start_new_thread),
+     "start_new_thread(function, args[, kwargs]): _thread's, noting who started the thread."},
+    {"raised_in", FASTCALL(py_raised_in),
+     "raised_in(exception) -> int: the innermost recorded call it left on this thread, or 0."},
     {"set_runtime_objects", FASTCALL(py_set_runtime_objects),
      "set_runtime_objects(redacted, context_var): the sentinel and the call variable."},
     {NULL, NULL, 0, NULL},

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib.machinery import BuiltinImporter, SourceFileLoader
 
 from scope import native
+from scope.capture.threads import describe
 from scope.errors import ProgramCannotStart
 from scope.session import Recorder
 
@@ -207,6 +208,8 @@ def run_program(program: Program, recorder: Recorder) -> Outcome:
             native.run_at_bottom(code, main.__dict__)
     except BaseException as exc:
         outcome = Outcome(exc)
+        if not isinstance(exc, SystemExit):
+            recorder.event("uncaught exception", describe(exc), native.raised_in(exc))
     else:
         outcome = Outcome()
     recorder.exit_status = outcome.exit_status

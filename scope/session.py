@@ -24,13 +24,14 @@ from typing import Any
 from scope import __version__, native
 from scope.capture import process_end, runtime
 from scope.capture.pipeline import Pipeline
+from scope.capture.threads import ThreadWatch
 from scope.config import Config
 from scope.errors import ConfigError
 from scope.instrument.hook import Instrumenter, ScopeFinder, install, loaded_plans, uninstall
 from scope.instrument.plan import DEFAULT_REDACT
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.storage import database
-from scope.storage.writer import RecordingWriter, RunEnd, RunInfo
+from scope.storage.writer import Event, RecordingWriter, RunEnd, RunInfo
 
 #: how long a producer waits for the writer when its ring is full (overflow = "block")
 BLOCK_TIMEOUT_NS = 1_000_000_000
@@ -76,12 +77,13 @@ class Recorder:
         self.report: RecorderReport | None = None
         self._pid = os.getpid()
         self._problems: list[str] = []
-        #: (time_ns, kind, detail) for the event table
-        self._events: list[tuple[int, str, str]] = []
+        #: for the event table
+        self._events: list[Event] = []
         self._ended_by = "exit"
         self._writer: RecordingWriter | None = None
         self._pipeline: Pipeline | None = None
         self._finder: ScopeFinder | None = None
+        self._threads: ThreadWatch | None = None
         self.instrumenter: Instrumenter | None = None
         self._started = False
         self._stopped = False
@@ -137,6 +139,8 @@ class Recorder:
             self._writer.add_plan(plan)
         self._finder = ScopeFinder(selector, self.instrumenter)
         install(self._finder)
+        self._threads = ThreadWatch(self.event)
+        self._threads.install()
         self._report_imported_before(selector)
         global _current
         _current = self
@@ -176,7 +180,11 @@ class Recorder:
     def _problem(self, kind: str, text: str) -> None:
         """Something went wrong: said on stderr at the end, and kept as an event."""
         self._problems.append(text)
-        self._events.append((native.now_ns(), kind, text))
+        self.event(kind, text)
+
+    def event(self, kind: str, detail: str, call: int = 0) -> None:
+        """Keep something that happened besides calls, for the event table (any thread)."""
+        self._events.append(Event(native.now_ns(), kind, detail, call))
 
     def _terminated(self) -> None:
         """SIGTERM with its default action: store everything, then the process dies of it."""
@@ -213,6 +221,8 @@ class Recorder:
         process_end.uninstall()
         if self._finder is not None:
             uninstall(self._finder)
+        if self._threads is not None:
+            self._threads.uninstall()
         try:
             self._finish()
         except Exception as exc:

@@ -13,15 +13,16 @@ per-thread counters; version 3 added ``call_aggregate`` and the budget
 columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
 numbers functions per run (``function.key`` keeps the stable id) and added
 ``process``, ``event`` and the ``exception`` view; version 5 added
-``function.line``.  ``MIGRATIONS`` upgrades a version 3 or 4 file when it is
-next recorded into.
+``function.line``; version 6 added who started each ``thread`` and the call an
+``event`` happened in.  ``MIGRATIONS`` upgrades a version 3, 4 or 5 file when
+it is next recorded into.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 OUTCOMES = ("returned", "raised", "unfinished")
 
@@ -124,21 +125,23 @@ TABLES = (
             Column(
                 "kind",
                 "VARCHAR",
-                "start, end, not instrumented, writer restarted, storage failed, dropped",
+                "start, end, not instrumented, imported before scope, writer restarted, "
+                "storage failed, dropped, thread exception, uncaught exception",
             ),
             Column("detail", "VARCHAR", "what and why, in words"),
+            Column("call", "BIGINT", "the recorded call it happened in, or was raised in"),
         ),
     ),
     Table(
         "thread",
-        "One row per OS thread that made at least one recorded call.",
+        "One row per OS thread threading started while recording, or that made a recorded call.",
         (
             Column("run", "INTEGER", "the run"),
             Column("id", "INTEGER", "thread slot: the high bits of its call ids (call.id >> 40)"),
             Column("native_id", "BIGINT", "the kernel's thread id"),
             Column("ident", "UBIGINT", "threading.get_ident() of the thread"),
             Column("name", "VARCHAR", "threading name, where known"),
-            Column("start_ns", "BIGINT", "first event of the thread"),
+            Column("start_ns", "BIGINT", "when it started (its first event if threading did not)"),
             Column("end_ns", "BIGINT", "when the thread ended (NULL if still alive at the end)"),
             Column("events_produced", "BIGINT", "records the thread wrote into its ring"),
             Column("events_dropped", "BIGINT", "records it lost to a full ring"),
@@ -147,6 +150,8 @@ TABLES = (
             Column("stack_overflow", "BIGINT", "calls not recorded: deeper than the stack bound"),
             Column("unmatched_exits", "BIGINT", "exits whose entry was not on its stack"),
             Column("values_lost", "BIGINT", "values stored as 'lost': its arena was full"),
+            Column("parent", "INTEGER", "the thread that started it (Thread.start), if known"),
+            Column("started_by", "BIGINT", "the innermost recorded call open there at the time"),
         ),
         key=("run", "id"),
     ),
@@ -329,6 +334,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         *(view.ddl() for view in VIEWS),
     ),
     4: ("ALTER TABLE function ADD COLUMN line INTEGER",),
+    # IF NOT EXISTS: a version 3 file got today's event table from step 3.
+    5: (
+        "ALTER TABLE event ADD COLUMN IF NOT EXISTS call BIGINT",
+        "ALTER TABLE thread ADD COLUMN IF NOT EXISTS parent INTEGER",
+        "ALTER TABLE thread ADD COLUMN IF NOT EXISTS started_by BIGINT",
+    ),
 }
 
 #: No index on ``call``: an ART index costs a third of the insert rate and 4 bytes

@@ -62,6 +62,17 @@ FROM value_batch
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something that happened besides calls: a row of the ``event`` table."""
+
+    time_ns: int
+    kind: str
+    detail: str
+    #: the recorded call it happened in (0: none)
+    call: int = 0
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """What is known about a run when it starts."""
 
@@ -89,8 +100,8 @@ class RunEnd:
     problems: Sequence[str]
     #: exit, os._exit, exec or SIGTERM
     ended_by: str = "exit"
-    #: (time_ns, kind, detail) of what happened besides calls, for the event table
-    events: Sequence[tuple[int, str, str]] = ()
+    #: what happened besides calls, for the event table
+    events: Sequence[Event] = ()
 
 
 class RecordingWriter:
@@ -146,7 +157,7 @@ class RecordingWriter:
             [self.run_id, info.pid, info.parent_pid, info.executable, info.start_ns],
         )
         self.con.execute(
-            "INSERT INTO event VALUES (?, ?, ?, 'start', ?)",
+            "INSERT INTO event VALUES (?, ?, ?, 'start', ?, NULL)",
             [self.run_id, info.pid, info.start_ns, " ".join(info.argv)],
         )
         self.con.execute("COMMIT")
@@ -301,7 +312,8 @@ class RecordingWriter:
             )
         for t in threads:
             self.con.execute(
-                "INSERT OR REPLACE INTO thread VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO thread VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     self.run_id,
                     t.slot,
@@ -317,18 +329,21 @@ class RecordingWriter:
                     t.stack_overflow,
                     t.unmatched_exits,
                     t.values_lost,
+                    t.parent_slot or None,
+                    t.started_by or None,
                 ],
             )
-        events = [*end.events, (end.end_ns, "end", end.ended_by)]
+        events = [*end.events, Event(end.end_ns, "end", end.ended_by)]
         self.con.execute(
             """INSERT INTO event SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]),
-                                        unnest(?::VARCHAR[])""",
+                                        unnest(?::VARCHAR[]), unnest(?::BIGINT[])""",
             [
                 self.run_id,
                 self._pid,
-                [e[0] for e in events],
-                [e[1] for e in events],
-                [e[2] for e in events],
+                [e.time_ns for e in events],
+                [e.kind for e in events],
+                [e.detail for e in events],
+                [e.call or None for e in events],
             ],
         )
         self.con.execute(

@@ -107,7 +107,7 @@ def test_usage_errors_exit_2_with_clicks_message(scope, args):
     assert "Traceback" not in result.stderr and "Error:" in result.stderr
 
 
-def test_a_version_3_recording_is_read_and_upgraded_through_4_when_recorded_into(
+def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_into(
     project, write, scope
 ):
     write("ok.py", "def f():\n    pass\n\nf()\n")
@@ -119,6 +119,8 @@ def test_a_version_3_recording_is_read_and_upgraded_through_4_when_recorded_into
     con.execute("DROP TYPE call_outcome")
     con.execute("ALTER TABLE function DROP COLUMN key")
     con.execute("ALTER TABLE function DROP COLUMN line")  # version 5
+    con.execute("ALTER TABLE thread DROP COLUMN parent")  # version 6
+    con.execute("ALTER TABLE thread DROP COLUMN started_by")
     con.execute("DROP VIEW exception")
     con.execute("DROP TABLE process")
     con.execute("DROP TABLE event")
@@ -138,7 +140,7 @@ def test_a_version_3_recording_is_read_and_upgraded_through_4_when_recorded_into
     exceptions = con.execute("SELECT count(*) FROM exception").fetchall()
     lines = con.execute("SELECT run, line FROM function ORDER BY run").fetchall()
     con.close()
-    assert "call_function" not in indexes and version == ("5",) and runs == (2,)
+    assert "call_function" not in indexes and version == ("6",) and runs == (2,)
     assert lines == [(1, None), (2, 1)]
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]
     assert processes == [(2, "exit")] and exceptions == [(0,)]

@@ -173,3 +173,14 @@ def test_programs_that_cannot_start_fail_as_under_python(write, project, files, 
     plain, recorded = both(project, *how)
     assert plain[0] != 0
     assert recorded == plain
+
+
+def test_an_uncaught_exception_is_kept_against_the_call_it_was_raised_in(write, scope, query):
+    write(
+        "app.py", "def inner():\n    raise KeyError('k')\n\ndef outer():\n    inner()\n\nouter()\n"
+    )
+    assert scope("run", "app.py").returncode == 1
+    ((detail, call),) = query("SELECT detail, call FROM event WHERE kind = 'uncaught exception'")
+    assert detail == "KeyError: 'k'"
+    assert query("SELECT f.qualname FROM call c JOIN function f ON f.id = c.function "
+                 "WHERE c.id = ?", [call]) == [("inner",)]  # fmt: skip
