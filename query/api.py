@@ -62,6 +62,19 @@ class ThreadHealth:
     stack_overflow: int
     unmatched_exits: int
     values_lost: int
+    #: the thread that started it, and the innermost recorded call open there then
+    parent: int | None = None
+    started_by: int | None = None
+
+
+@dataclass(frozen=True)
+class ProcessHealth:
+    """One recorded process of a run: who started it and how it ended."""
+
+    pid: int
+    parent_pid: int | None
+    exit_status: int | None
+    ended_by: str | None
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,12 @@ class RunHealth:
     clock_ns_per_tick: float | None
     problems: list[str]
     threads: list[ThreadHealth]
+    processes: list[ProcessHealth]
+
+    @property
+    def writer_lag(self) -> int:
+        """The most events that ever waited for the writer in one thread's ring."""
+        return max((t.ring_high_water for t in self.threads), default=0)
 
 
 @dataclass
@@ -160,11 +179,21 @@ class Recording:
         assert row is not None
         threads = self.con.execute(
             """SELECT id, name, native_id, events_produced, events_dropped, ring_high_water,
-                      blocked_ns, stack_overflow, unmatched_exits, values_lost
+                      blocked_ns, stack_overflow, unmatched_exits, values_lost, parent, started_by
                FROM thread WHERE run = ? ORDER BY id""",
             [run_id],
         ).fetchall()
-        values: list[object] = [run_id, *row, [ThreadHealth(*t) for t in threads]]
+        processes = self.con.execute(
+            """SELECT pid, parent_pid, exit_status, ended_by
+               FROM process WHERE run = ? ORDER BY start_ns""",
+            [run_id],
+        ).fetchall()
+        values: list[object] = [
+            run_id,
+            *row,
+            [ThreadHealth(*t) for t in threads],
+            [ProcessHealth(*p) for p in processes],
+        ]
         return RunHealth(*values)  # type: ignore[arg-type]
 
     def resolve_run(self, run: int | None = None) -> int:

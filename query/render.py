@@ -122,6 +122,9 @@ def health_table(health: RunHealth) -> Table:
         ("calls summed (past budget)", count(health.calls_summed)),
         ("values stored", count(health.values_stored)),
         ("writer batches", count(health.writer_batches)),
+        ("writer lag (most events waiting)", count(health.writer_lag)),
+        ("threads seen", count(len(health.threads))),
+        ("processes seen", count(len(health.processes))),
         ("clock", clock),
     ):
         table.add_row(name, value)
@@ -131,14 +134,19 @@ def health_table(health: RunHealth) -> Table:
 
 
 def threads_table(health: RunHealth) -> Table:
-    """Per-thread counters of a run."""
+    """Per-thread counters of a run, and who started each thread."""
     table = Table(title="Threads")
     table.add_column("thread")
+    table.add_column("started by")
     for name in ("produced", "dropped", "high water", "blocked", "values lost", "too deep"):
         table.add_column(name, justify="right")
     for t in health.threads:
+        origin = f"thread {t.parent}" if t.parent else "-"
+        if t.parent and t.started_by:
+            origin += f", call {t.started_by}"
         table.add_row(
             f"{t.id} {t.name or ''}".strip(),
+            origin,
             f"{t.events_produced:,}",
             f"{t.events_dropped:,}",
             f"{t.ring_high_water:,}",
@@ -146,6 +154,17 @@ def threads_table(health: RunHealth) -> Table:
             f"{t.values_lost:,}",
             f"{t.stack_overflow:,}",
         )
+    return table
+
+
+def processes_table(health: RunHealth) -> Table:
+    """The recorded processes of a run."""
+    table = Table(title="Processes")
+    for name in ("pid", "parent pid", "exit status", "ended by"):
+        table.add_column(name, justify="right" if name != "ended by" else "left")
+    for p in health.processes:
+        status = "-" if p.exit_status is None else str(p.exit_status)
+        table.add_row(str(p.pid), str(p.parent_pid or "-"), status, p.ended_by or "running")
     return table
 
 

@@ -217,7 +217,14 @@ def combine(sources: tuple[str, ...], db: str | None) -> None:
 @run_option
 @json_option
 def status(db: str | None, run_id: int | None, as_json: bool) -> None:
-    """What the recorder captured, stored and lost in a run, and on which thread."""
+    """A run's health: what was captured, stored and lost, the writer's lag, the
+    processes and threads seen and who started each thread.
+
+    \b
+    Examples:
+      scope status
+      scope status --run 2 --json
+    """
     from scope.query import render
     from scope.query.api import Recording
 
@@ -228,6 +235,7 @@ def status(db: str | None, run_id: int | None, as_json: bool) -> None:
     else:
         out = render.console()
         out.print(render.health_table(health))
+        out.print(render.processes_table(health))
         out.print(render.threads_table(health))
 
 

@@ -10,6 +10,8 @@ the same stack inside a thread, the same ``threading`` hooks afterwards.
 
 from __future__ import annotations
 
+import json
+
 PROGRAM = """
 import inspect, threading
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +102,14 @@ def test_every_thread_once_with_its_parent_and_starting_call(write, python, scop
     (event,) = query("SELECT detail, call FROM event WHERE kind = 'thread exception'")
     assert event[0] == "failing: ValueError: in a thread"
     assert event[1] == call_of(query, "fails")
+    # scope status shows the same, processes and threads seen and who started each.
+    status = json.loads(scope("status", "--json").stdout)
+    assert [(p["exit_status"], p["ended_by"]) for p in status["processes"]] == [(0, "exit")]
+    by_name = {t["name"]: t for t in status["threads"]}
+    assert len(by_name) == 10
+    assert (by_name["inner"]["parent"], by_name["inner"]["started_by"]) == threads["inner"][1:]
+    table = scope("status").stdout
+    assert "processes seen" in table and "threads seen" in table and "writer lag" in table
 
 
 def test_threading_is_put_back_when_recording_stops(write, python):
