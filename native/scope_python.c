@@ -44,6 +44,12 @@ static inline const void *current_frame(void) {
 static inline const void *frame_caller(const void *frame) {
     return ((const struct _PyInterpreterFrame *)frame)->previous;
 }
+/* The generator or coroutine object that owns `frame`, or NULL (borrowed). */
+static PyObject *frame_generator(const void *frame) {
+    struct _PyInterpreterFrame *f = (struct _PyInterpreterFrame *)frame;
+    if (f->owner != FRAME_OWNED_BY_GENERATOR) return NULL;
+    return (PyObject *)_PyFrame_GetGenerator(f);
+}
 /* Whether `frame` runs a list, set or dict comprehension's own code object
  * (3.11; from 3.12 they are inlined into the function that contains them). */
 static int runs_comprehension(const void *frame) {
@@ -65,6 +71,7 @@ static int runs_comprehension(const void *frame) {
 static inline const void *current_frame(void) { return NULL; }
 static inline const void *frame_caller(const void *frame) { return NULL; }
 static inline int runs_comprehension(const void *frame) { return 0; }
+static inline PyObject *frame_generator(const void *frame) { return NULL; }
 #endif
 
 static void sigterm_after_fork_child(void);
@@ -76,6 +83,8 @@ static void sigterm_after_fork_child(void);
 #define ITEM_MAX 48
 
 static PyObject *g_redacted = NULL; /* the sentinel instrumented code passes instead */
+static PyObject *g_tasks = NULL;    /* list: (root call, name, created by, thread) per task */
+static PyObject *g_current_task = NULL; /* asyncio.current_task */
 static PyObject *g_call_var = NULL; /* ContextVar: (call id, depth) of the running coroutine */
 
 /* ---- Parked calls: generators and coroutines suspended at a yield or await ---- */
@@ -683,6 +692,42 @@ static int call_var_parent(uint64_t *parent, uint32_t *depth) {
     return found;
 }
 
+/* A coroutine call that did not begin inside a recorded coroutine's await: if it
+ * is the coroutine of the running asyncio task, the task is noted, named by its
+ * root call (this one) and with the call that created it. */
+static void note_task(scope_thread *t, scope_frame *f, uint64_t created_by) {
+    PyObject *coro = f->frame ? frame_generator(f->frame) : NULL;
+    if (!g_tasks || !coro) return;
+    if (!g_current_task) {
+        PyObject *module_name = PyUnicode_FromString("asyncio");
+        PyObject *asyncio = module_name ? PyImport_GetModule(module_name) : NULL;
+        g_current_task = asyncio ? PyObject_GetAttrString(asyncio, "current_task") : NULL;
+        Py_XDECREF(asyncio);
+        Py_XDECREF(module_name);
+        if (!g_current_task) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    /* A Task subclass may answer in Python: its calls are scope's, not the program's. */
+    t->suppressed = 1;
+    PyObject *task = PyObject_CallNoArgs(g_current_task); /* RuntimeError: no loop */
+    PyObject *task_coro = task && task != Py_None ? PyObject_CallMethod(task, "get_coro", NULL)
+                                                  : NULL;
+    PyObject *name = task_coro == coro ? PyObject_CallMethod(task, "get_name", NULL) : NULL;
+    if (name) {
+        PyObject *row = Py_BuildValue("(KOKI)", (unsigned long long)f->call_id, name,
+                                      (unsigned long long)created_by, t->slot);
+        if (row) PyList_Append(g_tasks, row);
+        Py_XDECREF(row);
+    }
+    t->suppressed = 0;
+    PyErr_Clear();
+    Py_XDECREF(name);
+    Py_XDECREF(task_coro);
+    Py_XDECREF(task);
+}
+
 /* Notes threading's name for this thread, without running any of its code
  * (threading.current_thread() would make a dummy Thread for a raw thread). */
 static void name_thread(scope_thread *t) {
@@ -726,6 +771,7 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     }
     scope_frame delegator;
     int delegated = 0;
+    uint64_t created_by = 0; /* for a task's coroutine: the coroutine that created it */
     if (frame && (g_resumables || (flags & SCOPE_FLAG_RESUMABLE)))
         parent = settle_for_call(t, frame, flags & SCOPE_FLAG_RESUMABLE, &delegator, &delegated);
     uint64_t parent_id = parent ? parent->call_id : 0;
@@ -734,7 +780,7 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
         parent_id = delegator.call_id;
         depth = delegator.depth + 1;
     } else if (flags & SCOPE_FLAG_ASYNC) {
-        call_var_parent(&parent_id, &depth);
+        if (call_var_parent(&parent_id, &depth)) created_by = parent_id;
     }
     /* Read before the push, which may move the stack. */
     int parent_summed = parent && parent->call_id == parent_id && parent->summed;
@@ -747,6 +793,10 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
         f->stored_ancestor = parent_stored;
     }
     if (flags & SCOPE_FLAG_RESUMABLE) g_resumables++;
+    if ((flags & SCOPE_FLAG_ASYNC) && !delegated && g_tasks) {
+        note_task(t, f, created_by);
+        f = top_of(t);
+    }
     if ((flags & SCOPE_FLAG_ASYNC) && g_call_var) set_call_var(f);
     if (flags & SCOPE_FLAG_ARGS) {
         for (Py_ssize_t i = 1; i < nargs; i++) {
@@ -1054,14 +1104,13 @@ static PyObject *py_run_at_bottom(PyObject *self, PyObject *const *args, Py_ssiz
 /* set_runtime_objects(redacted, context_var): objects the entry points compare with. */
 static PyObject *py_set_runtime_objects(PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs) {
-    if (nargs != 2 || !PyContextVar_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "set_runtime_objects(redacted, ContextVar)");
+    if (nargs != 3 || !PyContextVar_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_runtime_objects(redacted, ContextVar, list)");
         return NULL;
     }
-    Py_INCREF(args[0]);
-    Py_INCREF(args[1]);
-    Py_XSETREF(g_redacted, args[0]);
-    Py_XSETREF(g_call_var, args[1]);
+    Py_XSETREF(g_redacted, Py_NewRef(args[0]));
+    Py_XSETREF(g_call_var, Py_NewRef(args[1]));
+    Py_XSETREF(g_tasks, Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -1304,7 +1353,8 @@ static PyMethodDef entry_points[] = {
     {"raised_in", FASTCALL(py_raised_in),
      "raised_in(exception) -> int: the innermost recorded call it left on this thread, or 0."},
     {"set_runtime_objects", FASTCALL(py_set_runtime_objects),
-     "set_runtime_objects(redacted, context_var): the sentinel and the call variable."},
+     "set_runtime_objects(redacted, context_var, tasks): the sentinel, the call variable "
+     "and the list asyncio tasks are noted in."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,8 +13,8 @@ per-thread counters; version 3 added ``call_aggregate`` and the budget
 columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
 numbers functions per run (``function.key`` keeps the stable id) and added
 ``process``, ``event`` and the ``exception`` view; version 5 added
-``function.line``; version 6 added who started each ``thread`` and the call an
-``event`` happened in.  ``MIGRATIONS`` upgrades a version 3, 4 or 5 file when
+``function.line``; version 6 added ``task``, who started each ``thread`` and
+the call an ``event`` happened in.  ``MIGRATIONS`` upgrades a version 3, 4 or 5 file when
 it is next recorded into.
 """
 
@@ -152,6 +152,23 @@ TABLES = (
             Column("values_lost", "BIGINT", "values stored as 'lost': its arena was full"),
             Column("parent", "INTEGER", "the thread that started it (Thread.start), if known"),
             Column("started_by", "BIGINT", "the innermost recorded call open there at the time"),
+        ),
+        key=("run", "id"),
+    ),
+    Table(
+        "task",
+        "One row per asyncio task whose coroutine is instrumented, noted as it starts.",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("id", "BIGINT", "its coroutine's call (call.id): the root of the task's calls"),
+            Column("name", "VARCHAR", "the task's name (Task.get_name())"),
+            Column("thread", "INTEGER", "the thread its event loop ran on"),
+            Column(
+                "created_by",
+                "BIGINT",
+                "the coroutine call that created it (also its root call's parent), if recorded; "
+                "how it ended is its root call's outcome (CancelledError: cancelled)",
+            ),
         ),
         key=("run", "id"),
     ),
@@ -336,6 +353,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: ("ALTER TABLE function ADD COLUMN line INTEGER",),
     # IF NOT EXISTS: a version 3 file got today's event table from step 3.
     5: (
+        TABLES_BY_NAME["task"].ddl(),
         "ALTER TABLE event ADD COLUMN IF NOT EXISTS call BIGINT",
         "ALTER TABLE thread ADD COLUMN IF NOT EXISTS parent INTEGER",
         "ALTER TABLE thread ADD COLUMN IF NOT EXISTS started_by BIGINT",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+from scope.capture.runtime import TASKS, take_tasks
 from scope.instrument.plan import PackedPlan, unpack_plan
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import value_columns
@@ -180,19 +181,21 @@ class RecordingWriter:
         self._register(batch)
         with self._plans_lock:
             plans, self._plans = self._plans, []
+        tasks = take_tasks()
         statements = ""
         if counts.calls:
             statements += _INSERT_CALLS.format(run=self.run_id, rows=counts.calls)
         if counts.aggregates:
             statements += _INSERT_AGGREGATES.format(run=self.run_id, rows=counts.aggregates)
         try:
-            if not plans and not counts.values:
+            if not plans and not counts.values and not tasks:
                 if statements:
                     self.con.execute(f"BEGIN; {statements} COMMIT")
             else:
                 self.con.execute("BEGIN")
                 for plan in plans:
                     self._insert_functions(plan)
+                self._insert_tasks(tasks)
                 if counts.values:
                     self._insert_values(batch)
                 if statements:
@@ -200,12 +203,23 @@ class RecordingWriter:
                 self.con.execute("COMMIT")
         except BaseException:
             self._abandon(plans)
+            TASKS[:0] = tasks  # stored with the next batch
             raise
         self.records_stored += counts.records
         self.calls_stored += counts.calls
         self.calls_unfinished += counts.unfinished
         self.calls_summed += counts.summed
         self.values_stored += counts.values
+
+    def _insert_tasks(self, tasks: list[tuple[int, str, int, int]]) -> None:
+        if tasks:
+            ids, names, created_by, threads = zip(*tasks, strict=True)
+            self.con.execute(
+                """INSERT OR REPLACE INTO task
+                   SELECT ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]),
+                          NULLIF(unnest(?::BIGINT[]), 0)""",
+                [self.run_id, list(ids), list(names), list(threads), list(created_by)],
+            )
 
     def _insert_values(self, batch: native.Batch) -> None:
         values, arena = batch.values(), batch.arena
@@ -302,6 +316,7 @@ class RecordingWriter:
         rings = end.rings
         dropped = rings.dropped + end.records_lost
         self.con.execute("BEGIN")
+        self._insert_tasks(take_tasks())
         summed = native.summed_calls()
         if summed:
             self.con.execute(
