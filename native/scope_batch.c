@@ -25,6 +25,9 @@
 
 static pthread_mutex_t g_batch_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* In a forked child: the writer thread that may have held the lock is gone. */
+void scope_batch_after_fork(void) { pthread_mutex_init(&g_batch_lock, NULL); }
+
 /* Per function: its number in the run and its calls summed so far.
  * Keys are id + 1 (0 = empty). */
 typedef struct {

@@ -574,6 +574,7 @@ void scope_after_fork_child(void) {
      * The child starts with no rings, slot numbering from 1, and recording off. */
     atomic_store(&scope_g_enabled, 0);
     pthread_mutex_init(&g_lock, NULL);
+    scope_batch_after_fork();
     scope_thread *t = g_threads;
     while (t) {
         scope_thread *next = t->next;

@@ -107,6 +107,7 @@ extern void *(*scope_before_wait)(void);
 extern void (*scope_after_wait)(void *);
 
 scope_thread *scope_thread_create(void);
+void scope_batch_after_fork(void);
 int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed);
 int scope_grow_stack(scope_thread *t);
 

@@ -17,21 +17,30 @@ import os
 import platform
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.machinery import SourceFileLoader
 from typing import Any
 
 from scope import __version__, native
 from scope.capture import process_end, runtime
 from scope.capture.pipeline import Pipeline
+from scope.capture.processes import ChildPropagation, ChildSettings
 from scope.capture.threads import ThreadWatch
 from scope.config import Config
 from scope.errors import ConfigError
-from scope.instrument.hook import Instrumenter, ScopeFinder, install, loaded_plans, uninstall
+from scope.instrument.hook import (
+    Instrumenter,
+    ScopeFinder,
+    install,
+    is_instrumented,
+    loaded_plans,
+    uninstall,
+)
 from scope.instrument.plan import DEFAULT_REDACT
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.storage import database
-from scope.storage.writer import Event, RecordingWriter, RunEnd, RunInfo
+from scope.storage.children import merge_children
+from scope.storage.writer import DeferredWriter, Event, RecordingWriter, RunEnd, RunInfo
 
 #: how long a producer waits for the writer when its ring is full (overflow = "block")
 BLOCK_TIMEOUT_NS = 1_000_000_000
@@ -39,6 +48,17 @@ MAX_STACK_DEPTH = 1 << 22
 
 
 _current: Recorder | None = None
+
+
+_fork_handler_registered = False
+
+
+def _after_fork_in_child() -> None:
+    """The rings and stacks are the parent's; a recording in progress follows into the child."""
+    recorder = _current if _current is not None and _current.recording else None
+    native.after_fork_child()
+    if recorder is not None:
+        recorder._forked()
 
 
 def current_recorder() -> Recorder | None:
@@ -50,7 +70,8 @@ def source_file(module: Any) -> str | None:
     """The ``.py`` file ``module`` was loaded from by the standard loader (not scope's), if any."""
     spec = getattr(module, "__spec__", None)
     origin = getattr(spec, "origin", None)
-    if type(getattr(spec, "loader", None)) is SourceFileLoader and isinstance(origin, str):
+    loader = getattr(spec, "loader", None)
+    if type(loader) is SourceFileLoader and not is_instrumented(loader) and isinstance(origin, str):
         return origin if origin.endswith(".py") else None
     return None
 
@@ -70,9 +91,13 @@ class RecorderReport:
 class Recorder:
     """Records the current process into ``config.db`` between ``start`` and ``stop``."""
 
-    def __init__(self, config: Config, script: str | None = None) -> None:
+    def __init__(
+        self, config: Config, script: str | None = None, child: ChildSettings | None = None
+    ) -> None:
         self.config = config
         self.script = script
+        #: set in a child process of a recorded program: the run's settings
+        self.child = child
         self.exit_status: int | None = None
         self.report: RecorderReport | None = None
         self._pid = os.getpid()
@@ -84,6 +109,7 @@ class Recorder:
         self._pipeline: Pipeline | None = None
         self._finder: ScopeFinder | None = None
         self._threads: ThreadWatch | None = None
+        self._propagation: ChildPropagation | None = None
         self.instrumenter: Instrumenter | None = None
         self._started = False
         self._stopped = False
@@ -106,8 +132,11 @@ class Recorder:
             self.config.call_repr,
             DEFAULT_REDACT + tuple(p.replace("*", "") for p in self.config.redact),
         )
-        con = database.open_for_writing(self.config.db)
-        self._writer = RecordingWriter(con, self.config.max_calls_per_function)
+        if self.child is None:
+            con = database.open_for_writing(self.config.db)
+            self._writer = RecordingWriter(con, self.config.max_calls_per_function)
+        else:  # made only if the child records something
+            self._writer = DeferredWriter(self.config.db, self.config.max_calls_per_function)
         self._writer.begin(
             RunInfo(
                 argv=list(sys.argv),
@@ -125,11 +154,12 @@ class Recorder:
         self._pipeline = Pipeline(self._writer)
         self._pipeline.start()
         self._started = True
-        selector = ModuleSelector(
-            default_roots(self.config.project_root, self.script),
-            include=self.config.include,
-            exclude=self.config.exclude,
+        roots = (
+            self.child.roots
+            if self.child is not None
+            else default_roots(self.config.project_root, self.script)
         )
+        selector = ModuleSelector(roots, include=self.config.include, exclude=self.config.exclude)
         self.instrumenter = Instrumenter(
             self.config.plan_settings(),
             on_plan=self._writer.add_plan,
@@ -142,9 +172,18 @@ class Recorder:
         self._threads = ThreadWatch(self.event)
         self._threads.install()
         self._report_imported_before(selector)
-        global _current
+        if self.child is None:
+            children = os.path.join(
+                os.path.dirname(os.path.abspath(self.config.db)), f"children-{os.getpid()}"
+            )
+            settings = {k: v for k, v in asdict(self.config).items() if k != "sources"}
+            self._propagation = ChildPropagation(children, settings, list(roots))
+            self._propagation.install()
+        global _current, _fork_handler_registered
         _current = self
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        if not _fork_handler_registered:
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_handler_registered = True
         atexit.register(self.stop)
         native.flush_on_sigterm(self._terminated)
         process_end.install(self._exiting, self._executing)
@@ -205,10 +244,34 @@ class Recorder:
             self._ended_by = "exec"
         self.stop()
 
-    def _after_fork_in_child(self) -> None:
-        # Child processes are not recorded yet; the parent's file is the parent's.
-        native.after_fork_child()
+    def child_settings(self) -> ChildSettings | None:
+        """What a child process of this recording records with."""
+        if self.child is not None:
+            return self.child
+        propagation = self._propagation
+        if propagation is None or propagation.hook_dir is None:
+            return None
+        return ChildSettings(
+            propagation.children_dir,
+            propagation.hook_dir,
+            propagation.config,
+            propagation.roots,
+            os.environ.get("PYTHONPATH"),
+        )
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's recording ends here, the child's begins."""
         self._stopped = True
+        settings = self.child_settings()
+        if self._finder is not None:
+            uninstall(self._finder)
+        if self._threads is not None:
+            self._threads.uninstall()
+        self._propagation = None  # the environment and hook folder are the parent's
+        if settings is not None:
+            from scope.child import record_child  # scope.child imports this module
+
+            record_child(settings)
 
     def stop(self) -> RecorderReport | None:
         """Stop recording and store everything captured; safe to call more than once."""
@@ -223,15 +286,38 @@ class Recorder:
             uninstall(self._finder)
         if self._threads is not None:
             self._threads.uninstall()
+        if self._propagation is not None:
+            self._propagation.uninstall()
         try:
             self._finish()
         except Exception as exc:
             self._problems.append(f"could not finish the recording: {type(exc).__name__}: {exc}")
         self._release()
-        if self._problems:
+        if self._problems and self.child is None:  # a child's go to the run, not its stderr
             sys.stderr.write(f"scope: warning: {'; '.join(self._problems)}\n")
             sys.stderr.flush()
         return self.report
+
+    def _merge_children(self) -> None:
+        """Bring the child processes' files into this run (see ``scope.storage.children``)."""
+        assert self._writer is not None and self._propagation is not None
+        folder = self._propagation.children_dir
+        if not os.path.isdir(folder):
+            return
+        report = merge_children(self._writer.con, self._writer.run_id, folder)
+        problems = list(report.problems)
+        if report.left:
+            problems.append(
+                f"{len(report.left)} child process recordings could not be merged (still "
+                f"running?); they are in {folder}: merge them with scope combine"
+            )
+        for problem in problems:
+            self._problems.append(problem)
+        if problems:
+            self._writer.con.execute(
+                "UPDATE run SET problems = list_concat(coalesce(problems, []), ?) WHERE id = ?",
+                [problems, self._writer.run_id],
+            )
 
     def _release(self) -> None:
         """Let go of the writer and its DuckDB connection once the recording is stored.
@@ -281,7 +367,9 @@ class Recorder:
                 events=list(self._events),
             )
         )
-        self._writer.con.close()
+        if self._propagation is not None:
+            self._merge_children()
+        self._writer.close()
         self.report = RecorderReport(
             db=self.config.db,
             run_id=self._writer.run_id,

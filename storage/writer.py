@@ -15,6 +15,7 @@ import threading
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import duckdb
 import numpy as np
@@ -130,9 +131,22 @@ class RecordingWriter:
         self._registered: native.Batch | None = None
         self._pid = 0
 
+    @property
+    def opened(self) -> bool:
+        """Whether the recording file is open (a ``DeferredWriter`` may not have made it)."""
+        return True
+
+    def close(self) -> None:
+        """Close the recording file, if it was opened."""
+        if self.opened:
+            self.con.close()
+
     def begin(self, info: RunInfo) -> int:
         """Insert the run's row; returns its id.  Sets the native budget."""
         native.set_budget(self.max_calls_per_function)
+        return self._insert_run(info)
+
+    def _insert_run(self, info: RunInfo) -> int:
         self.con.execute("BEGIN")
         row = self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM run").fetchone()
         self.run_id = int(row[0]) if row else 1
@@ -392,3 +406,62 @@ class RecordingWriter:
             ],
         )
         self.con.execute("COMMIT")
+
+
+class DeferredWriter(RecordingWriter):
+    """A writer that creates its file only once there is something to store.
+
+    For child processes: multiprocessing's helpers (the forkserver, the
+    resource tracker) run no code of the program's and live as long as their
+    parent, so a file held open by each would still be locked when the run
+    merges its children's files.  Such a process leaves no file at all.
+    """
+
+    def __init__(self, path: str, max_calls_per_function: int = 0) -> None:
+        super().__init__(cast(duckdb.DuckDBPyConnection, None), max_calls_per_function)
+        self.path = path
+        self._opened = False
+        self._info: RunInfo | None = None
+        self._batch: native.Batch | None = None
+
+    @property
+    def opened(self) -> bool:
+        """Whether the file exists yet."""
+        return self._opened
+
+    def begin(self, info: RunInfo) -> int:
+        """Keep the run's row for when the file is made; sets the native budget."""
+        native.set_budget(self.max_calls_per_function)
+        self._info = info
+        return 0
+
+    def attach(self, batch: native.Batch) -> None:
+        """Remember the batch, to show DuckDB when the file is made."""
+        self._batch = batch
+
+    def _open(self) -> None:
+        from scope.storage import database  # storage.database imports nothing of this module
+
+        assert self._info is not None
+        self.con = database.open_for_writing(self.path)
+        self._opened = True
+        self._insert_run(self._info)
+        if self._batch is not None:
+            self._register(self._batch)
+
+    def write_batch(self, batch: native.Batch) -> None:
+        """Store the batch, making the file first if it holds any call."""
+        counts = batch.counts
+        if not self._opened:
+            if not (counts.calls or counts.aggregates or counts.values or TASKS):
+                return  # plans wait in the queue for the first batch with calls
+            self._open()
+        super().write_batch(batch)
+
+    def finish(self, end: RunEnd) -> None:
+        """Close the run, unless nothing was ever recorded and nothing went wrong."""
+        if not self._opened:
+            if not (end.problems or end.events or end.records_lost or end.rings.dropped):
+                return
+            self._open()
+        super().finish(end)

@@ -1,0 +1,151 @@
+"""Child processes: recorded into the run's recording, each with its parent, and all its calls.
+
+A program starts children in every common way (``os.fork``; multiprocessing
+with fork, spawn and forkserver; a ``ProcessPoolExecutor``; ``subprocess``
+running ``sys.executable``), each calling the user's code a known number of
+times.  After the run there must be one recording, holding every process that
+made calls once, with its parent, and exactly the calls each one made; the
+children folder and the temporary hook must be gone, and the program must
+have printed what it prints under ``python``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .conftest import clean_env
+
+WORK = """
+def square(i):
+    return i * i
+
+def total(n):
+    return sum(square(i) for i in range(n))
+"""
+
+APP = """
+import multiprocessing, os, subprocess, sys
+from concurrent.futures import ProcessPoolExecutor
+import work
+
+def run_in(method, n):
+    process = multiprocessing.get_context(method).Process(target=work.total, args=(n,))
+    process.start()
+    process.join()
+    return process.exitcode
+
+def main():
+    print(work.total(2))
+    pid = os.fork()
+    if pid == 0:
+        work.total(4)
+        os._exit(3)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    print([run_in(method, n) for method, n in (("fork", 5), ("spawn", 6), ("forkserver", 7))])
+    with ProcessPoolExecutor(1) as pool:
+        print(sum(pool.map(work.square, range(8))))
+    child = subprocess.run(
+        [sys.executable, "-c", "import work; print(work.total(9))"], capture_output=True, text=True
+    )
+    print(child.stdout.strip(), repr(child.stderr))
+    print(sorted(k for k in os.environ if k.startswith("SCOPE_")), os.environ.get("PYTHONPATH"))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_every_child_process_is_in_the_run_with_its_calls(project, write, python, scope, query):
+    write("work.py", WORK)
+    write("app.py", APP)
+    plain, recorded = python("app.py"), scope("run", "app.py")
+    assert plain.returncode == 0, plain
+    assert recorded == plain
+    processes = query(
+        "SELECT pid, parent_pid, exit_status, ended_by FROM process ORDER BY start_ns"
+    )
+    main_pid = processes[0][0]
+    # Per process: how many times total and square ran (the top process is number 0).
+    calls = query(
+        """SELECT c.id >> 52 AS process, count(*) FILTER (WHERE f.qualname = 'total'),
+                  count(*) FILTER (WHERE f.qualname = 'square')
+           FROM call c JOIN function f ON f.id = c.function GROUP BY ALL ORDER BY ALL"""
+    )
+    by_work = sorted((totals, squares) for _, totals, squares in calls)
+    # top: total(2); fork: total(4); multiprocessing: 5, 6, 7; pool: 8 squares; subprocess: 9
+    assert by_work == sorted([(1, 2), (1, 4), (1, 5), (1, 6), (1, 7), (0, 8), (1, 9)])
+    assert len(processes) == len(calls) == 7
+    parents = [parent for _, parent, _, _ in processes[1:]]
+    # Every child's parent is the program, but the forkserver's children (the
+    # forkserver itself runs no code of the program's and leaves no recording).
+    assert sum(parent == main_pid for parent in parents) == 5
+    assert (3, "os._exit") in [(status, how) for _, _, status, how in processes]
+    # Ids stay unique and keep their layout; every parent is in the same process.
+    assert query("SELECT count(*) - count(DISTINCT id) FROM call") == [(0,)]
+    assert query("SELECT count(*) FROM call WHERE id >> 40 <> thread") == [(0,)]
+    assert query(
+        "SELECT count(*) FROM call c JOIN call p ON p.id = c.parent WHERE c.id >> 52 <> p.id >> 52"
+    ) == [(0,)]
+    assert query("SELECT count(*) FROM call c WHERE c.parent NOT IN (SELECT id FROM call)") == [
+        (0,)
+    ]
+    assert query("SELECT problems FROM run") == [([],)]
+    assert os.listdir(project / ".scope") == ["scope.duckdb"]
+
+
+def test_the_environment_is_put_back_and_the_hook_removed(write, python):
+    write(
+        "app.py",
+        """
+        import os, scope, subprocess, sys
+        before = dict(os.environ)
+        show = [sys.executable, "-c", "import os; print(os.environ.get('PYTHONPATH'))"]
+        with scope.recording():
+            seen = dict(os.environ) == before
+            hook = subprocess.run(["env"], capture_output=True, text=True).stdout
+            hook = [line for line in hook.splitlines() if line.startswith("PYTHONPATH=")]
+            hook = hook[0].split("=", 1)[1].split(os.pathsep)[0]
+            made = os.path.exists(os.path.join(hook, "sitecustomize.py"))
+            # a recorded child sees PYTHONPATH as the program left it: unset
+            child = subprocess.run(show, capture_output=True, text=True).stdout.strip()
+        after = subprocess.run(["env"], capture_output=True, text=True).stdout
+        print(seen, made, child, dict(os.environ) == before, os.path.exists(hook))
+        print("SCOPE_CHILD_OF" in after, hook in after)
+        """,
+    )
+    result = python("app.py")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "True True None True False\nFalse False\n"
+
+
+def test_a_childs_own_sitecustomize_still_runs(tmp_path_factory, write, scope, query):
+    write("work.py", WORK)
+    site = tmp_path_factory.mktemp("site")  # outside the project: not the user's code
+    (site / "sitecustomize.py").write_text("import os\nos.environ['CUSTOMIZED'] = 'yes'\n")
+    write(
+        "app.py",
+        """
+        import subprocess, sys
+        code = "import os, work; work.total(3); print(os.environ.get('CUSTOMIZED'))"
+        print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        """,
+    )
+    result = scope("run", "app.py", env=clean_env({"PYTHONPATH": str(site)}))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "yes\n\n", "")
+    assert query("SELECT count(*) FROM process") == [(2,)]
+
+
+def test_a_child_of_another_interpreter_is_left_alone(write, scope):
+    # An interpreter without scope (here: isolated from the user's site) runs as usual.
+    write(
+        "app.py",
+        f"""
+        import subprocess
+        done = subprocess.run([{sys.executable!r}, "-S", "-c", "print('plain')"],
+                              capture_output=True, text=True)
+        print(done.stdout.strip(), repr(done.stderr))
+        """,
+    )
+    result = scope("run", "app.py")
+    assert (result.returncode, result.stdout) == (0, "plain ''\n")
