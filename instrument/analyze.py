@@ -198,13 +198,36 @@ class _Collector:
         suffix = ".<locals>" if parent.kind in ("function", "lambda") else ""
         return f"{parent.qualname}{suffix}.{name}"
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+    def _walk_parameter_parts(self, params: cst.Parameters) -> None:
+        """Defaults and annotations, which the enclosing scope evaluates."""
+        every = [*params.posonly_params, *params.params, *params.kwonly_params]
+        for extra in (params.star_arg, params.star_kwarg):
+            if isinstance(extra, cst.Param):
+                every.append(extra)
+        for param in every:
+            if param.default is not None:
+                self.walk(param.default)
+            if param.annotation is not None:
+                self.walk(param.annotation)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        # Decorators, bases and keywords belong to the enclosing scope.
+        for decorator in node.decorators:
+            self.walk(decorator)
+        for argument in (*node.bases, *node.keywords):
+            self.walk(argument)
         self._scopes.append(_Scope("class", self._qualname(node.name.value)))
-
-    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self.walk(node.body)
         self._scopes.pop()
+        return False
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        # Decorators, defaults and annotations belong to the enclosing scope.
+        for decorator in node.decorators:
+            self.walk(decorator)
+        self._walk_parameter_parts(node.params)
+        if node.returns is not None:
+            self.walk(node.returns)
         in_class = bool(self._scopes) and self._scopes[-1].kind == "class"
         definition = _Def(
             name=node.name.value,
@@ -216,18 +239,19 @@ class _Collector:
         )
         self.definitions.append(definition)
         self._scopes.append(_Scope("function", definition.qualname, definition))
-
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.walk(node.body)
         self._scopes.pop()
+        return False
 
-    def visit_Lambda(self, node: cst.Lambda) -> None:
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        self._walk_parameter_parts(node.params)  # defaults: the enclosing scope's
         self._scopes.append(_Scope("lambda", self._qualname("<lambda>")))
-
-    def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        self.walk(node.body)
         scope = self._scopes.pop()
         if not scope.yields:  # a generator lambda is left as it is
             names = self.lambdas.setdefault(scope.qualname, {})
-            names.update(dict.fromkeys(parameter_names(original_node.params)))
+            names.update(dict.fromkeys(parameter_names(node.params)))
+        return False
 
     def _comprehension(self, node: Comprehension) -> bool:
         # The first iterable is evaluated in the enclosing scope, the rest in the
