@@ -29,6 +29,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from .conftest import unavailable
@@ -111,11 +112,27 @@ def compare(scripts: Path, project: str, level: str) -> subprocess.CompletedProc
     )
 
 
+def recording_of(project: str, level: str) -> Path:
+    """Where the compare run of ``project`` at ``level`` left its recording."""
+    cache = os.environ.get("SCOPE_CORPUS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scope-corpus"
+    )
+    work = os.environ.get("SCOPE_CORPUS_WORK") or os.path.join(cache, "work")
+    return Path(work) / project / "results" / f"scope-{level}" / "scope.duckdb"
+
+
 def assert_same(scripts: Path, project: str, level: str) -> None:
     result = compare(scripts, project, level)
     report = result.stdout[-4000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
     assert "SAME" in result.stdout and "DIFFERENT" not in result.stdout, report
+    # And every module of the project was instrumented: scope lost nothing.
+    con = duckdb.connect(str(recording_of(project, level)), read_only=True)
+    try:
+        problems = con.execute("SELECT problems FROM run ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+    assert problems == ([],), problems
 
 
 @pytest.mark.slow
