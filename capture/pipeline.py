@@ -106,6 +106,7 @@ class Pipeline:
         self._ident = _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:
+        native.mark_scope_work(True)  # this thread is scope's, for its whole life
         try:
             while not self._stop.wait(self._interval):
                 self.drain_all(yield_to_tracing=True)

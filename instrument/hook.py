@@ -29,6 +29,8 @@ from scope.instrument.plan import ModulePlan, PackedPlan, PlanSettings, make_pla
 from scope.instrument.rewrite import instrument_source
 from scope.instrument.select import ModuleSelector
 
+from scope import native
+
 #: Called with each module's plan (packed when it came from the cache), before its code runs.
 PlanListener = Callable[[PackedPlan], None]
 #: Called when instrumenting a module failed and it was loaded as is.
@@ -82,6 +84,10 @@ class Instrumenter:
         scope's failure: the caller compiles the source normally so that Python
         raises its own error.
         """
+        with native.scope_work():  # its file reads and imports are not the program's
+            return self._compile(module, path, read_source)
+
+    def _compile(self, module: str, path: str, read_source: Callable[[], bytes]) -> CodeType | None:
         key = cache.entry_key(module, path, self.settings)
         facts = cache.SourceFacts.of(path)
         cached = cache.load(path, self.settings, key, facts, read_source)

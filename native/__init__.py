@@ -10,6 +10,8 @@ out with the GIL released).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,26 @@ wrap_builtin: Any = _native.wrap_builtin
 start_new_thread: Any = _native.start_new_thread
 #: raised_in(exception): the innermost recorded call it left on this thread, or 0
 raised_in: Any = _native.raised_in
+ROLE_EVENT: int = lib.SCOPE_ROLE_EVENT
+#: ``mark_scope_work(begin)``: scope's own work on this thread begins (True) or ends
+mark_scope_work: Any = _native.scope_work
+
+
+@contextmanager
+def scope_work() -> Iterator[None]:
+    """Scope's own work on this thread (instrumenting, storing): nothing in it is recorded."""
+    mark_scope_work(True)
+    try:
+        yield
+    finally:
+        mark_scope_work(False)
+
+
+def configure_audit(names: Sequence[str]) -> bool:
+    """Record these audit events (PEP 578) from now on; False if a hook refused ours."""
+    return bool(_native.configure_audit("\n".join(names)))
+
+
 #: ``unfinish_open() -> int``: write every call still open as unfinished (at stop).
 unfinish_open: Any = _native.unfinish_open
 

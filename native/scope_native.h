@@ -39,6 +39,10 @@
 #define SCOPE_ROLE_RETURN 2
 #define SCOPE_ROLE_RAISE 3
 #define SCOPE_ROLE_ATTR 4
+/* An audit event (PEP 578): index is the event's place in the configured list,
+ * call_id the innermost recorded call (0: none), raised_in the time in ns, and
+ * the summary that of the event's arguments. */
+#define SCOPE_ROLE_EVENT 5
 
 /* How a value was summarised (scope_value_record.tag); see storage/values.py. */
 #define SCOPE_TAG_NONE 1

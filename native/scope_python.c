@@ -1323,6 +1323,111 @@ static PyObject *py_raised_in(PyObject *self, PyObject *const *args, Py_ssize_t 
     return PyLong_FromLong(0);
 }
 
+/* ---- Audit events (PEP 578): recorded against the call that caused them ---- */
+
+#define MAX_AUDITED 64
+/* Nonzero while this thread does scope's own work (see py_scope_work). */
+static __thread unsigned tls_scope_work = 0;
+static char *g_audited[MAX_AUDITED];
+static size_t g_audited_count = 0;
+static int g_audit_hook_added = 0;
+
+/* An audit hook cannot be removed: it stays for the life of the process and does
+ * nothing once the configured list is empty.  It never fails the event. */
+static int audit_hook(const char *event, PyObject *args, void *data) {
+    size_t n = g_audited_count;
+    if (!n || tls_scope_work || !scope_enabled()) return 0;
+    size_t i = 0;
+    while (i < n && strcmp(event, g_audited[i]) != 0) i++;
+    if (i == n) return 0;
+    scope_thread *t = scope_tls_thread ? scope_tls_thread : scope_current_thread();
+    if (!t || t->suppressed || t->overflow_depth) return 0;
+    uint64_t call = 0, func = 0;
+    for (uint32_t d = t->depth; d-- > 0;) {
+        if (t->stack[d].recorded && !t->stack[d].summed) {
+            call = t->stack[d].call_id;
+            func = t->stack[d].func_id;
+            break;
+        }
+    }
+    PyObject *saved_type, *saved_value, *saved_tb;
+    PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
+    PyObject *subject = Py_NewRef(args);
+    if (strcmp(event, "import") == 0 && PyTuple_Check(args) && PyTuple_GET_SIZE(args) >= 1) {
+        /* (name, filename, sys.path, sys.meta_path, sys.path_hooks): the name says it */
+        Py_SETREF(subject, Py_NewRef(PyTuple_GET_ITEM(args, 0)));
+    } else if (strcmp(event, "sys.unraisablehook") == 0 && PyTuple_Check(args) &&
+               PyTuple_GET_SIZE(args) >= 2) {
+        /* (hook, UnraisableHookArgs): what matters is the exception */
+        PyObject *exc = PyObject_GetAttrString(PyTuple_GET_ITEM(args, 1), "exc_value");
+        if (exc) Py_SETREF(subject, exc);
+        PyErr_Clear();
+    }
+    t->suppressed = 1; /* a repr() asked for by call_repr may raise events of its own */
+    summary s;
+    summarize(t, subject, 1, &s);
+    t->suppressed = 0;
+    Py_DECREF(subject);
+    scope_value_push(t, call, func, SCOPE_ROLE_EVENT, (uint16_t)i, s.tag, s.payload, s.buf, s.len,
+                     (uint64_t)scope_now_ns());
+    PyErr_Restore(saved_type, saved_value, saved_tb);
+    return 0;
+}
+
+/* scope_work(begin): scope's own work on this thread (instrumenting a module, the
+ * writer) starts (True) or ends (False): nothing it does is the program's. */
+static PyObject *py_scope_work(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "scope_work(begin)");
+        return NULL;
+    }
+    if (PyObject_IsTrue(args[0]))
+        tls_scope_work++;
+    else if (tls_scope_work)
+        tls_scope_work--;
+    Py_RETURN_NONE;
+}
+
+/* configure_audit(names) -> bool: record these audit events (a newline-separated
+ * string; empty: none).  The hook is added at the first non-empty list. */
+static PyObject *py_configure_audit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "configure_audit(names)");
+        return NULL;
+    }
+    const char *text = PyUnicode_AsUTF8(args[0]);
+    if (!text) return NULL;
+    size_t count = 0;
+    char *names[MAX_AUDITED];
+    for (const char *start = text; *start && count < MAX_AUDITED;) {
+        const char *end = strchr(start, '\n');
+        size_t len = end ? (size_t)(end - start) : strlen(start);
+        if (len) {
+            names[count] = strndup(start, len);
+            if (!names[count]) break;
+            count++;
+        }
+        if (!end) break;
+        start = end + 1;
+    }
+    /* The hook reads the list with the GIL held, as this does. */
+    size_t old = g_audited_count;
+    g_audited_count = 0;
+    for (size_t i = 0; i < old; i++) free(g_audited[i]);
+    for (size_t i = 0; i < count; i++) g_audited[i] = names[i];
+    g_audited_count = count;
+    if (count && !g_audit_hook_added) {
+        if (PySys_AddAuditHook(audit_hook, NULL) == 0) {
+            g_audit_hook_added = 1;
+        } else {
+            PyErr_Clear(); /* another hook refused ours: say so, record without events */
+            g_audited_count = 0;
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
 
 static PyMethodDef entry_points[] = {
@@ -1350,6 +1455,10 @@ static PyMethodDef entry_points[] = {
      "forked_child() -> bool: quiet the inherited recording's objects at this child's exit."},
     {"start_new_thread", FASTCALL(py_start_new_thread),
      "start_new_thread(function, args[, kwargs]): _thread's, noting who started the thread."},
+    {"scope_work", FASTCALL(py_scope_work),
+     "scope_work(begin): scope's own work on this thread begins or ends (not recorded)."},
+    {"configure_audit", FASTCALL(py_configure_audit),
+     "configure_audit(names) -> bool: record these audit events (newline-separated)."},
     {"raised_in", FASTCALL(py_raised_in),
      "raised_in(exception) -> int: the innermost recorded call it left on this thread, or 0."},
     {"set_runtime_objects", FASTCALL(py_set_runtime_objects),

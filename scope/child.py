@@ -20,7 +20,7 @@ from scope.config import Config
 from scope.session import Recorder, current_recorder
 
 #: Config fields that hold tuples (JSON brings them back as lists)
-_TUPLES = ("include", "exclude", "redact")
+_TUPLES = ("include", "exclude", "redact", "audit")
 
 
 def start(hook_file: str) -> None:

@@ -21,6 +21,25 @@ from scope.instrument.plan import LEVELS, PlanSettings
 OVERFLOW_POLICIES = ("drop", "block")
 CLOCKS = ("auto", "tsc", "monotonic")
 DEFAULT_DB = os.path.join(".scope", "scope.duckdb")
+#: audit events (PEP 578) recorded by default: what a program does to the world
+DEFAULT_AUDIT = (
+    "open",
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.kill",
+    "os.remove",
+    "os.rename",
+    "shutil.rmtree",
+    "socket.connect",
+    "socket.bind",
+    "socket.getaddrinfo",
+    "urllib.Request",
+    "import",
+    "sys.unraisablehook",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ class Config:
     call_repr: bool = False
     #: what stamps records: the CPU's invariant TSC (calibrated) or CLOCK_MONOTONIC
     clock: str = "auto"
+    #: audit events (PEP 578) recorded as events of the call that caused them ([] : none)
+    audit: tuple[str, ...] = DEFAULT_AUDIT
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -81,6 +102,17 @@ def _as_patterns(key: str, value: Any, where: str) -> tuple[str, ...]:
         if not isinstance(item, str) or not item.strip():
             raise ConfigError(f"{key} {where} has an empty or non-string pattern: {item!r}")
     return tuple(i.strip() for i in items)
+
+
+def _as_event_names(key: str, value: Any, where: str) -> tuple[str, ...]:
+    """Audit event names: a list, or a comma-separated string ("" or "none": none)."""
+    if isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return ()
+    names = _as_patterns(key, value, where) if value != [] else ()
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{key} {where}: {name!r} is not an audit event name")
+    return names
 
 
 def _as_bool(key: str, value: Any, where: str) -> bool:
@@ -160,6 +192,7 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "value_items": _as_count(0, 64),
     "call_repr": _as_bool,
     "clock": _as_choice(CLOCKS),
+    "audit": _as_event_names,
 }
 
 

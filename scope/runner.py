@@ -166,7 +166,7 @@ def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) ->
         native.run_at_bottom(runpy._run_module_as_main, "__main__", False)  # type: ignore[attr-defined]
         return
     path = _as_python_names(program.target)
-    with open(path, "rb") as f:
+    with native.scope_work(), open(path, "rb") as f:
         source = f.read()
     native.run_at_bottom(_compile_main(recorder, path, source), main.__dict__)
 

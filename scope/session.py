@@ -151,6 +151,9 @@ class Recorder:
             )
         )
         runtime.install_entry_points()
+        self._writer.audit_events = self.config.audit
+        if not native.configure_audit(self.config.audit):
+            self._problem("audit", "another audit hook refused scope's: no audit events recorded")
         self._pipeline = Pipeline(self._writer)
         self._pipeline.start()
         self._started = True
@@ -279,6 +282,7 @@ class Recorder:
             return self.report
         self._stopped = True
         native.set_enabled(False)
+        native.configure_audit(())
         native.unfinish_open()
         native.no_flush_on_sigterm()
         process_end.uninstall()

@@ -126,7 +126,8 @@ TABLES = (
                 "kind",
                 "VARCHAR",
                 "start, end, not instrumented, imported before scope, writer restarted, "
-                "storage failed, dropped, thread exception, uncaught exception",
+                "storage failed, dropped, thread exception, uncaught exception, "
+                "unraisable exception, audit (detail: the event's name and arguments)",
             ),
             Column("detail", "VARCHAR", "what and why, in words"),
             Column("call", "BIGINT", "the recorded call it happened in, or was raised in"),

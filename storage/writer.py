@@ -22,7 +22,7 @@ import numpy as np
 from scope.capture.runtime import TASKS, take_tasks
 from scope.instrument.plan import PackedPlan, unpack_plan
 from scope.storage.schema import OUTCOMES
-from scope.storage.values import value_columns
+from scope.storage.values import summarize, value_columns
 
 from scope import native
 
@@ -37,6 +37,9 @@ _OUTCOME_SQL = (
 #: tracing starts is in the program's measurement until it is inserted.
 VALUE_CHUNK = 8192
 TRACED_VALUE_CHUNK = 256
+
+#: a value record's fields, in order (an audit event's are read by position)
+VALUE_FIELDS = tuple(native.VALUE_DTYPE.names or ())
 
 #: the batch's buffers as DuckDB sees them: registered once, read in place
 _CALLS_VIEW = "scope_call_batch"
@@ -130,6 +133,8 @@ class RecordingWriter:
         self._thread_names: dict[int, str] = {}
         self._registered: native.Batch | None = None
         self._pid = 0
+        #: the audit events the native side records, in its numbering
+        self.audit_events: tuple[str, ...] = ()
 
     @property
     def opened(self) -> bool:
@@ -237,6 +242,10 @@ class RecordingWriter:
 
     def _insert_values(self, batch: native.Batch) -> None:
         values, arena = batch.values(), batch.arena
+        is_event = values["role"] == native.ROLE_EVENT
+        if is_event.any():
+            self._insert_audit_events(values[is_event], arena)
+            values = values[~is_event]
         start = 0
         while start < len(values):
             chunk = TRACED_VALUE_CHUNK if tracemalloc.is_tracing() else VALUE_CHUNK
@@ -244,6 +253,38 @@ class RecordingWriter:
             self._insert("value_batch", rows, _INSERT_VALUES)
             del rows
             start += chunk
+
+    def _insert_audit_events(self, records: np.ndarray, arena: np.ndarray) -> None:
+        self._store_events(self._audit_events(records, arena))
+
+    def _audit_events(self, records: np.ndarray, arena: np.ndarray) -> list[Event]:
+        """Audit events, drained as value records (``SCOPE_ROLE_EVENT``), as event rows."""
+        events = []
+        names = self.audit_events
+        for record in records.tolist():
+            call, payload, position, size, index, tag = record[:6]
+            time_ns = record[VALUE_FIELDS.index("raised_in")]
+            name = names[index] if index < len(names) else f"event {index}"
+            text = summarize(tag, payload, arena[position : position + size].tobytes()).text
+            if name == "sys.unraisablehook":
+                events.append(Event(time_ns, "unraisable exception", text, call))
+            else:
+                events.append(Event(time_ns, "audit", f"{name} {text}", call))
+        return events
+
+    def _store_events(self, events: Sequence[Event]) -> None:
+        self.con.execute(
+            """INSERT INTO event SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]),
+                                        unnest(?::VARCHAR[]), NULLIF(unnest(?::BIGINT[]), 0)""",
+            [
+                self.run_id,
+                self._pid,
+                [e.time_ns for e in events],
+                [e.kind for e in events],
+                [e.detail for e in events],
+                [e.call for e in events],
+            ],
+        )
 
     def attach(self, batch: native.Batch) -> None:
         """Show DuckDB ``batch``'s buffers now, before the program runs, not at its first batch."""
@@ -362,19 +403,7 @@ class RecordingWriter:
                     t.started_by or None,
                 ],
             )
-        events = [*end.events, Event(end.end_ns, "end", end.ended_by)]
-        self.con.execute(
-            """INSERT INTO event SELECT ?, ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]),
-                                        unnest(?::VARCHAR[]), unnest(?::BIGINT[])""",
-            [
-                self.run_id,
-                self._pid,
-                [e.time_ns for e in events],
-                [e.kind for e in events],
-                [e.detail for e in events],
-                [e.call or None for e in events],
-            ],
-        )
+        self._store_events([*end.events, Event(end.end_ns, "end", end.ended_by)])
         self.con.execute(
             """UPDATE process SET end_ns = ?, exit_status = ?, ended_by = ?
                WHERE run = ? AND pid = ?""",
@@ -408,6 +437,10 @@ class RecordingWriter:
         self.con.execute("COMMIT")
 
 
+#: audit events a child keeps in memory before its first call (the rest are counted)
+HELD_EVENTS = 10_000
+
+
 class DeferredWriter(RecordingWriter):
     """A writer that creates its file only once there is something to store.
 
@@ -423,6 +456,9 @@ class DeferredWriter(RecordingWriter):
         self._opened = False
         self._info: RunInfo | None = None
         self._batch: native.Batch | None = None
+        #: audit events drained before the first call, waiting for the file
+        self._held: list[Event] = []
+        self.events_discarded = 0
 
     @property
     def opened(self) -> bool:
@@ -450,18 +486,40 @@ class DeferredWriter(RecordingWriter):
             self._register(self._batch)
 
     def write_batch(self, batch: native.Batch) -> None:
-        """Store the batch, making the file first if it holds any call."""
+        """Store the batch, making the file first if it holds any call.
+
+        Until then, plans wait in their queue and audit events (the only values
+        there can be without calls) in memory, up to ``HELD_EVENTS``.
+        """
         counts = batch.counts
         if not self._opened:
-            if not (counts.calls or counts.aggregates or counts.values or TASKS):
-                return  # plans wait in the queue for the first batch with calls
+            if not (counts.calls or counts.aggregates or TASKS):
+                if counts.values:
+                    held = self._audit_events(batch.values(), batch.arena)
+                    room = HELD_EVENTS - len(self._held)
+                    self._held += held[:room]
+                    self.events_discarded += max(0, len(held) - room)
+                return
             self._open()
+            if self._held:
+                self._store_events(self._held)
+                self._held = []
         super().write_batch(batch)
 
     def finish(self, end: RunEnd) -> None:
-        """Close the run, unless nothing was ever recorded and nothing went wrong."""
+        """Close the run, unless it ran none of the program's code and nothing went wrong.
+
+        A process that made no recorded call (multiprocessing's helpers) keeps no
+        file, and the audit events it raised are not kept either.
+        """
         if not self._opened:
             if not (end.problems or end.events or end.records_lost or end.rings.dropped):
                 return
             self._open()
+            if self._held:
+                self._store_events(self._held)
+                self._held = []
+        if self.events_discarded:
+            detail = f"{self.events_discarded} audit events raised before the first call not kept"
+            self._store_events([Event(end.end_ns, "dropped", detail)])
         super().finish(end)

@@ -42,3 +42,9 @@ def test_instrument_benchmark_prints_both_tables():
     result = run_script("instrument.py", "--package", "json", "--repeat", "1")
     for row in ("libcst parse alone", "scope cold path", "plain python", "hook off", "ratio"):
         assert row in result.stdout
+
+
+def test_audit_benchmark_prints_its_table():
+    result = run_script("audit_overhead.py")
+    for row in ("sys._getframe()", "hooked ns", "added"):
+        assert row in result.stdout
