@@ -50,6 +50,8 @@ start_new_thread: Any = _native.start_new_thread
 #: raised_in(exception): the innermost recorded call it left on this thread, or 0
 raised_in: Any = _native.raised_in
 ROLE_EVENT: int = lib.SCOPE_ROLE_EVENT
+#: current_call(): the innermost recorded call open on this thread, or 0
+current_call: Any = _native.current_call
 #: ``mark_scope_work(begin)``: scope's own work on this thread begins (True) or ends
 mark_scope_work: Any = _native.scope_work
 

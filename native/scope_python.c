@@ -1311,6 +1311,15 @@ static PyObject *py_start_new_thread(PyObject *self, PyObject *const *args, Py_s
     return result;
 }
 
+/* current_call() -> int: the innermost recorded call open on this thread, or 0. */
+static PyObject *py_current_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    scope_thread *t = scope_tls_thread;
+    for (uint32_t d = t ? t->depth : 0; d-- > 0;)
+        if (t->stack[d].recorded && !t->stack[d].summed)
+            return PyLong_FromUnsignedLongLong(t->stack[d].call_id);
+    return PyLong_FromLong(0);
+}
+
 /* raised_in(exception) -> int: the innermost recorded call `exception` left on this
  * thread, lately; 0 if it left none scope saw. */
 static PyObject *py_raised_in(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1459,6 +1468,8 @@ static PyMethodDef entry_points[] = {
      "scope_work(begin): scope's own work on this thread begins or ends (not recorded)."},
     {"configure_audit", FASTCALL(py_configure_audit),
      "configure_audit(names) -> bool: record these audit events (newline-separated)."},
+    {"current_call", FASTCALL(py_current_call),
+     "current_call() -> int: the innermost recorded call open on this thread, or 0."},
     {"raised_in", FASTCALL(py_raised_in),
      "raised_in(exception) -> int: the innermost recorded call it left on this thread, or 0."},
     {"set_runtime_objects", FASTCALL(py_set_runtime_objects),

@@ -20,6 +20,7 @@ from scope.instrument.plan import LEVELS, PlanSettings
 
 OVERFLOW_POLICIES = ("drop", "block")
 CLOCKS = ("auto", "tsc", "monotonic")
+LOG_LEVELS = ("off", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_DB = os.path.join(".scope", "scope.duckdb")
 #: audit events (PEP 578) recorded by default: what a program does to the world
 DEFAULT_AUDIT = (
@@ -77,6 +78,8 @@ class Config:
     clock: str = "auto"
     #: audit events (PEP 578) recorded as events of the call that caused them ([] : none)
     audit: tuple[str, ...] = DEFAULT_AUDIT
+    #: log records at or above this level are kept as events ("off": none)
+    log_level: str = "off"
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -193,6 +196,7 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "call_repr": _as_bool,
     "clock": _as_choice(CLOCKS),
     "audit": _as_event_names,
+    "log_level": _as_choice(LOG_LEVELS),
 }
 
 

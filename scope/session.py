@@ -23,6 +23,7 @@ from typing import Any
 
 from scope import __version__, native
 from scope.capture import process_end, runtime
+from scope.capture.messages import LogWatch, WarningWatch
 from scope.capture.pipeline import Pipeline
 from scope.capture.processes import ChildPropagation, ChildSettings
 from scope.capture.threads import ThreadWatch
@@ -108,7 +109,8 @@ class Recorder:
         self._writer: RecordingWriter | None = None
         self._pipeline: Pipeline | None = None
         self._finder: ScopeFinder | None = None
-        self._threads: ThreadWatch | None = None
+        #: what follows the program's threads, warnings and log records
+        self._watches: list[ThreadWatch | WarningWatch | LogWatch] = []
         self._propagation: ChildPropagation | None = None
         self.instrumenter: Instrumenter | None = None
         self._started = False
@@ -172,8 +174,11 @@ class Recorder:
             self._writer.add_plan(plan)
         self._finder = ScopeFinder(selector, self.instrumenter)
         install(self._finder)
-        self._threads = ThreadWatch(self.event)
-        self._threads.install()
+        self._watches = [ThreadWatch(self.event), WarningWatch(self.event)]
+        if self.config.log_level != "off":
+            self._watches.append(LogWatch(self.event, self.config.log_level))
+        for watch in self._watches:
+            watch.install()
         self._report_imported_before(selector)
         if self.child is None:
             children = os.path.join(
@@ -268,8 +273,7 @@ class Recorder:
         settings = self.child_settings()
         if self._finder is not None:
             uninstall(self._finder)
-        if self._threads is not None:
-            self._threads.uninstall()
+        self._unwatch()
         self._propagation = None  # the environment and hook folder are the parent's
         if settings is not None:
             from scope.child import record_child  # scope.child imports this module
@@ -288,8 +292,7 @@ class Recorder:
         process_end.uninstall()
         if self._finder is not None:
             uninstall(self._finder)
-        if self._threads is not None:
-            self._threads.uninstall()
+        self._unwatch()
         if self._propagation is not None:
             self._propagation.uninstall()
         try:
@@ -301,6 +304,11 @@ class Recorder:
             sys.stderr.write(f"scope: warning: {'; '.join(self._problems)}\n")
             sys.stderr.flush()
         return self.report
+
+    def _unwatch(self) -> None:
+        for watch in reversed(self._watches):
+            watch.uninstall()
+        self._watches = []
 
     def _merge_children(self) -> None:
         """Bring the child processes' files into this run (see ``scope.storage.children``)."""
