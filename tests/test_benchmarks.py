@@ -48,3 +48,9 @@ def test_audit_benchmark_prints_its_table():
     result = run_script("audit_overhead.py")
     for row in ("sys._getframe()", "hooked ns", "added"):
         assert row in result.stdout
+
+
+def test_child_start_benchmark_prints_its_table():
+    result = run_script("child_start.py", "--children", "1")
+    for row in ("plain python", "under scope run"):
+        assert row in result.stdout
