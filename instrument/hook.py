@@ -18,6 +18,8 @@ because the rest is the standard loader.
 
 from __future__ import annotations
 
+import os
+import runpy
 import sys
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
@@ -140,17 +142,22 @@ class InstrumentedCode:
         return code
 
 
-def loader_source(loader: SourceFileLoader) -> Callable[[], bytes]:
-    """Reads the loader's source file, once, when first asked."""
+def read_once(read: Callable[[], bytes]) -> Callable[[], bytes]:
+    """``read``, called at most once, when first asked (a cache hit never reads the source)."""
     source: bytes | None = None
 
     def read_source() -> bytes:
         nonlocal source
         if source is None:
-            source = loader.get_data(loader.path)
+            source = read()
         return source
 
     return read_source
+
+
+def loader_source(loader: SourceFileLoader) -> Callable[[], bytes]:
+    """Reads the loader's source file, once, when first asked."""
+    return read_once(lambda: loader.get_data(loader.path))
 
 
 def is_instrumented(loader: object) -> bool:
@@ -186,6 +193,55 @@ class ScopeFinder:
 
     def invalidate_caches(self) -> None:
         """Nothing cached here; ``PathFinder`` keeps its own caches."""
+
+
+class RunPathHook:
+    """Instruments the user's scripts that ``runpy.run_path`` runs, as imports are.
+
+    Such code never goes through the import system: multiprocessing's spawn and
+    forkserver children re-run the program's main script this way (as
+    ``__mp_main__``), and so do programs that run scripts of their own.  While
+    recording, ``runpy._get_code_from_file`` (where ``run_path`` gets its code)
+    answers with instrumented code for a file the selector calls the user's, and
+    leaves every other file, and any it cannot instrument, to the original.
+    """
+
+    def __init__(self, selector: ModuleSelector, instrumenter: Instrumenter) -> None:
+        self.selector = selector
+        self.instrumenter = instrumenter
+        self._original: Callable[[str | None, str], tuple[CodeType, str]] | None = None
+
+    def install(self) -> None:
+        """Answer for ``run_path`` from now on."""
+        self._original = runpy._get_code_from_file  # type: ignore[attr-defined]
+        runpy._get_code_from_file = self.get_code  # type: ignore[attr-defined]
+
+    def uninstall(self) -> None:
+        """Put ``runpy`` back, unless the program replaced the function since."""
+        if runpy._get_code_from_file == self.get_code:  # type: ignore[attr-defined]
+            runpy._get_code_from_file = self._original  # type: ignore[attr-defined]
+
+    def get_code(self, run_name: str | None, fname: str) -> tuple[CodeType, str]:
+        """The code ``run_path`` runs for ``fname``: instrumented if it is the user's."""
+        assert self._original is not None
+        name = os.fsdecode(fname)
+        path = os.path.abspath(name)
+        module = run_name or "<run_path>"
+        if path.endswith(".py") and self.selector.decide(module, path).instrument:
+            code = self.instrumenter.compile(module, name, file_reader(path))
+            if code is not None:
+                return code, fname
+        return self._original(run_name, fname)
+
+
+def file_reader(path: str) -> Callable[[], bytes]:
+    """Reads ``path``, once, when first asked."""
+
+    def read() -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    return read_once(read)
 
 
 def install(finder: ScopeFinder) -> None:

@@ -31,6 +31,7 @@ from scope.config import Config
 from scope.errors import ConfigError
 from scope.instrument.hook import (
     Instrumenter,
+    RunPathHook,
     ScopeFinder,
     install,
     is_instrumented,
@@ -110,7 +111,7 @@ class Recorder:
         self._pipeline: Pipeline | None = None
         self._finder: ScopeFinder | None = None
         #: what follows the program's threads, warnings and log records
-        self._watches: list[ThreadWatch | WarningWatch | LogWatch] = []
+        self._watches: list[ThreadWatch | WarningWatch | LogWatch | RunPathHook] = []
         self._propagation: ChildPropagation | None = None
         self.instrumenter: Instrumenter | None = None
         self._started = False
@@ -174,7 +175,11 @@ class Recorder:
             self._writer.add_plan(plan)
         self._finder = ScopeFinder(selector, self.instrumenter)
         install(self._finder)
-        self._watches = [ThreadWatch(self.event), WarningWatch(self.event)]
+        self._watches = [
+            ThreadWatch(self.event),
+            WarningWatch(self.event),
+            RunPathHook(selector, self.instrumenter),
+        ]
         if self.config.log_level != "off":
             self._watches.append(LogWatch(self.event, self.config.log_level))
         for watch in self._watches:

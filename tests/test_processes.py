@@ -149,3 +149,37 @@ def test_a_child_of_another_interpreter_is_left_alone(write, scope):
     )
     result = scope("run", "app.py")
     assert (result.returncode, result.stdout) == (0, "plain ''\n")
+
+
+def test_a_spawned_child_runs_the_main_scripts_functions_instrumented(write, python, scope, query):
+    # spawn re-runs the main script with runpy.run_path, as __mp_main__: not an import.
+    write(
+        "app.py",
+        """
+        import multiprocessing, runpy
+
+        def cube(n):
+            return n ** 3
+
+        def spawned(n):
+            return sum(cube(i) for i in range(n))
+
+        if __name__ == "__main__":
+            process = multiprocessing.get_context("spawn").Process(target=spawned, args=(4,))
+            process.start()
+            process.join()
+            print(process.exitcode, runpy.run_path("helper.py")["answer"])
+        """,
+    )
+    write("helper.py", "def compute():\n    return 42\n\nanswer = compute()\n")
+    plain, recorded = python("app.py"), scope("run", "app.py")
+    assert plain.returncode == 0 and recorded == plain
+    rows = query(
+        """SELECT c.id >> 52 AS process, f.module, f.qualname, count(*) FROM call c
+           JOIN function f ON f.id = c.function GROUP BY ALL ORDER BY ALL"""
+    )
+    assert rows == [
+        (0, "<run_path>", "compute", 1),
+        (1, "__mp_main__", "cube", 4),
+        (1, "__mp_main__", "spawned", 1),
+    ]
