@@ -23,6 +23,7 @@ from typing import Any
 from scope.capture.threads import EventSink
 
 from scope import native
+from scope.patching import Patch
 
 
 class WarningWatch:
@@ -30,17 +31,15 @@ class WarningWatch:
 
     def __init__(self, on_event: EventSink) -> None:
         self.on_event = on_event
-        self._show: Any = None
+        self._patch = Patch(warnings, "_showwarnmsg", self.show)
 
     def install(self) -> None:
         """Keep an event for every warning shown from now on."""
-        self._show = warnings._showwarnmsg  # type: ignore[attr-defined]
-        warnings._showwarnmsg = self.show  # type: ignore[attr-defined]
+        self._patch.install()
 
     def uninstall(self) -> None:
         """Put ``warnings`` back, unless the program replaced the function since."""
-        if warnings._showwarnmsg == self.show:  # type: ignore[attr-defined]
-            warnings._showwarnmsg = self._show  # type: ignore[attr-defined]
+        self._patch.uninstall()
 
     def show(self, message: Any) -> None:
         """Keep the event, then show the warning as Python would have."""
@@ -50,7 +49,7 @@ class WarningWatch:
             self.on_event("warning", detail, native.current_call())
         except Exception:  # the warning is shown whatever happened here
             pass
-        self._show(message)
+        self._patch.original(message)
 
 
 class LogWatch(logging.Handler):

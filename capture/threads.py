@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scope import native
+from scope.patching import Patch
 
 #: kind, detail, call id: how a watch reports what it saw
 EventSink = Callable[[str, str, int], None]
@@ -54,14 +55,13 @@ class ThreadWatch:
 
     def __init__(self, on_event: EventSink) -> None:
         self.on_event = on_event
-        self._start: Any = None
+        self._start = Patch(threading, "_start_new_thread", native.start_new_thread)
         self._hook: Any = None
 
     def install(self) -> None:
         """Follow every thread ``threading`` starts from now on."""
         global _look_alike, _watching
-        self._start = threading._start_new_thread  # type: ignore[attr-defined]
-        threading._start_new_thread = native.start_new_thread  # type: ignore[attr-defined]
+        self._start.install()
         hook = threading.excepthook
         if hook is threading.__excepthook__ and isinstance(hook, types.BuiltinFunctionType):
             if _look_alike is None:
@@ -74,8 +74,7 @@ class ThreadWatch:
         """Put ``threading`` back as it was, unless the program changed it since."""
         global _watching
         _watching = None
-        if threading._start_new_thread is native.start_new_thread:  # type: ignore[attr-defined]
-            threading._start_new_thread = self._start  # type: ignore[attr-defined]
+        self._start.uninstall()
         if self._hook is not None and threading.excepthook is _look_alike:
             threading.excepthook = threading.__excepthook__ = self._hook
 

@@ -32,6 +32,7 @@ from scope.instrument.rewrite import instrument_source
 from scope.instrument.select import ModuleSelector
 
 from scope import native
+from scope.patching import Patch
 
 #: Called with each module's plan (packed when it came from the cache), before its code runs.
 PlanListener = Callable[[PackedPlan], None]
@@ -209,21 +210,18 @@ class RunPathHook:
     def __init__(self, selector: ModuleSelector, instrumenter: Instrumenter) -> None:
         self.selector = selector
         self.instrumenter = instrumenter
-        self._original: Callable[[str | None, str], tuple[CodeType, str]] | None = None
+        self._patch = Patch(runpy, "_get_code_from_file", self.get_code)
 
     def install(self) -> None:
         """Answer for ``run_path`` from now on."""
-        self._original = runpy._get_code_from_file  # type: ignore[attr-defined]
-        runpy._get_code_from_file = self.get_code  # type: ignore[attr-defined]
+        self._patch.install()
 
     def uninstall(self) -> None:
         """Put ``runpy`` back, unless the program replaced the function since."""
-        if runpy._get_code_from_file == self.get_code:  # type: ignore[attr-defined]
-            runpy._get_code_from_file = self._original  # type: ignore[attr-defined]
+        self._patch.uninstall()
 
     def get_code(self, run_name: str | None, fname: str) -> tuple[CodeType, str]:
         """The code ``run_path`` runs for ``fname``: instrumented if it is the user's."""
-        assert self._original is not None
         name = os.fsdecode(fname)
         path = os.path.abspath(name)
         module = run_name or "<run_path>"
@@ -231,7 +229,8 @@ class RunPathHook:
             code = self.instrumenter.compile(module, name, file_reader(path))
             if code is not None:
                 return code, fname
-        return self._original(run_name, fname)
+        code_and_name: tuple[CodeType, str] = self._patch.original(run_name, fname)
+        return code_and_name
 
 
 def file_reader(path: str) -> Callable[[], bytes]:
