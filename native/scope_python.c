@@ -1311,6 +1311,49 @@ static PyObject *py_start_new_thread(PyObject *self, PyObject *const *args, Py_s
     return result;
 }
 
+/* ---- A child's exit status, which only the C library sees ----
+ *
+ * Python code cannot learn the status a process exits with (a script's end,
+ * sys.exit, raise SystemExit, an uncaught exception): the interpreter hands it
+ * to exit() after finalizing.  glibc's on_exit() passes it to its handlers, and
+ * this one writes it to a file the run's top process reads when it merges the
+ * child's recording.  Forked children inherit the handler, so it writes only
+ * for the process that last named a file (the pid is kept with the path). */
+
+static char *g_status_path = NULL;
+static pid_t g_status_pid = 0;
+static int g_status_handler = 0;
+
+static void write_exit_status(int status, void *arg) {
+    (void)arg;
+    if (!g_status_path || getpid() != g_status_pid) return;
+    int fd = open(g_status_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return;
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d\n", status & 0xFF);
+    if (n > 0 && write(fd, text, (size_t)n) < 0) { /* nothing to be done at exit */
+    }
+    close(fd);
+}
+
+/* note_exit_status(path): write this process's exit status to path when it exits. */
+static PyObject *py_note_exit_status(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    const char *path = nargs == 1 && PyUnicode_Check(args[0]) ? PyUnicode_AsUTF8(args[0]) : NULL;
+    if (!path) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "note_exit_status(path)");
+        return NULL;
+    }
+    char *copy = strdup(path);
+    if (!copy) return PyErr_NoMemory();
+    free(g_status_path);
+    g_status_path = copy;
+    g_status_pid = getpid();
+#ifdef __GLIBC__
+    if (!g_status_handler && on_exit(write_exit_status, NULL) == 0) g_status_handler = 1;
+#endif
+    return PyBool_FromLong(g_status_handler);
+}
+
 /* current_call() -> int: the innermost recorded call open on this thread, or 0. */
 static PyObject *py_current_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     scope_thread *t = scope_tls_thread;
@@ -1468,6 +1511,8 @@ static PyMethodDef entry_points[] = {
      "scope_work(begin): scope's own work on this thread begins or ends (not recorded)."},
     {"configure_audit", FASTCALL(py_configure_audit),
      "configure_audit(names) -> bool: record these audit events (newline-separated)."},
+    {"note_exit_status", FASTCALL(py_note_exit_status),
+     "note_exit_status(path) -> bool: write the process's exit status to path at exit."},
     {"current_call", FASTCALL(py_current_call),
      "current_call() -> int: the innermost recorded call open on this thread, or 0."},
     {"raised_in", FASTCALL(py_raised_in),

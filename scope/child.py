@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import fields
 
+from scope import native
 from scope.capture.processes import ChildSettings, hide_from_environ, without_hook_dir
 from scope.config import Config
 from scope.session import Recorder, current_recorder
@@ -63,6 +64,7 @@ def record_child(settings: ChildSettings) -> Recorder | None:
     try:
         recorder = Recorder(child_config(settings), child=settings)
         recorder.start()
+        native.note_exit_status(os.path.join(settings.children_dir, f"{os.getpid()}.status"))
         return recorder
     except Exception as exc:
         note = os.path.join(settings.children_dir, f"{os.getpid()}.failed")

@@ -14,6 +14,8 @@ run's children folder is copied into the run, as the processes of that run:
   the next;
 * the child's counters are added to the run's, its problems appended.
 
+A child's exit status, which Python code cannot see, comes from the
+``<pid>.status`` file the C library's exit handlers wrote (``native.note_exit_status``).
 A child file still open (a child that outlives the run) or of another schema
 cannot be merged now; it stays in the folder for ``scope combine`` and the run
 says so.  A child that could not record at all leaves a ``<pid>.failed`` note,
@@ -86,13 +88,30 @@ def merge_children(con: duckdb.DuckDBPyConnection, run: int, folder: str) -> Mer
             report.left.append(path)  # still being written, or not a recording of ours
             continue
         report.merged.append(pid)
+        _note_exit_status(con, run, pid, os.path.join(folder, f"{pid}.status"))
         for leftover in (path, path + ".wal"):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
+    for status in glob.glob(os.path.join(folder, "*.status")):  # children that kept no file
+        with contextlib.suppress(OSError):
+            os.unlink(status)
     if not report.left:
         with contextlib.suppress(OSError):
             os.rmdir(folder)
     return report
+
+
+def _note_exit_status(con: duckdb.DuckDBPyConnection, run: int, pid: int, path: str) -> None:
+    """The status the child exited with, which its own recording could not know."""
+    try:
+        with open(path) as f:
+            status = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    con.execute(
+        "UPDATE process SET exit_status = ? WHERE run = ? AND pid = ? AND exit_status IS NULL",
+        [status, run, pid],
+    )
 
 
 def _next_number(con: duckdb.DuckDBPyConnection, run: int) -> int:

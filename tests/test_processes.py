@@ -81,6 +81,7 @@ def test_every_child_process_is_in_the_run_with_its_calls(project, write, python
     # forkserver itself runs no code of the program's and leaves no recording).
     assert sum(parent == main_pid for parent in parents) == 5
     assert (3, "os._exit") in [(status, how) for _, _, status, how in processes]
+    assert all(status is not None for _, _, status, _ in processes)
     # Ids stay unique and keep their layout; every parent is in the same process.
     assert query("SELECT count(*) - count(DISTINCT id) FROM call") == [(0,)]
     assert query("SELECT count(*) FROM call WHERE id >> 40 <> thread") == [(0,)]
@@ -183,3 +184,34 @@ def test_a_spawned_child_runs_the_main_scripts_functions_instrumented(write, pyt
         (1, "__mp_main__", "cube", 4),
         (1, "__mp_main__", "spawned", 1),
     ]
+
+
+def test_each_childs_exit_status_is_the_one_its_parent_saw(write, scope, query):
+    write("work.py", WORK)
+    write(
+        "app.py",
+        """
+        import multiprocessing, subprocess, sys
+        import work
+
+        ENDINGS = [
+            "work.total(2); sys.exit(4)",
+            "work.total(2); raise SystemExit(5)",
+            "work.total(1)",
+            "work.total(1); 1 / 0",
+        ]
+
+        if __name__ == "__main__":
+            for ending in ENDINGS:
+                code = "import sys, work; " + ending
+                print(subprocess.run([sys.executable, "-c", code], capture_output=True).returncode)
+            process = multiprocessing.get_context("spawn").Process(target=work.total, args=(2,))
+            process.start()
+            process.join()
+            print(process.exitcode)
+        """,
+    )
+    result = scope("run", "app.py")
+    assert result.returncode == 0 and result.stdout.split() == ["4", "5", "0", "1", "0"]
+    statuses = query("SELECT exit_status FROM process ORDER BY start_ns")
+    assert [status for (status,) in statuses] == [0, 4, 5, 0, 1, 0]
