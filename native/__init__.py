@@ -52,6 +52,8 @@ raised_in: Any = _native.raised_in
 ROLE_EVENT: int = lib.SCOPE_ROLE_EVENT
 #: current_call(): the innermost recorded call open on this thread, or 0
 current_call: Any = _native.current_call
+#: take_over_main(filename, compile) -> bool: run a child interpreter's program instrumented
+take_over_main: Any = _native.take_over_main
 #: note_exit_status(path) -> bool: write the exit status to path at exit (glibc only)
 note_exit_status: Any = _native.note_exit_status
 #: ``mark_scope_work(begin)``: scope's own work on this thread begins (True) or ends

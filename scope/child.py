@@ -18,6 +18,7 @@ from dataclasses import fields
 from scope import native
 from scope.capture.processes import ChildSettings, hide_from_environ, without_hook_dir
 from scope.config import Config
+from scope.instrument.hook import file_reader, read_once
 from scope.session import Recorder, current_recorder
 
 #: Config fields that hold tuples (JSON brings them back as lists)
@@ -32,7 +33,60 @@ def start(hook_file: str) -> None:
         hide_from_environ(settings)
     _hand_over_sitecustomize()
     if settings is not None and current_recorder() is None:
-        record_child(settings)
+        recorder = record_child(settings)
+        if recorder is not None:
+            _take_over_main(recorder)
+
+
+def program_of(orig_argv: list[str]) -> tuple[str, str] | None:
+    """("script", path) or ("code", text) that the interpreter will run, else None.
+
+    None for ``-m`` (imported, so instrumented anyway), stdin and the REPL.
+    """
+    words = iter(orig_argv[1:])
+    for word in words:
+        if word == "--":
+            script = next(words, None)
+            return ("script", script) if script else None
+        if not word.startswith("-") or word == "-":
+            return ("script", word) if word != "-" else None
+        if word in ("-W", "-X"):
+            next(words, None)
+            continue
+        if word.startswith(("-W", "-X", "--")):
+            continue
+        flags = word[1:]
+        for position, flag in enumerate(flags):
+            if flag == "c":
+                text = flags[position + 1 :] or next(words, None)
+                return ("code", text) if text is not None else None
+            if flag == "m":
+                return None
+    return None
+
+
+def _take_over_main(recorder: Recorder) -> None:
+    """Have the interpreter's own program (a script of the user's, or -c text) run instrumented."""
+    program = program_of(sys.orig_argv)
+    if program is None or sys.flags.inspect or recorder.instrumenter is None:
+        return
+    kind, value = program
+    instrumenter = recorder.instrumenter
+    if kind == "code":
+        filename, source = "<string>", value.encode()
+        read = read_once(lambda: source)
+    else:
+        filename = value if os.path.isabs(value) else os.path.join(os.getcwd(), value)
+        if not recorder.decides_user_code("__main__", filename):
+            return
+        read = file_reader(filename)
+
+    def compile_main(code: object) -> object:
+        if current_recorder() is not recorder:
+            return None
+        return instrumenter.compile("__main__", filename, read)
+
+    native.take_over_main(filename, compile_main)
 
 
 def _hand_over_sitecustomize() -> None:

@@ -257,6 +257,10 @@ class Recorder:
             self._ended_by = "exec"
         self.stop()
 
+    def decides_user_code(self, module: str, path: str) -> bool:
+        """Whether this recording instruments the module ``module`` at ``path``."""
+        return self._finder is not None and self._finder.selector.decide(module, path).instrument
+
     def child_settings(self) -> ChildSettings | None:
         """What a child process of this recording records with."""
         if self.child is not None:

@@ -215,3 +215,48 @@ def test_each_childs_exit_status_is_the_one_its_parent_saw(write, scope, query):
     assert result.returncode == 0 and result.stdout.split() == ["4", "5", "0", "1", "0"]
     statuses = query("SELECT exit_status FROM process ORDER BY start_ns")
     assert [status for (status,) in statuses] == [0, 4, 5, 0, 1, 0]
+
+
+CHILD_SCRIPT = """
+import sys
+
+def double(n):
+    return 2 * n
+
+def fail():
+    raise ValueError("child failed")
+
+print(double(21), __name__, sys.argv[1:])
+if sys.argv[1:] == ["fail"]:
+    fail()
+if sys.argv[1:] == ["interrupt"]:
+    raise KeyboardInterrupt
+sys.exit(int(sys.argv[1]) if sys.argv[1:] else 0)
+"""
+
+
+def test_a_childs_own_script_and_code_run_instrumented_and_end_as_under_python(
+    write, python, scope, query
+):
+    write("child.py", CHILD_SCRIPT)
+    write(
+        "app.py",
+        """
+        import subprocess, sys
+        runs = [["child.py"], ["child.py", "7"], ["child.py", "fail"], ["child.py", "interrupt"],
+                ["-c", "def triple(n):\\n    return 3 * n\\nprint(triple(2))"]]
+        for args in runs:
+            done = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+            print(done.returncode, repr(done.stdout), repr(done.stderr))
+        """,
+    )
+    plain, recorded = python("app.py"), scope("run", "app.py")
+    assert plain.returncode == 0 and "ValueError: child failed" in plain.stdout
+    assert recorded == plain  # each child's output, traceback and exit status
+    calls = query(
+        """SELECT f.qualname, c.outcome, count(*) FROM call c JOIN function f ON f.id = c.function
+           WHERE f.module = '__main__' GROUP BY ALL ORDER BY ALL"""
+    )
+    assert calls == [("double", "returned", 4), ("fail", "raised", 1), ("triple", "returned", 1)]
+    statuses = [s for (s,) in query("SELECT exit_status FROM process ORDER BY start_ns")]
+    assert statuses == [0, 0, 7, 1, 130, 0]
