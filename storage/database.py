@@ -84,6 +84,12 @@ def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
         raise RecordingError(f"cannot write recording {path}: it is a directory")
     con = _connect(path, read_only=False)
     try:
+        # One thread: DuckDB's workers take the GIL to scan the object (str)
+        # columns of value rows, and a worker without a Python thread state of
+        # its own makes one, which crashes CPython 3.11 while the program traces
+        # its allocations (tracemalloc's traceback_new); a recorded program must
+        # also not find Python thread states it never made.
+        con.execute("SET threads TO 1")
         _check_version(con, path, empty_ok=True)
         if schema_version(con) is None:
             con.execute("BEGIN")
