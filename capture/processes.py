@@ -90,6 +90,8 @@ class ChildPropagation:
         self.config = config
         self.roots = roots
         self.hook_dir: str | None = None
+        #: what the environment carries to children, while installed
+        self.settings: ChildSettings | None = None
 
     def install(self) -> None:
         """Create the hook folder and point the process's environment at it."""
@@ -98,8 +100,10 @@ class ChildPropagation:
         with open(os.path.join(self.hook_dir, "sitecustomize.py"), "w") as f:
             f.write(SITECUSTOMIZE)
         path = os.environ.get("PYTHONPATH")
-        settings = ChildSettings(self.children_dir, self.hook_dir, self.config, self.roots, path)
-        os.putenv(ENV_SETTINGS, settings.to_json())
+        self.settings = ChildSettings(
+            self.children_dir, self.hook_dir, self.config, self.roots, path
+        )
+        os.putenv(ENV_SETTINGS, self.settings.to_json())
         os.putenv("PYTHONPATH", self.hook_dir + (os.pathsep + path if path else ""))
 
     def uninstall(self) -> None:
@@ -115,6 +119,7 @@ class ChildPropagation:
         with contextlib.suppress(OSError):
             shutil.rmtree(self.hook_dir)
         self.hook_dir = None
+        self.settings = None
 
 
 def hide_from_environ(settings: ChildSettings) -> None:

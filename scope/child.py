@@ -13,12 +13,13 @@ import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 
 from scope import native
 from scope.capture.processes import ChildSettings, hide_from_environ, without_hook_dir
 from scope.config import Config
-from scope.instrument.hook import file_reader, read_once
+from scope.instrument.hook import file_reader
 from scope.session import Recorder, current_recorder
 
 #: Config fields that hold tuples (JSON brings them back as lists)
@@ -72,9 +73,10 @@ def _take_over_main(recorder: Recorder) -> None:
         return
     kind, value = program
     instrumenter = recorder.instrumenter
+    read: Callable[[], bytes]
     if kind == "code":
-        filename, source = "<string>", value.encode()
-        read = read_once(lambda: source)
+        filename = "<string>"
+        read = value.encode
     else:
         filename = value if os.path.isabs(value) else os.path.join(os.getcwd(), value)
         if not recorder.decides_user_code("__main__", filename):

@@ -17,6 +17,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from importlib.machinery import SourceFileLoader
 from typing import Any
@@ -116,6 +117,8 @@ class Recorder:
         self.instrumenter: Instrumenter | None = None
         self._started = False
         self._stopped = False
+        #: held while stopping (only ever taken in this recorder's own process)
+        self._stopping = threading.RLock()
 
     def start(self) -> None:
         """Begin recording; raises ``RecordingError`` if the file cannot be written."""
@@ -240,9 +243,11 @@ class Recorder:
 
     def _terminated(self) -> None:
         """SIGTERM with its default action: store everything, then the process dies of it."""
-        self.exit_status = 128 + signal.SIGTERM  # what the shell reports
-        self._ended_by = "SIGTERM"
-        self.stop()
+        with self._stopping:
+            if not self._stopped:  # else a store already under way says how it ended
+                self.exit_status = 128 + signal.SIGTERM  # what the shell reports
+                self._ended_by = "SIGTERM"
+            self.stop()
 
     def _exiting(self, status: int | None) -> None:
         """os._exit(status): store everything first; the status is the exit status."""
@@ -265,16 +270,7 @@ class Recorder:
         """What a child process of this recording records with."""
         if self.child is not None:
             return self.child
-        propagation = self._propagation
-        if propagation is None or propagation.hook_dir is None:
-            return None
-        return ChildSettings(
-            propagation.children_dir,
-            propagation.hook_dir,
-            propagation.config,
-            propagation.roots,
-            os.environ.get("PYTHONPATH"),
-        )
+        return self._propagation.settings if self._propagation is not None else None
 
     def _forked(self) -> None:
         """In a forked child: the parent's recording ends here, the child's begins."""
@@ -290,14 +286,25 @@ class Recorder:
             record_child(settings)
 
     def stop(self) -> RecorderReport | None:
-        """Stop recording and store everything captured; safe to call more than once."""
+        """Stop recording and store everything captured; safe to call more than once.
+
+        A second call from another thread waits for the first to have stored
+        everything, and scope's SIGTERM handler stays until the store is done: a
+        SIGTERM that arrives while ``os._exit`` is storing (a pool worker being
+        terminated as it exits) kills the process once the store is complete.
+        """
+        if os.getpid() != self._pid:  # a forked child's copy: the parent stores it
+            return self.report
+        with self._stopping:
+            return self._stop()
+
+    def _stop(self) -> RecorderReport | None:
         if self._stopped or os.getpid() != self._pid:
             return self.report
         self._stopped = True
         native.set_enabled(False)
         native.configure_audit(())
         native.unfinish_open()
-        native.no_flush_on_sigterm()
         process_end.uninstall()
         if self._finder is not None:
             uninstall(self._finder)
@@ -308,6 +315,8 @@ class Recorder:
             self._finish()
         except Exception as exc:
             self._problems.append(f"could not finish the recording: {type(exc).__name__}: {exc}")
+        # Only now: a SIGTERM during the store waits for it (stop() blocks), then kills.
+        native.no_flush_on_sigterm()
         self._release()
         if self._problems and self.child is None:  # a child's go to the run, not its stderr
             sys.stderr.write(f"scope: warning: {'; '.join(self._problems)}\n")
@@ -344,7 +353,7 @@ class Recorder:
         """Let go of the writer and its DuckDB connection once the recording is stored.
 
         Instrumented modules outlive the recording (their loaders hold the
-        instrumenter), and so does this recorder (the fork handler holds it); if
+        instrumenter), and so does this recorder (``_current`` holds it); if
         they kept the connection alive until the interpreter tears its modules
         down, DuckDB's bindings would print leak warnings on the program's stderr.
         """

@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 from scope.capture.runtime import TASKS, take_tasks
 from scope.instrument.plan import PackedPlan, unpack_plan
+from scope.storage import database
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import summarize, value_columns
 
@@ -38,8 +39,8 @@ _OUTCOME_SQL = (
 VALUE_CHUNK = 8192
 TRACED_VALUE_CHUNK = 256
 
-#: a value record's fields, in order (an audit event's are read by position)
-VALUE_FIELDS = tuple(native.VALUE_DTYPE.names or ())
+#: where an audit event's value record keeps its time (see SCOPE_ROLE_EVENT)
+_TIME_FIELD = (native.VALUE_DTYPE.names or ()).index("raised_in")
 
 #: the batch's buffers as DuckDB sees them: registered once, read in place
 _CALLS_VIEW = "scope_call_batch"
@@ -263,7 +264,7 @@ class RecordingWriter:
         names = self.audit_events
         for record in records.tolist():
             call, payload, position, size, index, tag = record[:6]
-            time_ns = record[VALUE_FIELDS.index("raised_in")]
+            time_ns = record[_TIME_FIELD]
             name = names[index] if index < len(names) else f"event {index}"
             text = summarize(tag, payload, arena[position : position + size].tobytes()).text
             if name == "sys.unraisablehook":
@@ -476,8 +477,6 @@ class DeferredWriter(RecordingWriter):
         self._batch = batch
 
     def _open(self) -> None:
-        from scope.storage import database  # storage.database imports nothing of this module
-
         assert self._info is not None
         self.con = database.open_for_writing(self.path)
         self._opened = True

@@ -114,3 +114,31 @@ def test_sigint_ends_it_as_python_does_with_everything_stored(project, write, qu
     ((calls, status, exit_status),) = query("SELECT calls_stored, status, exit_status FROM run")
     assert calls >= 20_000 and status == "complete" and exit_status == 128 + signal.SIGINT
     assert query("SELECT ended_by FROM process") == [("exit",)]
+
+
+def test_a_sigterm_while_os_exit_stores_waits_for_the_store(write, python, query):
+    # A pool worker being terminated as it exits: SIGTERM arrives while os._exit
+    # is storing.  The SIGTERM path's stop() must wait for that store to finish,
+    # not find the recording stopped and let the signal kill the process midway.
+    write("helper.py", "def work(n):\n    return n + 1\n")
+    write(
+        "app.py",
+        """
+        import os, signal, threading, time, scope
+        recorder = scope.install()
+        import helper
+        for i in range(1000):
+            helper.work(i)
+        finish = recorder._finish
+        def slow_finish():
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            time.sleep(0.5)  # the signal arrives meanwhile
+            finish()
+        recorder._finish = slow_finish
+        os._exit(3)
+        """,
+    )
+    result = python("app.py")
+    # os._exit(3) or the signal ends it, whichever comes first once the store is done
+    assert result.returncode in (3, -signal.SIGTERM), result
+    assert query("SELECT calls_stored, status FROM run") == [(1000, "complete")]
