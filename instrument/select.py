@@ -82,7 +82,11 @@ def _matches(
         if is_function_pattern(pattern):
             if functions and pattern_matches(pattern, module):
                 return pattern
-        elif "/" in pattern or pattern.endswith(".py"):
+        elif "/" not in pattern and pattern.endswith(".py"):
+            # A file name: ``*`` must not reach into the folders above it.
+            if fnmatch.fnmatch(os.path.basename(path), os.path.normcase(pattern)):
+                return pattern
+        elif "/" in pattern:
             absolute = _real(pattern) if not any(c in pattern for c in "*?[") else pattern
             if fnmatch.fnmatch(path, absolute) or fnmatch.fnmatch(path, f"*/{pattern}"):
                 return pattern

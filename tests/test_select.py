@@ -47,6 +47,15 @@ def test_include_and_exclude_patterns(tmp_path):
     assert not selector.decide("other", str(tmp_path / "other.py")).instrument
 
 
+def test_a_file_name_pattern_matches_file_names_not_the_folders_above(tmp_path):
+    # pytest --scope leaves test files out with python_files patterns such as these.
+    selector = ModuleSelector([str(tmp_path)], exclude=["test_*.py", "conftest.py"])
+    inside = tmp_path / "test_project" / "pkg"
+    assert selector.decide("pkg", str(inside / "__init__.py")).instrument
+    assert not selector.decide("test_pkg", str(inside / "test_pkg.py")).instrument
+    assert not selector.decide("conftest", str(inside / "conftest.py")).instrument
+
+
 def test_function_patterns_select_their_module_and_leave_the_rest_to_the_plan(tmp_path):
     selector = ModuleSelector([str(tmp_path)], include=["app.api:handle*"], exclude=["app:_*"])
     # include app.api:handle* includes module app.api (the plan then narrows it)
