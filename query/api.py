@@ -129,6 +129,86 @@ class CallTree:
     total: int
 
 
+@dataclass(frozen=True)
+class TestPhaseResult:
+    """One phase of a recorded test (a row of the ``test`` table)."""
+
+    phase: str
+    outcome: str
+    duration_ns: int
+    #: the phase's root call (None: a collection error)
+    call: int | None
+    exception: str | None
+    message: str | None
+    #: the innermost recorded call the failure's exception left
+    raised_in: int | None
+    kept: bool
+    #: recorded calls under the phase's root (stored one by one, or summed)
+    calls: int
+
+
+#: the outcomes pytest counts as failures
+FAILING = ("failed", "error")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A recorded test: its outcome, its phases and how many calls it made."""
+
+    nodeid: str
+    outcome: str
+    duration_ns: int
+    worker: str | None
+    phases: list[TestPhaseResult]
+
+    @property
+    def failed(self) -> bool:
+        """Whether any phase failed (a failure, or an error in setup or teardown)."""
+        return any(p.outcome in FAILING for p in self.phases)
+
+    @property
+    def calls(self) -> int:
+        """Recorded calls under all its phases."""
+        return sum(p.calls for p in self.phases)
+
+
+def combined_outcome(phases: list[TestPhaseResult]) -> str:
+    """A test's outcome from its phases, as pytest's summary counts it.
+
+    The setup's outcome if it did not pass, else the call's; a failed teardown
+    adds ``error`` (``failed+error``: the test failed and so did its teardown).
+    """
+    by_phase = {p.phase: p.outcome for p in phases}
+    if "collect" in by_phase:
+        return "error"
+    setup = by_phase.get("setup", "passed")
+    main = setup if setup != "passed" else by_phase.get("call", "passed")
+    if by_phase.get("teardown") == "error":
+        return "error" if main == "passed" else f"{main}+error"
+    return main
+
+
+@dataclass(frozen=True)
+class TestUse:
+    """How often one test called one function."""
+
+    nodeid: str
+    module: str
+    qualname: str
+    calls: int
+
+
+@dataclass(frozen=True)
+class TestDetail:
+    """A test, the calls under each of its phases, and where its failure came from."""
+
+    test: TestResult
+    #: phase -> the calls under its root call
+    trees: dict[str, CallTree]
+    #: phase -> the calls from its root down to where its exception was raised
+    exception_paths: dict[str, list[int]]
+
+
 _CALL_COLUMNS = """c.id, c.thread, c.parent, c.depth, coalesce(f.module, '?'),
        coalesce(f.qualname, printf('<function %d>', c.function)),
        c.start_ns, c.duration_ns, c.outcome"""
@@ -274,11 +354,16 @@ class Recording:
         return CallNode(*row)
 
     def tree(
-        self, call_id: int | None = None, run: int | None = None, limit: int = 500
+        self,
+        call_id: int | None = None,
+        run: int | None = None,
+        limit: int = 500,
+        also: list[int] | None = None,
     ) -> CallTree:
         """The calls under ``call_id`` (itself included), or the whole run, in call order.
 
-        At most ``limit`` calls are fetched; ``CallTree.total`` says how many there are.
+        At most ``limit`` calls are fetched, and the calls ``also`` names (a path
+        that must show) whatever the limit; ``CallTree.total`` says how many there are.
         """
         run_id = self.resolve_run(run)
         if call_id is not None:
@@ -300,6 +385,14 @@ class Recording:
                 WHERE {where} ORDER BY c.thread, c.id LIMIT ?""",
             [*params, limit],
         ).fetchall()
+        if also:
+            rows += self.con.execute(
+                f"""SELECT {_CALL_COLUMNS} FROM call c
+                    LEFT JOIN function f ON f.run = c.run AND f.id = c.function
+                    WHERE {where} AND c.id IN (SELECT unnest(?::BIGINT[]))""",
+                [*params, also],
+            ).fetchall()
+            rows.sort(key=lambda row: (row[1], row[0]))
         nodes = {row[0]: CallNode(*row) for row in rows}
         roots: list[CallNode] = []
         for node in nodes.values():
@@ -311,3 +404,154 @@ class Recording:
         return CallTree(
             run=run_id, roots=roots, shown=len(nodes), total=total_row[0] if total_row else 0
         )
+
+    def calls_in_run(self, run: int | None = None) -> int:
+        """Every call of a run: stored one by one, or summed past a function's budget."""
+        run_id = self.resolve_run(run)
+        row = self.con.execute(
+            """SELECT (SELECT count(*) FROM call WHERE run = $run)
+                      + (SELECT coalesce(sum(calls), 0) FROM call_aggregate WHERE run = $run)""",
+            {"run": run_id},
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def tests(
+        self,
+        run: int | None = None,
+        failed: bool = False,
+        slowest: int | None = None,
+        nodeid: str | None = None,
+    ) -> list[TestResult]:
+        """The run's tests in the order they ran (``slowest``: the N longest, longest first).
+
+        ``failed`` keeps tests that failed or errored; ``nodeid`` one test by node id.
+        """
+        run_id = self.resolve_run(run)
+        rows = self.con.execute(
+            """
+            WITH phases AS (
+                SELECT t.*, r.end_id FROM test t
+                LEFT JOIN call r ON r.run = t.run AND r.id = t.call
+                WHERE t.run = $run AND ($nodeid::VARCHAR IS NULL OR t.nodeid = $nodeid)
+            ),
+            stored AS (
+                SELECT p.call, count(*) AS calls FROM phases p
+                JOIN call c ON c.run = $run AND c.id > p.call AND c.id <= p.end_id
+                GROUP BY p.call
+            ),
+            summed AS (
+                SELECT p.call, sum(a.calls) AS calls FROM phases p
+                JOIN call_aggregate a ON a.run = $run AND a.parent BETWEEN p.call AND p.end_id
+                GROUP BY p.call
+            )
+            SELECT p.nodeid, p.phase, p.outcome, p.duration_ns, p.call, p.exception, p.message,
+                   p.raised_in, coalesce(p.kept, true),
+                   (coalesce(s.calls, 0) + coalesce(m.calls, 0))::BIGINT, p.worker
+            FROM phases p
+            LEFT JOIN stored s ON s.call = p.call LEFT JOIN summed m ON m.call = p.call
+            ORDER BY p.start_ns, p.nodeid
+            """,
+            {"run": run_id, "nodeid": nodeid},
+        ).fetchall()
+        by_test: dict[str, tuple[str | None, list[TestPhaseResult]]] = {}
+        for row in rows:
+            by_test.setdefault(row[0], (row[10], []))[1].append(TestPhaseResult(*row[1:10]))
+        results = [
+            TestResult(
+                nodeid=name,
+                outcome=combined_outcome(phases),
+                duration_ns=sum(p.duration_ns for p in phases),
+                worker=worker,
+                phases=phases,
+            )
+            for name, (worker, phases) in by_test.items()
+        ]
+        if failed:
+            results = [t for t in results if t.failed]
+        if slowest is not None:
+            results = sorted(results, key=lambda t: -t.duration_ns)[:slowest]
+        return results
+
+    def find_test(self, name: str, run: int | None = None) -> str:
+        """The node id ``name`` names: itself, else the one test it ends, else the one it is in.
+
+        ``test_parse`` names ``tests/test_app.py::test_parse`` (not
+        ``test_parse_header``); ``test_app.py::test_p`` names the one test whose
+        node id contains it, if just one does.
+        """
+        run_id = self.resolve_run(run)
+        rows = self.con.execute(
+            "SELECT DISTINCT nodeid FROM test WHERE run = $run AND contains(nodeid, $name)",
+            {"run": run_id, "name": name},
+        ).fetchall()
+        found = sorted(str(r[0]) for r in rows)
+        for candidates in (
+            [n for n in found if n == name],
+            [n for n in found if n.endswith(("::" + name, "/" + name))],
+            found,
+        ):
+            if len(candidates) == 1:
+                return candidates[0]
+            if candidates:
+                shown = ", ".join(candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+                raise QueryError(f"{len(candidates)} tests match {name!r}: {shown}")
+        raise QueryError(f"no test {name!r} in run {run_id} (see 'scope tests')")
+
+    def test(self, name: str, run: int | None = None, limit: int = 500) -> TestDetail:
+        """A test (by node id, or a part of one), each phase's calls, and its exception paths."""
+        run_id = self.resolve_run(run)
+        nodeid = self.find_test(name, run_id)
+        (result,) = self.tests(run_id, nodeid=nodeid)
+        trees: dict[str, CallTree] = {}
+        paths: dict[str, list[int]] = {}
+        for phase in result.phases:
+            if phase.call is None:
+                continue
+            if phase.raised_in is not None:
+                paths[phase.phase] = self.stack_of(phase.raised_in, run_id)
+            trees[phase.phase] = self.tree(
+                phase.call, run=run_id, limit=limit, also=paths.get(phase.phase)
+            )
+        return TestDetail(test=result, trees=trees, exception_paths=paths)
+
+    def stack_of(self, call_id: int, run: int | None = None) -> list[int]:
+        """The calls open when ``call_id`` began, outermost first, ending with it."""
+        run_id = self.resolve_run(run)
+        rows = self.con.execute(
+            """SELECT id FROM call
+               WHERE run = $run AND thread = $call >> 40 AND id <= $call AND end_id >= $call
+               ORDER BY id""",
+            {"run": run_id, "call": call_id},
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def tests_calling(self, function: str, run: int | None = None) -> list[TestUse]:
+        """Which tests called functions whose name contains ``function``, and how often."""
+        run_id = self.resolve_run(run)
+        rows = self.con.execute(
+            """
+            WITH roots AS (
+                SELECT t.nodeid, t.call, r.end_id FROM test t
+                JOIN call r ON r.run = t.run AND r.id = t.call WHERE t.run = $run
+            ),
+            wanted AS (
+                SELECT id, module, qualname FROM function
+                WHERE run = $run AND kind <> 'test'
+                  AND (qualname ILIKE '%' || $function || '%'
+                       OR (module || '.' || qualname) ILIKE '%' || $function || '%')
+            ),
+            made AS (
+                SELECT c.id AS at, c.function, 1 AS calls FROM call c
+                WHERE c.run = $run AND c.function IN (SELECT id FROM wanted)
+                UNION ALL
+                SELECT a.parent, a.function, a.calls FROM call_aggregate a
+                WHERE a.run = $run AND a.function IN (SELECT id FROM wanted)
+            )
+            SELECT r.nodeid, w.module, w.qualname, sum(m.calls)::BIGINT
+            FROM made m JOIN roots r ON m.at BETWEEN r.call AND r.end_id
+            JOIN wanted w ON w.id = m.function
+            GROUP BY ALL ORDER BY 4 DESC, 1, 3
+            """,
+            {"run": run_id, "function": function},
+        ).fetchall()
+        return [TestUse(*row) for row in rows]

@@ -12,9 +12,26 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 from scope.instrument.explain import ModuleReport
-from scope.query.api import CallNode, CallTree, FunctionStats, RunHealth, RunSummary
+from scope.query.api import (
+    CallNode,
+    CallTree,
+    FunctionStats,
+    RunHealth,
+    RunSummary,
+    TestDetail,
+    TestResult,
+    TestUse,
+)
 
 _OUTCOME_STYLES = {"returned": "", "raised": "bold red", "unfinished": "yellow"}
+_TEST_STYLES = {
+    "passed": "green",
+    "failed": "bold red",
+    "error": "bold red",
+    "skipped": "yellow",
+    "xfailed": "yellow",
+    "xpassed": "yellow",
+}
 
 
 def format_ns(ns: float | None) -> str:
@@ -188,8 +205,8 @@ def function_table(stats: Sequence[FunctionStats], run: int) -> Table:
     return table
 
 
-def _label(node: CallNode) -> Text:
-    text = Text(node.qualname, style="bold")
+def _label(node: CallNode, on_path: bool = False) -> Text:
+    text = Text(node.qualname, style="bold red" if on_path else "bold")
     text.append(f"  {format_ns(node.duration_ns)}", style="cyan")
     if node.outcome != "returned":
         text.append(f"  {node.outcome}", style=_OUTCOME_STYLES.get(node.outcome, ""))
@@ -206,25 +223,99 @@ def _descendants(node: CallNode) -> int:
     return count
 
 
-def call_tree(tree: CallTree, max_depth: int | None = None) -> Tree:
+def call_tree(
+    tree: CallTree,
+    max_depth: int | None = None,
+    path: Sequence[int] = (),
+    note: str | None = None,
+    title: str | None = None,
+) -> Tree:
     """A rich tree of calls; subtrees below ``max_depth`` levels are summarised.
 
+    The calls of ``path`` (an exception's way from the root down to where it
+    was raised) are highlighted and always shown, and its last call gets ``note``.
     Built without recursion, so a recording of deep recursion renders instead of
     hitting the recursion limit.
     """
-    title = f"Run {tree.run}: {tree.shown:,} of {tree.total:,} calls"
+    title = title or f"Run {tree.run}: {tree.shown:,} of {tree.total:,} calls"
     root = Tree(Text(title, style="italic"))
+    on_path = set(path)
+    last = path[-1] if path else None
     pending: list[tuple[Tree, CallNode, int]] = [(root, n, 1) for n in reversed(tree.roots)]
     while pending:
         branch, node, level = pending.pop()
-        child = branch.add(_label(node))
-        if max_depth is not None and level >= max_depth and node.children:
+        label = _label(node, node.id in on_path)
+        if node.id == last and note:
+            label.append(f"  ← {note}", style="red")
+        child = branch.add(label)
+        below_path = any(sub.id in on_path for sub in node.children)
+        if max_depth is not None and level >= max_depth and node.children and not below_path:
             child.add(Text(f"… {_descendants(node):,} more calls below", style="dim"))
             continue
         pending.extend((child, sub, level + 1) for sub in reversed(node.children))
     if tree.shown < tree.total:
         root.add(Text(f"… {tree.total - tree.shown:,} more calls (raise --limit)", style="dim"))
     return root
+
+
+def tests_table(tests: Sequence[TestResult], run: int) -> Table:
+    """The tests of a run: outcome, duration, calls recorded under each."""
+    table = Table(title=f"Tests in run {run}")
+    table.add_column("test")
+    table.add_column("outcome")
+    table.add_column("duration", justify="right")
+    table.add_column("calls", justify="right")
+    workers = any(t.worker for t in tests)
+    if workers:
+        table.add_column("worker")
+    for t in tests:
+        kept = all(p.kept for p in t.phases)
+        cells: list[str | Text] = [
+            t.nodeid,
+            Text(t.outcome, style=_TEST_STYLES.get(t.outcome.split("+")[0], "")),
+            format_ns(t.duration_ns),
+            f"{t.calls:,}" if kept else f"{t.calls:,} (not kept)",
+        ]
+        if workers:
+            cells.append(t.worker or "")
+        table.add_row(*cells)
+    return table
+
+
+def test_uses_table(uses: Sequence[TestUse], function: str, run: int) -> Table:
+    """Which tests called the functions matching ``function``, and how often."""
+    table = Table(title=f"Tests calling {function!r} in run {run}")
+    table.add_column("test")
+    table.add_column("function")
+    table.add_column("calls", justify="right")
+    for use in uses:
+        table.add_row(use.nodeid, f"{use.module}.{use.qualname}", f"{use.calls:,}")
+    return table
+
+
+def test_detail(detail: TestDetail, max_depth: int | None = None) -> Group:
+    """A test's outcome, then each phase's calls with the exception's path highlighted."""
+    test = detail.test
+    header = Text(test.nodeid, style="bold")
+    header.append(f"  {test.outcome}", style=_TEST_STYLES.get(test.outcome.split("+")[0], ""))
+    header.append(f"  {format_ns(test.duration_ns)}", style="cyan")
+    if test.worker:
+        header.append(f"  on {test.worker}", style="dim")
+    parts: list[Text | Tree] = [header]
+    for phase in test.phases:
+        line = f"{phase.phase}: {phase.outcome}, {format_ns(phase.duration_ns)}"
+        counted = f"{phase.calls:,} call" + ("" if phase.calls == 1 else "s")
+        line += f", {counted}" if phase.kept else ", calls not kept (--scope-keep)"
+        if phase.message and phase.outcome != "passed":
+            line += f": {phase.message}"
+        tree = detail.trees.get(phase.phase)
+        if tree is None or (not phase.kept and not phase.raised_in):
+            parts.append(Text(line, style=_TEST_STYLES.get(phase.outcome, "")))
+            continue
+        path = detail.exception_paths.get(phase.phase, [])
+        note = f"raised here: {phase.exception}" if phase.exception and path else None
+        parts.append(call_tree(tree, max_depth, path=path, note=note, title=line))
+    return Group(*parts)
 
 
 def console() -> Console:

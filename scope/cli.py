@@ -12,8 +12,9 @@ outside click, which would otherwise turn ``KeyboardInterrupt`` into "Aborted!".
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import click
 
@@ -21,6 +22,8 @@ from scope import __version__
 from scope.config import Config, load_config
 from scope.errors import ScopeError
 from scope.launch import fail, record, split_levels
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -47,6 +50,16 @@ db_option = click.option(
 )
 run_option = click.option("--run", "run_id", type=int, help="Run number (default: the latest).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+depth_option = click.option(
+    "--depth", type=click.IntRange(min=1), help="Summarise calls deeper than this."
+)
+
+
+def calls_limit_option(help_text: str) -> Callable[[F], F]:
+    """``--limit N`` on the calls a tree fetches (500 by default)."""
+    return click.option(
+        "--limit", type=click.IntRange(min=1), default=500, show_default=True, help=help_text
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -271,14 +284,8 @@ def calls(
 @db_option
 @run_option
 @click.argument("call_id", type=int, required=False)
-@click.option("--depth", type=click.IntRange(min=1), help="Summarise calls deeper than this.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
-    help="At most this many calls.",
-)
+@depth_option
+@calls_limit_option("At most this many calls.")
 @json_option
 def tree(
     db: str | None,
@@ -304,6 +311,89 @@ def tree(
         click.echo(render.to_json(answer))
     else:
         render.console().print(render.call_tree(answer, max_depth=depth))
+
+
+@cli.command()
+@db_option
+@run_option
+@click.option("--failed", is_flag=True, help="Only tests that failed or errored.")
+@click.option("--slowest", type=click.IntRange(min=1), metavar="N", help="The N longest tests.")
+@click.option(
+    "--calls",
+    "function",
+    metavar="FUNCTION",
+    help="Which tests called functions whose name contains FUNCTION, and how often.",
+)
+@json_option
+def tests(
+    db: str | None,
+    run_id: int | None,
+    failed: bool,
+    slowest: int | None,
+    function: str | None,
+    as_json: bool,
+) -> None:
+    """The tests a recorded session (pytest --scope) ran, with outcomes and calls.
+
+    \b
+    Examples:
+      scope tests
+      scope tests --failed
+      scope tests --slowest 10
+      scope tests --calls parse_header
+    """
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        resolved = recording.resolve_run(run_id)
+        if function is not None:
+            uses = recording.tests_calling(function, resolved)
+            if as_json:
+                click.echo(render.to_json(uses))
+            else:
+                render.console().print(render.test_uses_table(uses, function, resolved))
+            return
+        found = recording.tests(resolved, failed=failed, slowest=slowest)
+    if as_json:
+        click.echo(render.to_json(found))
+    else:
+        render.console().print(render.tests_table(found, resolved))
+
+
+@cli.command()
+@db_option
+@run_option
+@click.argument("nodeid")
+@depth_option
+@calls_limit_option("At most this many calls per phase (the exception's path always shows).")
+@json_option
+def test(
+    db: str | None,
+    run_id: int | None,
+    nodeid: str,
+    depth: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """One test's calls, phase by phase, with its exception's path highlighted.
+
+    NODEID is pytest's node id, or any part of it that names one test.
+
+    \b
+    Examples:
+      scope test tests/test_app.py::test_parse
+      scope test test_parse --depth 3
+    """
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        detail = recording.test(nodeid, run=run_id, limit=limit)
+    if as_json:
+        click.echo(render.to_json(detail))
+    else:
+        render.console().print(render.test_detail(detail, max_depth=depth))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -80,8 +80,17 @@ class Config:
     audit: tuple[str, ...] = DEFAULT_AUDIT
     #: log records at or above this level are kept as events ("off": none)
     log_level: str = "off"
+    #: pytest records every test without being given --scope
+    pytest: bool = False
+    #: whose calls ``pytest --scope`` keeps: all, failed, slow:SECONDS (comma-separated)
+    keep: str = "all"
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def retention(self) -> Retention:
+        """Whose calls a recorded test session keeps (``keep``, validated on load)."""
+        return parse_retention(self.keep)
 
     def plan_settings(self) -> PlanSettings:
         """The settings that decide each function's capture level."""
@@ -153,6 +162,68 @@ def _as_count(minimum: int, maximum: int) -> Callable[[str, Any, str], int]:
     return check
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Which tests' calls a recorded test session keeps (``keep``); every outcome is kept."""
+
+    #: every test's (``all``)
+    everything: bool = True
+    #: failing tests' (``failed``: a phase failed or errored)
+    failed: bool = False
+    #: tests that took at least this long, all phases together (``slow:SECONDS``)
+    slower_than_ns: int | None = None
+
+    def keeps(self, failed: bool, duration_ns: int) -> bool:
+        """Whether a test that ``failed`` (or not) and took ``duration_ns`` keeps its calls."""
+        if self.everything or (self.failed and failed):
+            return True
+        return self.slower_than_ns is not None and duration_ns >= self.slower_than_ns
+
+
+def parse_retention(text: str) -> Retention:
+    """``all``, ``failed``, ``slow:0.5`` (seconds; ``500ms`` too), or several, comma-separated.
+
+    Raises ``ValueError`` with the reason.
+    """
+    everything = failed = False
+    slower_than: int | None = None
+    for item in (part.strip() for part in text.split(",")):
+        word, _, threshold = item.partition(":")
+        if item == "all":
+            everything = True
+        elif item == "failed":
+            failed = True
+        elif word == "slow" and threshold:
+            slower_than = _seconds_as_ns(threshold.strip())
+        else:
+            raise ValueError(f"{item!r} is not all, failed or slow:SECONDS")
+    return Retention(everything, failed, slower_than)
+
+
+def _seconds_as_ns(text: str) -> int:
+    scale, number = 1e9, text
+    for suffix, factor in (("ms", 1e6), ("s", 1e9)):
+        if text.endswith(suffix):
+            scale, number = factor, text[: -len(suffix)]
+            break
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (seconds, or 250ms)") from None
+    if not value >= 0:
+        raise ValueError(f"{text!r} is not a duration (seconds, or 250ms)")
+    return int(value * scale)
+
+
+def _as_retention(key: str, value: Any, where: str) -> str:
+    text = _as_str(key, value, where).strip()
+    try:
+        parse_retention(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key} {where}: {exc}") from None
+    return text
+
+
 def _as_levels(key: str, value: Any, where: str) -> tuple[tuple[str, str], ...]:
     """``{pattern: level}`` (a TOML table) or ``"pattern=level,..."`` (a variable or flag)."""
     if isinstance(value, str):
@@ -197,6 +268,8 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "clock": _as_choice(CLOCKS),
     "audit": _as_event_names,
     "log_level": _as_choice(LOG_LEVELS),
+    "pytest": _as_bool,
+    "keep": _as_retention,
 }
 
 

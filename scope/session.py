@@ -39,11 +39,18 @@ from scope.instrument.hook import (
     loaded_plans,
     uninstall,
 )
-from scope.instrument.plan import DEFAULT_REDACT
+from scope.instrument.plan import DEFAULT_REDACT, ModulePlan
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.storage import database
 from scope.storage.children import merge_children
-from scope.storage.writer import DeferredWriter, Event, RecordingWriter, RunEnd, RunInfo
+from scope.storage.writer import (
+    DeferredWriter,
+    Event,
+    RecordingWriter,
+    RunEnd,
+    RunInfo,
+    TestPhase,
+)
 
 #: how long a producer waits for the writer when its ring is full (overflow = "block")
 BLOCK_TIMEOUT_NS = 1_000_000_000
@@ -240,6 +247,21 @@ class Recorder:
     def event(self, kind: str, detail: str, call: int = 0) -> None:
         """Keep something that happened besides calls, for the event table (any thread)."""
         self._events.append(Event(native.now_ns(), kind, detail, call))
+
+    def add_functions(self, plan: ModulePlan) -> None:
+        """Describe functions that are not instrumented code (a test's phases, say)."""
+        if self._writer is not None:
+            self._writer.add_plan(plan)
+
+    def add_test_phases(self, phases: list[TestPhase]) -> None:
+        """Keep test phases for the ``test`` table (stored with the next batch)."""
+        if self._writer is not None:
+            self._writer.add_test_phases(phases)
+
+    def discard_calls_under(self, roots: list[int]) -> None:
+        """Forget every call made under these root calls (kept: the roots themselves)."""
+        if self._writer is not None:
+            self._writer.discard_calls_under(roots)
 
     def _terminated(self) -> None:
         """SIGTERM with its default action: store everything, then the process dies of it."""

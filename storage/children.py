@@ -45,9 +45,12 @@ _CALL_COLUMNS = {
     "task": ("id", "created_by"),
     "event": ("call",),
     "thread": ("started_by",),
+    "test": ("call", "raised_in"),
 }
 _THREAD_COLUMNS = {"call": ("thread",), "thread": ("id", "parent"), "task": ("thread",)}
 _FUNCTION_COLUMNS = {"call": ("function",), "call_aggregate": ("function",), "value": ("function",)}
+#: the tables whose rows a child's run brings (``function`` is merged by key, ``run`` summed)
+_MERGED_TABLES = ("call", "call_aggregate", "value", "task", "event", "thread", "process", "test")
 _COUNTERS = (
     "events_captured",
     "events_dropped",
@@ -143,7 +146,7 @@ def _merge_one(con: duckdb.DuckDBPyConnection, run: int, path: str, number: int)
         con.execute("BEGIN")
         try:
             _map_functions(con, run, child_run)
-            for table in ("call", "call_aggregate", "value", "task", "event", "thread", "process"):
+            for table in _MERGED_TABLES:
                 columns = _columns(con, table)
                 selected = ", ".join(
                     "? AS run" if c == "run" else f"{_remapped(table, c, number)} AS {c}"

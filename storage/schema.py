@@ -14,17 +14,22 @@ columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
 numbers functions per run (``function.key`` keeps the stable id) and added
 ``process``, ``event`` and the ``exception`` view; version 5 added
 ``function.line``; version 6 added ``task``, who started each ``thread`` and
-the call an ``event`` happened in.  ``MIGRATIONS`` upgrades a version 3, 4 or 5 file when
-it is next recorded into.
+the call an ``event`` happened in; version 7 added ``test``.  ``MIGRATIONS``
+upgrades a version 3 to 6 file when it is next recorded into.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 OUTCOMES = ("returned", "raised", "unfinished")
+
+#: how a test phase ended, in pytest's words (an error is a setup or teardown failure)
+TEST_OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+#: the phases of a test; ``collect`` rows are modules or classes that failed to collect
+TEST_PHASES = ("collect", "setup", "call", "teardown")
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,8 @@ TABLES = (
                 "kind",
                 "VARCHAR",
                 "plain, method, staticmethod, classmethod, property, generator, coroutine, "
-                "async_generator or lambda (a scope's lambdas are one function)",
+                "async_generator, lambda (a scope's lambdas are one function) or test (a "
+                "test's phases, recorded by pytest --scope)",
             ),
             Column("level", "VARCHAR", "capture level: off, calls, args or full"),
             Column("params", "VARCHAR[]", "parameter names, in the order arguments are recorded"),
@@ -282,6 +288,48 @@ TABLES = (
             ),
         ),
     ),
+    Table(
+        "test",
+        "One row per phase of each test pytest ran with --scope (and per collection "
+        "error): its outcome, and the root call under which its calls hang.",
+        (
+            Column("run", "INTEGER", "the run (the test session)"),
+            Column("nodeid", "VARCHAR", "pytest's node id, e.g. tests/test_app.py::test_parse[1]"),
+            Column("phase", "VARCHAR", "collect, setup, call or teardown"),
+            Column(
+                "outcome",
+                "VARCHAR",
+                "passed, failed, skipped, xfailed, xpassed, or error (a failed setup, "
+                "teardown or collection)",
+            ),
+            Column("start_ns", "BIGINT", "recorder clock when the phase began"),
+            Column("duration_ns", "BIGINT", "the phase's duration as pytest measured it"),
+            Column(
+                "call",
+                "BIGINT",
+                "the phase's root call (call.id): every recorded call the phase made on "
+                "its thread is in [call, call.end_id]; NULL for collection errors",
+            ),
+            Column("exception", "VARCHAR", "type of the exception that failed or skipped it"),
+            Column(
+                "message", "VARCHAR", "pytest's one-line account of the failure, or skip reason"
+            ),
+            Column(
+                "raised_in",
+                "BIGINT",
+                "the innermost recorded call that exception left (exception.raised_in); "
+                "the phase's root call if it was raised in the test's own code",
+            ),
+            Column("worker", "VARCHAR", "pytest-xdist worker id (gw0, ...); NULL without xdist"),
+            Column("pid", "INTEGER", "the process that ran it"),
+            Column(
+                "kept",
+                "BOOLEAN",
+                "whether its calls are kept (--scope-keep); if not, only the phase's root "
+                "call remains",
+            ),
+        ),
+    ),
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}
@@ -359,6 +407,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE thread ADD COLUMN IF NOT EXISTS parent INTEGER",
         "ALTER TABLE thread ADD COLUMN IF NOT EXISTS started_by BIGINT",
     ),
+    6: (TABLES_BY_NAME["test"].ddl(),),
 }
 
 #: No index on ``call``: an ART index costs a third of the insert rate and 4 bytes

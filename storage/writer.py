@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 from scope.capture.runtime import TASKS, take_tasks
 from scope.instrument.plan import PackedPlan, unpack_plan
 from scope.storage import database
+from scope.storage.retention import discard_under
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import summarize, value_columns
 
@@ -38,6 +40,9 @@ _OUTCOME_SQL = (
 #: tracing starts is in the program's measurement until it is inserted.
 VALUE_CHUNK = 8192
 TRACED_VALUE_CHUNK = 256
+
+#: seconds between two rounds of dropping unkept tests' calls: each round scans ``call``
+DISCARD_INTERVAL = 2.0
 
 #: where an audit event's value record keeps its time (see SCOPE_ROLE_EVENT)
 _TIME_FIELD = (native.VALUE_DTYPE.names or ()).index("raised_in")
@@ -76,6 +81,25 @@ class Event:
     detail: str
     #: the recorded call it happened in (0: none)
     call: int = 0
+
+
+@dataclass(frozen=True)
+class TestPhase:
+    """One phase of a test as pytest reported it: a row of the ``test`` table."""
+
+    nodeid: str
+    phase: str
+    outcome: str
+    start_ns: int
+    duration_ns: int
+    #: the phase's root call (0: none, a collection error)
+    call: int = 0
+    exception: str | None = None
+    message: str | None = None
+    #: the innermost recorded call the failure's exception left (0: none)
+    raised_in: int = 0
+    worker: str | None = None
+    kept: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,10 @@ class RecordingWriter:
         #: function number -> (parameter names, attribute names), for naming values
         self._names: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._plans_lock = threading.Lock()
+        #: test phases to store, and roots whose calls are to go (``pytest --scope-keep``)
+        self._tests: list[TestPhase] = []
+        self._discards: set[int] = set()
+        self._next_discard = 0.0
         self._thread_names: dict[int, str] = {}
         self._registered: native.Batch | None = None
         self._pid = 0
@@ -190,6 +218,69 @@ class RecordingWriter:
         with self._plans_lock:
             self._plans.append(plan)
 
+    def add_test_phases(self, phases: Sequence[TestPhase]) -> None:
+        """Queue test phases for the next transaction (any thread may call)."""
+        with self._plans_lock:
+            self._tests.extend(phases)
+
+    def discard_calls_under(self, roots: Sequence[int]) -> None:
+        """Forget the calls under these root calls once they are stored (any thread)."""
+        with self._plans_lock:
+            self._discards.update(roots)
+
+    def _take_tests(self) -> list[TestPhase]:
+        with self._plans_lock:
+            tests, self._tests = self._tests, []
+        return tests
+
+    def _insert_tests(self, tests: Sequence[TestPhase]) -> None:
+        if not tests:
+            return
+        columns = (
+            ("nodeid", "VARCHAR"),
+            ("phase", "VARCHAR"),
+            ("outcome", "VARCHAR"),
+            ("start_ns", "BIGINT"),
+            ("duration_ns", "BIGINT"),
+            ("call", "BIGINT"),
+            ("exception", "VARCHAR"),
+            ("message", "VARCHAR"),
+            ("raised_in", "BIGINT"),
+            ("worker", "VARCHAR"),
+            ("kept", "BOOLEAN"),
+        )
+        selected = ", ".join(
+            f"NULLIF(unnest(?::{kind}[]), 0)"
+            if name in ("call", "raised_in")
+            else f"unnest(?::{kind}[])"
+            for name, kind in columns
+        )
+        self.con.execute(
+            f"INSERT INTO test (run, pid, {', '.join(n for n, _ in columns)}) "
+            f"SELECT ?, ?, {selected}",
+            [self.run_id, self._pid, *([getattr(t, n) for t in tests] for n, _ in columns)],
+        )
+
+    def _apply_discards(self) -> None:
+        """Drop the calls under the queued roots that are stored by now (own transaction)."""
+        with self._plans_lock:
+            roots, self._discards = self._discards, set()
+        self._next_discard = time.monotonic() + DISCARD_INTERVAL
+        if not roots:
+            return
+        try:
+            self.con.execute("BEGIN")
+            found = discard_under(self.con, self.run_id, sorted(roots))
+            self.con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.con.execute("ROLLBACK")
+            found = set()
+            raise
+        finally:
+            with self._plans_lock:
+                self._discards.update(roots - found)
+
     def _name_of(self, function: int, role: str, index: int) -> str | None:
         params, attributes = self._names.get(function, ((), ()))
         names = params if role == "argument" else attributes if role == "attribute" else ()
@@ -202,13 +293,14 @@ class RecordingWriter:
         with self._plans_lock:
             plans, self._plans = self._plans, []
         tasks = take_tasks()
+        tests = self._take_tests()
         statements = ""
         if counts.calls:
             statements += _INSERT_CALLS.format(run=self.run_id, rows=counts.calls)
         if counts.aggregates:
             statements += _INSERT_AGGREGATES.format(run=self.run_id, rows=counts.aggregates)
         try:
-            if not plans and not counts.values and not tasks:
+            if not plans and not counts.values and not tasks and not tests:
                 if statements:
                     self.con.execute(f"BEGIN; {statements} COMMIT")
             else:
@@ -216,6 +308,7 @@ class RecordingWriter:
                 for plan in plans:
                     self._insert_functions(plan)
                 self._insert_tasks(tasks)
+                self._insert_tests(tests)
                 if counts.values:
                     self._insert_values(batch)
                 if statements:
@@ -224,12 +317,16 @@ class RecordingWriter:
         except BaseException:
             self._abandon(plans)
             TASKS[:0] = tasks  # stored with the next batch
+            with self._plans_lock:
+                self._tests[:0] = tests
             raise
         self.records_stored += counts.records
         self.calls_stored += counts.calls
         self.calls_unfinished += counts.unfinished
         self.calls_summed += counts.summed
         self.values_stored += counts.values
+        if self._discards and time.monotonic() >= self._next_discard:
+            self._apply_discards()
 
     def _insert_tasks(self, tasks: list[tuple[int, str, int, int]]) -> None:
         if tasks:
@@ -371,8 +468,10 @@ class RecordingWriter:
         threads = native.threads()
         rings = end.rings
         dropped = rings.dropped + end.records_lost
+        self._apply_discards()
         self.con.execute("BEGIN")
         self._insert_tasks(take_tasks())
+        self._insert_tests(self._take_tests())
         summed = native.summed_calls()
         if summed:
             self.con.execute(
@@ -492,7 +591,7 @@ class DeferredWriter(RecordingWriter):
         """
         counts = batch.counts
         if not self._opened:
-            if not (counts.calls or counts.aggregates or TASKS):
+            if not (counts.calls or counts.aggregates or TASKS or self._tests):
                 if counts.values:
                     held = self._audit_events(batch.values(), batch.arena)
                     room = HELD_EVENTS - len(self._held)
@@ -512,7 +611,8 @@ class DeferredWriter(RecordingWriter):
         file, and the audit events it raised are not kept either.
         """
         if not self._opened:
-            if not (end.problems or end.events or end.records_lost or end.rings.dropped):
+            quiet = not (end.problems or end.events or end.records_lost or end.rings.dropped)
+            if quiet and not self._tests:
                 return
             self._open()
             if self._held:

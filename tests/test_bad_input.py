@@ -122,6 +122,7 @@ def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_i
     con.execute("ALTER TABLE thread DROP COLUMN parent")  # version 6
     con.execute("ALTER TABLE thread DROP COLUMN started_by")
     con.execute("DROP VIEW exception")
+    con.execute("DROP TABLE test")  # version 7
     con.execute("DROP TABLE process")
     con.execute("DROP TABLE event")
     con.execute("DROP INDEX value_call")
@@ -139,8 +140,10 @@ def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_i
     processes = con.execute("SELECT run, ended_by FROM process").fetchall()
     exceptions = con.execute("SELECT count(*) FROM exception").fetchall()
     lines = con.execute("SELECT run, line FROM function ORDER BY run").fetchall()
+    tests = con.execute("SELECT count(*) FROM test").fetchone()
     con.close()
-    assert "call_function" not in indexes and version == ("6",) and runs == (2,)
+    assert "call_function" not in indexes and version == ("7",) and runs == (2,)
+    assert tests == (0,)
     assert lines == [(1, None), (2, 1)]
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]
     assert processes == [(2, "exit")] and exceptions == [(0,)]

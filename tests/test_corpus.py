@@ -8,14 +8,19 @@ Every project runs at the ``calls`` and the ``args`` level behind the
 takes a second yet exercises currying, ``inspect.signature`` and lazy
 generators, runs in every test session as the representative slice.
 
+Every project also runs under the pytest plugin (``pytest --scope``), serially
+and with ``-n 2``: the same outcome for every test, and ``scope tests`` lists
+every test of the JUnit report with that outcome.  toolz's serial run is in
+the slice.
+
 Three projects of scope's choosing join the shared seven, each for a trap the
 others do not set (``tests/corpus/recipes.sh``): pyparsing, which predicts the
 line of its own call and compares it with a traceback's; decorator, whose
 signature-preserving wrappers are source compiled with ``exec``; and asgiref,
 which hands coroutines between event loops and thread pools.  The shared
 scripts read their recipes from beside themselves, so the tests run them
-through an overlay: a folder of links to the shared scripts whose
-``lib/recipes.sh`` adds ours to theirs.  decorator runs in the slice too.
+through an overlay (``benchmarks/corpus_runs.py``, which the overhead
+benchmark shares).  decorator runs in the slice too.
 
 The corpus scripts are found through ``SCOPE_CORPUS_SCRIPTS``, else next to
 this checkout (``../shared/corpus``), else at ``/work/shared/corpus``; the
@@ -25,46 +30,25 @@ projects and their virtual environments go to the corpus cache
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from benchmarks.corpus_runs import (
+    EXTRA_PIP,
+    PROJECTS,
+    corpus_env,
+    corpus_scripts,
+    overlay,
+    work_dir,
+)
+
 from .conftest import unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_PROJECTS = ("more-itertools", "toolz", "attrs", "sqlparse", "click", "jinja2", "boltons")
-OWN_PROJECTS = ("pyparsing", "decorator", "asgiref")
-PROJECTS = SHARED_PROJECTS + OWN_PROJECTS
 SLICE = ("toolz", "decorator")
-#: scope's recipes and the pins of their test dependencies
-OWN_RECIPES = ROOT / "tests" / "corpus"
-
-
-def corpus_scripts() -> Path | None:
-    """The folder of the corpus scripts, if this machine has it."""
-    candidates = [ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus")]
-    if "SCOPE_CORPUS_SCRIPTS" in os.environ:
-        candidates.insert(0, Path(os.environ["SCOPE_CORPUS_SCRIPTS"]))
-    return next((c for c in candidates if (c / "compare.sh").is_file()), None)
-
-
-def overlay(shared: Path, folder: Path) -> Path:
-    """The shared scripts in ``folder``, linked, with scope's recipes added to theirs."""
-    lib = folder / "lib"
-    lib.mkdir(parents=True, exist_ok=True)
-    for name in ("setup.sh", "run.sh", "compare.sh"):
-        (folder / name).symlink_to(shared / name)
-    for name in ("common.sh", "junit_tool.py", "plugins"):
-        (lib / name).symlink_to(shared / "lib" / name)
-    (lib / "recipes.sh").write_text(
-        f"SCOPE_CORPUS_SHARED_LIB={shared / 'lib'}\n. {OWN_RECIPES / 'recipes.sh'}\n"
-    )
-    pins = [(shared / "lib" / "constraints.txt"), (OWN_RECIPES / "constraints.txt")]
-    (lib / "constraints.txt").write_text("".join(p.read_text() for p in pins))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +63,21 @@ def scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return overlay(shared, tmp_path_factory.mktemp("corpus"))
 
 
-def compare(scripts: Path, project: str, level: str) -> subprocess.CompletedProcess[str]:
-    """Set ``project`` up with this checkout of scope installed, then compare its two runs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_") or "CORPUS" in k}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the corpus runs as users run: caches on
-    env["SCOPE_CORPUS_EXTRA_PIP"] = f"-e {ROOT}"
+def set_up(scripts: Path, project: str) -> None:
+    """Set ``project`` up with this checkout of scope (and pytest-xdist) installed."""
     setup = subprocess.run(
         ["bash", str(scripts / "setup.sh"), project],
         capture_output=True,
         text=True,
-        env=env,
+        env=corpus_env(EXTRA_PIP),
         timeout=1800,
     )
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+
+
+def compare(scripts: Path, project: str, level: str) -> subprocess.CompletedProcess[str]:
+    """Set ``project`` up, then compare a plain run with one under ``scope run -m pytest``."""
+    set_up(scripts, project)
     return subprocess.run(
         [
             "bash",
@@ -107,18 +93,14 @@ def compare(scripts: Path, project: str, level: str) -> subprocess.CompletedProc
         ],
         capture_output=True,
         text=True,
-        env=env,
+        env=corpus_env(EXTRA_PIP),
         timeout=3600,
     )
 
 
 def recording_of(project: str, level: str) -> Path:
     """Where the compare run of ``project`` at ``level`` left its recording."""
-    cache = os.environ.get("SCOPE_CORPUS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scope-corpus"
-    )
-    work = os.environ.get("SCOPE_CORPUS_WORK") or os.path.join(cache, "work")
-    return Path(work) / project / "results" / f"scope-{level}" / "scope.duckdb"
+    return work_dir() / project / "results" / f"scope-{level}" / "scope.duckdb"
 
 
 def assert_same(scripts: Path, project: str, level: str) -> None:
@@ -126,13 +108,81 @@ def assert_same(scripts: Path, project: str, level: str) -> None:
     report = result.stdout[-4000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
     assert "SAME" in result.stdout and "DIFFERENT" not in result.stdout, report
-    # And every module of the project was instrumented: scope lost nothing.
-    con = duckdb.connect(str(recording_of(project, level)), read_only=True)
+    assert_nothing_lost(recording_of(project, level))
+
+
+def assert_nothing_lost(recording: Path) -> None:
+    """Every module of the project was instrumented, and scope lost nothing."""
+    con = duckdb.connect(str(recording), read_only=True)
     try:
         problems = con.execute("SELECT problems FROM run ORDER BY id DESC LIMIT 1").fetchone()
     finally:
         con.close()
     assert problems == ([],), problems
+
+
+def junit_id(nodeid: str) -> str:
+    """The test id the corpus scripts list (JUnit's classname::name) of a pytest node id."""
+    address, bracket, params = nodeid.partition("[")
+    names = address.split("::")
+    names[0] = names[0].replace("/", ".").removesuffix(".py")
+    names[-1] += bracket + params
+    return ".".join(names[:-1]) + "::" + names[-1]
+
+
+def compare_plugin(scripts: Path, project: str, workers: int) -> Path:
+    """Compare a plain run of ``project`` with ``pytest --scope`` (``-n workers``, if any).
+
+    Returns the folder of the recorded run's results.
+    """
+    set_up(scripts, project)
+    env = corpus_env(EXTRA_PIP)
+    label = "scope-plugin" if not workers else f"scope-plugin-n{workers}"
+    extra = ["--", "-n", str(workers)] if workers else []
+    if workers:  # its plain run (-n too) must not replace the serial one
+        env["SCOPE_CORPUS_RESULTS"] = str(work_dir().parent / f"results-n{workers}")
+    result = subprocess.run(
+        [
+            "bash",
+            str(scripts / "compare.sh"),
+            project,
+            "--reuse-plain",
+            "--label",
+            label,
+            "--recorder-args",
+            "--scope --scope-db={out}/scope.duckdb",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    report = result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+    assert "SAME" in result.stdout and "DIFFERENT" not in result.stdout, report
+    if workers:
+        return Path(env["SCOPE_CORPUS_RESULTS"]) / project / label
+    return work_dir() / project / "results" / label
+
+
+def assert_every_test_listed(results: Path) -> None:
+    """``scope tests`` lists every test the run's JUnit report has."""
+    from scope.query.api import Recording
+
+    assert_nothing_lost(results / "scope.duckdb")
+    with Recording(str(results / "scope.duckdb")) as recording:
+        recorded = {junit_id(t.nodeid): t for t in recording.tests()}
+    expected = dict(
+        line.split("\t")[:2] for line in (results / "outcomes.tsv").read_text().splitlines()
+    )
+    assert set(recorded) == set(expected)
+    differing = {
+        name: (recorded[name].outcome, outcome)
+        for name, outcome in expected.items()
+        if recorded[name].outcome.replace("+", ",") not in outcome.replace("+", ",")
+    }
+    assert differing == {}
 
 
 @pytest.mark.slow
@@ -149,9 +199,41 @@ def test_every_corpus_suite_passes_the_same_under_scope(scripts, project, level)
     assert_same(scripts, project, level)
 
 
+@pytest.mark.slow
+def test_a_real_suite_passes_the_same_under_the_pytest_plugin(scripts):
+    assert_every_test_listed(compare_plugin(scripts, "toolz", workers=0))
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    ("project", "workers"),
+    [(p, n) for p in PROJECTS for n in (0, 2) if (p, n) != ("toolz", 0)],  # toolz, 0: the slice
+)
+def test_every_corpus_suite_passes_the_same_under_the_pytest_plugin(scripts, project, workers):
+    assert_every_test_listed(compare_plugin(scripts, project, workers))
+
+
 def test_the_overlay_adds_scopes_projects_to_the_shared_ones(scripts):
     listed = subprocess.run(
         ["bash", str(scripts / "setup.sh"), "--list"], capture_output=True, text=True, check=True
     )
     names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     assert set(PROJECTS) <= names
+
+
+@pytest.mark.slow
+def test_the_pytest_overhead_benchmark_prints_its_table(scripts):
+    set_up(scripts, "toolz")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "pytest_overhead.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--projects", "toolz", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("toolz ")]
+    plain, full, ratio, kept, kept_ratio, calls, size, kept_size = row.split()[1:]
+    assert float(ratio) == pytest.approx(float(full) / float(plain), rel=0.1)
+    assert float(kept_ratio) == pytest.approx(float(kept) / float(plain), rel=0.1)
+    assert int(calls.replace(",", "")) > 1000 and float(kept_size) <= float(size)

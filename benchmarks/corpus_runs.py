@@ -1,0 +1,66 @@
+"""Where the corpus scripts are, and an overlay of them that adds scope's own projects.
+
+``../shared/corpus`` fetches real projects from PyPI and runs their test suites
+(see its README).  Its scripts read their recipes from beside themselves, so
+scope's own projects (``tests/corpus/recipes.sh``) join them through an
+overlay: a folder of links to the shared scripts whose ``lib/recipes.sh`` adds
+ours to theirs.  Used by ``tests/test_corpus.py`` and
+``benchmarks/pytest_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: scope's recipes and the pins of their test dependencies
+OWN_RECIPES = ROOT / "tests" / "corpus"
+SHARED_PROJECTS = ("more-itertools", "toolz", "attrs", "sqlparse", "click", "jinja2", "boltons")
+OWN_PROJECTS = ("pyparsing", "decorator", "asgiref")
+PROJECTS = SHARED_PROJECTS + OWN_PROJECTS
+
+
+def corpus_scripts() -> Path | None:
+    """The folder of the corpus scripts, if this machine has it."""
+    candidates = [ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus")]
+    if "SCOPE_CORPUS_SCRIPTS" in os.environ:
+        candidates.insert(0, Path(os.environ["SCOPE_CORPUS_SCRIPTS"]))
+    return next((c for c in candidates if (c / "compare.sh").is_file()), None)
+
+
+def overlay(shared: Path, folder: Path) -> Path:
+    """The shared scripts in ``folder``, linked, with scope's recipes added to theirs."""
+    lib = folder / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    for name in ("setup.sh", "run.sh", "compare.sh"):
+        (folder / name).symlink_to(shared / name)
+    for name in ("common.sh", "junit_tool.py", "plugins"):
+        (lib / name).symlink_to(shared / "lib" / name)
+    (lib / "recipes.sh").write_text(
+        f"SCOPE_CORPUS_SHARED_LIB={shared / 'lib'}\n. {OWN_RECIPES / 'recipes.sh'}\n"
+    )
+    pins = [(shared / "lib" / "constraints.txt"), (OWN_RECIPES / "constraints.txt")]
+    (lib / "constraints.txt").write_text("".join(p.read_text() for p in pins))
+    return folder
+
+
+def work_dir() -> Path:
+    """Where the corpus keeps each project's source, venv and results."""
+    cache = os.environ.get("SCOPE_CORPUS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scope-corpus"
+    )
+    return Path(os.environ.get("SCOPE_CORPUS_WORK") or os.path.join(cache, "work"))
+
+
+def corpus_env(extra_pip: str) -> dict[str, str]:
+    """The environment the corpus scripts run in: no scope settings, caches on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_") or "CORPUS" in k}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the corpus runs as users run: caches on
+    env["SCOPE_CORPUS_EXTRA_PIP"] = extra_pip
+    return env
+
+
+#: what each project's venv gets besides its own test dependencies: this checkout
+#: of scope, and pytest-xdist for the ``pytest --scope -n 2`` runs
+EXTRA_PIP = f"-e {ROOT} pytest-xdist==3.8.0 execnet==2.1.2"
