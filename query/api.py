@@ -143,7 +143,8 @@ class TestPhaseResult:
     #: the innermost recorded call the failure's exception left
     raised_in: int | None
     kept: bool
-    #: recorded calls under the phase's root (stored one by one, or summed)
+    #: calls the phase made on its thread (stored one by one or summed, or not kept): its
+    #: root's preorder interval, where every call begun gets the next id
     calls: int
 
 
@@ -429,27 +430,11 @@ class Recording:
         run_id = self.resolve_run(run)
         rows = self.con.execute(
             """
-            WITH phases AS (
-                SELECT t.*, r.end_id FROM test t
-                LEFT JOIN call r ON r.run = t.run AND r.id = t.call
-                WHERE t.run = $run AND ($nodeid::VARCHAR IS NULL OR t.nodeid = $nodeid)
-            ),
-            stored AS (
-                SELECT p.call, count(*) AS calls FROM phases p
-                JOIN call c ON c.run = $run AND c.id > p.call AND c.id <= p.end_id
-                GROUP BY p.call
-            ),
-            summed AS (
-                SELECT p.call, sum(a.calls) AS calls FROM phases p
-                JOIN call_aggregate a ON a.run = $run AND a.parent BETWEEN p.call AND p.end_id
-                GROUP BY p.call
-            )
-            SELECT p.nodeid, p.phase, p.outcome, p.duration_ns, p.call, p.exception, p.message,
-                   p.raised_in, coalesce(p.kept, true),
-                   (coalesce(s.calls, 0) + coalesce(m.calls, 0))::BIGINT, p.worker
-            FROM phases p
-            LEFT JOIN stored s ON s.call = p.call LEFT JOIN summed m ON m.call = p.call
-            ORDER BY p.start_ns, p.nodeid
+            SELECT t.nodeid, t.phase, t.outcome, t.duration_ns, t.call, t.exception, t.message,
+                   t.raised_in, coalesce(t.kept, true), coalesce(r.end_id - r.id, 0), t.worker
+            FROM test t LEFT JOIN call r ON r.run = t.run AND r.id = t.call
+            WHERE t.run = $run AND ($nodeid::VARCHAR IS NULL OR t.nodeid = $nodeid)
+            ORDER BY t.start_ns, t.nodeid
             """,
             {"run": run_id, "nodeid": nodeid},
         ).fetchall()

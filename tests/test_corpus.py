@@ -180,9 +180,14 @@ def assert_every_test_listed(results: Path) -> None:
     differing = {
         name: (recorded[name].outcome, outcome)
         for name, outcome in expected.items()
-        if recorded[name].outcome.replace("+", ",") not in outcome.replace("+", ",")
+        if as_junit_outcome(recorded[name].outcome) != outcome
     }
     assert differing == {}
+
+
+def as_junit_outcome(outcome: str) -> str:
+    """A test's outcome as the corpus scripts name it from JUnit (an xpass is a pass there)."""
+    return "+".join(sorted("passed" if o == "xpassed" else o for o in outcome.split("+")))
 
 
 @pytest.mark.slow
