@@ -180,8 +180,8 @@ def combined_outcome(phases: list[TestPhaseResult]) -> str:
     adds ``error`` (``failed+error``: the test failed and so did its teardown).
     """
     by_phase = {p.phase: p.outcome for p in phases}
-    if "collect" in by_phase:
-        return "error"
+    if "collect" in by_phase:  # a module that failed (error) or skipped collection
+        return by_phase["collect"]
     setup = by_phase.get("setup", "passed")
     main = setup if setup != "passed" else by_phase.get("call", "passed")
     if by_phase.get("teardown") == "error":

@@ -528,6 +528,16 @@ def test_a_module_that_fails_or_skips_collection_is_a_test_row_of_its_own(suite)
         ),
     ]
     assert stored_phases(suite)["test_passes"] == EXPECTED_OUTCOMES["test_passes"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "scope", "tests", "--json"],
+        cwd=suite.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    outcomes = {t["nodeid"]: t["outcome"] for t in json.loads(listed.stdout)}
+    assert outcomes["tests/test_broken.py"] == "error"
+    assert outcomes["tests/test_later.py"] == "skipped"
 
 
 def test_under_scope_run_the_tests_go_into_the_programs_recording(suite):
