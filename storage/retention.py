@@ -19,27 +19,47 @@ import duckdb
 
 _ROOTS = "SELECT id, end_id FROM call WHERE run = $run AND id IN (SELECT unnest($roots))"
 
+#: a span's rows go, except its roots' own (the sums right under a root go too)
 _DELETES = (
-    f"DELETE FROM value USING ({_ROOTS}) r "
-    "WHERE value.run = $run AND value.call > r.id AND value.call <= r.end_id",
-    f"DELETE FROM call_aggregate USING ({_ROOTS}) r "
-    "WHERE call_aggregate.run = $run AND call_aggregate.parent BETWEEN r.id AND r.end_id",
-    f"DELETE FROM task USING ({_ROOTS}) r "
-    "WHERE task.run = $run AND task.id > r.id AND task.id <= r.end_id",
-    f"DELETE FROM call USING ({_ROOTS}) r "
-    "WHERE call.run = $run AND call.id > r.id AND call.id <= r.end_id",
+    "DELETE FROM call WHERE run = $run AND id BETWEEN $low AND $high "
+    "AND id NOT IN (SELECT unnest($roots))",
+    "DELETE FROM value WHERE run = $run AND call BETWEEN $low AND $high "
+    "AND call NOT IN (SELECT unnest($roots))",
+    "DELETE FROM task WHERE run = $run AND id BETWEEN $low AND $high "
+    "AND id NOT IN (SELECT unnest($roots))",
+    "DELETE FROM call_aggregate WHERE run = $run AND parent BETWEEN $low AND $high",
 )
+
+
+def spans(found: list[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
+    """(first id, last id, roots) of runs of subtrees that follow each other with no call
+    between them: a test's phases, and consecutive tests, are one span.
+
+    Ids are given out one after another on a thread, so root ``b`` follows root
+    ``a``'s subtree directly when ``b == a.end_id + 1``.
+    """
+    merged: list[tuple[int, int, list[int]]] = []
+    for root, end in sorted(found):
+        if merged and root == merged[-1][1] + 1:
+            low, _, roots = merged[-1]
+            merged[-1] = (low, end, [*roots, root])
+        else:
+            merged.append((root, end, [root]))
+    return merged
 
 
 def discard_under(con: duckdb.DuckDBPyConnection, run: int, roots: Sequence[int]) -> set[int]:
     """Delete every call under the stored ones of ``roots`` (in a transaction of the caller's).
 
-    Returns the roots that were stored, whose calls are now gone.
+    Returns the roots that were stored, whose calls are now gone.  Each span of
+    adjacent subtrees is one range delete per table, which DuckDB prunes by
+    the id column's zone maps instead of joining the whole table.
     """
-    params = {"run": run, "roots": list(roots)}
-    found = {int(row[0]) for row in con.execute(_ROOTS, params).fetchall()}
-    if found:
-        params["roots"] = sorted(found)
+    rows = con.execute(_ROOTS, {"run": run, "roots": list(roots)}).fetchall()
+    found = [(int(root), int(end)) for root, end in rows]
+    for low, high, span_roots in spans(found):
+        bounds = {"run": run, "low": low, "high": high}
         for statement in _DELETES:
+            params = {**bounds, "roots": span_roots} if "$roots" in statement else bounds
             con.execute(statement, params)
-    return found
+    return {root for root, _ in found}

@@ -91,3 +91,11 @@ def test_only_the_calls_under_discarded_roots_go(shape, data):
     # Sums under a dropped call go with it; sums right under a kept root stay.
     aggregates = {r[0] for r in con.execute("SELECT parent FROM call_aggregate").fetchall()}
     assert aggregates == expected - set(chosen)
+
+
+def test_subtrees_that_follow_each_other_are_one_span():
+    from scope.storage.retention import spans
+
+    # A test's three phases back to back, then a gap (a kept test), then another.
+    found = [(20, 20), (10, 12), (13, 15), (16, 19), (30, 34)]
+    assert spans(found) == [(10, 20, [10, 13, 16, 20]), (30, 34, [30])]
