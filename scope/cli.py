@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,7 +23,11 @@ from scope.config import Config, load_config
 from scope.errors import ScopeError
 from scope.launch import fail, record, split_levels
 
+if TYPE_CHECKING:  # rich loads only for the commands that print with it
+    from rich.console import RenderableType
+
 F = TypeVar("F", bound=Callable[..., Any])
+A = TypeVar("A")
 
 
 @dataclass
@@ -37,6 +41,16 @@ class _ProgramToRun:
 
     program: object
     config: Config
+
+
+def _show(answer: A, as_json: bool, view: Callable[[A], RenderableType]) -> None:
+    """Print a query's answer: as JSON for scripts, else as ``view(answer)`` for people."""
+    from scope.query import render
+
+    if as_json:
+        click.echo(render.to_json(answer))
+    else:
+        render.console().print(view(answer))
 
 
 def _config(db: str | None = None, **flags: object) -> Config:
@@ -192,10 +206,7 @@ def plan(
 
     config = _config(level=levels[0], levels=levels[1], include=include, exclude=exclude)
     reports = explain(targets, config.project_root, config.plan_settings())
-    if as_json:
-        click.echo(render.to_json(reports))
-    else:
-        render.console().print(render.plan_report(reports))
+    _show(reports, as_json, render.plan_report)
 
 
 @cli.command()
@@ -208,10 +219,7 @@ def runs(db: str | None, as_json: bool) -> None:
 
     with Recording(_config(db).db) as recording:
         found = recording.runs()
-    if as_json:
-        click.echo(render.to_json(found))
-    else:
-        render.console().print(render.runs_table(found))
+    _show(found, as_json, render.runs_table)
 
 
 @cli.command()
@@ -238,18 +246,20 @@ def status(db: str | None, run_id: int | None, as_json: bool) -> None:
       scope status
       scope status --run 2 --json
     """
+    from rich.console import Group
+
     from scope.query import render
     from scope.query.api import Recording
 
     with Recording(_config(db).db) as recording:
         health = recording.health(run_id)
-    if as_json:
-        click.echo(render.to_json(health))
-    else:
-        out = render.console()
-        out.print(render.health_table(health))
-        out.print(render.processes_table(health))
-        out.print(render.threads_table(health))
+    _show(
+        health,
+        as_json,
+        lambda found: Group(
+            render.health_table(found), render.processes_table(found), render.threads_table(found)
+        ),
+    )
 
 
 @cli.command()
@@ -274,10 +284,7 @@ def calls(
     with Recording(_config(db).db) as recording:
         resolved = recording.resolve_run(run_id)
         stats = recording.function_stats(resolved, function=function, limit=limit)
-    if as_json:
-        click.echo(render.to_json(stats))
-    else:
-        render.console().print(render.function_table(stats, resolved))
+    _show(stats, as_json, lambda found: render.function_table(found, resolved))
 
 
 @cli.command()
@@ -307,10 +314,7 @@ def tree(
 
     with Recording(_config(db).db) as recording:
         answer = recording.tree(call_id, run=run_id, limit=limit)
-    if as_json:
-        click.echo(render.to_json(answer))
-    else:
-        render.console().print(render.call_tree(answer, max_depth=depth))
+    _show(answer, as_json, lambda found: render.call_tree(found, max_depth=depth))
 
 
 @cli.command()
@@ -349,16 +353,10 @@ def tests(
         resolved = recording.resolve_run(run_id)
         if function is not None:
             uses = recording.tests_calling(function, resolved)
-            if as_json:
-                click.echo(render.to_json(uses))
-            else:
-                render.console().print(render.test_uses_table(uses, function, resolved))
+            _show(uses, as_json, lambda found: render.test_uses_table(found, function, resolved))
             return
         found = recording.tests(resolved, failed=failed, slowest=slowest)
-    if as_json:
-        click.echo(render.to_json(found))
-    else:
-        render.console().print(render.tests_table(found, resolved))
+    _show(found, as_json, lambda tests: render.tests_table(tests, resolved))
 
 
 @cli.command()
@@ -390,10 +388,7 @@ def test(
 
     with Recording(_config(db).db) as recording:
         detail = recording.test(nodeid, run=run_id, limit=limit)
-    if as_json:
-        click.echo(render.to_json(detail))
-    else:
-        render.console().print(render.test_detail(detail, max_depth=depth))
+    _show(detail, as_json, lambda found: render.test_detail(found, max_depth=depth))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -313,6 +313,26 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
+def pytest_requested(cwd: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``SCOPE_PYTEST`` or ``[tool.scope] pytest`` ask pytest to record, read as
+    leniently as possible: for telling whether a configuration that fails to load was
+    meant for a recorded test session."""
+    values = dict(_from_environment(environ))
+    root = find_project_root(cwd)
+    if "pytest" not in values and root is not None:
+        try:
+            with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+                section = tomllib.load(f).get("tool", {}).get("scope", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            return False
+        if isinstance(section, dict) and "pytest" in section:
+            values["pytest"] = section["pytest"]
+    try:
+        return "pytest" in values and _as_bool("pytest", values["pytest"], "")
+    except ConfigError:
+        return False
+
+
 def load_config(
     cwd: str | None = None,
     environ: Mapping[str, str] | None = None,

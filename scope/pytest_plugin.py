@@ -18,6 +18,7 @@ per-test work.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -93,7 +94,9 @@ def pytest_load_initial_conftests(
         try:
             config = _config(early_config, options)
         except pytest.UsageError:
-            if options.scope or _asked_for_elsewhere():
+            from scope.config import pytest_requested
+
+            if options.scope or pytest_requested(os.getcwd(), os.environ):
                 raise
             return  # not asked for: a bad [tool.scope] is for scope's commands to report
         if not (options.scope or config.pytest):
@@ -110,27 +113,6 @@ def pytest_load_initial_conftests(
     early_config.pluginmanager.register(
         SuiteRecorder(early_config, recorder, keep, owned=owned), "scope-suite"
     )
-
-
-def _asked_for_elsewhere() -> bool:
-    """Whether SCOPE_PYTEST or ``[tool.scope] pytest`` seem to ask for recording."""
-    import os
-
-    from scope.config import find_project_root
-
-    if os.environ.get("SCOPE_PYTEST", "").strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    root = find_project_root(os.getcwd())
-    if root is None:
-        return False
-    import tomllib
-
-    try:
-        with open(os.path.join(root, "pyproject.toml"), "rb") as f:
-            section = tomllib.load(f).get("tool", {}).get("scope", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-    return isinstance(section, dict) and section.get("pytest") is True
 
 
 def _config(early_config: pytest.Config, options: Any) -> Config:

@@ -17,14 +17,15 @@ controller merges them as the session ends (``scope.storage.children``).
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from scope import native
-from scope.config import Config
+from scope.config import Config, parse_retention
 from scope.errors import ScopeError
 from scope.instrument.plan import FunctionPlan, ModulePlan, function_id
 from scope.session import Recorder
@@ -64,8 +65,13 @@ def message_of(report: pytest.TestReport | pytest.CollectReport) -> str | None:
         text = str(longrepr[2])
     else:
         crash = getattr(longrepr, "reprcrash", None)
-        text = getattr(crash, "message", None) or str(longrepr).strip().splitlines()[-1:][0]
+        text = getattr(crash, "message", None) or _last_line(str(longrepr))
     return text[:MESSAGE_CHARS]
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @dataclass
@@ -82,8 +88,6 @@ class SuiteRecorder:
     """Records each test's phases into ``recorder`` (a pytest plugin object)."""
 
     def __init__(self, config: pytest.Config, recorder: Recorder, keep: str, owned: bool) -> None:
-        from scope.config import parse_retention
-
         self.config = config
         self.recorder = recorder
         self.retention = parse_retention(keep)
@@ -178,7 +182,7 @@ class SuiteRecorder:
         failed = any(p.outcome in ("failed", "error") for p in test.phases)
         duration = sum(p.duration_ns for p in test.phases)
         kept = self.retention.keeps(failed, duration)
-        phases = test.phases if kept else [_unkept(p) for p in test.phases]
+        phases = test.phases if kept else [replace(p, kept=False) for p in test.phases]
         self.recorder.add_test_phases(phases)
         if not kept:
             self.recorder.discard_calls_under([p.call for p in phases if p.call])
@@ -249,23 +253,19 @@ class SuiteRecorder:
             return [f"scope: the recording in {db} could not be read back: {exc}"]
         shown = _shown_path(db)
         failing = [t.nodeid for t in tests if t.failed]
-        db_option = "" if "db" not in self.recorder.config.sources else f" --db {_quoted(shown)}"
+        db_option = (
+            "" if "db" not in self.recorder.config.sources else f" --db {shlex.quote(shown)}"
+        )
         lines = [
             f"scope: {len(tests)} tests, {calls:,} calls recorded in {shown} (run {run})"
             + ("; why each failed:" if failing else "")
         ]
-        lines += [f"  scope test{db_option} {_quoted(n)}" for n in failing[:NAMED_FAILURES]]
+        lines += [f"  scope test{db_option} {shlex.quote(n)}" for n in failing[:NAMED_FAILURES]]
         if len(failing) > NAMED_FAILURES:
             lines.append(
                 f"  and {len(failing) - NAMED_FAILURES} more: scope tests{db_option} --failed"
             )
         return lines
-
-
-def _unkept(phase: TestPhase) -> TestPhase:
-    from dataclasses import replace
-
-    return replace(phase, kept=False)
 
 
 def _function_of(item: pytest.Item) -> ModulePlan:
@@ -289,9 +289,3 @@ def _function_of(item: pytest.Item) -> ModulePlan:
 def _shown_path(path: str) -> str:
     relative = os.path.relpath(path)
     return relative if not relative.startswith("..") else path
-
-
-def _quoted(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
