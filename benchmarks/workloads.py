@@ -7,6 +7,8 @@ CPU benchmarks as plain user modules) in its own process, R times round-robin,
 and prints the best wall time of each variant and its ratio to plain python:
 
 * plain python;
+* ``benchmarks/capture_only.py``: ``scope run`` whose writer stores no call
+  (what the instrumented program pays for its reports alone);
 * ``python -m scope run`` with the default budget (100,000 calls stored per
   function, the rest summed);
 * the same with ``--max-calls-per-function 0``: every call stored;
@@ -38,7 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = Path(os.environ.get("SCOPE_PYPERF_TOOL", ROOT.parent / "shared/bench/pyperf_workloads.py"))
 DEFAULT_WORKLOADS = "richards,deltablue,raytrace,hexiom,go,chaos,float,generators"
-VARIANTS = ("plain", "scope", "scope, every call", "VizTracer", "cProfile")
+VARIANTS = ("plain", "capture only", "scope", "scope, every call", "VizTracer", "cProfile")
+CAPTURE_ONLY = Path(__file__).resolve().parent / "capture_only.py"
 
 
 def workload_dir() -> Path:
@@ -63,6 +66,8 @@ def command(variant: str, name: str, loops: int, scratch: Path) -> list[str]:
     db = ["--db", str(scratch / f"{name}.duckdb")]
     if variant == "plain":
         return [sys.executable, *tool]
+    if variant == "capture only":
+        return [sys.executable, str(CAPTURE_ONLY), "run", *db, *include, *tool]
     if variant == "scope":
         return [sys.executable, "-m", "scope", "run", *db, *include, *tool]
     if variant == "scope, every call":

@@ -172,13 +172,24 @@ def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) ->
 
 
 def _compile_main(recorder: Recorder, filename: str, source: str | bytes) -> types.CodeType:
-    """Instrumented code for ``__main__``, or (on a syntax error) Python's own error."""
+    """The code of ``__main__``: instrumented if the patterns take it (they apply to the
+    main script as to any module), else, or on a syntax error, Python's own."""
     raw = source.encode() if isinstance(source, str) else source
     instrumenter = recorder.instrumenter
-    code = instrumenter.compile("__main__", filename, lambda: raw) if instrumenter else None
+    code = None
+    if instrumenter is not None and recorder.decides_user_code(_main_name(filename), filename):
+        code = instrumenter.compile("__main__", filename, lambda: raw)
     if code is None:
         code = compile(source, filename, "exec", dont_inherit=True)
     return code
+
+
+def _main_name(filename: str) -> str:
+    """The name include and exclude patterns know a main script by: its file's stem,
+    the module it would be if imported (``-c`` code is ``__main__``)."""
+    if filename == "<string>":
+        return "__main__"
+    return os.path.splitext(os.path.basename(filename))[0]
 
 
 def _run_module(program: Program) -> None:

@@ -184,3 +184,25 @@ def test_an_uncaught_exception_is_kept_against_the_call_it_was_raised_in(write, 
     assert detail == "KeyError: 'k'"
     assert query("SELECT f.qualname FROM call c JOIN function f ON f.id = c.function "
                  "WHERE c.id = ?", [call]) == [("inner",)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("patterns", "recorded"),
+    [
+        ((), {"main_work", "lib_work"}),
+        (("--include", "lib"), {"lib_work"}),
+        (("--include", "app"), {"main_work"}),
+        (("--include", "app.py", "--include", "lib"), {"main_work", "lib_work"}),
+        (("--exclude", "app"), {"lib_work"}),
+        (("--exclude", "*/app.py"), {"lib_work"}),
+    ],
+)
+def test_patterns_decide_for_the_main_script_as_for_any_module(
+    write, scope, query, patterns, recorded
+):
+    write("lib.py", "def lib_work():\n    return 1\n")
+    write("app.py", "import lib\n\ndef main_work():\n    return lib.lib_work()\n\nmain_work()\n")
+    assert scope("run", *patterns, "app.py").returncode == 0
+    names = {name for (name,) in query("SELECT DISTINCT f.qualname FROM call c JOIN function f "
+                                       "ON f.id = c.function AND f.run = c.run")}  # fmt: skip
+    assert names == recorded
