@@ -347,7 +347,18 @@ CALL_COLUMNS: dict[str, str] = {
 }
 #: the call_aggregate table's columns, in table order
 AGGREGATE_COLUMNS: dict[str, str] = dict.fromkeys(
-    ("parent", "function", "calls", "raised", "total_ns", "min_ns", "max_ns"), "<i8"
+    (
+        "parent",
+        "function",
+        "calls",
+        "raised",
+        "total_ns",
+        "min_ns",
+        "max_ns",
+        "self_ns",
+        "direct_ns",
+    ),
+    "<i8",
 )
 
 

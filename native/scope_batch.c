@@ -47,7 +47,7 @@ static uint64_t g_last_number = 0;
 typedef struct {
     uint64_t parent;
     uint64_t key; /* function id + 1; 0 = empty */
-    int64_t calls, raised, total, min, max;
+    int64_t calls, raised, total, min, max, self, direct;
 } aggregate_entry;
 
 static aggregate_entry *g_aggs = NULL;
@@ -116,7 +116,8 @@ static int aggs_grow(void) {
 }
 
 /* Adds one call to its (parent, function) sum; 0 if out of memory. */
-static int aggregate(uint64_t parent, uint64_t number, int64_t duration, int raised) {
+static int aggregate(uint64_t parent, uint64_t number, const scope_record *r, int raised) {
+    int64_t duration = r->duration_ns;
     if ((g_aggs_len + 1) * 2 > g_aggs_cap && !aggs_grow()) return 0;
     uint64_t key = number + 1;
     size_t mask = g_aggs_cap - 1;
@@ -134,6 +135,8 @@ static int aggregate(uint64_t parent, uint64_t number, int64_t duration, int rai
     a->calls++;
     a->raised += raised;
     a->total += duration;
+    a->self += (int64_t)(r->end_id & ~SCOPE_DIRECT_CHILD);
+    if (r->end_id & SCOPE_DIRECT_CHILD) a->direct += duration - r->suspended_ns;
     if (duration < a->min) a->min = duration;
     if (duration > a->max) a->max = duration;
     return 1;
@@ -151,6 +154,8 @@ static size_t emit_aggregates(const scope_aggregate_columns *out) {
         out->total_ns[k] = a->total;
         out->min_ns[k] = a->min;
         out->max_ns[k] = a->max;
+        out->self_ns[k] = a->self;
+        out->direct_ns[k] = a->direct;
         memset(a, 0, sizeof *a);
     }
     g_aggs_len = 0;
@@ -204,7 +209,7 @@ static void scatter(scope_record *scratch, size_t n, const scope_call_columns *c
             continue;
         }
         if (kind == SCOPE_SUMMED_RETURN || kind == SCOPE_SUMMED_RAISE) {
-            if (aggregate(r->parent_id, b->number, r->duration_ns, kind == SCOPE_SUMMED_RAISE)) {
+            if (aggregate(r->parent_id, b->number, r, kind == SCOPE_SUMMED_RAISE)) {
                 b->summed++;
                 counts->summed++;
             } else {

@@ -277,6 +277,11 @@ static uint64_t drain_thread(scope_thread *t, scope_record *out, uint64_t room, 
             if (kind != SCOPE_UNFINISHED && g_clock.source == SCOPE_CLOCK_TSC) {
                 out[i].duration_ns = (int64_t)((double)out[i].duration_ns * g_clock.ns_per_tick);
                 out[i].suspended_ns = (int64_t)((double)out[i].suspended_ns * g_clock.ns_per_tick);
+                if (kind == SCOPE_SUMMED_RETURN || kind == SCOPE_SUMMED_RAISE) {
+                    uint64_t self = out[i].end_id & ~SCOPE_DIRECT_CHILD;
+                    uint64_t ns = (uint64_t)((double)self * g_clock.ns_per_tick);
+                    out[i].end_id = ns | (out[i].end_id & SCOPE_DIRECT_CHILD);
+                }
             }
             continue;
         }

@@ -18,6 +18,10 @@
 
 #include "scope_native.h"
 
+/* In a summed call's record: it was called by its stored ancestor itself, not by
+ * another summed call (end_id's other bits hold its self time). */
+#define SCOPE_DIRECT_CHILD (1ull << 63)
+
 /* One open call on a thread's shadow stack (or parked while suspended). */
 typedef struct {
     uint64_t call_id;
@@ -36,6 +40,7 @@ typedef struct {
     uint8_t flags;    /* SCOPE_FLAG_* of the function */
     uint8_t summed;   /* past its function's budget: written as SCOPE_SUMMED_* */
     uint64_t stored_ancestor; /* summed: the nearest enclosing call that is stored */
+    uint64_t child_ticks;     /* active time of the recorded calls it made, so far */
 } scope_frame;
 
 /* An exception seen leaving a call (scope_python.c links the calls one exception
@@ -226,6 +231,7 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
     f->flags = flags;
     f->summed = 0;
     f->stored_ancestor = parent_id;
+    f->child_ticks = 0;
     f->start = scope_ticks();
     return f;
 }
@@ -252,14 +258,24 @@ static inline void scope_fill_record(scope_record *r, const scope_frame *f, uint
 
 /* Writes the record of frame f, which the caller has just taken off the stack. */
 static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int raised) {
+    int64_t duration = scope_ticks() - f->start;
+    int64_t active = duration - (int64_t)f->suspended_ticks;
+    /* Its caller's self time leaves this call's active time out. */
+    if (t->depth && t->stack[t->depth - 1].call_id == f->parent_id)
+        t->stack[t->depth - 1].child_ticks += (uint64_t)active;
     if (!f->recorded) return;
     scope_record *r = scope_ring_reserve(t);
     if (!r) return;
     int any_raised = raised || f->raised;
     uint32_t kind = f->summed ? (any_raised ? SCOPE_SUMMED_RAISE : SCOPE_SUMMED_RETURN)
                               : (any_raised ? SCOPE_RAISE : SCOPE_RETURN);
-    scope_fill_record(r, f, scope_end_id(t, f), kind, scope_ticks() - f->start,
-                      (int64_t)f->suspended_ticks);
+    uint64_t end_id = scope_end_id(t, f);
+    if (f->summed) { /* no row needs its end id: the record carries its self time */
+        int64_t self = active - (int64_t)f->child_ticks;
+        end_id = (uint64_t)(self > 0 ? self : 0);
+        if (f->parent_id == f->stored_ancestor) end_id |= SCOPE_DIRECT_CHILD;
+    }
+    scope_fill_record(r, f, end_id, kind, duration, (int64_t)f->suspended_ticks);
     scope_ring_publish(t);
 }
 

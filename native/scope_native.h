@@ -90,7 +90,8 @@
 typedef struct {
     uint64_t call_id;
     uint64_t parent_id;    /* 0 for a root */
-    uint64_t end_id;       /* largest id begun on the call's thread before it ended */
+    uint64_t end_id;       /* largest id begun on the call's thread before it ended; for a
+                            * summed call, its self time | SCOPE_DIRECT_CHILD (scope_core.h) */
     int64_t start_ns;      /* recorder clock at entry; CLOCK_MONOTONIC ns once drained */
     int64_t duration_ns;   /* wall time, ns once drained; -1 if unfinished */
     uint64_t func_word;    /* function id | kind << SCOPE_KIND_SHIFT */
@@ -184,6 +185,8 @@ typedef struct {
     int64_t *total_ns;
     int64_t *min_ns;
     int64_t *max_ns;
+    int64_t *self_ns;   /* their active time less their recorded callees' */
+    int64_t *direct_ns; /* active time of those called by the parent call itself */
 } scope_aggregate_columns;
 
 typedef struct {

@@ -46,6 +46,9 @@ class FunctionStats:
     total_ns: int
     mean_ns: float
     max_ns: int
+    #: time in the function itself: its active time (suspensions left out) less
+    #: the active time of the recorded calls it made; unfinished calls add none
+    self_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -290,38 +293,60 @@ class Recording:
         return run
 
     def function_stats(
-        self, run: int | None = None, function: str | None = None, limit: int | None = None
+        self,
+        run: int | None = None,
+        function: str | None = None,
+        limit: int | None = None,
+        by: str = "total",
     ) -> list[FunctionStats]:
-        """Calls per function with total, mean and longest time, most total time first.
+        """Calls per function with total, self, mean and longest time, the most expensive first.
 
+        ``by`` is ``total`` (total time, then calls) or ``self`` (self time).
         ``function`` keeps functions whose qualified name or ``module.qualname``
         contains it (case-insensitive).
         """
+        if by not in ("total", "self"):
+            raise QueryError(f"cannot order functions by {by!r}: by total or self")
         run_id = self.resolve_run(run)
-        # Stored rows and the sums of calls past a function's budget, together.
+        # Stored rows and the sums of calls past a function's budget, together.  A
+        # stored call's self time is its active time less its children's: stored
+        # ones, and summed ones it called itself (call_aggregate.direct_ns).
         sql = """
-            WITH every AS (
-                SELECT function, 1 AS calls, (outcome = 'raised')::INT AS raised,
-                       greatest(duration_ns, 0) AS total_ns,
-                       CASE WHEN duration_ns >= 0 THEN 1 ELSE 0 END AS timed,
-                       duration_ns AS max_ns
-                FROM call WHERE run = $run
+            WITH children AS (
+                SELECT parent, sum(duration_ns - suspended_ns) AS active_ns
+                FROM call WHERE run = $run AND parent IS NOT NULL AND duration_ns >= 0
+                GROUP BY parent
                 UNION ALL
-                SELECT function, calls, raised, total_ns, calls, max_ns
+                SELECT parent, sum(coalesce(direct_ns, 0)) FROM call_aggregate
+                WHERE run = $run AND parent IS NOT NULL GROUP BY parent
+            ),
+            children_ns AS (SELECT parent, sum(active_ns) AS ns FROM children GROUP BY parent),
+            every AS (
+                SELECT c.function, 1 AS calls, (c.outcome = 'raised')::INT AS raised,
+                       greatest(c.duration_ns, 0) AS total_ns,
+                       CASE WHEN c.duration_ns >= 0
+                            THEN c.duration_ns - c.suspended_ns - coalesce(k.ns, 0)
+                            ELSE 0 END AS self_ns,
+                       CASE WHEN c.duration_ns >= 0 THEN 1 ELSE 0 END AS timed,
+                       c.duration_ns AS max_ns
+                FROM call c LEFT JOIN children_ns k ON k.parent = c.id
+                WHERE c.run = $run
+                UNION ALL
+                SELECT function, calls, raised, total_ns, coalesce(self_ns, 0), calls, max_ns
                 FROM call_aggregate WHERE run = $run
             )
             SELECT e.function, coalesce(f.module, '?'),
                    coalesce(f.qualname, printf('<function %d>', e.function)),
                    sum(e.calls)::BIGINT, sum(e.raised)::BIGINT, sum(e.total_ns)::BIGINT,
                    sum(e.total_ns) / nullif(sum(e.timed), 0),
-                   max(e.max_ns)
+                   max(e.max_ns), sum(e.self_ns)::BIGINT
             FROM every e LEFT JOIN function f ON f.run = $run AND f.id = e.function
             WHERE ($function::VARCHAR IS NULL
                    OR f.qualname ILIKE '%' || $function || '%'
                    OR (f.module || '.' || f.qualname) ILIKE '%' || $function || '%')
             GROUP BY ALL
-            ORDER BY 6 DESC, 4 DESC, 3
         """
+        sql += " ORDER BY 9 DESC, 4 DESC, 3" if by == "self" else " ORDER BY 6 DESC, 4 DESC, 3"
         params: dict[str, object] = {"run": run_id, "function": function}
         if limit is not None:
             sql += " LIMIT $limit"
@@ -337,6 +362,7 @@ class Recording:
                 total_ns=r[5],
                 mean_ns=float(r[6]) if r[6] is not None else -1.0,
                 max_ns=r[7],
+                self_ns=r[8],
             )
             for r in rows
         ]

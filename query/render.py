@@ -185,12 +185,12 @@ def processes_table(health: RunHealth) -> Table:
     return table
 
 
-def function_table(stats: Sequence[FunctionStats], run: int) -> Table:
-    """Calls per function with total and mean time."""
-    table = Table(title=f"Calls in run {run}")
-    table.add_column("function")
+def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls") -> Table:
+    """Calls per function with total, self, mean and longest time."""
+    table = Table(title=f"{title} in run {run}")
+    table.add_column("function", no_wrap=True)
     table.add_column("module")
-    for name in ("calls", "raised", "total", "mean", "max"):
+    for name in ("calls", "raised", "total", "self", "mean", "max"):
         table.add_column(name, justify="right")
     for s in stats:
         table.add_row(
@@ -199,6 +199,7 @@ def function_table(stats: Sequence[FunctionStats], run: int) -> Table:
             f"{s.calls:,}",
             f"{s.raised:,}" if s.raised else "",
             format_ns(s.total_ns),
+            format_ns(s.self_ns),
             format_ns(s.mean_ns),
             format_ns(s.max_ns),
         )

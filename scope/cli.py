@@ -290,6 +290,54 @@ def calls(
 @cli.command()
 @db_option
 @run_option
+@click.option(
+    "--by",
+    type=click.Choice(["total", "self"]),
+    default="total",
+    show_default=True,
+    help="Order by total time (with the calls made) or self time (without).",
+)
+@click.option("--function", "-f", metavar="NAME", help="Only functions whose name contains NAME.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most N functions.",
+)
+@json_option
+def top(
+    db: str | None,
+    run_id: int | None,
+    by: str,
+    function: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The most expensive functions: calls, total and self time, mean and longest call.
+
+    Self time is a function's own: its time less that of the recorded calls it
+    made (and, for generators and coroutines, less the time they were suspended).
+
+    \b
+    Examples:
+      scope top
+      scope top --by self --limit 10
+      scope top --function parse --json
+    """
+    from scope.query import render
+    from scope.query.api import Recording
+
+    with Recording(_config(db).db) as recording:
+        resolved = recording.resolve_run(run_id)
+        stats = recording.function_stats(resolved, function=function, limit=limit, by=by)
+    title = "Most self time" if by == "self" else "Most total time"
+    _show(stats, as_json, lambda found: render.function_table(found, resolved, title))
+
+
+@cli.command()
+@db_option
+@run_option
 @click.argument("call_id", type=int, required=False)
 @depth_option
 @calls_limit_option("At most this many calls.")

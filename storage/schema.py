@@ -14,7 +14,8 @@ columns; version 4 dropped the index on ``call``, made ``outcome`` an enum,
 numbers functions per run (``function.key`` keeps the stable id) and added
 ``process``, ``event`` and the ``exception`` view; version 5 added
 ``function.line``; version 6 added ``task``, who started each ``thread`` and
-the call an ``event`` happened in; version 7 added ``test``.  ``MIGRATIONS``
+the call an ``event`` happened in; version 7 added ``test``; version 8 added
+the self times of ``call_aggregate``.  ``MIGRATIONS``
 upgrades a version 3 to 6 file when it is next recorded into.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 OUTCOMES = ("returned", "raised", "unfinished")
 
@@ -255,6 +256,18 @@ TABLES = (
             Column("total_ns", "BIGINT", "sum of their durations"),
             Column("min_ns", "BIGINT", "shortest duration"),
             Column("max_ns", "BIGINT", "longest duration"),
+            Column(
+                "self_ns",
+                "BIGINT",
+                "sum of their self times: active time (duration less suspended time) less "
+                "the active time of the recorded calls each made",
+            ),
+            Column(
+                "direct_ns",
+                "BIGINT",
+                "active time of those the parent call made itself (not through another "
+                "summed call): what the parent's self time leaves out",
+            ),
         ),
     ),
     Table(
@@ -408,6 +421,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE thread ADD COLUMN IF NOT EXISTS started_by BIGINT",
     ),
     6: (TABLES_BY_NAME["test"].ddl(),),
+    7: (
+        "ALTER TABLE call_aggregate ADD COLUMN self_ns BIGINT",
+        "ALTER TABLE call_aggregate ADD COLUMN direct_ns BIGINT",
+    ),
 }
 
 #: No index on ``call``: an ART index costs a third of the insert rate and 4 bytes

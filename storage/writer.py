@@ -60,7 +60,8 @@ FROM {_CALLS_VIEW} WHERE row < {{rows}};
 
 _INSERT_AGGREGATES = f"""
 INSERT INTO call_aggregate
-SELECT {{run}}, NULLIF(parent, 0), function, calls, raised, total_ns, min_ns, max_ns
+SELECT {{run}}, NULLIF(parent, 0), function, calls, raised, total_ns, min_ns, max_ns,
+       self_ns, direct_ns
 FROM {_AGGREGATES_VIEW} WHERE row < {{rows}};
 """
 

@@ -122,6 +122,8 @@ def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_i
     con.execute("ALTER TABLE thread DROP COLUMN parent")  # version 6
     con.execute("ALTER TABLE thread DROP COLUMN started_by")
     con.execute("DROP VIEW exception")
+    con.execute("ALTER TABLE call_aggregate DROP COLUMN self_ns")  # version 8
+    con.execute("ALTER TABLE call_aggregate DROP COLUMN direct_ns")
     con.execute("DROP TABLE test")  # version 7
     con.execute("DROP TABLE process")
     con.execute("DROP TABLE event")
@@ -142,7 +144,7 @@ def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_i
     lines = con.execute("SELECT run, line FROM function ORDER BY run").fetchall()
     tests = con.execute("SELECT count(*) FROM test").fetchone()
     con.close()
-    assert "call_function" not in indexes and version == ("7",) and runs == (2,)
+    assert "call_function" not in indexes and version == ("8",) and runs == (2,)
     assert tests == (0,)
     assert lines == [(1, None), (2, 1)]
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]

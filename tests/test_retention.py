@@ -77,7 +77,7 @@ def test_only_the_calls_under_discarded_roots_go(shape, data):
         [(call,) for call, _, _ in rows],
     )
     con.executemany(
-        "INSERT INTO call_aggregate VALUES (1, ?, 8, 2, 0, 10, 5, 5)",
+        "INSERT INTO call_aggregate VALUES (1, ?, 8, 2, 0, 10, 5, 5, 10, 10)",
         [(call,) for call, _, _ in rows],
     )
 
