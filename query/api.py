@@ -8,214 +8,43 @@ over parent links.
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import replace
 from types import TracebackType
 
 import duckdb
+from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
+from scope.query.diff import Side, compare
+from scope.query.exceptions import find_exceptions
+from scope.query.history import attribute_writes
+from scope.query.results import (
+    AttributeWrite,
+    CallList,
+    CallNode,
+    CallRow,
+    CallTree,
+    ExceptionPath,
+    FunctionStats,
+    ProcessHealth,
+    RecordingDiff,
+    RunHealth,
+    RunSummary,
+    SqlResult,
+    TestDetail,
+    TestPhaseResult,
+    TestResult,
+    TestUse,
+    ThreadHealth,
+    combined_outcome,
+)
 from scope.storage.database import open_for_reading
 
 from scope.errors import QueryError
 
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One run of the recording."""
-
-    id: int
-    argv: list[str]
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    status: str
-    exit_status: int | None
-    calls_stored: int | None
-    calls_unfinished: int | None
-    events_dropped: int | None
-    problems: list[str]
+#: what ``Recording.calls`` keeps when given no filter
+EVERY_CALL = CallFilter()
 
 
-@dataclass(frozen=True)
-class FunctionStats:
-    """How often one function was called in a run, and how long it took."""
-
-    function_id: int
-    module: str
-    qualname: str
-    calls: int
-    raised: int
-    total_ns: int
-    mean_ns: float
-    max_ns: int
-    #: time in the function itself: its active time (suspensions left out) less
-    #: the active time of the recorded calls it made; unfinished calls add none
-    self_ns: int = 0
-
-
-@dataclass(frozen=True)
-class ThreadHealth:
-    """What one thread of a run captured and lost."""
-
-    id: int
-    name: str | None
-    native_id: int
-    events_produced: int
-    events_dropped: int
-    ring_high_water: int
-    blocked_ns: int
-    stack_overflow: int
-    unmatched_exits: int
-    values_lost: int
-    #: the thread that started it, and the innermost recorded call open there then
-    parent: int | None = None
-    started_by: int | None = None
-
-
-@dataclass(frozen=True)
-class ProcessHealth:
-    """One recorded process of a run: who started it and how it ended."""
-
-    pid: int
-    parent_pid: int | None
-    exit_status: int | None
-    ended_by: str | None
-
-
-@dataclass(frozen=True)
-class RunHealth:
-    """A run's self-telemetry: what was captured, stored and lost, and by which thread."""
-
-    run: int
-    status: str
-    events_captured: int | None
-    events_stored: int | None
-    events_dropped: int | None
-    calls_stored: int | None
-    calls_unfinished: int | None
-    calls_summed: int | None
-    values_stored: int
-    writer_batches: int | None
-    clock: str | None
-    clock_ns_per_tick: float | None
-    problems: list[str]
-    threads: list[ThreadHealth]
-    processes: list[ProcessHealth]
-
-    @property
-    def writer_lag(self) -> int:
-        """The most events that ever waited for the writer in one thread's ring."""
-        return max((t.ring_high_water for t in self.threads), default=0)
-
-
-@dataclass
-class CallNode:
-    """One call in a tree, with the calls it made (as far as the tree was fetched)."""
-
-    id: int
-    thread: int
-    parent: int | None
-    depth: int
-    module: str
-    qualname: str
-    start_ns: int
-    duration_ns: int
-    outcome: str
-    children: list[CallNode] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CallTree:
-    """The roots of a (possibly truncated) call tree and how many calls were left out."""
-
-    run: int
-    roots: list[CallNode]
-    shown: int
-    total: int
-
-
-@dataclass(frozen=True)
-class TestPhaseResult:
-    """One phase of a recorded test (a row of the ``test`` table)."""
-
-    phase: str
-    outcome: str
-    duration_ns: int
-    #: the phase's root call (None: a collection error)
-    call: int | None
-    exception: str | None
-    message: str | None
-    #: the innermost recorded call the failure's exception left
-    raised_in: int | None
-    kept: bool
-    #: calls the phase made on its thread (stored one by one or summed, or not kept): its
-    #: root's preorder interval, where every call begun gets the next id
-    calls: int
-
-
-#: the outcomes pytest counts as failures
-FAILING = ("failed", "error")
-
-
-@dataclass(frozen=True)
-class TestResult:
-    """A recorded test: its outcome, its phases and how many calls it made."""
-
-    nodeid: str
-    outcome: str
-    duration_ns: int
-    worker: str | None
-    phases: list[TestPhaseResult]
-
-    @property
-    def failed(self) -> bool:
-        """Whether any phase failed (a failure, or an error in setup or teardown)."""
-        return any(p.outcome in FAILING for p in self.phases)
-
-    @property
-    def calls(self) -> int:
-        """Recorded calls under all its phases."""
-        return sum(p.calls for p in self.phases)
-
-
-def combined_outcome(phases: list[TestPhaseResult]) -> str:
-    """A test's outcome from its phases, as pytest's summary counts it.
-
-    The setup's outcome if it did not pass, else the call's; a failed teardown
-    adds ``error`` (``failed+error``: the test failed and so did its teardown).
-    """
-    by_phase = {p.phase: p.outcome for p in phases}
-    if "collect" in by_phase:  # a module that failed (error) or skipped collection
-        return by_phase["collect"]
-    setup = by_phase.get("setup", "passed")
-    main = setup if setup != "passed" else by_phase.get("call", "passed")
-    if by_phase.get("teardown") == "error":
-        return "error" if main == "passed" else f"{main}+error"
-    return main
-
-
-@dataclass(frozen=True)
-class TestUse:
-    """How often one test called one function."""
-
-    nodeid: str
-    module: str
-    qualname: str
-    calls: int
-
-
-@dataclass(frozen=True)
-class TestDetail:
-    """A test, the calls under each of its phases, and where its failure came from."""
-
-    test: TestResult
-    #: phase -> the calls under its root call
-    trees: dict[str, CallTree]
-    #: phase -> the calls from its root down to where its exception was raised
-    exception_paths: dict[str, list[int]]
-
-
-_CALL_COLUMNS = """c.id, c.thread, c.parent, c.depth, coalesce(f.module, '?'),
-       coalesce(f.qualname, printf('<function %d>', c.function)),
-       c.start_ns, c.duration_ns, c.outcome"""
+_CALL_COLUMNS = CALL_ROW_COLUMNS
 
 
 class Recording:
@@ -302,8 +131,8 @@ class Recording:
         """Calls per function with total, self, mean and longest time, the most expensive first.
 
         ``by`` is ``total`` (total time, then calls) or ``self`` (self time).
-        ``function`` keeps functions whose qualified name or ``module.qualname``
-        contains it (case-insensitive).
+        ``function`` keeps the functions it names, as ``scope calls --function``
+        does (see ``scope.query.calls``).
         """
         if by not in ("total", "self"):
             raise QueryError(f"cannot order functions by {by!r}: by total or self")
@@ -341,13 +170,13 @@ class Recording:
                    sum(e.total_ns) / nullif(sum(e.timed), 0),
                    max(e.max_ns), sum(e.self_ns)::BIGINT
             FROM every e LEFT JOIN function f ON f.run = $run AND f.id = e.function
-            WHERE ($function::VARCHAR IS NULL
-                   OR f.qualname ILIKE '%' || $function || '%'
-                   OR (f.module || '.' || f.qualname) ILIKE '%' || $function || '%')
+            WHERE {named}
             GROUP BY ALL
         """
+        conditions, params = function_clause(CallFilter(function=function))
+        sql = sql.replace("{named}", " AND ".join(conditions) or "TRUE")
         sql += " ORDER BY 9 DESC, 4 DESC, 3" if by == "self" else " ORDER BY 6 DESC, 4 DESC, 3"
-        params: dict[str, object] = {"run": run_id, "function": function}
+        params["run"] = run_id
         if limit is not None:
             sql += " LIMIT $limit"
             params["limit"] = limit
@@ -431,6 +260,133 @@ class Recording:
         return CallTree(
             run=run_id, roots=roots, shown=len(nodes), total=total_row[0] if total_row else 0
         )
+
+    def calls(
+        self,
+        where: CallFilter = EVERY_CALL,
+        run: int | None = None,
+        limit: int = 100,
+        slowest: bool = False,
+    ) -> CallList:
+        """The stored calls ``where`` keeps, in the order they began (``slowest``: longest first).
+
+        At most ``limit`` are listed, with their recorded arguments and return
+        value; ``CallList.matched`` counts them all, and ``CallList.summed`` the
+        calls of the matched functions that were summed past their budget.
+        """
+        run_id = self.resolve_run(run)
+        condition, params = where_clause(where, run_id)
+        joined = "FROM call c LEFT JOIN function f ON f.run = c.run AND f.id = c.function"
+        counted = self.con.execute(f"SELECT count(*) {joined} WHERE {condition}", params)
+        matched = int((counted.fetchone() or (0,))[0])
+        order = "c.duration_ns DESC, c.id" if slowest else "c.start_ns, c.id"
+        rows = self.con.execute(
+            f"SELECT {CALL_ROW_COLUMNS} {joined} WHERE {condition} ORDER BY {order} LIMIT $limit",
+            {**params, "limit": limit},
+        ).fetchall()
+        arguments: dict[int, list[str]] = {}
+        returned: dict[int, str] = {}
+        values = self.con.execute(
+            """SELECT call, role, coalesce(name, '#' || position), value FROM value
+               WHERE run = ? AND call IN (SELECT unnest(?::BIGINT[]))
+                 AND role IN ('argument', 'return')
+               ORDER BY call, position""",
+            [run_id, [row[0] for row in rows]],
+        ).fetchall()
+        for call, role, name, value in values:
+            if role == "return":
+                returned[call] = value
+            else:
+                arguments.setdefault(call, []).append(f"{name}={value}")
+        by_function, function_params = function_clause(where)
+        summed_row = self.con.execute(
+            f"""SELECT coalesce(sum(a.calls), 0) FROM call_aggregate a
+                LEFT JOIN function f ON f.run = a.run AND f.id = a.function
+                WHERE {" AND ".join(["a.run = $run", *by_function])}""",
+            {**function_params, "run": run_id},
+        ).fetchone()
+        unfiltered = where == CallFilter(function=where.function, module=where.module)
+        return CallList(
+            run=run_id,
+            calls=[
+                replace(
+                    CallRow(*row),
+                    arguments=arguments.get(row[0], []),
+                    returned=returned.get(row[0]),
+                )
+                for row in rows
+            ],
+            matched=matched,
+            summed=int(summed_row[0]) if summed_row and unfiltered else 0,
+        )
+
+    def path_to(self, call_id: int, run: int | None = None) -> list[CallNode]:
+        """How the program got to ``call_id``: the calls open when it began, outermost first."""
+        run_id = self.resolve_run(run)
+        self.call(call_id, run_id)  # one that exists, or a clear error
+        ids = self.stack_of(call_id, run_id)
+        rows = self.con.execute(
+            f"""SELECT {_CALL_COLUMNS} FROM call c
+                LEFT JOIN function f ON f.run = c.run AND f.id = c.function
+                WHERE c.run = ? AND c.id IN (SELECT unnest(?::BIGINT[])) ORDER BY c.id""",
+            [run_id, ids],
+        ).fetchall()
+        return [CallNode(*row) for row in rows]
+
+    def exceptions(
+        self, run: int | None = None, type: str | None = None, limit: int = 100
+    ) -> list[ExceptionPath]:
+        """Exceptions that left recorded calls, in the order they were raised.
+
+        Each comes with the calls it left, innermost first, and the call that
+        caught it (or none: it ended the program, or unrecorded code caught it).
+        ``type`` keeps those whose type name matches (a glob, or a part of it).
+        """
+        return find_exceptions(self.con, self.resolve_run(run), type, limit)
+
+    def history(
+        self,
+        object_id: int | None = None,
+        attribute: str | None = None,
+        owner_type: str | None = None,
+        run: int | None = None,
+        limit: int = 1000,
+    ) -> list[AttributeWrite]:
+        """Recorded attribute writes (``self.x = v``), in order, with the calls that made them.
+
+        ``object_id`` keeps one object's (its ``id()``, as values show it),
+        ``attribute`` one attribute's, ``owner_type`` those to a type's objects.
+        """
+        run_id = self.resolve_run(run)
+        return attribute_writes(self.con, run_id, object_id, attribute, owner_type, limit)
+
+    def diff(self, before: str, after: str, run: int | None = None) -> RecordingDiff:
+        """What differs from ``before`` to ``after``: each a run number, or a test.
+
+        A test is named as for ``scope test`` (a node id or a part of one),
+        optionally followed by ``@RUN`` for a test of another run than ``run``.
+        """
+        return compare(self.con, self._side(before, run), self._side(after, run))
+
+    def _side(self, spec: str, run: int | None) -> Side:
+        if spec.isdigit():
+            return Side(f"run {spec}", self.resolve_run(int(spec)))
+        name, at, run_text = spec.rpartition("@")
+        if not at or not run_text.isdigit():
+            name, run_text = spec, ""
+        run_id = self.resolve_run(int(run_text) if run_text else run)
+        result = self.tests(run_id, nodeid=self.find_test(name, run_id))[0]
+        return Side(f"{result.nodeid} (run {run_id})", run_id, result.roots, result.outcome)
+
+    def sql(self, query: str, params: list[object] | None = None) -> SqlResult:
+        """Run SQL on the recording (read-only); DuckDB's error becomes a ``QueryError``."""
+        try:
+            cursor = self.con.execute(query, params or [])
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall() if columns else []
+        except duckdb.Error as exc:
+            raise QueryError(str(exc).strip()) from None
+        return SqlResult(columns, rows)
 
     def calls_in_run(self, run: int | None = None) -> int:
         """Every call of a run: stored one by one, or summed past a function's budget."""
@@ -537,8 +493,13 @@ class Recording:
         return [int(r[0]) for r in rows]
 
     def tests_calling(self, function: str, run: int | None = None) -> list[TestUse]:
-        """Which tests called functions whose name contains ``function``, and how often."""
+        """Which tests called the functions ``function`` names, and how often.
+
+        ``function`` names functions as ``scope calls --function`` does (see
+        ``scope.query.calls``).
+        """
         run_id = self.resolve_run(run)
+        conditions, params = function_clause(CallFilter(function=function))
         rows = self.con.execute(
             """
             WITH roots AS (
@@ -546,10 +507,8 @@ class Recording:
                 JOIN call r ON r.run = t.run AND r.id = t.call WHERE t.run = $run
             ),
             wanted AS (
-                SELECT id, module, qualname FROM function
-                WHERE run = $run AND kind <> 'test'
-                  AND (qualname ILIKE '%' || $function || '%'
-                       OR (module || '.' || qualname) ILIKE '%' || $function || '%')
+                SELECT id, module, qualname FROM function f
+                WHERE run = $run AND kind <> 'test' AND {named}
             ),
             made AS (
                 SELECT c.id AS at, c.function, 1 AS calls FROM call c
@@ -562,7 +521,7 @@ class Recording:
             FROM made m JOIN roots r ON m.at BETWEEN r.call AND r.end_id
             JOIN wanted w ON w.id = m.function
             GROUP BY ALL ORDER BY 4 DESC, 1, 3
-            """,
-            {"run": run_id, "function": function},
+            """.replace("{named}", " AND ".join(conditions)),
+            {**params, "run": run_id},
         ).fetchall()
         return [TestUse(*row) for row in rows]

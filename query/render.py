@@ -12,10 +12,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 from scope.instrument.explain import ModuleReport
-from scope.query.api import (
+from scope.query.results import (
     CallNode,
     CallTree,
     FunctionStats,
+    RecordingDiff,
     RunHealth,
     RunSummary,
     TestDetail,
@@ -43,6 +44,11 @@ def format_ns(ns: float | None) -> str:
             value = ns / scale
             return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{ns:.0f} ns"
+
+
+def outcome_text(outcome: str) -> Text:
+    """A call's outcome, coloured: raised in red, unfinished in yellow."""
+    return Text(outcome, style=_OUTCOME_STYLES.get(outcome, ""))
 
 
 def to_json(value: Any) -> str:
@@ -316,6 +322,38 @@ def test_detail(detail: TestDetail, max_depth: int | None = None) -> Group:
         path = detail.exception_paths.get(phase.phase, [])
         note = f"raised here: {phase.exception}" if phase.exception and path else None
         parts.append(call_tree(tree, max_depth, path=path, note=note, title=line))
+    return Group(*parts)
+
+
+def diff_view(diff: RecordingDiff) -> Group:
+    """What differs between two runs or tests: call counts, exceptions, return values."""
+    heading = Text(f"{diff.before}  →  {diff.after}", style="bold")
+    if diff.outcomes is not None:
+        heading.append(f"   ({diff.outcomes[0]} → {diff.outcomes[1]})")
+    parts: list[Text | Table] = [heading]
+    if diff.same:
+        parts.append(Text("Same calls, exceptions and return values.", style="green"))
+    if diff.calls:
+        calls = Table(title="Calls that differ")
+        for name in ("function", "before", "after", "change"):
+            calls.add_column(name, justify="left" if name == "function" else "right")
+        for c in diff.calls:
+            calls.add_row(c.function, f"{c.before:,}", f"{c.after:,}", f"{c.after - c.before:+,}")
+        parts.append(calls)
+    if diff.exceptions:
+        raised = Table(title="Exceptions that differ")
+        for name in ("exception", "raised in", "before", "after"):
+            raised.add_column(name, justify="right" if name in ("before", "after") else "left")
+        for e in diff.exceptions:
+            raised.add_row(e.type, e.raised_in, f"{e.before:,}", f"{e.after:,}")
+        parts.append(raised)
+    if diff.returns:
+        returns = Table(title="Return values seen on one side only")
+        for name in ("function", "only before", "only after"):
+            returns.add_column(name)
+        for r in diff.returns:
+            returns.add_row(r.function, ", ".join(r.only_before), ", ".join(r.only_after))
+        parts.append(returns)
     return Group(*parts)
 
 

@@ -262,29 +262,256 @@ def status(db: str | None, run_id: int | None, as_json: bool) -> None:
     )
 
 
+class _Duration(click.ParamType[int]):
+    """A duration option: 250ms, 1.5s, 40us, 900ns (a bare number is seconds)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from scope.errors import QueryError
+        from scope.query.calls import parse_duration
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(str(value))
+        except QueryError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def limit_option(default: int, what: str) -> Callable[[F], F]:
+    """``--limit N``: at most N of what a command lists."""
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help=f"At most this many {what}.",
+    )
+
+
 @cli.command()
 @db_option
 @run_option
-@click.option("--function", "-f", metavar="NAME", help="Only functions whose name contains NAME.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many functions.")
+@click.option("--function", "-f", metavar="PATTERN", help="Function name: a part, or a glob.")
+@click.option("--module", "-m", metavar="PATTERN", help="Module name: a part, or a glob.")
+@click.option(
+    "--arg",
+    "argument",
+    metavar="[NAME=]TEXT",
+    help="An argument's recorded value contains TEXT (args level).",
+)
+@click.option("--returned", metavar="TEXT", help="The recorded return value contains TEXT.")
+@click.option("--slower-than", type=_Duration(), metavar="DURATION", help="At least this long.")
+@click.option("--faster-than", type=_Duration(), metavar="DURATION", help="At most this long.")
+@click.option("--outcome", type=click.Choice(["returned", "raised", "unfinished"]))
+@click.option("--thread", type=int, metavar="N", help="Only thread N (see scope status).")
+@click.option("--task", type=int, metavar="CALL", help="Only calls made in this asyncio task.")
+@click.option("--pid", type=int, help="Only calls of this process.")
+@click.option("--test", metavar="NAME", help="Only calls made by this test (pytest --scope).")
+@click.option("--slowest", is_flag=True, help="Longest first, instead of in the order they began.")
+@limit_option(50, "calls")
 @json_option
 def calls(
-    db: str | None, run_id: int | None, function: str | None, limit: int | None, as_json: bool
+    db: str | None,
+    run_id: int | None,
+    function: str | None,
+    module: str | None,
+    argument: str | None,
+    returned: str | None,
+    slower_than: int | None,
+    faster_than: int | None,
+    outcome: str | None,
+    thread: int | None,
+    task: int | None,
+    pid: int | None,
+    test: str | None,
+    slowest: bool,
+    limit: int,
+    as_json: bool,
 ) -> None:
-    """Calls per function: how many, total, mean and longest time.
+    """Find calls: by function, arguments, return value, duration, thread, task,
+    process, test or outcome.  Each call comes with its id, for scope tree and
+    scope path.
 
     \b
     Examples:
-      scope calls
-      scope calls --function parse --run 2
+      scope calls --function 'Parser.*' --slowest
+      scope calls --arg amount=500 --outcome raised
+      scope calls --slower-than 10ms --limit 20
+      scope calls --test test_parse --json
+    """
+    from scope.query.api import Recording
+    from scope.query.calls import CallFilter
+    from scope.query.render_calls import calls_table
+
+    with Recording(_config(db).db) as recording:
+        resolved = recording.resolve_run(run_id)
+        roots: tuple[int, ...] = ()
+        if test is not None:
+            roots = recording.tests(resolved, nodeid=recording.find_test(test, resolved))[0].roots
+        where = CallFilter(
+            function=function,
+            module=module,
+            argument=argument,
+            returned=returned,
+            min_ns=slower_than,
+            max_ns=faster_than,
+            thread=thread,
+            task=task,
+            pid=pid,
+            test_roots=roots,
+            outcome=outcome,
+        )
+        answer = recording.calls(where, resolved, limit=limit, slowest=slowest)
+    _show(answer, as_json, calls_table)
+
+
+@cli.command()
+@db_option
+@run_option
+@click.argument("call_id", type=int)
+@json_option
+def path(db: str | None, run_id: int | None, call_id: int, as_json: bool) -> None:
+    """How the program got to a call: every call open when it began, outermost first.
+
+    \b
+    Examples:
+      scope path 1099511627790
+      scope calls --outcome raised --limit 1    # find a call id, then ask
+    """
+    from scope.query.api import Recording
+    from scope.query.render_calls import path_view
+
+    with Recording(_config(db).db) as recording:
+        answer = recording.path_to(call_id, run_id)
+    _show(answer, as_json, path_view)
+
+
+@cli.command()
+@db_option
+@run_option
+@click.option(
+    "--type", "type_pattern", metavar="PATTERN", help="Exception type: a part, or a glob."
+)
+@limit_option(50, "exceptions")
+@json_option
+def exceptions(
+    db: str | None, run_id: int | None, type_pattern: str | None, limit: int, as_json: bool
+) -> None:
+    """Exceptions that left recorded calls: where each was raised, the calls it
+    went through, and where it was caught (or that it ended the program).
+
+    \b
+    Examples:
+      scope exceptions
+      scope exceptions --type KeyError --json
+    """
+    from scope.query.api import Recording
+    from scope.query.render_calls import exceptions_view
+
+    with Recording(_config(db).db) as recording:
+        answer = recording.exceptions(run_id, type=type_pattern, limit=limit)
+    _show(answer, as_json, exceptions_view)
+
+
+def _object_id(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an object id (decimal, or hex as 0x…)") from None
+
+
+@cli.command()
+@db_option
+@run_option
+@click.argument("object_id", required=False, metavar="[OBJECT_ID]")
+@click.option("--attribute", "-a", metavar="NAME", help="Only writes to this attribute.")
+@click.option("--type", "owner_type", metavar="CLASS", help="Only objects of this class (by name).")
+@limit_option(1000, "writes")
+@json_option
+def history(
+    db: str | None,
+    run_id: int | None,
+    object_id: str | None,
+    attribute: str | None,
+    owner_type: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Every recorded write to objects' attributes (self.x = ...), in order, with
+    the call that made it.  OBJECT_ID (as values show it: 0x7f3a...) keeps one
+    object's.  Needs functions recorded at args level or above.
+
+    \b
+    Examples:
+      scope history --type Account --attribute balance
+      scope history 0x7f3a1c2b9e50
+    """
+    from scope.query.api import Recording
+    from scope.query.render_calls import history_table
+
+    wanted = _object_id(object_id)
+    with Recording(_config(db).db) as recording:
+        answer = recording.history(wanted, attribute, owner_type, run=run_id, limit=limit)
+    _show(answer, as_json, history_table)
+
+
+@cli.command()
+@db_option
+@run_option
+@click.argument("before")
+@click.argument("after")
+@json_option
+def diff(db: str | None, run_id: int | None, before: str, after: str, as_json: bool) -> None:
+    """What differs between two runs, or two tests: call counts, exceptions and
+    return values.  BEFORE and AFTER are run numbers, or tests (a node id or a
+    part of one, in --run's run, or NAME@RUN).
+
+    \b
+    Examples:
+      scope diff 1 2
+      scope diff test_parse@3 test_parse@4
+      scope diff test_ok test_broken
     """
     from scope.query import render
     from scope.query.api import Recording
 
     with Recording(_config(db).db) as recording:
-        resolved = recording.resolve_run(run_id)
-        stats = recording.function_stats(resolved, function=function, limit=limit)
-    _show(stats, as_json, lambda found: render.function_table(found, resolved))
+        answer = recording.diff(before, after, run_id)
+    _show(answer, as_json, render.diff_view)
+
+
+@cli.command()
+@db_option
+@click.argument("query")
+@json_option
+def sql(db: str | None, query: str, as_json: bool) -> None:
+    """Run SQL on a recording (read-only).  The tables and their columns are
+    documented in scope/storage/schema.py.
+
+    \b
+    Examples:
+      scope sql "SELECT count(*) FROM call"
+      scope sql "SELECT type, count(*) FROM exception GROUP BY type" --json
+    """
+    from scope.query.api import Recording
+    from scope.query.render_calls import sql_table
+
+    with Recording(_config(db).db) as recording:
+        answer = recording.sql(query)
+    if as_json:
+        click.echo(_rows_json(answer.columns, answer.rows))
+        return
+    _show(answer, False, sql_table)
+
+
+def _rows_json(columns: list[str], rows: list[tuple[object, ...]]) -> str:
+    from scope.query import render
+
+    return render.to_json([dict(zip(columns, row, strict=True)) for row in rows])
 
 
 @cli.command()

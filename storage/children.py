@@ -123,6 +123,8 @@ def _next_number(con: duckdb.DuckDBPyConnection, run: int) -> int:
 
 
 def _remapped(table: str, column: str, number: int) -> str:
+    if table == "process" and column == "number":
+        return str(number)
     if column in _CALL_COLUMNS.get(table, ()):
         return (
             f"CASE WHEN {column} = 0 THEN 0 ELSE {column} | ({number}::BIGINT << {CALL_SHIFT}) END"

@@ -15,7 +15,7 @@ numbers functions per run (``function.key`` keeps the stable id) and added
 ``process``, ``event`` and the ``exception`` view; version 5 added
 ``function.line``; version 6 added ``task``, who started each ``thread`` and
 the call an ``event`` happened in; version 7 added ``test``; version 8 added
-the self times of ``call_aggregate``.  ``MIGRATIONS``
+the self times of ``call_aggregate`` and ``process.number``.  ``MIGRATIONS``
 upgrades a version 3 to 6 file when it is next recorded into.
 """
 
@@ -108,6 +108,12 @@ TABLES = (
             Column("run", "INTEGER", "the run"),
             Column("pid", "INTEGER", "process id"),
             Column("parent_pid", "INTEGER", "process id of its parent"),
+            Column(
+                "number",
+                "INTEGER",
+                "its number in the run, the high bits of its call ids (call.id >> 52): "
+                "0 for the main process, 1, 2, ... for children in the order they were merged",
+            ),
             Column("executable", "VARCHAR", "sys.executable"),
             Column("start_ns", "BIGINT", "recorder clock when recording began in it"),
             Column("end_ns", "BIGINT", "recorder clock when recording ended in it"),
@@ -424,6 +430,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     7: (
         "ALTER TABLE call_aggregate ADD COLUMN self_ns BIGINT",
         "ALTER TABLE call_aggregate ADD COLUMN direct_ns BIGINT",
+        # IF NOT EXISTS: a version 3 file got today's process table from step 3.
+        "ALTER TABLE process ADD COLUMN IF NOT EXISTS number INTEGER",
+        "UPDATE process SET number = 0 FROM run "
+        "WHERE run.id = process.run AND run.pid = process.pid",
     ),
 }
 

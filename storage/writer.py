@@ -202,8 +202,8 @@ class RecordingWriter:
             ],
         )
         self.con.execute(
-            """INSERT INTO process (run, pid, parent_pid, executable, start_ns)
-               VALUES (?, ?, ?, ?, ?)""",
+            """INSERT INTO process (run, pid, parent_pid, number, executable, start_ns)
+               VALUES (?, ?, ?, 0, ?, ?)""",
             [self.run_id, info.pid, info.parent_pid, info.executable, info.start_ns],
         )
         self.con.execute(

@@ -164,7 +164,7 @@ def test_fib_past_its_budget_keeps_exact_counts(write, scope, query):
     )
     assert summed == aggregated == 21891 - 1000
     assert query("SELECT calls_summed FROM run") == [(20891,)]
-    stats = {s["qualname"]: s for s in json.loads(scope("calls", "--json").stdout)}
+    stats = {s["qualname"]: s for s in json.loads(scope("top", "--json").stdout)}
     assert stats["fib"]["calls"] == 21891 and stats["main"]["calls"] == 1
     assert json.loads(scope("status", "--json").stdout)["calls_summed"] == 20891
     # With no limit every call is a row.

@@ -57,7 +57,7 @@ def test_sigkill_mid_run_leaves_every_committed_batch_readable(write, project, s
     # The first 50,000 calls were made a second before the kill: all committed.
     ((stored, distinct),) = query("SELECT count(*), count(DISTINCT id) FROM call")
     assert stored >= 50_000 and stored == distinct
-    calls = scope("calls", "--json")
+    calls = scope("top", "--json")
     assert calls.returncode == 0 and json.loads(calls.stdout)[0]["qualname"] == "work"
     # And the file takes the next run.
     write("again.py", "def f():\n    return 1\nf()\n")

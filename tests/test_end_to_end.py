@@ -310,9 +310,9 @@ def test_query_commands_show_the_recording(project, scope):
     assert scope("run", "calc.py").returncode == 0
     runs = json.loads(scope("runs", "--json").stdout)
     assert [r["id"] for r in runs] == [1] and runs[0]["exit_status"] == 0
-    calls = json.loads(scope("calls", "--json", "--function", "fib").stdout)
+    calls = json.loads(scope("top", "--json", "--function", "fib").stdout)
     assert [(c["qualname"], c["calls"]) for c in calls] == [("fib", 1973)]
-    table = scope("calls")
+    table = scope("top")
     assert table.returncode == 0 and "Parser.factor" in table.stdout and "1,973" in table.stdout
     tree = json.loads(scope("tree", "--json", "--limit", "3").stdout)
     assert tree["total"] > 2000 and tree["shown"] == 3

@@ -82,6 +82,13 @@ def test_every_child_process_is_in_the_run_with_its_calls(project, write, python
     assert sum(parent == main_pid for parent in parents) == 5
     assert (3, "os._exit") in [(status, how) for _, _, status, how in processes]
     assert all(status is not None for _, _, status, _ in processes)
+    # Each process's number is the high bits of its calls' ids: scope calls --pid uses it.
+    numbered = query(
+        """SELECT p.number, count(c.id) FROM process p
+           LEFT JOIN call c ON c.id >> 52 = p.number GROUP BY ALL ORDER BY ALL"""
+    )
+    assert [n for n, _ in numbered] == list(range(7)) and all(k > 0 for _, k in numbered)
+    assert query("SELECT number FROM process WHERE pid = ?", [main_pid]) == [(0,)]
     # Ids stay unique and keep their layout; every parent is in the same process.
     assert query("SELECT count(*) - count(DISTINCT id) FROM call") == [(0,)]
     assert query("SELECT count(*) FROM call WHERE id >> 40 <> thread") == [(0,)]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from scope.query import CallFilter, Recording
 
 PACKAGE = """
 def add(a, b):
@@ -601,3 +602,30 @@ def test_the_entry_point_is_registered_as_scope():
     (found,) = [e for e in entry_points(group="pytest11") if e.name == "scope"]
     assert found.value == "scope.pytest_plugin"
     assert Path(found.load().__file__).name == "pytest_plugin.py"
+
+
+def test_two_tests_are_compared_and_a_tests_calls_listed(suite):
+    run_pytest(suite, "--scope", "--scope-level", "args")
+    with Recording(str(suite.path / ".scope" / "scope.duckdb")) as recording:
+        values = recording.diff("test_passes", "test_fails_in_test_code@1")
+        calls = recording.diff("test_passes", "test_fails")
+        failing = recording.tests(nodeid=recording.find_test("test_fails"))[0]
+        listed = recording.calls(CallFilter(test_roots=failing.roots))
+    assert values.outcomes == ("passed", "failed") and values.calls == values.exceptions == []
+    assert [(r.function, r.only_before, r.only_after) for r in values.returns] == [
+        ("calc.add", ["5"], ["2"])
+    ]
+    assert [(c.function, c.before, c.after) for c in calls.calls] == [
+        ("calc.add", 1, 0),
+        ("calc.div", 0, 1),
+    ]
+    assert [(e.type, e.raised_in, e.before, e.after) for e in calls.exceptions] == [
+        ("ZeroDivisionError", "calc.div", 0, 1)
+    ]
+    # Its three phases' root calls, and the one call its call phase made.
+    assert [(c.qualname, c.arguments) for c in listed.calls] == [
+        ("test_fails", []),
+        ("test_fails", []),
+        ("div", ["a=1", "b=0"]),
+        ("test_fails", []),
+    ]

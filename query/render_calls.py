@@ -1,0 +1,108 @@
+"""Show calls to people: listings, the way to a call, exceptions' paths, attribute
+writes, and the rows of raw SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from scope.query.render import format_ns, outcome_text
+from scope.query.results import AttributeWrite, CallList, CallNode, ExceptionPath, SqlResult
+
+
+def calls_table(found: CallList) -> Table:
+    """A page of calls: id, function, duration, outcome, thread (if several), then the
+    arguments and return value, wrapped in the width the other columns leave."""
+    shown = len(found.calls)
+    title = f"{shown:,} of {found.matched:,} calls in run {found.run}"
+    table = Table(title=title, caption=_summed_caption(found.summed))
+    threads = len({call.thread for call in found.calls}) > 1
+    rows = []
+    for call in found.calls:
+        given = ", ".join(call.arguments)
+        flow = f"({given})" + (f" → {call.returned}" if call.returned is not None else "")
+        cells = [str(call.id), call.qualname, format_ns(call.duration_ns), call.outcome]
+        if threads:
+            cells.append(str(call.thread))
+        rows.append([*cells, flow if call.arguments or call.returned is not None else ""])
+    # The short columns keep their width; the arguments take what is left.
+    headers = ["call", "function", "duration", "outcome", *(["thread"] if threads else [])]
+    for i, header in enumerate(headers):
+        width = max([len(header), *(len(row[i]) for row in rows)])
+        justify = "left" if header in ("function", "outcome") else "right"
+        table.add_column(header, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+    table.add_column("arguments → return", overflow="fold")
+    for row in rows:
+        outcome_at = 3
+        table.add_row(*row[:outcome_at], outcome_text(row[outcome_at]), *row[outcome_at + 1 :])
+    return table
+
+
+def _summed_caption(summed: int) -> str | None:
+    if not summed:
+        return None
+    return f"and {summed:,} calls of these functions summed past their budget (scope top)"
+
+
+def _call_line(node: CallNode, prefix: str = "") -> Text:
+    text = Text(prefix)
+    text.append(f"{node.module}.{node.qualname}", style="bold")
+    text.append(f"  {format_ns(node.duration_ns)}", style="cyan")
+    if node.outcome != "returned":
+        text.append("  ")
+        text.append_text(outcome_text(node.outcome))
+    text.append(f"  #{node.id}", style="dim")
+    return text
+
+
+def path_view(path: Sequence[CallNode]) -> Group:
+    """The calls open when a call began, outermost first, each under its caller."""
+    lines = [
+        _call_line(node, "  " * depth + ("└─ " if depth else "")) for depth, node in enumerate(path)
+    ]
+    return Group(*lines)
+
+
+def exceptions_view(found: Sequence[ExceptionPath]) -> Group:
+    """Each exception: what it was, the calls it left, and where it was caught."""
+    if not found:
+        return Group(Text("No exception left a recorded call.", style="dim"))
+    parts: list[Text] = []
+    for exc in found:
+        header = Text(exc.summary or exc.type or "?", style="bold red")
+        parts.append(header)
+        for i, node in enumerate(exc.left):
+            parts.append(_call_line(node, "  raised in " if i == 0 else "  left      "))
+        if exc.caught_in is not None:
+            parts.append(_call_line(exc.caught_in, "  caught in "))
+        elif exc.uncaught:
+            parts.append(Text("  ended the program (uncaught)", style="red"))
+        else:
+            parts.append(Text("  left every recorded call (caught outside your code)", style="dim"))
+    return Group(*parts)
+
+
+def history_table(writes: Sequence[AttributeWrite]) -> Table:
+    """Attribute writes in order: which object, which attribute, what value, by which call."""
+    table = Table(title=f"{len(writes):,} attribute writes")
+    table.add_column("object", no_wrap=True)
+    table.add_column("attribute")
+    table.add_column("value")
+    table.add_column("written by", no_wrap=True)
+    table.add_column("call", justify="right", style="dim")
+    for w in writes:
+        owner = f"{w.object_type or '?'} {w.object_id:#x}" if w.object_id else "?"
+        table.add_row(owner, w.attribute, w.value or "", w.qualname, str(w.call))
+    return table
+
+
+def sql_table(result: SqlResult) -> Table:
+    """Rows of a raw SQL query under their column names."""
+    table = Table(caption=f"{len(result.rows):,} rows")
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    return table
