@@ -11,8 +11,9 @@ outside click, which would otherwise turn ``KeyboardInterrupt`` into "Aborted!".
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,7 @@ import click
 
 from scope import __version__
 from scope.config import Config, load_config
-from scope.errors import ScopeError
+from scope.errors import ExportError, ScopeError
 from scope.launch import fail, record, split_levels
 
 if TYPE_CHECKING:  # rich loads only for the commands that print with it
@@ -506,6 +507,67 @@ def sql(db: str | None, query: str, as_json: bool) -> None:
         click.echo(_rows_json(answer.columns, answer.rows))
         return
     _show(answer, False, sql_table)
+
+
+@cli.command()
+@db_option
+@run_option
+@click.option(
+    "--format",
+    "-f",
+    "format_name",
+    type=click.Choice(["chrome", "perfetto", "speedscope", "parquet", "otlp"]),
+    required=True,
+    help="chrome (also perfetto): Trace Event JSON; speedscope; parquet: a folder, "
+    "one file per table; otlp: OpenTelemetry spans as OTLP/JSON.",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="PATH",
+    help="Where to write (default: scope-run<N>.trace.json, .speedscope.json, "
+    ".otlp.json or -parquet/).",
+)
+def export(db: str | None, run_id: int | None, format_name: str, output: str | None) -> None:
+    """Export a run for the viewers and engines you already use.
+
+    \b
+    Examples:
+      scope export --format chrome        # then open it in ui.perfetto.dev
+      scope export --format speedscope -o run.json   # speedscope.app
+      scope export --format parquet --run 2          # read with DuckDB, pandas, Spark
+      scope export --format otlp          # POST to a collector's /v1/traces
+    """
+    from scope.query.api import Recording
+    from scope.query.export import ALIASES, default_path
+    from scope.query.export import export as write_export
+
+    chosen = ALIASES.get(format_name, format_name)
+    with Recording(_config(db).db) as recording, _progress("exporting") as progress:
+        resolved = recording.resolve_run(run_id)
+        path = output or default_path(chosen, resolved)
+        try:
+            done = write_export(recording.con, chosen, resolved, path, progress)
+        except OSError as exc:
+            raise ExportError(f"cannot write {path}: {exc.strerror}") from None
+    unit = "rows" if chosen == "parquet" else "calls"
+    click.echo(f"run {done.run}: {done.rows:,} {unit} written to {done.path} ({chosen})")
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr while something long runs, when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*Progress.get_default_columns()[:1], *columns, console=console) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _rows_json(columns: list[str], rows: list[tuple[object, ...]]) -> str:

@@ -56,3 +56,9 @@ class QueryError(ScopeError):
     """A question about a recording cannot be answered (unknown run or call, ...)."""
 
     code = "query"
+
+
+class ExportError(ScopeError):
+    """An export cannot be written where it was asked to go."""
+
+    code = "export"

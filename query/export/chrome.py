@@ -1,0 +1,63 @@
+"""Chrome's Trace Event JSON: the format Perfetto's UI and chrome://tracing open.
+
+One complete event (``"ph": "X"``) per call, on its process and thread, with
+microsecond timestamps from the run's start; metadata events (``"ph": "M"``)
+name the processes and threads.  The call's id, outcome and recorded duration
+go in ``args``, so a slice in the viewer can be looked up with ``scope tree``.
+The file is written as it is read, one event per line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+from scope.query.export import Progress
+from scope.query.export.stream import functions, nested, run_info
+from scope.storage.children import CALL_SHIFT, THREAD_SHIFT
+
+#: events between two progress reports
+REPORT_EVERY = 100_000
+
+
+def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progress) -> int:
+    """Write the run to ``path``; returns how many calls were written."""
+    info = run_info(con, run)
+    names = functions(con, run)
+    pid_of = info.pids
+    written = 0
+    with open(path, "w", encoding="utf-8") as out:
+        out.write('{"displayTimeUnit": "ns", "otherData": ')
+        out.write(json.dumps({"scope_run": run, "argv": info.argv}))
+        out.write(', "traceEvents": [\n')
+        metadata = [
+            {"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
+             "args": {"name": f"{' '.join(info.argv) or 'python'} (pid {pid})"}}
+            for pid in sorted(set(pid_of.values()))
+        ]  # fmt: skip
+        metadata += [
+            {"ph": "M", "name": "thread_name", "pid": pid_of.get(slot >> THREAD_SHIFT, 0),
+             "tid": slot, "args": {"name": name}}
+            for slot, name in sorted(info.threads.items())
+        ]  # fmt: skip
+        out.write(",\n".join(json.dumps(m) for m in metadata))
+        for call in nested(con, info):
+            f = names.get(call.function)
+            event = {
+                "ph": "X",
+                "name": f.qualname if f else f"<function {call.function}>",
+                "cat": f.module if f else "?",
+                "ts": call.start / 1000,
+                "dur": (call.end - call.start) / 1000,
+                "pid": pid_of.get(call.id >> CALL_SHIFT, 0),
+                "tid": call.thread,
+                "args": {"call": call.id, "outcome": call.outcome, "duration_ns": call.duration_ns},
+            }
+            out.write(",\n" if metadata or written else "")
+            out.write(json.dumps(event))
+            written += 1
+            if written % REPORT_EVERY == 0:
+                progress(written, info.calls)
+        out.write("\n]}\n")
+    progress(written, info.calls)
+    return written
