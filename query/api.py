@@ -15,6 +15,7 @@ import duckdb
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
 from scope.query.diff import Side, compare
 from scope.query.exceptions import find_exceptions
+from scope.query.folding import fold_similar
 from scope.query.history import attribute_writes
 from scope.query.results import (
     AttributeWrite,
@@ -215,11 +216,14 @@ class Recording:
         run: int | None = None,
         limit: int = 500,
         also: list[int] | None = None,
+        fold: bool = True,
     ) -> CallTree:
         """The calls under ``call_id`` (itself included), or the whole run, in call order.
 
         At most ``limit`` calls are fetched, and the calls ``also`` names (a path
         that must show) whatever the limit; ``CallTree.total`` says how many there are.
+        With ``fold``, runs of alike sibling calls are shown as their first, counting
+        the others (``scope.query.folding``); the calls of ``also`` stay unfolded.
         """
         run_id = self.resolve_run(run)
         if call_id is not None:
@@ -257,6 +261,8 @@ class Recording:
                 parent.children.append(node)
             else:
                 roots.append(node)
+        if fold:
+            roots = fold_similar(roots, keep=also or ())
         return CallTree(
             run=run_id, roots=roots, shown=len(nodes), total=total_row[0] if total_row else 0
         )

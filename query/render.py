@@ -215,6 +215,9 @@ def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls
 def _label(node: CallNode, on_path: bool = False) -> Text:
     text = Text(node.qualname, style="bold red" if on_path else "bold")
     text.append(f"  {format_ns(node.duration_ns)}", style="cyan")
+    if node.similar:
+        alike = f"{node.similar + 1:,} similar calls"
+        text.append(f"  × {alike}, {format_ns(node.duration_ns + node.similar_ns)} in all")
     if node.outcome != "returned":
         text.append(f"  {node.outcome}", style=_OUTCOME_STYLES.get(node.outcome, ""))
     text.append(f"  #{node.id}", style="dim")
@@ -222,11 +225,13 @@ def _label(node: CallNode, on_path: bool = False) -> Text:
 
 
 def _descendants(node: CallNode) -> int:
-    """How many calls are under ``node`` (iteratively: recorded trees can be very deep)."""
+    """How many fetched calls are under ``node``, folded ones included (iteratively:
+    recorded trees can be very deep)."""
     count, pending = 0, list(node.children)
     while pending:
-        count += 1
-        pending.extend(pending.pop().children)
+        below = pending.pop()
+        count += 1 + below.similar_calls
+        pending.extend(below.children)
     return count
 
 
@@ -257,7 +262,9 @@ def call_tree(
         child = branch.add(label)
         below_path = any(sub.id in on_path for sub in node.children)
         if max_depth is not None and level >= max_depth and node.children and not below_path:
-            child.add(Text(f"… {_descendants(node):,} more calls below", style="dim"))
+            below = _descendants(node)
+            calls = "call" if below == 1 else "calls"
+            child.add(Text(f"… {below:,} more {calls} below", style="dim"))
             continue
         pending.extend((child, sub, level + 1) for sub in reversed(node.children))
     if tree.shown < tree.total:

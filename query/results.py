@@ -117,6 +117,11 @@ class CallNode(Call):
     """One call in a tree, with the calls it made (as far as the tree was fetched)."""
 
     children: list[CallNode] = field(default_factory=list)
+    #: alike calls right after it, folded into it (``scope.query.folding``), their time,
+    #: and the calls they stand for (themselves and the calls they made, as fetched)
+    similar: int = 0
+    similar_ns: int = 0
+    similar_calls: int = 0
 
 
 @dataclass(frozen=True)
