@@ -554,6 +554,40 @@ def export(db: str | None, run_id: int | None, format_name: str, output: str | N
     click.echo(f"run {done.run}: {done.rows:,} {unit} written to {done.path} ({chosen})")
 
 
+@cli.command()
+@db_option
+@run_option
+@click.option("--output", "-o", metavar="FILE", help="Where to write (default: scope-run<N>.html).")
+@click.option(
+    "--max-calls",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Calls drawn on the timeline (the first ones).",
+)
+def view(db: str | None, run_id: int | None, output: str | None, max_calls: int) -> None:
+    """Write one self-contained HTML page to look at a run in a browser: a timeline
+    per thread, the call tree, the exceptions and the functions with the most self
+    time.  It needs no network.
+
+    \b
+    Examples:
+      scope view                       # then open scope-run<N>.html
+      scope view --run 2 -o run2.html
+    """
+    from scope.query.api import Recording
+    from scope.query.view import write_view
+
+    with Recording(_config(db).db) as recording:
+        resolved = recording.resolve_run(run_id)
+        path = output or f"scope-run{resolved}.html"
+        try:
+            drawn = write_view(recording, resolved, path, max_calls)
+        except OSError as exc:
+            raise ExportError(f"cannot write {path}: {exc.strerror}") from None
+    click.echo(f"run {resolved}: {path} ({drawn:,} calls on the timeline)")
+
+
 @contextlib.contextmanager
 def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr while something long runs, when stderr is a terminal."""

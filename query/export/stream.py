@@ -60,6 +60,8 @@ class DrawnCall:
     outcome: str
     #: its recorded duration (-1 if it never ended), before any clamping
     duration_ns: int
+    #: how many drawn calls it is drawn inside
+    depth: int
 
 
 def run_info(con: duckdb.DuckDBPyConnection, run: int) -> RunInfo:
@@ -128,5 +130,6 @@ def nested(con: duckdb.DuckDBPyConnection, info: RunInfo) -> Iterator[DrawnCall]
             start = min(start, open_ends[-1])
             end = min(end, open_ends[-1])
         end = max(end, start)
+        depth = len(open_ends)
         open_ends.append(end)
-        yield DrawnCall(call_id, slot, parent, function, start, end, outcome, duration_ns)
+        yield DrawnCall(call_id, slot, parent, function, start, end, outcome, duration_ns, depth)
