@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,3 +56,33 @@ def test_child_start_benchmark_prints_its_table():
     result = run_script("child_start.py", "--children", "1")
     for row in ("plain python", "under scope run"):
         assert row in result.stdout
+
+
+def test_query_speed_builds_its_recording_and_answers_every_question():
+    result = run_script("query_speed.py", "--calls", "200000", "--repeat", "1")
+    for row in (
+        "calls of one function",
+        "tree under a call with 100,000 descendants",
+        "top 20 functions by self time",
+        "path to a call 1001 deep",
+        "scope --help",
+    ):
+        assert row in result.stdout
+    # The synthetic shape: 2 batches of 11,111 items, one leaf_c each; root + 1,000 deep.
+    assert "leaf_c matched 22,222 calls; the path holds 1,001 calls" in result.stdout
+
+
+def test_capture_only_runs_the_program_and_stores_no_call(tmp_path):
+    source = (ROOT / "benchmarks" / "workloads.py").read_text()
+    assert '"capture only"' in source and "capture_only.py" in source
+    (tmp_path / "app.py").write_text("def f(i):\n    return i\n\nprint(sum(map(f, range(10))))\n")
+    db = str(tmp_path / "r.duckdb")
+    capture = run_script("capture_only.py", "run", "--db", db, str(tmp_path / "app.py"))
+    assert capture.stdout == "45\n"
+    con = duckdb.connect(db, read_only=True)
+    try:
+        assert con.execute(
+            "SELECT calls_stored, (SELECT count(*) FROM call) FROM run"
+        ).fetchall() == [(10, 0)]
+    finally:
+        con.close()
