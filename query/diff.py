@@ -5,7 +5,8 @@ calls).  Functions are compared by ``module.qualname``, so a run of changed
 code still lines up with an older one.  Calls are counted whether stored one
 by one or summed past their budget; exceptions are counted per type and the
 function they were raised in; return values (recorded at ``args`` level) are
-compared as the set of distinct summaries each function returned.  A test's
+compared as the set of distinct summaries each function returned (objects
+summarised by identity compare by type: their addresses differ run to run).  A test's
 own phase calls are left out: its node id makes them differ by name.
 """
 
@@ -80,7 +81,9 @@ def _exceptions(con: duckdb.DuckDBPyConnection, side: Side) -> Counter[tuple[str
 def _returns(con: duckdb.DuckDBPyConnection, side: Side) -> dict[str, set[str]]:
     rows = con.execute(
         f"""WITH mine AS ({_calls_of(side)})
-            SELECT DISTINCT {_name()}, v.value FROM value v
+            SELECT DISTINCT {_name()},
+                   CASE WHEN v.kind = 'object' THEN '<' || v.type || '>' ELSE v.value END
+            FROM value v
             JOIN function f ON f.run = v.run AND f.id = v.function
             WHERE v.run = $run AND v.role = 'return' AND v.call IN (SELECT id FROM mine)""",
         _params(side),

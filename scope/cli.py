@@ -230,7 +230,9 @@ def combine(sources: tuple[str, ...], db: str | None) -> None:
     """Copy every run of other recordings (SOURCES) into this one, as new runs."""
     from scope.storage.combine import combine as combine_files
 
-    for copied in combine_files(_config(db).db, sources):
+    with _progress("combining") as progress:
+        combined = combine_files(_config(db).db, sources, progress)
+    for copied in combined:
         click.echo(f"{copied.source} run {copied.source_run} -> run {copied.run}")
 
 

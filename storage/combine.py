@@ -11,7 +11,7 @@ as they are; they must be recordings of this scope's schema version.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -33,8 +33,15 @@ class Combined:
     run: int
 
 
-def combine(target: str, sources: Sequence[str]) -> list[Combined]:
-    """Copy every run of ``sources`` into ``target`` (created if missing)."""
+def combine(
+    target: str,
+    sources: Sequence[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Combined]:
+    """Copy every run of ``sources`` into ``target`` (created if missing).
+
+    ``progress`` is told (sources done, sources in all) after each source.
+    """
     for source in sources:
         if not os.path.isfile(source):
             raise RecordingError(f"no recording at {source}")
@@ -45,6 +52,8 @@ def combine(target: str, sources: Sequence[str]) -> list[Combined]:
         copied: list[Combined] = []
         for number, source in enumerate(sources):
             copied += _copy(con, source, f"scope_source_{number}")
+            if progress is not None:
+                progress(number + 1, len(sources))
         return copied
     finally:
         con.close()

@@ -186,3 +186,16 @@ def test_combine_refuses_what_is_not_a_recording(project, write, scope):
     write("notes.txt", "hello")
     assert_one_line_error(scope("combine", "notes.txt"), "not a scope recording")
     assert_one_line_error(scope("combine", ".scope/scope.duckdb"), "into itself")
+
+
+def test_combine_reports_its_progress_source_by_source(project, write, scope):
+    from scope.storage.combine import combine
+
+    write("one.py", "def f():\n    return 1\n\nf()\n")
+    for name in ("a.duckdb", "b.duckdb"):
+        assert scope("run", "--db", name, "one.py").returncode == 0
+    told: list[tuple[int, int]] = []
+    target = str(project / "all.duckdb")
+    sources = [str(project / "a.duckdb"), str(project / "b.duckdb")]
+    copied = combine(target, sources, lambda done, total: told.append((done, total)))
+    assert told == [(1, 2), (2, 2)] and [c.run for c in copied] == [1, 2]

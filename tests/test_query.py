@@ -257,3 +257,13 @@ def test_every_query_command_has_help_with_examples(scope):
     for command in ("calls", "path", "exceptions", "top", "history", "diff", "sql"):
         shown = scope(command, "--help")
         assert shown.returncode == 0 and "Examples:" in shown.stdout, command
+
+
+def test_objects_returned_compare_by_type_not_address(write, scope, project):
+    write("app.py", "class Box:\n    pass\n\ndef make():\n    return Box()\n\nkeep = make()\n")
+    for _ in range(2):
+        assert scope("run", "--level", "args", "app.py").returncode == 0
+    with Recording(str(project / ".scope" / "scope.duckdb")) as recording:
+        returned = recording.sql("SELECT value FROM value WHERE role = 'return'").rows
+        assert len(returned) == 2 and all(v.startswith("<Box at 0x") for (v,) in returned)
+        assert recording.diff("1", "2").same
