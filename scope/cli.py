@@ -24,8 +24,10 @@ from scope.config import Config, load_config
 from scope.errors import ExportError, ScopeError
 from scope.launch import fail, record, split_levels
 
-if TYPE_CHECKING:  # rich loads only for the commands that print with it
+if TYPE_CHECKING:  # rich and the query API load only for the commands that use them
     from rich.console import RenderableType
+
+    from scope.query.api import Recording
 
 F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A")
@@ -56,6 +58,17 @@ def _show(answer: A, as_json: bool, view: Callable[[A], RenderableType]) -> None
 
 def _config(db: str | None = None, **flags: object) -> Config:
     return load_config(overrides={"db": db, **flags})
+
+
+def _recording(db: str | None) -> Recording:
+    """The recording a query command reads.  On a terminal, a query that runs for more
+    than a second shows DuckDB's progress bar."""
+    from scope.query.api import Recording
+
+    recording = Recording(_config(db).db)
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        recording.con.execute("SET enable_progress_bar = true; SET progress_bar_time = 1000")
+    return recording
 
 
 db_option = click.option(
@@ -214,11 +227,16 @@ def plan(
 @db_option
 @json_option
 def runs(db: str | None, as_json: bool) -> None:
-    """List the runs in a recording."""
-    from scope.query import render
-    from scope.query.api import Recording
+    """List the runs in a recording: when, what, how it ended, what was stored.
 
-    with Recording(_config(db).db) as recording:
+    \b
+    Examples:
+      scope runs
+      scope runs --db other.duckdb --json
+    """
+    from scope.query import render
+
+    with _recording(db) as recording:
         found = recording.runs()
     _show(found, as_json, render.runs_table)
 
@@ -227,7 +245,13 @@ def runs(db: str | None, as_json: bool) -> None:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @db_option
 def combine(sources: tuple[str, ...], db: str | None) -> None:
-    """Copy every run of other recordings (SOURCES) into this one, as new runs."""
+    """Copy every run of other recordings (SOURCES) into this one, as new runs.
+
+    \b
+    Examples:
+      scope combine ci-artifacts/*.duckdb
+      scope combine old.duckdb --db .scope/all.duckdb
+    """
     from scope.storage.combine import combine as combine_files
 
     with _progress("combining") as progress:
@@ -252,9 +276,8 @@ def status(db: str | None, run_id: int | None, as_json: bool) -> None:
     from rich.console import Group
 
     from scope.query import render
-    from scope.query.api import Recording
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         health = recording.health(run_id)
     _show(
         health,
@@ -344,11 +367,10 @@ def calls(
       scope calls --slower-than 10ms --limit 20
       scope calls --test test_parse --json
     """
-    from scope.query.api import Recording
     from scope.query.calls import CallFilter
     from scope.query.render_calls import calls_table
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         roots: tuple[int, ...] = ()
         if test is not None:
@@ -383,10 +405,9 @@ def path(db: str | None, run_id: int | None, call_id: int, as_json: bool) -> Non
       scope path 1099511627790
       scope calls --outcome raised --limit 1    # find a call id, then ask
     """
-    from scope.query.api import Recording
     from scope.query.render_calls import path_view
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         answer = recording.path_to(call_id, run_id)
     _show(answer, as_json, path_view)
 
@@ -410,10 +431,9 @@ def exceptions(
       scope exceptions
       scope exceptions --type KeyError --json
     """
-    from scope.query.api import Recording
     from scope.query.render_calls import exceptions_view
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         answer = recording.exceptions(run_id, type=type_pattern, limit=limit)
     _show(answer, as_json, exceptions_view)
 
@@ -453,11 +473,10 @@ def history(
       scope history --type Account --attribute balance
       scope history 0x7f3a1c2b9e50
     """
-    from scope.query.api import Recording
     from scope.query.render_calls import history_table
 
     wanted = _object_id(object_id)
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         answer = recording.history(wanted, attribute, owner_type, run=run_id, limit=limit)
     _show(answer, as_json, history_table)
 
@@ -480,9 +499,8 @@ def diff(db: str | None, run_id: int | None, before: str, after: str, as_json: b
       scope diff test_ok test_broken
     """
     from scope.query import render
-    from scope.query.api import Recording
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         answer = recording.diff(before, after, run_id)
     _show(answer, as_json, render.diff_view)
 
@@ -500,10 +518,9 @@ def sql(db: str | None, query: str, as_json: bool) -> None:
       scope sql "SELECT count(*) FROM call"
       scope sql "SELECT type, count(*) FROM exception GROUP BY type" --json
     """
-    from scope.query.api import Recording
     from scope.query.render_calls import sql_table
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         answer = recording.sql(query)
     if as_json:
         click.echo(_rows_json(answer.columns, answer.rows))
@@ -540,12 +557,11 @@ def export(db: str | None, run_id: int | None, format_name: str, output: str | N
       scope export --format parquet --run 2          # read with DuckDB, pandas, Spark
       scope export --format otlp          # POST to a collector's /v1/traces
     """
-    from scope.query.api import Recording
     from scope.query.export import ALIASES, default_path
     from scope.query.export import export as write_export
 
     chosen = ALIASES.get(format_name, format_name)
-    with Recording(_config(db).db) as recording, _progress("exporting") as progress:
+    with _recording(db) as recording, _progress("exporting") as progress:
         resolved = recording.resolve_run(run_id)
         path = output or default_path(chosen, resolved)
         try:
@@ -577,10 +593,9 @@ def view(db: str | None, run_id: int | None, output: str | None, max_calls: int)
       scope view                       # then open scope-run<N>.html
       scope view --run 2 -o run2.html
     """
-    from scope.query.api import Recording
     from scope.query.view import write_view
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         path = output or f"scope-run{resolved}.html"
         try:
@@ -651,9 +666,8 @@ def top(
       scope top --function parse --json
     """
     from scope.query import render
-    from scope.query.api import Recording
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         stats = recording.function_stats(resolved, function=function, limit=limit, by=by)
     title = "Most self time" if by == "self" else "Most total time"
@@ -683,9 +697,8 @@ def tree(
       scope tree 1099511627777 --depth 3
     """
     from scope.query import render
-    from scope.query.api import Recording
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         answer = recording.tree(call_id, run=run_id, limit=limit)
     _show(answer, as_json, lambda found: render.call_tree(found, max_depth=depth))
 
@@ -720,9 +733,8 @@ def tests(
       scope tests --calls parse_header
     """
     from scope.query import render
-    from scope.query.api import Recording
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         if function is not None:
             uses = recording.tests_calling(function, resolved)
@@ -757,9 +769,8 @@ def test(
       scope test test_parse --depth 3
     """
     from scope.query import render
-    from scope.query.api import Recording
 
-    with Recording(_config(db).db) as recording:
+    with _recording(db) as recording:
         detail = recording.test(nodeid, run=run_id, limit=limit)
     _show(detail, as_json, lambda found: render.test_detail(found, max_depth=depth))
 

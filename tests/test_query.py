@@ -254,7 +254,9 @@ def test_questions_without_answers_are_one_line_errors(shop, scope, args, messag
 
 
 def test_every_query_command_has_help_with_examples(scope):
-    for command in ("calls", "path", "exceptions", "top", "history", "diff", "sql"):
+    commands = ("runs", "status", "calls", "top", "tree", "path", "exceptions", "history")
+    commands += ("diff", "sql", "export", "view", "combine", "tests", "test", "plan", "run")
+    for command in commands:
         shown = scope(command, "--help")
         assert shown.returncode == 0 and "Examples:" in shown.stdout, command
 
