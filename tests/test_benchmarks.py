@@ -86,3 +86,11 @@ def test_capture_only_runs_the_program_and_stores_no_call(tmp_path):
         ).fetchall() == [(10, 0)]
     finally:
         con.close()
+
+
+def test_insert_rate_tries_every_variant():
+    result = run_script("insert_rate.py", "--rows", "20000")
+    assert "20,000 call rows (generated rows)" in result.stdout
+    for row in ("as the writer does", "1,048,576 rows a batch", "no thread or suspension",
+                "uncompressed", "2 threads"):  # fmt: skip
+        assert row in result.stdout
