@@ -18,6 +18,13 @@ The writer is a raw ``_thread`` thread rather than a ``threading.Thread``: the
 recorded program's ``threading.enumerate()`` and ``active_count()`` must not
 see it, and interpreter shutdown must not wait for it (``stop`` runs at exit).
 
+While the writer stores a batch it drains nothing, and a fast program fills its
+ring in tens of milliseconds (every function's first calls, stored one by one,
+come in a burst at the start).  So a C thread, the mover (``native.start_mover``),
+moves the records of any ring a quarter full into C memory, up to ``hold_bytes``;
+drains hand those out first, in order.  The program waits for the writer only
+once that much is waiting; the memory goes back when the burst is stored.
+
 While the program traces its own allocations with ``tracemalloc``, the writer
 only moves records into C memory (``native.hold``, up to ``hold_bytes``): the
 numpy arrays and Python objects of storing a batch would otherwise show up in
@@ -104,6 +111,7 @@ class Pipeline:
         self._drained_before = native.stats().drained
         self.sink.attach(self._batch)
         self._ident = _thread.start_new_thread(self._run, ())
+        native.start_mover(self.hold_bytes)
 
     def _run(self) -> None:
         native.mark_scope_work(True)  # this thread is scope's, for its whole life
@@ -157,6 +165,7 @@ class Pipeline:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread and drain everything still in the rings."""
+        native.stop_mover()
         self._stop.set()
         waits = self._ident is not None and self._ident != _thread.get_ident()
         if waits and not self._stopped.wait(timeout):

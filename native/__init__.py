@@ -288,6 +288,19 @@ def hold(max_bytes: int) -> bool:
     return bool(lib.scope_hold(max_bytes))
 
 
+def start_mover(max_bytes: int, interval: float = 0.001) -> bool:
+    """Start the mover thread (C, no GIL): every ``interval`` seconds, rings a quarter
+    full are moved into held memory (at most ``max_bytes``), so that the program does
+    not wait for a full ring while the writer stores a batch.  False if it could not
+    start."""
+    return bool(lib.scope_start_mover(max_bytes, int(interval * 1e9)))
+
+
+def stop_mover() -> None:
+    """Stop the mover thread and wait for it (records it moved stay held for drains)."""
+    lib.scope_stop_mover()
+
+
 def stats() -> RingStats:
     """A snapshot of the rings' counters."""
     raw = ffi.new("scope_stats *")

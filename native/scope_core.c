@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -479,6 +480,13 @@ static size_t release_held(scope_record *out, size_t capacity, uint8_t *arena_ou
     if (!g_held_len) {
         g_held_start = 0;
         g_held_arena_len = 0;
+        if (g_held_cap > 16 * HOLD_CHUNK) { /* a burst is over: give its memory back */
+            free(g_held);
+            free(g_held_arena);
+            g_held = NULL;
+            g_held_arena = NULL;
+            g_held_cap = g_held_arena_cap = 0;
+        }
     }
     return n;
 }
@@ -574,6 +582,60 @@ size_t scope_get_threads(scope_thread_info *out, size_t capacity) {
     return total;
 }
 
+/* ---- The mover: rings into held memory while the writer is busy storing ---- */
+
+static pthread_t g_mover;
+static int g_mover_running = 0; /* only the thread that starts and stops recording touches it */
+static _Atomic int g_mover_stop = 0;
+static _Atomic size_t g_mover_max_bytes = 0;
+static _Atomic uint64_t g_mover_interval_ns = 1000000;
+
+/* Whether any ring is at least a quarter full (g_lock held). */
+static int rings_filling(void) {
+    for (scope_thread *t = g_threads; t; t = t->next) {
+        uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        if (head - tail >= t->capacity / 4) return 1;
+    }
+    return 0;
+}
+
+static void *mover_main(void *unused) {
+    (void)unused;
+    while (!atomic_load(&g_mover_stop)) {
+        uint64_t interval = atomic_load(&g_mover_interval_ns);
+        struct timespec pause = {(time_t)(interval / 1000000000u), (long)(interval % 1000000000u)};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&g_lock);
+        int filling = rings_filling();
+        pthread_mutex_unlock(&g_lock);
+        if (filling) scope_hold(atomic_load(&g_mover_max_bytes));
+    }
+    return NULL;
+}
+
+int scope_start_mover(size_t max_bytes, uint64_t interval_ns) {
+    atomic_store(&g_mover_max_bytes, max_bytes);
+    atomic_store(&g_mover_interval_ns, interval_ns ? interval_ns : 1000000);
+    if (g_mover_running) return 1;
+    atomic_store(&g_mover_stop, 0);
+    sigset_t all, previous;
+    sigfillset(&all);
+    /* The program's signals go to its own threads, never to this one. */
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    int failed = pthread_create(&g_mover, NULL, mover_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    g_mover_running = !failed;
+    return g_mover_running;
+}
+
+void scope_stop_mover(void) {
+    if (!g_mover_running) return;
+    atomic_store(&g_mover_stop, 1);
+    pthread_join(g_mover, NULL);
+    g_mover_running = 0;
+}
+
 void scope_after_fork_child(void) {
     /* Only the forking thread survives; its parent's records belong to the parent.
      * The child starts with no rings, slot numbering from 1, and recording off. */
@@ -597,6 +659,8 @@ void scope_after_fork_child(void) {
     atomic_store(&g_setup_failures, 0);
     atomic_store(&g_unfinished, 0);
     g_held_start = g_held_len = g_held_arena_len = 0; /* the parent's, not ours */
+    g_mover_running = 0; /* the parent's thread is not in this process */
+    atomic_store(&g_mover_stop, 0);
 }
 
 /* ---- Producer API without Python: tests, benchmarks and the sanitizer build ---- */

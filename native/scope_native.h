@@ -213,6 +213,12 @@ void scope_get_stats(scope_stats *out);
  * measures its own allocations; scope_drain hands these records out first.
  * Returns 1 if the rings were emptied, 0 if the bound stopped it. */
 int scope_hold(size_t max_bytes);
+/* Starts (or retunes) the mover: a C thread that every interval_ns moves the rings'
+ * records into held memory (scope_hold, at most max_bytes) once a ring is a quarter
+ * full, so that producers do not wait while the writer stores a batch.  Returns 0 if
+ * the thread could not start.  scope_stop_mover stops and joins it. */
+int scope_start_mover(size_t max_bytes, uint64_t interval_ns);
+void scope_stop_mover(void);
 size_t scope_get_threads(scope_thread_info *out, size_t capacity);
 void scope_set_thread_name(const char *name);
 /* Notes which thread, and which call on it, started the current thread. */

@@ -302,3 +302,42 @@ def test_a_forked_child_starts_with_fresh_empty_rings():
     # Nothing pending, nothing produced, no threads: then its own calls, in slot 1.
     assert report == "0 0 0 0 3 {1}"
     assert len(drain_all()) == 10  # the parent's records are still the parent's
+
+
+def test_the_mover_keeps_a_slow_drainers_rings_from_filling():
+    """With nobody draining, the mover holds what a small ring cannot: nothing is dropped,
+    and a drain afterwards hands every call out in order."""
+    with Recording(1024, "drop") as rec:
+        assert native.start_mover(1 << 26, interval=0.0002)
+        try:
+
+            def produce(_: int) -> None:
+                for start in range(0, 20_000, 100):
+                    produce_pairs(100, 1 + start)
+                    time.sleep(0.002)  # a ring fills only if the mover sleeps 20 ms
+
+            in_threads(produce)
+        finally:
+            native.stop_mover()
+    assert native.stats().held > 0  # the mover moved them, no drain has yet
+    records = drain_all()
+    assert rec.delta("dropped") == 0
+    assert native.function_ids(records).tolist() == list(range(1, 20_001))
+
+
+def test_stress_with_the_mover_loses_nothing_and_keeps_order():
+    native.start_mover(1 << 27, interval=0.0005)
+    try:
+        call_ids, rec = stress("block", ring=4096)
+    finally:
+        native.stop_mover()
+    assert len(call_ids) == STRESS_THREADS * CALLS_PER_THREAD
+    assert rec.delta("dropped") == 0
+    check_per_thread_fifo(call_ids)
+
+
+def test_stopping_the_mover_twice_and_starting_it_again_is_harmless():
+    native.stop_mover()
+    assert native.start_mover(1 << 20) and native.start_mover(1 << 21)  # retunes, one thread
+    native.stop_mover()
+    native.stop_mover()
