@@ -45,9 +45,6 @@ from scope.errors import QueryError
 EVERY_CALL = CallFilter()
 
 
-_CALL_COLUMNS = CALL_ROW_COLUMNS
-
-
 class Recording:
     """A recording file opened for reading."""
 
@@ -201,7 +198,7 @@ class Recording:
         """One call by id."""
         run_id = self.resolve_run(run)
         row = self.con.execute(
-            f"""SELECT {_CALL_COLUMNS} FROM call c
+            f"""SELECT {CALL_ROW_COLUMNS} FROM call c
                 LEFT JOIN function f ON f.run = c.run AND f.id = c.function
                 WHERE c.run = ? AND c.id = ?""",
             [run_id, call_id],
@@ -240,14 +237,14 @@ class Recording:
             f"SELECT count(*) FROM call c WHERE {where}", params
         ).fetchone()
         rows = self.con.execute(
-            f"""SELECT {_CALL_COLUMNS} FROM call c
+            f"""SELECT {CALL_ROW_COLUMNS} FROM call c
                 LEFT JOIN function f ON f.run = c.run AND f.id = c.function
                 WHERE {where} ORDER BY c.thread, c.id LIMIT ?""",
             [*params, limit],
         ).fetchall()
         if also:
             rows += self.con.execute(
-                f"""SELECT {_CALL_COLUMNS} FROM call c
+                f"""SELECT {CALL_ROW_COLUMNS} FROM call c
                     LEFT JOIN function f ON f.run = c.run AND f.id = c.function
                     WHERE {where} AND c.id IN (SELECT unnest(?::BIGINT[]))""",
                 [*params, also],
@@ -332,7 +329,7 @@ class Recording:
         self.call(call_id, run_id)  # one that exists, or a clear error
         ids = self.stack_of(call_id, run_id)
         rows = self.con.execute(
-            f"""SELECT {_CALL_COLUMNS} FROM call c
+            f"""SELECT {CALL_ROW_COLUMNS} FROM call c
                 LEFT JOIN function f ON f.run = c.run AND f.id = c.function
                 WHERE c.run = ? AND c.id IN (SELECT unnest(?::BIGINT[])) ORDER BY c.id""",
             [run_id, ids],

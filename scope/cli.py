@@ -78,15 +78,22 @@ db_option = click.option(
 )
 run_option = click.option("--run", "run_id", type=int, help="Run number (default: the latest).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+function_option = click.option(
+    "--function", "-f", metavar="PATTERN", help="Function name: a part, or a glob."
+)
 depth_option = click.option(
     "--depth", type=click.IntRange(min=1), help="Summarise calls deeper than this."
 )
 
 
-def calls_limit_option(help_text: str) -> Callable[[F], F]:
-    """``--limit N`` on the calls a tree fetches (500 by default)."""
+def limit_option(default: int, what: str) -> Callable[[F], F]:
+    """``--limit N``: at most N of what a command lists or fetches."""
     return click.option(
-        "--limit", type=click.IntRange(min=1), default=500, show_default=True, help=help_text
+        "--limit",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help=f"At most this many {what}.",
     )
 
 
@@ -305,21 +312,10 @@ class _Duration(click.ParamType[int]):
             self.fail(str(exc), param, ctx)
 
 
-def limit_option(default: int, what: str) -> Callable[[F], F]:
-    """``--limit N``: at most N of what a command lists."""
-    return click.option(
-        "--limit",
-        type=click.IntRange(min=1),
-        default=default,
-        show_default=True,
-        help=f"At most this many {what}.",
-    )
-
-
 @cli.command()
 @db_option
 @run_option
-@click.option("--function", "-f", metavar="PATTERN", help="Function name: a part, or a glob.")
+@function_option
 @click.option("--module", "-m", metavar="PATTERN", help="Module name: a part, or a glob.")
 @click.option(
     "--arg",
@@ -564,10 +560,8 @@ def export(db: str | None, run_id: int | None, format_name: str, output: str | N
     with _recording(db) as recording, _progress("exporting") as progress:
         resolved = recording.resolve_run(run_id)
         path = output or default_path(chosen, resolved)
-        try:
+        with _writing(path):
             done = write_export(recording.con, chosen, resolved, path, progress)
-        except OSError as exc:
-            raise ExportError(f"cannot write {path}: {exc.strerror}") from None
     unit = "rows" if chosen == "parquet" else "calls"
     click.echo(f"run {done.run}: {done.rows:,} {unit} written to {done.path} ({chosen})")
 
@@ -598,11 +592,18 @@ def view(db: str | None, run_id: int | None, output: str | None, max_calls: int)
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         path = output or f"scope-run{resolved}.html"
-        try:
+        with _writing(path):
             drawn = write_view(recording, resolved, path, max_calls)
-        except OSError as exc:
-            raise ExportError(f"cannot write {path}: {exc.strerror}") from None
     click.echo(f"run {resolved}: {path} ({drawn:,} calls on the timeline)")
+
+
+@contextlib.contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """Where an export or page cannot be written, one line saying so."""
+    try:
+        yield
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror}") from None
 
 
 @contextlib.contextmanager
@@ -637,14 +638,8 @@ def _rows_json(columns: list[str], rows: list[tuple[object, ...]]) -> str:
     show_default=True,
     help="Order by total time (with the calls made) or self time (without).",
 )
-@click.option("--function", "-f", metavar="NAME", help="Only functions whose name contains NAME.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="At most N functions.",
-)
+@function_option
+@limit_option(20, "functions")
 @json_option
 def top(
     db: str | None,
@@ -679,7 +674,7 @@ def top(
 @run_option
 @click.argument("call_id", type=int, required=False)
 @depth_option
-@calls_limit_option("At most this many calls.")
+@limit_option(500, "calls")
 @json_option
 def tree(
     db: str | None,
@@ -712,7 +707,7 @@ def tree(
     "--calls",
     "function",
     metavar="FUNCTION",
-    help="Which tests called functions whose name contains FUNCTION, and how often.",
+    help="Which tests called the functions FUNCTION names (a part, or a glob), and how often.",
 )
 @json_option
 def tests(
@@ -749,7 +744,7 @@ def tests(
 @run_option
 @click.argument("nodeid")
 @depth_option
-@calls_limit_option("At most this many calls per phase (the exception's path always shows).")
+@limit_option(500, "calls per phase (the exception's path always shows)")
 @json_option
 def test(
     db: str | None,

@@ -122,17 +122,17 @@ def test_fixture(stack):
     stack.push(1)
 
 
-@pytest.mark.skip(reason="not today")
+@pytest.mark.skip(reason="a marked skip: stored as skipped, with this reason")
 def test_skipped():
     calc.add(0, 1)
 
 
 def test_skips_inside():
     calc.add(1, 2)
-    pytest.skip("inside")
+    pytest.skip("skipped from inside: its calls until here are kept")
 
 
-@pytest.mark.xfail(reason="known")
+@pytest.mark.xfail(reason="an expected failure: stored as xfailed")
 def test_xfails():
     calc.broken()
 
@@ -339,8 +339,8 @@ def test_a_failure_is_linked_to_the_call_its_exception_came_from(suite):
     assert failures[("test_xfails", "call")][2] == "broken"
     skipped = read(suite, "SELECT nodeid, message FROM test WHERE outcome = 'skipped'")
     assert {short(n): m for n, m in skipped} == {
-        "test_skipped": "Skipped: not today",
-        "test_skips_inside": "Skipped: inside",
+        "test_skipped": "Skipped: a marked skip: stored as skipped, with this reason",
+        "test_skips_inside": "Skipped: skipped from inside: its calls until here are kept",
     }
 
 

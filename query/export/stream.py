@@ -126,8 +126,7 @@ def nested(con: duckdb.DuckDBPyConnection, info: RunInfo) -> Iterator[DrawnCall]
         while open_ends and open_ends[-1] <= start:
             open_ends.pop()
         end = start + duration_ns if duration_ns >= 0 else run_end
-        if open_ends:
-            start = min(start, open_ends[-1])
+        if open_ends:  # it starts before the enclosing slice ends: end it no later
             end = min(end, open_ends[-1])
         end = max(end, start)
         depth = len(open_ends)

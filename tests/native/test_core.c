@@ -273,6 +273,20 @@ static void test_stress_both_policies(void) {
     stress(SCOPE_OVERFLOW_DROP, 256);
 }
 
+/* The mover moves rings into held memory while this thread drains: nothing lost,
+ * each thread's calls still in order, held memory empty at the end. */
+static void test_stress_with_the_mover(void) {
+    puts("stress: block, with the mover");
+    CHECK(scope_start_mover(1u << 27, 200000));
+    CHECK(scope_start_mover(1u << 27, 200000)); /* a second start retunes the one thread */
+    stress(SCOPE_OVERFLOW_BLOCK, 4096);
+    scope_stop_mover();
+    scope_stop_mover();
+    scope_stats after;
+    scope_get_stats(&after);
+    CHECK(after.held == 0);
+}
+
 static void test_dead_threads_rings_retire_and_keep_their_counters(void) {
     puts("thread exit");
     drain_all();
@@ -341,6 +355,7 @@ int main(void) {
     test_held_records_come_out_first_and_in_order();
     test_dead_threads_rings_retire_and_keep_their_counters();
     test_stress_both_policies();
+    test_stress_with_the_mover();
     puts("all passed");
     return 0;
 }
