@@ -104,6 +104,8 @@ class Pipeline:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._ident: int | None = None
+        #: the writer thread inside its loop (its try), where a hit is survived
+        self._serving: int | None = None
         self._drained_before = 0
 
     def start(self) -> None:
@@ -116,6 +118,7 @@ class Pipeline:
     def _run(self) -> None:
         native.mark_scope_work(True)  # this thread is scope's, for its whole life
         try:
+            self._serving = _thread.get_ident()
             while not self._stop.wait(self._interval):
                 self.drain_all(yield_to_tracing=True)
         except BaseException as exc:
