@@ -23,6 +23,7 @@ from typing import Any
 from scope.capture.threads import EventSink
 
 from scope import native
+from scope.errors import CapabilityMissing
 from scope.patching import Patch
 
 
@@ -35,7 +36,10 @@ class WarningWatch:
 
     def install(self) -> None:
         """Keep an event for every warning shown from now on."""
-        self._patch.install()
+        try:
+            self._patch.install()
+        except CapabilityMissing as exc:
+            raise CapabilityMissing(f"{exc}: warnings are not kept as events") from None
 
     def uninstall(self) -> None:
         """Put ``warnings`` back, unless the program replaced the function since."""

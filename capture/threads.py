@@ -1,7 +1,8 @@
 """Following the threads a program starts, and the exceptions that end them.
 
-While recording, ``threading._start_new_thread`` (what ``Thread.start`` calls)
-is the native ``start_new_thread``: it notes the starting thread and its
+While recording, the function ``Thread.start`` calls to start a thread
+(``threading._start_new_thread`` up to 3.12, ``threading._start_joinable_thread``
+from 3.13) is its native stand-in: it notes the starting thread and its
 innermost recorded call, and runs the new thread under a C function that
 records them with the thread's name before ``run()`` begins.  Being C, neither
 adds a frame to the new thread's stack.
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from scope import native
+from scope.errors import CapabilityMissing
+from scope.interpreter import PYBEHAVIOR
 from scope.patching import Patch
 
 #: kind, detail, call id: how a watch reports what it saw
@@ -55,13 +58,24 @@ class ThreadWatch:
 
     def __init__(self, on_event: EventSink) -> None:
         self.on_event = on_event
-        self._start = Patch(threading, "_start_new_thread", native.start_new_thread)
+        if PYBEHAVIOR.joinable_threads:
+            self._start = Patch(threading, "_start_joinable_thread", native.start_joinable_thread)
+        else:
+            self._start = Patch(threading, "_start_new_thread", native.start_new_thread)
         self._hook: Any = None
 
     def install(self) -> None:
-        """Follow every thread ``threading`` starts from now on."""
+        """Follow every thread ``threading`` starts from now on.
+
+        Raises ``CapabilityMissing`` (having done the rest) if this Python starts
+        threads through none of the functions scope knows.
+        """
         global _look_alike, _watching
-        self._start.install()
+        missing: CapabilityMissing | None = None
+        try:
+            self._start.install()
+        except CapabilityMissing as exc:
+            missing = exc
         hook = threading.excepthook
         if hook is threading.__excepthook__ and isinstance(hook, types.BuiltinFunctionType):
             if _look_alike is None:
@@ -69,6 +83,8 @@ class ThreadWatch:
             self._hook = hook
             threading.excepthook = threading.__excepthook__ = _look_alike
         _watching = self
+        if missing is not None:
+            raise CapabilityMissing(f"{missing}: who started each thread is not recorded")
 
     def uninstall(self) -> None:
         """Put ``threading`` back as it was, unless the program changed it since."""

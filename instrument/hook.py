@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
-from typing import cast
+from typing import Any, cast
 
 from scope.instrument import cache
 from scope.instrument.plan import ModulePlan, PackedPlan, PlanSettings, make_plan
@@ -32,6 +32,8 @@ from scope.instrument.rewrite import instrument_source
 from scope.instrument.select import ModuleSelector
 
 from scope import native
+from scope.errors import CapabilityMissing
+from scope.interpreter import PYBEHAVIOR
 from scope.patching import Patch
 
 #: Called with each module's plan (packed when it came from the cache), before its code runs.
@@ -214,23 +216,47 @@ class RunPathHook:
 
     def install(self) -> None:
         """Answer for ``run_path`` from now on."""
-        self._patch.install()
+        try:
+            self._patch.install()
+        except CapabilityMissing as exc:
+            raise CapabilityMissing(
+                f"{exc}: scripts run by runpy.run_path (multiprocessing's spawned "
+                "children among them) run uninstrumented"
+            ) from None
 
     def uninstall(self) -> None:
         """Put ``runpy`` back, unless the program replaced the function since."""
         self._patch.uninstall()
 
-    def get_code(self, run_name: str | None, fname: str) -> tuple[CodeType, str]:
-        """The code ``run_path`` runs for ``fname``: instrumented if it is the user's."""
+    def get_code(self, *args: Any) -> Any:
+        """The code ``run_path`` runs: instrumented if the file is the user's.
+
+        Called as ``runpy`` calls the original: ``(run_name, fname)``, answered
+        with ``(code, fname)``, before 3.13; ``(fname)``, answered with the code,
+        from 3.13, where ``run_name`` is read from ``run_path``'s own frame.
+        """
+        if PYBEHAVIOR.runpy_code_with_name:
+            run_name, fname = args
+        else:
+            (fname,) = args
+            run_name = _caller_run_name()
         name = os.fsdecode(fname)
         path = os.path.abspath(name)
         module = run_name or "<run_path>"
         if path.endswith(".py") and self.selector.decide(module, path).instrument:
             code = self.instrumenter.compile(module, name, file_reader(path))
             if code is not None:
-                return code, fname
-        code_and_name: tuple[CodeType, str] = self._patch.original(run_name, fname)
-        return code_and_name
+                return (code, fname) if PYBEHAVIOR.runpy_code_with_name else code
+        return self._patch.original(*args)
+
+
+def _caller_run_name() -> str | None:
+    """``run_name`` of the ``runpy.run_path`` call asking for code (3.13+), if it asks."""
+    frame = sys._getframe(2)
+    if frame.f_code is not getattr(runpy.run_path, "__code__", None):
+        return None
+    run_name = frame.f_locals.get("run_name")
+    return run_name if isinstance(run_name, str) else None
 
 
 def file_reader(path: str) -> Callable[[], bytes]:

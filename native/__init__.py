@@ -17,6 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from scope import interpreter
+
+if interpreter.free_threaded():
+    # Loading the extension would turn the GIL back on for the whole program.
+    raise interpreter.UnsupportedInterpreter(
+        f"scope does not support free-threaded builds yet ({interpreter.describe()})"
+    )
+
 #: the cffi-built extension (no type information: everything in it is Any)
 _native: Any = importlib.import_module("scope.native._native")
 
@@ -26,6 +34,9 @@ lib: Any = _native.lib
 if lib.scope_install_entry_points(_native.__name__.encode()) != 0:  # pragma: no cover
     raise ImportError("scope.native: could not install the C entry points")
 
+#: ``capabilities() -> dict``: whether interpreter frames can be read here
+#: ("frames"), and the CPython version the extension was built for
+capabilities: Any = _native.capabilities
 enter: Any = _native.enter
 exit: Any = _native.exit
 leave: Any = _native.leave
@@ -45,8 +56,10 @@ run_at_bottom: Any = _native.run_at_bottom
 #: ``wrap_builtin(builtin, callback)``: a builtin that looks like ``builtin`` and
 #: calls ``callback`` with the same arguments first (os._exit, os.exec*).
 wrap_builtin: Any = _native.wrap_builtin
-#: stands in for ``threading._start_new_thread``: notes who starts each thread
+#: stand in for ``threading._start_new_thread`` (3.11, 3.12) and
+#: ``threading._start_joinable_thread`` (3.13+): note who starts each thread
 start_new_thread: Any = _native.start_new_thread
+start_joinable_thread: Any = _native.start_joinable_thread
 #: raised_in(exception): the innermost recorded call it left on this thread, or 0
 raised_in: Any = _native.raised_in
 ROLE_EVENT: int = lib.SCOPE_ROLE_EVENT
@@ -299,6 +312,18 @@ def start_mover(max_bytes: int, interval: float = 0.001) -> bool:
 def stop_mover() -> None:
     """Stop the mover thread and wait for it (records it moved stay held for drains)."""
     lib.scope_stop_mover()
+
+
+def wait_thread_gone(native_id: int, timeout: float = 0.1) -> bool:
+    """Wait (GIL released) until thread ``native_id`` of this process has ended, as
+    the kernel counts threads; False if it had not within ``timeout`` seconds."""
+    return bool(lib.scope_wait_task_gone(native_id, int(timeout * 1e9)))
+
+
+#: ``pause_sigterm_watcher() -> bool``: stop the SIGTERM watcher thread (a fork
+#: is coming); ``resume_sigterm_watcher() -> bool`` starts it again.
+pause_sigterm_watcher: Any = _native.pause_sigterm_watcher
+resume_sigterm_watcher: Any = _native.resume_sigterm_watcher
 
 
 def stats() -> RingStats:

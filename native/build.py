@@ -16,7 +16,18 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 HEADER = os.path.join(HERE, "scope_native.h")
-C_SOURCES = ("scope_core.c", "scope_batch.c", "scope_python.c")
+C_SOURCES = (
+    "scope_core.c",
+    "scope_batch.c",
+    "py_parked.c",
+    "py_stacks.c",
+    "py_budget.c",
+    "py_values.c",
+    "py_entry.c",
+    "py_threads.c",
+    "py_process.c",
+    "py_audit.c",
+)
 
 
 def header_declarations() -> str:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ int scope_tsc_usable(void) {
 #endif
 }
 
+#if SCOPE_HAVE_TSC
 /* Reads the TSC and CLOCK_MONOTONIC as close together as the machine allows. */
 static void read_clock_pair(uint64_t *ticks, int64_t *ns) {
     int64_t best_gap = INT64_MAX;
@@ -66,6 +68,7 @@ static void read_clock_pair(uint64_t *ticks, int64_t *ns) {
         }
     }
 }
+#endif
 
 /* Starts the clock: for the TSC, an origin and a first rate from a short interval. */
 static void calibrate_start(int source) {
@@ -175,7 +178,7 @@ static int record_info(scope_thread *t) {
     scope_thread_info *info = &g_infos[g_infos_len++];
     memset(info, 0, sizeof *info);
     info->slot = t->slot;
-    info->native_id = (int64_t)syscall(SYS_gettid);
+    info->native_id = scope_os_thread_id();
     info->ident = (uint64_t)pthread_self();
     info->start_ns = scope_monotonic_ns();
     return 0;
@@ -589,6 +592,7 @@ static int g_mover_running = 0; /* only the thread that starts and stops recordi
 static _Atomic int g_mover_stop = 0;
 static _Atomic size_t g_mover_max_bytes = 0;
 static _Atomic uint64_t g_mover_interval_ns = 1000000;
+static _Atomic int64_t g_mover_tid = 0;
 
 /* Whether any ring is at least a quarter full (g_lock held). */
 static int rings_filling(void) {
@@ -602,6 +606,7 @@ static int rings_filling(void) {
 
 static void *mover_main(void *unused) {
     (void)unused;
+    atomic_store(&g_mover_tid, scope_os_thread_id());
     while (!atomic_load(&g_mover_stop)) {
         uint64_t interval = atomic_load(&g_mover_interval_ns);
         struct timespec pause = {(time_t)(interval / 1000000000u), (long)(interval % 1000000000u)};
@@ -633,7 +638,26 @@ void scope_stop_mover(void) {
     if (!g_mover_running) return;
     atomic_store(&g_mover_stop, 1);
     pthread_join(g_mover, NULL);
+    scope_wait_task_gone(atomic_load(&g_mover_tid), 100000000);
     g_mover_running = 0;
+}
+
+int64_t scope_os_thread_id(void) { return (int64_t)syscall(SYS_gettid); }
+
+int scope_wait_task_gone(int64_t tid, uint64_t timeout_ns) {
+    /* pthread_join returns once the thread's stack may be freed, which the
+     * kernel signals before it unlists the thread: for a few microseconds the
+     * thread still counts (in /proc/self/stat, which CPython 3.12+ reads to
+     * decide whether os.fork warns). */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%lld", (long long)tid);
+    int64_t deadline = scope_monotonic_ns() + (int64_t)timeout_ns;
+    while (tid > 0 && access(path, F_OK) == 0) {
+        if (scope_monotonic_ns() > deadline) return 0;
+        struct timespec pause = {0, 20000};
+        nanosleep(&pause, NULL);
+    }
+    return 1;
 }
 
 void scope_after_fork_child(void) {

@@ -219,6 +219,11 @@ int scope_hold(size_t max_bytes);
  * the thread could not start.  scope_stop_mover stops and joins it. */
 int scope_start_mover(size_t max_bytes, uint64_t interval_ns);
 void scope_stop_mover(void);
+/* The kernel's id of the calling thread. */
+int64_t scope_os_thread_id(void);
+/* Waits (at most timeout_ns) until thread tid of this process has left the
+ * kernel's list of its threads; returns 0 if it had not by then. */
+int scope_wait_task_gone(int64_t tid, uint64_t timeout_ns);
 size_t scope_get_threads(scope_thread_info *out, size_t capacity);
 void scope_set_thread_name(const char *name);
 /* Notes which thread, and which call on it, started the current thread. */

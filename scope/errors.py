@@ -40,6 +40,16 @@ class ProgramCannotStart(ProgramError):
         self.exit_status = exit_status
 
 
+class CapabilityMissing(ScopeError):
+    """This interpreter lacks something scope follows the program through.
+
+    Never raised to the user: the recording goes on without it and keeps the
+    message among the run's problems.
+    """
+
+    code = "capability"
+
+
 class RecordingError(ScopeError):
     """A recording file cannot be created, opened, read or written."""
 

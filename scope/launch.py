@@ -19,6 +19,7 @@ from typing import NoReturn
 from scope.config import Config, load_config
 from scope.errors import ProgramCannotStart, ScopeError
 from scope.instrument.plan import LEVELS
+from scope.interpreter import check as check_interpreter
 
 #: ``run``'s options that take a value, by the keyword ``_options`` files them under
 _VALUE_OPTIONS = {
@@ -152,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         click_main(words)
         return
-    from scope.runner import Program, prepare
-
     try:
+        check_interpreter()  # before the recorder's extension loads
+        from scope.runner import Program, prepare
+
         config = config_for(request.options)
         program = Program(request.kind, request.target, request.args)
         prepare(program)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scope.errors import CapabilityMissing
+
 
 class Patch:
     """``owner.name`` replaced by ``replacement`` between ``install`` and ``uninstall``."""
@@ -23,7 +25,13 @@ class Patch:
         self.original: Any = None
 
     def install(self) -> None:
-        """Put the replacement in place, remembering the original."""
+        """Put the replacement in place, remembering the original.
+
+        Raises ``CapabilityMissing`` if there is no such attribute in this interpreter.
+        """
+        if not hasattr(self.owner, self.name):
+            owner = getattr(self.owner, "__name__", repr(self.owner))
+            raise CapabilityMissing(f"this Python has no {owner}.{self.name}")
         self.original = getattr(self.owner, self.name)
         setattr(self.owner, self.name, self.replacement)
 

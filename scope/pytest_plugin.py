@@ -101,6 +101,12 @@ def pytest_load_initial_conftests(
             return  # not asked for: a bad [tool.scope] is for scope's commands to report
         if not (options.scope or config.pytest):
             return
+        from scope.interpreter import UnsupportedInterpreter, check
+
+        try:
+            check()  # before the recorder's extension loads
+        except UnsupportedInterpreter as exc:
+            raise pytest.UsageError(f"scope: {exc}") from None
         from scope.suite import start_recording
 
         recorder = start_recording(config)

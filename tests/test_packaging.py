@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from scope.interpreter import TESTED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +42,14 @@ def test_wheel_has_only_the_scope_package_and_the_extension(tmp_path):
         assert f"scope/{stage}/__init__.py" in names
     assert any(n.startswith("scope/native/_native.") and n.endswith(".so") for n in names)
     assert "scope/py.typed" in names
+    # The metadata says what CI tests, and no more (scope.interpreter refuses the rest).
+    (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    metadata = zipfile.ZipFile(wheel).read(metadata_name).decode()
+    first, last = TESTED[0], TESTED[-1]
+    (requires,) = re.findall(r"^Requires-Python: (.*)$", metadata, re.M)
+    assert set(requires.split(",")) == {f">={first[0]}.{first[1]}", f"<{last[0]}.{last[1] + 1}"}
+    classified = re.findall(r"Programming Language :: Python :: (3\.\d+)$", metadata, re.M)
+    assert classified == [f"{major}.{minor}" for major, minor in TESTED]
+    # Every header the extension is built from travels with its sources.
+    for header in ("compat.h", "py_recorder.h", "scope_core.h", "scope_native.h"):
+        assert f"scope/native/{header}" in names

@@ -118,14 +118,18 @@ def test_threading_is_put_back_when_recording_stops(write, python):
         "app.py",
         """
         import threading, scope
-        start, hook = threading._start_new_thread, threading.excepthook
+        # what Thread.start calls: _start_joinable_thread from 3.13, _start_new_thread before
+        name = "_start_joinable_thread"
+        if not hasattr(threading, name):
+            name = "_start_new_thread"
+        start, hook = getattr(threading, name), threading.excepthook
         with scope.recording():
             import helper
-            during = threading._start_new_thread is start, threading.excepthook is hook
+            during = getattr(threading, name) is start, threading.excepthook is hook
             t = threading.Thread(target=helper.twice, args=(1,))
             t.start()
             t.join()
-        print(during, threading._start_new_thread is start, threading.excepthook is hook)
+        print(during, getattr(threading, name) is start, threading.excepthook is hook)
         print(threading.excepthook is threading.__excepthook__, repr(threading.excepthook))
         """,
     )

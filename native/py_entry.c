@@ -1,0 +1,428 @@
+/* The entry points instrumented code calls (enter, exit, leave, unwind,
+ * returning, assigning, suspending, resumed), the questions the Python side
+ * asks about open calls, and the installation of every file's functions into
+ * the extension module.  See py_recorder.h for the model.
+ */
+#include "py_recorder.h"
+
+PyObject *scope_g_redacted = NULL;
+PyObject *scope_g_tasks = NULL;
+PyObject *scope_g_call_var = NULL;
+static PyObject *g_current_task = NULL; /* asyncio.current_task */
+
+static inline int read_tagged(PyObject *const *args, Py_ssize_t nargs, uint64_t *out) {
+    if (nargs < 1) return 0;
+    if (scope_read_u64_fast(args[0], out)) return 1;
+    *out = PyLong_AsUnsignedLongLong(args[0]);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* The value argument of a pass-through entry point, returned as a new reference. */
+static inline PyObject *passed(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at) {
+    PyObject *value = nargs > at ? args[at] : Py_None;
+    Py_INCREF(value);
+    return value;
+}
+
+/* The thread's recorder state when this event should be handled, else NULL. */
+static inline scope_thread *active_thread(void) {
+    scope_thread *t = scope_tls_thread;
+    if (!t || t->suppressed) return NULL;
+    return t;
+}
+
+static void set_call_var(scope_frame *f) {
+    PyObject *value = Py_BuildValue("(KI)", (unsigned long long)f->call_id, f->depth);
+    if (value) f->token = PyContextVar_Set(scope_g_call_var, value);
+    Py_XDECREF(value);
+    if (!f->token) PyErr_Clear();
+}
+
+/* The coroutine that created this task, from the context variable; 0 if none. */
+static int call_var_parent(uint64_t *parent, uint32_t *depth) {
+    PyObject *value = NULL;
+    if (!scope_g_call_var || PyContextVar_Get(scope_g_call_var, NULL, &value) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int found = 0;
+    unsigned long long id;
+    unsigned int d;
+    if (value && PyArg_ParseTuple(value, "KI", &id, &d)) {
+        *parent = id;
+        *depth = d + 1;
+        found = 1;
+    }
+    PyErr_Clear();
+    Py_XDECREF(value);
+    return found;
+}
+
+/* A coroutine call that did not begin inside a recorded coroutine's await: if it
+ * is the coroutine of the running asyncio task, the task is noted, named by its
+ * root call (this one) and with the call that created it. */
+static void note_task(scope_thread *t, scope_frame *f, uint64_t created_by) {
+    PyObject *coro = f->frame ? scope_frame_generator(f->frame) : NULL;
+    if (!scope_g_tasks || !coro) return;
+    if (!g_current_task) {
+        PyObject *module_name = PyUnicode_FromString("asyncio");
+        PyObject *asyncio = module_name ? PyImport_GetModule(module_name) : NULL;
+        g_current_task = asyncio ? PyObject_GetAttrString(asyncio, "current_task") : NULL;
+        Py_XDECREF(asyncio);
+        Py_XDECREF(module_name);
+        if (!g_current_task) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    /* A Task subclass may answer in Python: its calls are scope's, not the program's. */
+    t->suppressed = 1;
+    PyObject *task = PyObject_CallNoArgs(g_current_task); /* RuntimeError: no loop */
+    PyObject *task_coro = task && task != Py_None ? PyObject_CallMethod(task, "get_coro", NULL)
+                                                  : NULL;
+    PyObject *name = task_coro == coro ? PyObject_CallMethod(task, "get_name", NULL) : NULL;
+    if (name) {
+        PyObject *row = Py_BuildValue("(KOKI)", (unsigned long long)f->call_id, name,
+                                      (unsigned long long)created_by, t->slot);
+        if (row) PyList_Append(scope_g_tasks, row);
+        Py_XDECREF(row);
+    }
+    t->suppressed = 0;
+    PyErr_Clear();
+    Py_XDECREF(name);
+    Py_XDECREF(task_coro);
+    Py_XDECREF(task);
+}
+
+/* Notes threading's name for this thread, without running any of its code
+ * (threading.current_thread() would make a dummy Thread for a raw thread). */
+static void name_thread(scope_thread *t) {
+    t->named = 1;
+    PyObject *module_name = PyUnicode_FromString("threading");
+    PyObject *threading = module_name ? PyImport_GetModule(module_name) : NULL;
+    PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
+    PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    PyObject *thread = active && ident && PyDict_Check(active) ? PyDict_GetItem(active, ident)
+                                                                : NULL;
+    PyObject *name = thread ? PyObject_GetAttrString(thread, "_name") : NULL;
+    if (name && PyUnicode_Check(name)) {
+        const char *text = PyUnicode_AsUTF8(name);
+        if (text) scope_set_thread_name(text);
+    }
+    PyErr_Clear();
+    Py_XDECREF(name);
+    Py_XDECREF(ident);
+    Py_XDECREF(active);
+    Py_XDECREF(threading);
+    Py_XDECREF(module_name);
+}
+
+/* enter(tagged_id, *args): a call begins; args are its parameters at args level. */
+static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    if (!scope_enabled() || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    scope_thread *t = scope_current_thread();
+    if (!t) Py_RETURN_NONE;
+    if (t->suppressed) {
+        t->suppressed++;
+        Py_RETURN_NONE;
+    }
+    if (!t->named) name_thread(t);
+    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
+    const void *frame = scope_current_frame();
+    scope_frame *parent = scope_top_of(t);
+    if (frame && parent && (parent->flags & SCOPE_FLAG_EXPRESSION)) {
+        scope_drop_raised_lambdas(t, frame);
+        parent = scope_top_of(t);
+    }
+    scope_frame delegator;
+    int delegated = 0;
+    uint64_t created_by = 0; /* for a task's coroutine: the coroutine that created it */
+    if (frame && (scope_g_resumables || (flags & SCOPE_FLAG_RESUMABLE)))
+        parent = scope_settle_for_call(t, frame, flags & SCOPE_FLAG_RESUMABLE, &delegator, &delegated);
+    uint64_t parent_id = parent ? parent->call_id : 0;
+    uint32_t depth = parent ? parent->depth + 1 : 0;
+    if (delegated) {
+        parent_id = delegator.call_id;
+        depth = delegator.depth + 1;
+    } else if (flags & SCOPE_FLAG_ASYNC) {
+        if (call_var_parent(&parent_id, &depth)) created_by = parent_id;
+    }
+    /* Read before the push, which may move the stack. */
+    int parent_summed = parent && parent->call_id == parent_id && parent->summed;
+    uint64_t parent_stored = parent_summed ? parent->stored_ancestor : parent_id;
+    scope_frame *f = scope_push_call(t, tagged & SCOPE_FUNC_MASK, parent_id, depth, frame, flags);
+    if (!f) Py_RETURN_NONE;
+    if (scope_past_budget(f->func_id)) {
+        /* Summed, not stored: its sum goes to the nearest stored call around it. */
+        f->summed = 1;
+        f->stored_ancestor = parent_stored;
+    }
+    if (flags & SCOPE_FLAG_RESUMABLE) scope_g_resumables++;
+    if ((flags & SCOPE_FLAG_ASYNC) && !delegated && scope_g_tasks) {
+        note_task(t, f, created_by);
+        f = scope_top_of(t);
+    }
+    if ((flags & SCOPE_FLAG_ASYNC) && scope_g_call_var) set_call_var(f);
+    if (flags & SCOPE_FLAG_ARGS) {
+        for (Py_ssize_t i = 1; i < nargs; i++) {
+            scope_record_value(t, f, SCOPE_ROLE_ARG, (uint16_t)(i - 1), args[i],
+                         flags & SCOPE_FLAG_FULL, 0);
+            f = scope_top_of(t); /* a user repr may have grown the stack */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* The innermost call of this frame returns; `value` is its return value when the
+ * call reports one (a lambda at args level), else NULL. */
+static void end_call(uint64_t tagged, PyObject *value) {
+    scope_thread *t = scope_tls_thread;
+    if (!t) return;
+    if (t->suppressed) {
+        if (t->suppressed > 1) t->suppressed--;
+        return;
+    }
+    if (t->overflow_depth) {
+        t->overflow_depth--;
+        return;
+    }
+    scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
+    if (!f) {
+        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        return;
+    }
+    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
+    if (value && (flags & SCOPE_FLAG_ARGS) && scope_enabled()) {
+        scope_record_value(t, f, SCOPE_ROLE_RETURN, 0, value, flags & SCOPE_FLAG_FULL, 0);
+        f = scope_top_of(t); /* a user repr may have grown the stack */
+    }
+    t->depth--;
+    scope_finish_call(t, f, 0);
+}
+
+/* exit(tagged_id): the innermost call of this frame ends (from its finally block). */
+static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    if (read_tagged(args, nargs, &tagged)) end_call(tagged, NULL);
+    Py_RETURN_NONE;
+}
+
+/* leave(tagged_id, value) -> value: a lambda returns value (it has no finally
+ * block, so an exception leaving it is noticed later: see drop_raised_lambdas). */
+static PyObject *py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    if (nargs == 2 && read_tagged(args, nargs, &tagged)) end_call(tagged, args[1]);
+    return passed(args, nargs, 1);
+}
+
+/* unwind(tagged_id): the call is ending by an exception (from its except block). */
+static PyObject *py_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (!t || t->overflow_depth || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
+    if (!f) Py_RETURN_NONE;
+    f->raised = 1;
+    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
+    if (scope_enabled() && f->recorded && !f->summed) {
+        /* Every level keeps which exception left the call (its id links the calls
+         * it passed through); its message is a value, kept from args level on. */
+        PyObject *exc = PyErr_GetHandledException();
+        if (exc && PyExceptionInstance_Check(exc)) {
+            uint64_t raised_in = scope_link_unwind(t, f, exc);
+            if (flags & SCOPE_FLAG_ARGS) {
+                scope_record_value(t, f, SCOPE_ROLE_RAISE, 0, exc, flags & SCOPE_FLAG_FULL, raised_in);
+            } else {
+                const char *name = Py_TYPE(exc)->tp_name;
+                scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_RAISE, 0,
+                                 SCOPE_TAG_EXCEPTION_TYPE, (int64_t)(uintptr_t)exc,
+                                 (const uint8_t *)name, (uint32_t)strlen(name), raised_in);
+            }
+        }
+        Py_XDECREF(exc);
+    }
+    Py_RETURN_NONE;
+}
+
+/* returning(tagged_id, value) -> value: the call returns value (args level). */
+static PyObject *py_returning(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && scope_enabled() && read_tagged(args, nargs, &tagged) &&
+        nargs == 2) {
+        scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
+        if (f)
+            scope_record_value(t, f, SCOPE_ROLE_RETURN, 0, args[1],
+                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
+    }
+    return passed(args, nargs, 1);
+}
+
+/* assigning(tagged_id, index, value) -> value: self.<attribute index> = value. */
+static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && scope_enabled() && nargs == 3 &&
+        read_tagged(args, nargs, &tagged)) {
+        long index = PyLong_AsLong(args[1]);
+        scope_frame *f = index >= 0 ? scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK) : NULL;
+        if (f && f->summed) f = NULL; /* a summed call has no row to hang it on */
+        if (f && (index & SCOPE_ATTR_REDACTED))
+            scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR,
+                             (uint16_t)(index & (SCOPE_ATTR_REDACTED - 1)), SCOPE_TAG_REDACTED, 0,
+                             NULL, 0, 0);
+        else if (f && f->recorded)
+            scope_record_value(t, f, SCOPE_ROLE_ATTR, (uint16_t)index, args[2],
+                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
+        PyErr_Clear();
+    }
+    return passed(args, nargs, 2);
+}
+
+/* The frame of the call a suspension report belongs to: the current one, or for
+ * an await inside comprehensions, the frame that runs the outermost of them. */
+static const void *suspending_frame(uint64_t tagged) {
+    const void *frame = scope_current_frame();
+    if (!((tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_IN_COMPREHENSION)) return frame;
+    for (int steps = 0; frame && steps < SCOPE_WALK_LIMIT && scope_frame_runs_comprehension(frame); steps++)
+        frame = scope_frame_caller(frame);
+    return frame;
+}
+
+/* suspending(tagged_id, value) -> value: the generator or coroutine is about to yield
+ * or await value. */
+static PyObject *py_suspending(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && read_tagged(args, nargs, &tagged)) {
+        const void *frame = suspending_frame(tagged);
+        if (frame && scope_running_call(t, frame, tagged & SCOPE_FUNC_MASK)) scope_park_top(t);
+    }
+    return passed(args, nargs, 1);
+}
+
+/* resumed(tagged_id, value) -> value: it continues after its yield or await. */
+static PyObject *py_resumed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged = 0;
+    scope_thread *t = active_thread();
+    const void *frame = read_tagged(args, nargs, &tagged) ? suspending_frame(tagged) : NULL;
+    if (!t && frame && scope_g_parked_len) t = scope_current_thread(); /* resumed on a new thread */
+    if (t && !t->suppressed && !t->overflow_depth && frame) {
+        scope_frame *top = scope_top_of(t);
+        scope_parked *p = (top && top->frame == frame) ? NULL : scope_parked_find(frame);
+        if (p) {
+            scope_frame ignored;
+            int delegated = 0;
+            scope_settle_for_call(t, frame, 1, &ignored, &delegated);
+            p = scope_parked_find(frame); /* settling may have grown the table */
+            if (p) scope_unpark(t, p);
+        }
+    }
+    return passed(args, nargs, 1);
+}
+
+/* unfinish_open() -> int: writes every call still open (on a stack or parked) as
+ * unfinished and stops recording their ends; for when recording stops.  Holding
+ * the GIL, it sees every stack and the parked table at rest. */
+static PyObject *py_unfinish_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return PyLong_FromSize_t(scope_unfinish_stacks() + scope_parked_unfinish_all());
+}
+
+/* set_runtime_objects(redacted, context_var): objects the entry points compare with. */
+static PyObject *py_set_runtime_objects(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs) {
+    if (nargs != 3 || !PyContextVar_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_runtime_objects(redacted, ContextVar, list)");
+        return NULL;
+    }
+    Py_XSETREF(scope_g_redacted, Py_NewRef(args[0]));
+    Py_XSETREF(scope_g_call_var, Py_NewRef(args[1]));
+    Py_XSETREF(scope_g_tasks, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+/* current_call() -> int: the innermost recorded call open on this thread, or 0. */
+static PyObject *py_current_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    scope_thread *t = scope_tls_thread;
+    for (uint32_t d = t ? t->depth : 0; d-- > 0;)
+        if (t->stack[d].recorded && !t->stack[d].summed)
+            return PyLong_FromUnsignedLongLong(t->stack[d].call_id);
+    return PyLong_FromLong(0);
+}
+
+/* raised_in(exception) -> int: the innermost recorded call `exception` left on this
+ * thread, lately; 0 if it left none scope saw. */
+static PyObject *py_raised_in(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    scope_thread *t = scope_tls_thread;
+    if (nargs != 1 || !t) return PyLong_FromLong(0);
+    for (uint32_t k = 1; k <= SCOPE_RECENT_UNWINDS; k++) {
+        const scope_unwind *u = &t->recent_unwinds[(t->recent_next - k) % SCOPE_RECENT_UNWINDS];
+        if (u->exception == args[0]) return PyLong_FromUnsignedLongLong(u->raised_in);
+    }
+    return PyLong_FromLong(0);
+}
+
+static void *release_gil(void) { return PyGILState_Check() ? PyEval_SaveThread() : NULL; }
+
+static void reacquire_gil(void *saved) {
+    if (saved) PyEval_RestoreThread((PyThreadState *)saved);
+}
+
+
+/* capabilities() -> dict: what this build can do in this interpreter (compat.h). */
+static PyObject *py_capabilities(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return Py_BuildValue("{s:O,s:i,s:i}", "frames", SCOPE_HAVE_FRAMES ? Py_True : Py_False,
+                         "built_for_major", PY_MAJOR_VERSION, "built_for_minor", PY_MINOR_VERSION);
+}
+
+PyMethodDef scope_entry_methods[] = {
+    {"capabilities", SCOPE_FASTCALL(py_capabilities),
+     "capabilities() -> dict: what this build can do here (frames, the version built for)."},
+    {"enter", SCOPE_FASTCALL(py_enter), "enter(tagged_id, *args): a call begins on this thread."},
+    {"exit", SCOPE_FASTCALL(py_exit), "exit(tagged_id): the call running in this frame ends."},
+    {"leave", SCOPE_FASTCALL(py_leave),
+     "leave(tagged_id, value) -> value: a lambda returns value."},
+    {"unwind", SCOPE_FASTCALL(py_unwind),
+     "unwind(tagged_id): the call is ending by an exception."},
+    {"returning", SCOPE_FASTCALL(py_returning),
+     "returning(tagged_id, value) -> value: it returns."},
+    {"assigning", SCOPE_FASTCALL(py_assigning),
+     "assigning(tagged_id, index, value) -> value: it sets an attribute of self."},
+    {"suspending", SCOPE_FASTCALL(py_suspending),
+     "suspending(tagged_id, value) -> value: it yields or awaits value."},
+    {"resumed", SCOPE_FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
+    {"unfinish_open", SCOPE_FASTCALL(py_unfinish_open),
+     "unfinish_open() -> int: write every open call as unfinished."},
+    {"current_call", SCOPE_FASTCALL(py_current_call),
+     "current_call() -> int: the innermost recorded call open on this thread, or 0."},
+    {"raised_in", SCOPE_FASTCALL(py_raised_in),
+     "raised_in(exception) -> int: the innermost recorded call it left on this thread, or 0."},
+    {"set_runtime_objects", SCOPE_FASTCALL(py_set_runtime_objects),
+     "set_runtime_objects(redacted, context_var, tasks): the sentinel, the call variable "
+     "and the list asyncio tasks are noted in."},
+    {NULL, NULL, 0, NULL},
+};
+
+int scope_install_entry_points(const char *module_name) {
+    static PyMethodDef *const tables[] = {scope_entry_methods, scope_thread_methods,
+                                          scope_process_methods, scope_audit_methods};
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module) {
+        rc = 0;
+        for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof *tables; i++)
+            rc = PyModule_AddFunctions(module, tables[i]);
+        Py_DECREF(module);
+    }
+    if (rc != 0) PyErr_Clear();
+    scope_before_wait = release_gil;
+    scope_after_wait = reacquire_gil;
+    PyGILState_Release(gil);
+    return rc;
+}
