@@ -25,6 +25,12 @@ moves the records of any ring a quarter full into C memory, up to ``hold_bytes``
 drains hand those out first, in order.  The program waits for the writer only
 once that much is waiting; the memory goes back when the burst is stored.
 
+Around a fork the program makes, ``pause`` stops the writer and the mover (the
+rings stay as they are) and ``resume`` starts them again in the parent: the
+program forks with no thread of scope's running, as it would without scope.
+That keeps CPython 3.12+ from warning that the process is multi-threaded, and
+the child from inheriting a lock that one of them held.
+
 While the program traces its own allocations with ``tracemalloc``, the writer
 only moves records into C memory (``native.hold``, up to ``hold_bytes``): the
 numpy arrays and Python objects of storing a batch would otherwise show up in
@@ -104,6 +110,12 @@ class Pipeline:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._ident: int | None = None
+        #: the kernel's id of the writer thread (to know when it has ended)
+        self._native_id = 0
+        #: between pause and resume
+        self._paused = False
+        #: held while starting, pausing, resuming or stopping
+        self._transition = threading.Lock()
         #: the writer thread inside its loop (its try), where a hit is survived
         self._serving: int | None = None
         self._drained_before = 0
@@ -117,6 +129,7 @@ class Pipeline:
 
     def _run(self) -> None:
         native.mark_scope_work(True)  # this thread is scope's, for its whole life
+        self._native_id = threading.get_native_id()
         try:
             self._serving = _thread.get_ident()
             while not self._stop.wait(self._interval):
@@ -131,6 +144,33 @@ class Pipeline:
             else:
                 self.health.restarts += 1
                 self._ident = _thread.start_new_thread(self._run, ())
+
+    def pause(self, timeout: float = 30.0) -> bool:
+        """Stop the writer and mover threads until ``resume`` (the program is forking).
+
+        Waits for the batch in flight to be stored, and for both threads to be
+        gone as the kernel counts threads.  False if there was nothing to pause.
+        """
+        with self._transition:
+            if self._paused or self._ident is None or self._stop.is_set():
+                return False
+            native.stop_mover()
+            self._stop.set()
+            if self._ident != _thread.get_ident() and self._stopped.wait(timeout):
+                native.wait_thread_gone(self._native_id)
+            self._paused = True
+            return True
+
+    def resume(self) -> None:
+        """Start the threads ``pause`` stopped (in the process that paused them)."""
+        with self._transition:
+            if not self._paused:
+                return
+            self._paused = False
+            self._stop.clear()
+            self._stopped.clear()
+            self._ident = _thread.start_new_thread(self._run, ())
+            native.start_mover(self.hold_bytes)
 
     def drain_all(self, timeout: float = -1, yield_to_tracing: bool = False) -> int:
         """Drain until the rings are empty; returns how many records moved.
@@ -168,9 +208,11 @@ class Pipeline:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread and drain everything still in the rings."""
-        native.stop_mover()
-        self._stop.set()
-        waits = self._ident is not None and self._ident != _thread.get_ident()
+        with self._transition:
+            self._paused = False
+            native.stop_mover()
+            self._stop.set()
+            waits = self._ident is not None and self._ident != _thread.get_ident()
         if waits and not self._stopped.wait(timeout):
             self.health.failure = self.health.failure or "writer thread did not stop"
         self.drain_all(timeout)

@@ -11,18 +11,10 @@ to whatever hooks are installed, so sessions can come and go.
 
 from __future__ import annotations
 
-import os
-import posix
 from collections.abc import Callable
-from typing import Any
 
-from scope import native
+from scope.capture.standins import StandIns
 
-#: the builtins replaced, by name
-NAMES = ("_exit", "execv", "execve")
-
-_originals: dict[str, Any] = {}
-_wrappers: dict[str, Any] = {}
 _on_exit: Callable[[int | None], object] | None = None
 _on_exec: Callable[[], object] | None = None
 
@@ -37,25 +29,21 @@ def _executing(*args: object, **kwargs: object) -> None:
         _on_exec()
 
 
+#: the builtins replaced: ``_exit`` and the exec functions the others go through
+_stand_ins = StandIns(
+    ("_exit", "execv", "execve"), lambda name: _exiting if name == "_exit" else _executing
+)
+
+
 def install(on_exit: Callable[[int | None], object], on_exec: Callable[[], object]) -> None:
     """Call ``on_exit(status)`` before ``os._exit`` and ``on_exec()`` before an exec."""
     global _on_exit, _on_exec
     _on_exit, _on_exec = on_exit, on_exec
-    for name in NAMES:
-        if name not in _wrappers:
-            _originals[name] = getattr(posix, name)
-            hook = _exiting if name == "_exit" else _executing
-            _wrappers[name] = native.wrap_builtin(_originals[name], hook)
-        for module in (os, posix):
-            if getattr(module, name) is _originals[name]:
-                setattr(module, name, _wrappers[name])
+    _stand_ins.install()
 
 
 def uninstall() -> None:
     """Put the original builtins back (where the program has not replaced them)."""
     global _on_exit, _on_exec
     _on_exit = _on_exec = None
-    for name, wrapper in _wrappers.items():
-        for module in (os, posix):
-            if getattr(module, name) is wrapper:
-                setattr(module, name, _originals[name])
+    _stand_ins.uninstall()

@@ -22,14 +22,14 @@ from dataclasses import asdict, dataclass, field
 from importlib.machinery import SourceFileLoader
 from typing import Any
 
-from scope import __version__, native
-from scope.capture import process_end, runtime
+from scope import __version__, interpreter, native
+from scope.capture import forks, process_end, runtime
 from scope.capture.messages import LogWatch, WarningWatch
 from scope.capture.pipeline import Pipeline
 from scope.capture.processes import ChildPropagation, ChildSettings
 from scope.capture.threads import ThreadWatch
 from scope.config import Config
-from scope.errors import ConfigError
+from scope.errors import CapabilityMissing, ConfigError
 from scope.instrument.hook import (
     Instrumenter,
     RunPathHook,
@@ -126,9 +126,15 @@ class Recorder:
         self._stopped = False
         #: held while stopping (only ever taken in this recorder's own process)
         self._stopping = threading.RLock()
+        #: whether _pause_threads stopped the SIGTERM watcher
+        self._paused_watcher = False
 
     def start(self) -> None:
-        """Begin recording; raises ``RecordingError`` if the file cannot be written."""
+        """Begin recording; raises ``RecordingError`` if the file cannot be written.
+
+        Raises ``UnsupportedInterpreter`` in an interpreter scope cannot record in.
+        """
+        untested = interpreter.check()
         if self.config.clock == "tsc" and not native.tsc_usable():
             raise ConfigError("clock 'tsc' was asked for, but this CPU has no invariant TSC")
         native.configure(
@@ -164,6 +170,15 @@ class Recorder:
             )
         )
         runtime.install_entry_points()
+        if untested is not None:
+            self._problem("unsupported", untested)
+        if not native.capabilities()["frames"]:
+            self._problem(
+                "unsupported",
+                f"scope cannot read {interpreter.describe()}'s frames: generators and "
+                "coroutines are followed by function alone, so their parents, suspensions "
+                "and asyncio tasks may be wrong",
+            )
         self._writer.audit_events = self.config.audit
         if not native.configure_audit(self.config.audit):
             self._problem("audit", "another audit hook refused scope's: no audit events recorded")
@@ -193,7 +208,10 @@ class Recorder:
         if self.config.log_level != "off":
             self._watches.append(LogWatch(self.event, self.config.log_level))
         for watch in self._watches:
-            watch.install()
+            try:
+                watch.install()
+            except CapabilityMissing as exc:
+                self._problem("unsupported", str(exc))
         self._report_imported_before(selector)
         if self.child is None:
             children = os.path.join(
@@ -210,6 +228,7 @@ class Recorder:
         atexit.register(self.stop)
         native.flush_on_sigterm(self._terminated)
         process_end.install(self._exiting, self._executing)
+        forks.install(self._pause_threads, self._resume_threads)
         native.set_enabled(True)
 
     def _report_imported_before(self, selector: ModuleSelector) -> None:
@@ -294,6 +313,27 @@ class Recorder:
             return self.child
         return self._propagation.settings if self._propagation is not None else None
 
+    def _pause_threads(self) -> None:
+        """Before a fork: no thread of scope's runs (the rings keep what they hold).
+
+        See ``scope.capture.forks``.
+        """
+        pipeline = self._pipeline
+        if os.getpid() != self._pid or pipeline is None:
+            return
+        self._paused_watcher = native.pause_sigterm_watcher()
+        pipeline.pause()
+
+    def _resume_threads(self) -> None:
+        """After a fork, in this process: scope's threads run again."""
+        pipeline = self._pipeline
+        if os.getpid() != self._pid or pipeline is None:
+            return
+        pipeline.resume()
+        if self._paused_watcher:
+            native.resume_sigterm_watcher()
+        self._paused_watcher = False
+
     def _forked(self) -> None:
         """In a forked child: the parent's recording ends here, the child's begins."""
         self._stopped = True
@@ -328,6 +368,7 @@ class Recorder:
         native.configure_audit(())
         native.unfinish_open()
         process_end.uninstall()
+        forks.uninstall()
         if self._finder is not None:
             uninstall(self._finder)
         self._unwatch()

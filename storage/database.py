@@ -22,9 +22,32 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+#: a recording's writer runs DuckDB on its own thread only.  DuckDB's workers
+#: take the GIL to scan the object (str) columns of value rows, and a worker
+#: without a Python thread state of its own makes one, which crashes CPython
+#: 3.11 while the program traces its allocations (tracemalloc's traceback_new);
+#: a recorded program must not find Python thread states it never made, nor OS
+#: threads (CPython 3.12+ warns at every fork of a multi-threaded process).
+#: DuckDB starts its worker and asynchronous I/O threads when the database
+#: opens, so both counts are set there.
+WRITER_CONFIG = {"threads": 1, "async_threads": 0}
+
+
+def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if read_only:
+        return duckdb.connect(path, read_only=True)
+    try:
+        return duckdb.connect(path, config=dict(WRITER_CONFIG))
+    except duckdb.InvalidInputException as exc:
+        if "async_threads" not in str(exc):
+            raise
+        # a DuckDB that has no asynchronous I/O threads to turn off
+        return duckdb.connect(path, config={"threads": 1})
+
+
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(path, read_only=read_only)
+        return _open(path, read_only)
     except duckdb.Error as exc:
         message = _describe(exc)
         if "not a valid DuckDB database" in message or "Invalid Input Error" in message:
@@ -84,12 +107,6 @@ def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
         raise RecordingError(f"cannot write recording {path}: it is a directory")
     con = _connect(path, read_only=False)
     try:
-        # One thread: DuckDB's workers take the GIL to scan the object (str)
-        # columns of value rows, and a worker without a Python thread state of
-        # its own makes one, which crashes CPython 3.11 while the program traces
-        # its allocations (tracemalloc's traceback_new); a recorded program must
-        # also not find Python thread states it never made.
-        con.execute("SET threads TO 1")
         _check_version(con, path, empty_ok=True)
         if schema_version(con) is None:
             con.execute("BEGIN")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -278,6 +279,8 @@ TestRingMachine = RingMachine.TestCase
 TestRingMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
 
+# An xdist worker runs threads of its own: 3.12+ warns of them at this fork.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_starts_with_fresh_empty_rings():
     with Recording(1024, "drop"):
         produce_pairs(10)  # pending in this thread's ring when the fork happens

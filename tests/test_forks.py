@@ -1,0 +1,157 @@
+"""A program forks with no thread of scope's running (``scope.capture.forks``).
+
+CPython 3.12+ warns at a fork of a multi-threaded process; scope's writer,
+mover and SIGTERM watcher must never be the reason.  Each test runs the same
+program with plain python and under scope and compares what they print, pids
+aside: the threads a program sees around its forks, the warnings it gets when
+it has threads of its own, what ``inspect`` says of ``os.fork``, and pools of
+forked workers, terminated with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import re
+
+from scope.interpreter import PYBEHAVIOR
+
+
+def same_but_pids(recorded, plain):
+    """The two runs printed the same and exited alike, whatever pids they had."""
+    strip = re.compile(r"pid=\d+")
+    assert recorded.returncode == plain.returncode
+    assert recorded.stdout == plain.stdout
+    assert strip.sub("pid=N", recorded.stderr) == strip.sub("pid=N", plain.stderr)
+
+
+def test_the_program_forks_with_only_its_own_threads(write, python, scope):
+    write(
+        "forks.py",
+        """
+        import os
+
+        def threads():
+            return len(os.listdir("/proc/self/task"))
+
+        def work(n):
+            return n * 2
+
+        seen = []
+        os.register_at_fork(after_in_parent=lambda: seen.append(("after", threads())))
+        for round in range(5):
+            work(round)
+            pid = os.fork()
+            if pid == 0:
+                work(round)
+                os._exit(0)
+            os.waitpid(pid, 0)
+        print(sorted(set(seen)))
+        """,
+    )
+    plain = python("forks.py")
+    recorded = scope("run", "forks.py")
+    assert plain.stdout == "[('after', 1)]\n"
+    same_but_pids(recorded, plain)
+
+
+def test_a_program_with_a_thread_of_its_own_is_warned_as_under_python(write, python, scope):
+    write(
+        "threaded.py",
+        """
+        import os, threading
+
+        def work(n):
+            return n + 1
+
+        ready = threading.Event()
+        stop = threading.Event()
+        t = threading.Thread(target=lambda: (ready.set(), stop.wait()))
+        t.start()
+        ready.wait()
+        pid = os.fork()
+        if pid == 0:
+            work(1)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        stop.set()
+        t.join()
+        work(2)
+        print("done")
+        """,
+    )
+    plain = python("threaded.py")
+    recorded = scope("run", "threaded.py")
+    # 3.11 does not warn at all; 3.12+ do, for the program's thread
+    assert ("multi-threaded" in plain.stderr) is PYBEHAVIOR.fork_warns_of_threads
+    same_but_pids(recorded, plain)
+
+
+def test_os_fork_answers_inspect_as_it_does_under_python(write, python, scope):
+    write(
+        "inspects.py",
+        """
+        import inspect, os, posix, pty
+
+        for f in (os.fork, os.forkpty):
+            print(f.__name__, f.__module__, f.__self__.__name__, f.__qualname__, repr(f))
+            print(inspect.signature(f), f.__doc__ == getattr(posix, f.__name__).__doc__)
+        try:
+            os.fork(1)
+        except TypeError as exc:
+            print("TypeError", exc)
+        """,
+    )
+    plain = python("inspects.py")
+    recorded = scope("run", "inspects.py")
+    assert plain.returncode == 0
+    same_but_pids(recorded, plain)
+
+
+def test_forkpty_forks_without_a_warning(write, python, scope):
+    write(
+        "ptys.py",
+        """
+        import os, pty
+
+        def work():
+            return 7
+
+        pid, fd = pty.fork()
+        if pid == 0:
+            work()
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        print(os.waitstatus_to_exitcode(status))
+        """,
+    )
+    plain = python("ptys.py")
+    recorded = scope("run", "ptys.py")
+    assert plain.stdout == "3\n"
+    same_but_pids(recorded, plain)
+
+
+def test_a_pool_of_forked_workers_is_terminated_as_under_python(write, python, scope, query):
+    write(
+        "pool.py",
+        """
+        import multiprocessing
+
+        def square(n):
+            return n * n
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(2) as pool:  # leaving it terminates the workers with SIGTERM
+                print(sum(pool.map(square, range(50))))
+            print("done")
+        """,
+    )
+    plain = python("pool.py")
+    recorded = scope("run", "pool.py", timeout=60)
+    assert plain.stdout == "40425\ndone\n"
+    same_but_pids(recorded, plain)
+    ((calls,),) = query(
+        "SELECT count(*) FROM call c JOIN function f USING (run) "
+        "WHERE f.id = c.function AND f.qualname = 'square'"
+    )
+    assert calls == 50
