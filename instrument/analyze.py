@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import libcst as cst
-from scope.instrument.plan import COMPREHENSION_NAMES
+from scope.instrument.plan import comprehension_name
 
 #: Dunders that scope's own machinery could trigger while recording a value.
 SCOPE_SENSITIVE_DUNDERS = frozenset(
@@ -187,6 +187,27 @@ class _Collector:
         #: lambda qualname -> every parameter name its lambdas have (an ordered set)
         self.lambdas: dict[str, dict[str, None]] = {}
         self._scopes: list[_Scope] = []
+        #: False under ``from __future__ import annotations``: annotations stay text
+        self.annotations_evaluated = True
+
+    def visit_Module(self, node: cst.Module) -> None:
+        for statement in node.body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                if (
+                    isinstance(small, cst.ImportFrom)
+                    and isinstance(small.module, cst.Name)
+                    and small.module.value == "__future__"
+                    and not isinstance(small.names, cst.ImportStar)
+                    and any(alias.evaluated_name == "annotations" for alias in small.names)
+                ):
+                    self.annotations_evaluated = False
+
+    def _walk_annotation(self, annotation: cst.Annotation | None) -> None:
+        """An annotation's lambdas, where CPython compiles the annotation at all."""
+        if annotation is not None and self.annotations_evaluated:
+            self.walk(annotation)
 
     def _qualname(self, name: str) -> str:
         """``__qualname__`` of a def, class or lambda named ``name`` here (CPython's rules)."""
@@ -207,8 +228,7 @@ class _Collector:
         for param in every:
             if param.default is not None:
                 self.walk(param.default)
-            if param.annotation is not None:
-                self.walk(param.annotation)
+            self._walk_annotation(param.annotation)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # Decorators, bases and keywords belong to the enclosing scope.
@@ -226,8 +246,7 @@ class _Collector:
         for decorator in node.decorators:
             self.walk(decorator)
         self._walk_parameter_parts(node.params)
-        if node.returns is not None:
-            self.walk(node.returns)
+        self._walk_annotation(node.returns)
         in_class = bool(self._scopes) and self._scopes[-1].kind == "class"
         definition = _Def(
             name=node.name.value,
@@ -257,8 +276,16 @@ class _Collector:
         # The first iterable is evaluated in the enclosing scope, the rest in the
         # comprehension's own (a function of its own on 3.11).
         self.walk(node.for_in.iter)
-        name = COMPREHENSION_NAMES[type(node).__name__]
+        name = comprehension_name(type(node).__name__)
+        if name is None:  # inlined (3.12+): what it defines belongs to the scope around it
+            self._walk_comprehension(node)
+            return False
         self._scopes.append(_Scope("comprehension", self._qualname(name)))
+        self._walk_comprehension(node)
+        self._scopes.pop()
+        return False
+
+    def _walk_comprehension(self, node: Comprehension) -> None:
         if isinstance(node, cst.DictComp):
             self.walk(node.key)
             self.walk(node.value)
@@ -269,8 +296,6 @@ class _Collector:
             self.walk(condition)
         if node.for_in.inner_for_in is not None:
             self.walk(node.for_in.inner_for_in)
-        self._scopes.pop()
-        return False
 
     visit_ListComp = _comprehension
     visit_SetComp = _comprehension
@@ -297,9 +322,16 @@ class _Collector:
         if len(node.targets) == 1:
             self._note_attribute_write(node.targets[0].target)
 
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         if node.value is not None:
             self._note_attribute_write(node.target)
+        self.walk(node.target)
+        # A variable annotation in a function is never evaluated, nor compiled.
+        if not self._scopes or self._scopes[-1].kind == "class":
+            self._walk_annotation(node.annotation)
+        if node.value is not None:
+            self.walk(node.value)
+        return False
 
     def visit_Yield(self, node: cst.Yield) -> None:
         if self._scopes:

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from scope.interpreter import PYBEHAVIOR
+
 if TYPE_CHECKING:  # analyze imports libcst, which a cached run never needs
     from scope.instrument.analyze import FunctionInfo
 
@@ -34,6 +36,19 @@ COMPREHENSION_NAMES = {
     "DictComp": "<dictcomp>",
     "GeneratorExp": "<genexpr>",
 }
+
+
+def comprehension_name(node_type: str) -> str | None:
+    """The name a comprehension adds to the ``__qualname__`` of what is defined in it.
+
+    None where it adds none: from 3.12 list, set and dict comprehensions are
+    inlined into the scope that contains them (PEP 709); generator expressions
+    keep a scope of their own on every version.
+    """
+    if node_type != "GeneratorExp" and not PYBEHAVIOR.comprehension_scopes:
+        return None
+    return COMPREHENSION_NAMES[node_type]
+
 
 #: Kinds whose calls suspend and resume (they report each yield and await).
 RESUMABLE_KINDS = frozenset({"generator", "coroutine", "async_generator"})

@@ -45,16 +45,16 @@ import ast
 from types import CodeType
 
 from scope.instrument.plan import (
-    COMPREHENSION_NAMES,
     FLAG_IN_COMPREHENSION,
     FLAG_SHIFT,
     FunctionPlan,
     ModulePlan,
+    comprehension_name,
 )
 
 #: Raised whenever the rewriter's output changes, so that cached code made by an
 #: earlier one (under the same scope version, in a source checkout) is remade.
-REWRITE_REVISION = 3
+REWRITE_REVISION = 5
 
 ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"
@@ -338,9 +338,17 @@ def _declared_globals(body: list[ast.stmt]) -> frozenset[str]:
 class _LambdaWrapper(ast.NodeVisitor):
     """Finds each lambda's ``__qualname__`` (CPython's rules) and wraps it by its plan."""
 
-    def __init__(self, lambdas: dict[str, FunctionPlan], def_qualnames: dict[int, str]) -> None:
+    def __init__(
+        self,
+        lambdas: dict[str, FunctionPlan],
+        def_qualnames: dict[int, str],
+        annotations_evaluated: bool = True,
+    ) -> None:
         self.lambdas = lambdas
         self.def_qualnames = def_qualnames
+        #: False under ``from __future__ import annotations``: the compiler turns
+        #: annotations back into text, which must stay the program's own
+        self.annotations_evaluated = annotations_evaluated
         #: (kind, qualname, names declared global) of each enclosing scope
         self.scopes: list[tuple[str, str, frozenset[str]]] = []
         #: the first line of each scope's first lambda
@@ -361,11 +369,21 @@ class _LambdaWrapper(ast.NodeVisitor):
             self.visit(node)
         self.scopes.pop()
 
+    def _visit_annotation(self, annotation: ast.expr | None) -> None:
+        if annotation is not None and self.annotations_evaluated:
+            self.visit(annotation)
+
     def _visit_function(self, node: FunctionNode) -> None:
         # Decorators, defaults and annotations belong to the enclosing scope.
-        for outer in (*node.decorator_list, node.args, node.returns):
+        args = node.args
+        for outer in (*node.decorator_list, *args.defaults, *args.kw_defaults):
             if outer is not None:
                 self.visit(outer)
+        every = [*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg]
+        for arg in every:
+            if arg is not None:
+                self._visit_annotation(arg.annotation)
+        self._visit_annotation(node.returns)
         qualname = self.def_qualnames.get(id(node)) or self._qualname(node.name)
         scope = ("function", qualname, _declared_globals(node.body))
         self._visit_in(scope, list(node.body))
@@ -378,6 +396,14 @@ class _LambdaWrapper(ast.NodeVisitor):
             self.visit(outer)
         scope = ("class", self._qualname(node.name), _declared_globals(node.body))
         self._visit_in(scope, list(node.body))
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.visit(node.target)
+        # A variable annotation in a function is never evaluated, nor compiled.
+        if not self.scopes or self.scopes[-1][0] == "class":
+            self._visit_annotation(node.annotation)
+        if node.value is not None:
+            self.visit(node.value)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self.visit(node.args)
@@ -397,13 +423,27 @@ class _LambdaWrapper(ast.NodeVisitor):
             [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
         )
         inside += [first.target, *first.ifs, *rest]
-        name = COMPREHENSION_NAMES[type(node).__name__]
+        name = comprehension_name(type(node).__name__)
+        if name is None:  # inlined (3.12+): what it defines belongs to the scope around it
+            for part in inside:
+                self.visit(part)
+            return
         self._visit_in(("comprehension", self._qualname(name), frozenset()), inside)
 
     visit_ListComp = _visit_comprehension
     visit_SetComp = _visit_comprehension
     visit_DictComp = _visit_comprehension
     visit_GeneratorExp = _visit_comprehension
+
+
+def annotations_evaluated(tree: ast.Module) -> bool:
+    """False if the module has ``from __future__ import annotations`` (they stay text)."""
+    return not any(
+        isinstance(statement, ast.ImportFrom)
+        and statement.module == "__future__"
+        and any(alias.name == "annotations" for alias in statement.names)
+        for statement in tree.body
+    )
 
 
 def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> dict[int, int]:
@@ -428,7 +468,7 @@ def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> dict[int, int]:
         qualnames = {
             id(node): function.qualname for node, function in zip(nodes, defs, strict=True)
         }
-        wrapper = _LambdaWrapper(lambdas, qualnames)
+        wrapper = _LambdaWrapper(lambdas, qualnames, annotations_evaluated(tree))
         wrapper.visit(tree)
         for qualname, line in wrapper.first_lines.items():
             lines[lambdas[qualname].index] = line

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import textwrap
 import traceback
 import types
@@ -439,3 +440,140 @@ def test_random_functions_behave_the_same(body, calls, level):
         assert observe(lambda a=a, b=b: run_to_end(instrumented.f(a, b))) == observe(
             lambda a=a, b=b: run_to_end(plain.f(a, b))
         ), source
+
+
+# --- property: every lambda is planned under the name Python gives it -----------------
+
+#: scopes that hold statements: a def or a class around what follows
+STATEMENT_SCOPES = ("def", "class")
+#: expressions around a lambda; 3.12 inlines the three comprehensions (PEP 709)
+EXPRESSION_SCOPES = ("lambda", "listcomp", "setcomp", "dictcomp", "genexp")
+
+
+def compiled_lambda_qualnames(source: str) -> set[str]:
+    """The qualified names CPython's compiler gives the lambdas of ``source``."""
+    found, pending = set(), [compile(source, "<nested>", "exec", dont_inherit=True)]
+    while pending:
+        code = pending.pop()
+        if code.co_name == "<lambda>":
+            found.add(code.co_qualname)
+        pending.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return found
+
+
+#: lambdas where the enclosing scope, not the lambda's neighbours, evaluates them:
+#: annotations (3.14 moves them into __annotate__ scopes, which add nothing to a
+#: qualname), defaults, decorators, class bases, keyword arguments
+LAMBDA_PLACES = {
+    "annotations": """
+        def f(x: (lambda: int)(), *, y: (lambda: str)() = "") -> (lambda: None)():
+            return [lambda: x for _ in "a"]
+        class C:
+            a: (lambda: int)()
+            def m(self, z: (lambda: float)()) -> (lambda: int)():
+                return lambda: z
+        """,
+    "annotations under the future import": """
+        from __future__ import annotations
+        def f(x: (lambda: int)()) -> (lambda: None)():
+            v: (lambda: int)() = (lambda: 1)()
+            return v
+        class C:
+            a: (lambda: int)() = 2
+        """,
+    "variable annotations, evaluated at module and class level only": """
+        b: (lambda: int)() = 3
+        def f():
+            x: (lambda: int)() = 1
+            y: (lambda: int)()
+            return x
+        class C:
+            a: (lambda: int)() = lambda: 2
+        """,
+    "defaults and decorators": """
+        def deco(f):
+            return f
+        @(lambda f: deco(f))
+        def g(a=lambda: 1, b=[lambda: 2 for _ in "a"][0]):
+            return {k: (lambda: k) for k in "ab"}
+        class D(type("B", (), {"h": lambda self: 3})):
+            k = sorted([3, 1], key=lambda v: -v)
+        """,
+    "generator expressions and comprehensions in classes": """
+        class E:
+            squares = [(lambda n: n * n)(i) for i in range(3)]
+            gen = list(lambda: j for j in range(2))
+            def method(self):
+                return {(lambda: 0) for _ in "a"}, (lambda: (lambda: 1))
+        """,
+}
+if sys.version_info >= (3, 14):  # t-strings (PEP 750) and bare except tuples (PEP 758)
+    LAMBDA_PLACES["t-strings"] = """
+        def t(name):
+            try:
+                return t"{(lambda: name)()!r:>{(lambda: 4)()}} {[lambda: i for i in 'a'][0]}"
+            except ValueError, TypeError:
+                return lambda: None
+        """
+
+
+@pytest.mark.parametrize("place", sorted(LAMBDA_PLACES))
+def test_lambdas_everywhere_are_planned_under_pythons_own_qualname(place):
+    source = textwrap.dedent(LAMBDA_PLACES[place])
+    plan = make_plan("places", "/virtual/places.py", analyze_source(source), PlanSettings())
+    planned = {f.qualname for f in plan.functions if f.kind == "lambda"}
+    assert planned == compiled_lambda_qualnames(source)
+    plain, instrumented = both(source, level="args")  # and runs alike, annotations kept
+    assert sorted(vars(plain)) == sorted(vars(instrumented))
+    for name, value in vars(plain).items():
+        if callable(value) and hasattr(value, "__annotations__"):
+            assert value.__annotations__ == vars(instrumented)[name].__annotations__, name
+
+
+def nested_lambda_source(statements: list[str], expressions: list[str]) -> str:
+    """A module whose ``RESULT`` is a lambda made inside these scopes, outermost first."""
+    expr = "(lambda: 0)"
+    for kind in reversed(expressions):
+        expr = {
+            "lambda": f"(lambda: {expr})()",
+            "listcomp": f"[{expr} for _x in [0]][0]",
+            "setcomp": f"next(iter({{{expr} for _x in [0]}}))",
+            "dictcomp": f"{{0: {expr} for _x in [0]}}[0]",
+            "genexp": f"next({expr} for _x in [0])",
+        }[kind]
+    lines = [f"RESULT = {expr}"]
+    for depth, kind in reversed(list(enumerate(statements))):
+        body = ["    " + line for line in lines[:-1]]
+        last = lines[-1].removeprefix("RESULT = ")
+        if kind == "def":
+            lines = [f"def f{depth}():", *body, f"    return {last}", f"RESULT = f{depth}()"]
+        else:
+            lines = [f"class C{depth}:", *body, f"    value = {last}", f"RESULT = C{depth}.value"]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(STATEMENT_SCOPES), max_size=3),
+    st.lists(st.sampled_from(EXPRESSION_SCOPES), max_size=3),
+)
+def test_lambdas_are_planned_and_recorded_under_pythons_own_qualname(statements, expressions):
+    source = nested_lambda_source(statements, expressions)
+    plain = load(source, False, name="nested")
+    plan = make_plan("nested", "/virtual/nested.py", analyze_source(source), PlanSettings())
+    planned = {f.qualname: f.id for f in plan.functions if f.kind == "lambda"}
+    assert plain.RESULT.__qualname__ in planned, source
+    assert set(planned) == compiled_lambda_qualnames(source), source
+    # ... and the instrumented lambda reports its calls under that plan.
+    instrumented = load(source, True, name="nested")
+    buffer = np.zeros(256, dtype=native.RECORD_DTYPE)
+    while native.drain(buffer)[0]:
+        pass
+    native.set_enabled(True)
+    try:
+        assert instrumented.RESULT() == 0
+    finally:
+        native.set_enabled(False)
+    records = buffer[: native.drain(buffer)[0]]
+    calls = records[native.kinds(records) == native.RETURN]
+    assert native.function_ids(calls).tolist() == [planned[plain.RESULT.__qualname__]], source
