@@ -139,4 +139,6 @@ def test_a_disk_turned_read_only_mid_run_loses_calls_not_the_program(write, proj
     assert recorded[:2] == plain[:2] and plain[0] == 0
     (warning,) = recorded[2].splitlines()
     assert warning.startswith("scope: warning: the recording stopped storing calls"), warning
-    assert "Read-only file system" in warning and "events lost" in warning, warning
+    # DuckDB meets the read-only disk as a failed write or a failed fsync, by timing
+    failed = "Read-only file system" in warning or "fsync failed" in warning
+    assert failed and "events lost" in warning, warning
