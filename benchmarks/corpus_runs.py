@@ -10,7 +10,11 @@ ours to theirs.  Used by ``tests/test_corpus.py`` and
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,12 +49,33 @@ def overlay(shared: Path, folder: Path) -> Path:
     return folder
 
 
+#: the interpreter the projects' virtual environments are made with: the one running
+#: this, so that the corpus tests scope on the version under test
+PYTHON = sys.executable
+#: the version the work folder is named after (venvs of different versions never mix)
+PYTHON_TAG = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+
+
 def work_dir() -> Path:
-    """Where the corpus keeps each project's source, venv and results."""
+    """Where the corpus keeps each project's source, venv and results, for this Python."""
     cache = os.environ.get("SCOPE_CORPUS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scope-corpus"
     )
-    return Path(os.environ.get("SCOPE_CORPUS_WORK") or os.path.join(cache, "work"))
+    return Path(os.environ.get("SCOPE_CORPUS_WORK") or os.path.join(cache, f"work-{PYTHON_TAG}"))
+
+
+@contextlib.contextmanager
+def project_lock(project: str) -> Iterator[None]:
+    """Hold ``project``'s folder alone: its venv and results are shared by every
+    session on this machine (another test session, another xdist worker)."""
+    folder = work_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{project}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def corpus_env(extra_pip: str) -> dict[str, str]:
@@ -58,6 +83,8 @@ def corpus_env(extra_pip: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_") or "CORPUS" in k}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # the corpus runs as users run: caches on
     env["SCOPE_CORPUS_EXTRA_PIP"] = extra_pip
+    env.setdefault("SCOPE_CORPUS_PYTHON", PYTHON)
+    env.setdefault("SCOPE_CORPUS_WORK", str(work_dir()))
     return env
 
 

@@ -25,7 +25,11 @@ benchmark shares).  decorator runs in the slice too.
 The corpus scripts are found through ``SCOPE_CORPUS_SCRIPTS``, else next to
 this checkout (``../shared/corpus``), else at ``/work/shared/corpus``; the
 projects and their virtual environments go to the corpus cache
-(``~/.cache/scope-corpus``), never into this repository.
+(``~/.cache/scope-corpus/work-py3.X``), never into this repository.  The
+virtual environments are made with the interpreter running the tests, one work
+folder per Python version, so the corpus tests the version under test; each
+project's folder is locked while a test uses it, so test sessions and xdist
+workers on one machine take turns.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ import pytest
 from benchmarks.corpus_runs import (
     EXTRA_PIP,
     PROJECTS,
+    PYTHON_TAG,
     corpus_env,
     corpus_scripts,
     overlay,
+    project_lock,
     work_dir,
 )
 
@@ -104,11 +110,12 @@ def recording_of(project: str, level: str) -> Path:
 
 
 def assert_same(scripts: Path, project: str, level: str) -> None:
-    result = compare(scripts, project, level)
-    report = result.stdout[-4000:] + result.stderr[-2000:]
-    assert result.returncode == 0, report
-    assert "SAME" in result.stdout and "DIFFERENT" not in result.stdout, report
-    assert_nothing_lost(recording_of(project, level))
+    with project_lock(project):
+        result = compare(scripts, project, level)
+        report = result.stdout[-4000:] + result.stderr[-2000:]
+        assert result.returncode == 0, report
+        assert "SAME" in result.stdout and "DIFFERENT" not in result.stdout, report
+        assert_nothing_lost(recording_of(project, level))
 
 
 def assert_nothing_lost(recording: Path) -> None:
@@ -140,7 +147,7 @@ def compare_plugin(scripts: Path, project: str, workers: int) -> Path:
     label = "scope-plugin" if not workers else f"scope-plugin-n{workers}"
     extra = ["--", "-n", str(workers)] if workers else []
     if workers:  # its plain run (-n too) must not replace the serial one
-        env["SCOPE_CORPUS_RESULTS"] = str(work_dir().parent / f"results-n{workers}")
+        env["SCOPE_CORPUS_RESULTS"] = str(work_dir().parent / f"results-{PYTHON_TAG}-n{workers}")
     result = subprocess.run(
         [
             "bash",
@@ -206,7 +213,8 @@ def test_every_corpus_suite_passes_the_same_under_scope(scripts, project, level)
 
 @pytest.mark.slow
 def test_a_real_suite_passes_the_same_under_the_pytest_plugin(scripts):
-    assert_every_test_listed(compare_plugin(scripts, "toolz", workers=0))
+    with project_lock("toolz"):
+        assert_every_test_listed(compare_plugin(scripts, "toolz", workers=0))
 
 
 @pytest.mark.corpus
@@ -215,7 +223,8 @@ def test_a_real_suite_passes_the_same_under_the_pytest_plugin(scripts):
     [(p, n) for p in PROJECTS for n in (0, 2) if (p, n) != ("toolz", 0)],  # toolz, 0: the slice
 )
 def test_every_corpus_suite_passes_the_same_under_the_pytest_plugin(scripts, project, workers):
-    assert_every_test_listed(compare_plugin(scripts, project, workers))
+    with project_lock(project):
+        assert_every_test_listed(compare_plugin(scripts, project, workers))
 
 
 def test_the_overlay_adds_scopes_projects_to_the_shared_ones(scripts):
@@ -228,14 +237,15 @@ def test_the_overlay_adds_scopes_projects_to_the_shared_ones(scripts):
 
 @pytest.mark.slow
 def test_the_pytest_overhead_benchmark_prints_its_table(scripts):
-    set_up(scripts, "toolz")
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "pytest_overhead.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--projects", "toolz", "--repeat", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with project_lock("toolz"):
+        set_up(scripts, "toolz")
+        result = subprocess.run(
+            [sys.executable, str(script), "--projects", "toolz", "--repeat", "1"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert result.returncode == 0, result.stderr
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("toolz ")]
     plain, full, ratio, kept, kept_ratio, calls, size, kept_size = row.split()[1:]
