@@ -58,6 +58,9 @@ class Behavior:
     #: before 3.13: ``runpy._get_code_from_file(run_name, fname)`` returns
     #: ``(code, fname)``; from 3.13 it takes ``fname`` alone and returns the code
     runpy_code_with_name: bool
+    #: before 3.14: the interpreter gives ``__main__`` an empty ``__annotations__``
+    #: dict; 3.14 (PEP 649) creates it only when the module annotates something
+    main_annotations_dict: bool
 
 
 PYBEHAVIOR = Behavior(
@@ -65,6 +68,7 @@ PYBEHAVIOR = Behavior(
     fork_warns_of_threads=VERSION >= (3, 12),
     joinable_threads=VERSION >= (3, 13),
     runpy_code_with_name=VERSION < (3, 13),
+    main_annotations_dict=VERSION < (3, 14),
 )
 
 

@@ -32,6 +32,7 @@ from importlib.machinery import BuiltinImporter, SourceFileLoader
 from scope import native
 from scope.capture.threads import describe
 from scope.errors import ProgramCannotStart
+from scope.interpreter import PYBEHAVIOR
 from scope.session import Recorder
 
 _SCOPE_DIRS = tuple(
@@ -116,7 +117,8 @@ def _as_python_names(target: str) -> str:
 def _fresh_main(program: Program) -> types.ModuleType:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
-    main.__dict__["__annotations__"] = {}
+    if PYBEHAVIOR.main_annotations_dict:
+        main.__dict__["__annotations__"] = {}
     main.__loader__ = BuiltinImporter
     if program.kind == "script":
         path = _as_python_names(program.target)

@@ -43,7 +43,8 @@ def main():
         os._exit(3)
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     print([run_in(method, n) for method, n in (("fork", 5), ("spawn", 6), ("forkserver", 7))])
-    with ProcessPoolExecutor(1) as pool:
+    # fork, as every version before 3.14 chose by default (3.14 chooses forkserver)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         print(sum(pool.map(work.square, range(8))))
     child = subprocess.run(
         [sys.executable, "-c", "import work; print(work.total(9))"], capture_output=True, text=True
