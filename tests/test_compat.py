@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import urllib.request
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import pytest
 from scope import interpreter
 
 from .conftest import unavailable
+from .cross_version import CALLS, MIXED, TASKS, THREADS, compare, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
@@ -255,3 +257,39 @@ def test_a_missing_capability_is_said_once_and_kept_as_a_problem(missing, write,
     status = scope("status", "--json")
     assert status.returncode == 0
     assert json.loads(status.stdout)["problems"] == [line.removeprefix("scope: warning: ")]
+
+
+# ---- the same recording on every version ----
+
+
+def test_a_mixed_program_records_what_python_runs_and_is_kept_for_comparison(
+    write, python, scope, query
+):
+    write("mixed.py", textwrap.dedent(MIXED))
+    plain, recorded = python("mixed.py"), scope("run", "mixed.py")
+    assert recorded == plain and plain.returncode == 0
+    found = summary({"calls": query(CALLS), "tasks": query(TASKS), "threads": query(THREADS)})
+    # What any version must show: asyncio.run's task, and three more, each created by
+    # gather_all and run by its own root fetch call; suspensions at yields and awaits.
+    fetches = [[f"fetch-{i}", "fetch", "gather_all"] for i in range(3)]
+    assert found["tasks"] == [["Task-1", "gather_all", ""], *fetches]
+    assert ["worker", "MainThread", ""] in found["threads"]
+    numbers = [row for row in found["calls"] if row[1] == "numbers"]
+    assert sorted(row[5] for row in numbers) == [3, 4]  # one suspension per item yielded
+    fetches = [row for row in found["calls"] if row[1] == "fetch"]
+    assert len(fetches) == 3 and all(row[2] == "gather_all" and row[5] >= 1 for row in fetches)
+    folder = os.environ.get("SCOPE_CROSS_VERSION_DIR")
+    if folder:  # .ci/run compares every version's (tests/cross_version.py)
+        name = f"{sys.version_info[0]}.{sys.version_info[1]}.json"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(json.dumps(found, indent=1))
+
+
+def test_the_cross_version_comparison_tells_a_difference(tmp_path, capsys):
+    same = {"calls": [["", "f", "", 0, "returned", 0]], "tasks": [], "threads": []}
+    (tmp_path / "3.11.json").write_text(json.dumps(same))
+    (tmp_path / "3.12.json").write_text(json.dumps(same))
+    assert compare(tmp_path) == 0
+    (tmp_path / "3.13.json").write_text(json.dumps({**same, "tasks": [["t", "f", ""]]}))
+    assert compare(tmp_path) == 1
+    assert "3.13 recorded other tasks than 3.11" in capsys.readouterr().out
