@@ -30,43 +30,59 @@ from scope.capture.standins import StandIns
 
 _pause: Callable[[], object] | None = None
 _resume: Callable[[], object] | None = None
-#: forks under way through a stand-in (the threads restart when the last returns)
-_through_stand_in = 0
-_lock = threading.Lock()
+#: forks under way through a stand-in; the threads stop when the first begins and
+#: start again when the last has returned (two threads may fork at once)
+_depth = 0
+#: a fork that bypassed the stand-ins stopped the threads in the before hook
+_paused_by_hook = False
+#: decisions and the pausing and resuming they call are made under it, so that no
+#: fork starts while another thread is resuming
+_lock = threading.RLock()
+
+
+def _fork_pid(result: object) -> object:
+    """The pid os.fork (an int) or os.forkpty (a (pid, fd) pair) returned."""
+    return result[0] if isinstance(result, tuple) and result else result
 
 
 def _entering(*args: object, **kwargs: object) -> None:
-    global _through_stand_in
+    global _depth
     with _lock:
-        _through_stand_in += 1
-    if _pause is not None:  # before the program's own fork hooks run, too
-        _pause()
+        _depth += 1
+        if _depth == 1 and _pause is not None:  # before the program's own fork hooks, too
+            _pause()
 
 
 def _returned(result: object) -> None:
-    global _through_stand_in
+    global _depth
     with _lock:
-        _through_stand_in = max(0, _through_stand_in - 1)
-        last = _through_stand_in == 0
-    # In the child (result 0) the session's own fork hook has taken over.
-    if last and result != 0 and _resume is not None:
-        _resume()
+        _depth = max(0, _depth - 1)
+        # In the child (pid 0) the session's own fork hook has taken over.
+        if _depth == 0 and _fork_pid(result) != 0 and _resume is not None:
+            _resume()
 
 
 def _before_fork() -> None:
-    if _pause is not None:
-        _pause()
+    global _paused_by_hook
+    with _lock:
+        if _depth == 0 and _pause is not None:
+            _paused_by_hook = True
+            _pause()
 
 
 def _after_fork_in_parent() -> None:
-    if _through_stand_in == 0 and _resume is not None:
-        _resume()
+    global _paused_by_hook
+    with _lock:
+        if _paused_by_hook and _resume is not None:
+            _paused_by_hook = False
+            _resume()
 
 
 def _after_fork_in_child() -> None:
-    global _through_stand_in, _lock
-    _through_stand_in = 0
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    global _depth, _paused_by_hook, _lock
+    _depth = 0
+    _paused_by_hook = False
+    _lock = threading.RLock()  # another thread may have held it at the fork
 
 
 _stand_ins = StandIns(("fork", "forkpty"), lambda name: _entering, lambda name: _returned)

@@ -83,6 +83,9 @@ class PipelineHealth:
     restarts: int = 0
     #: why it was, the first time
     restart_cause: str | None = None
+    #: forks for which the threads did not stop in time (CPython 3.12+ may have
+    #: warned the program that it was multi-threaded)
+    pause_timeouts: int = 0
 
     @property
     def records_lost(self) -> int:
@@ -114,8 +117,10 @@ class Pipeline:
         self._native_id = 0
         #: between pause and resume
         self._paused = False
-        #: held while starting, pausing, resuming or stopping
-        self._transition = threading.Lock()
+        #: stop has begun: nothing starts the threads again
+        self._closed = False
+        #: held while the threads' state changes (never while waiting for them)
+        self._transition = threading.RLock()
         #: the writer thread inside its loop (its try), where a hit is survived
         self._serving: int | None = None
         self._drained_before = 0
@@ -149,25 +154,33 @@ class Pipeline:
         """Stop the writer and mover threads until ``resume`` (the program is forking).
 
         Waits for the batch in flight to be stored, and for both threads to be
-        gone as the kernel counts threads.  False if there was nothing to pause.
+        gone as the kernel counts threads; a wait that runs out is counted in
+        ``health.pause_timeouts``.  False if there was nothing to pause.  The
+        state is set before anything waits, so that a signal handler raising
+        meanwhile leaves a pause that ``resume`` (or ``stop``) completes.
         """
         with self._transition:
-            if self._paused or self._ident is None or self._stop.is_set():
+            if self._paused or self._closed or self._ident is None:
                 return False
+            self._paused = True
             native.stop_mover()
             self._stop.set()
-            if self._ident != _thread.get_ident() and self._stopped.wait(timeout):
-                native.wait_thread_gone(self._native_id)
-            self._paused = True
-            return True
+            writer = self._ident
+        if writer != _thread.get_ident():
+            gone = self._stopped.wait(timeout) and native.wait_thread_gone(self._native_id, timeout)
+            if not gone:
+                self.health.pause_timeouts += 1
+        return True
 
     def resume(self) -> None:
         """Start the threads ``pause`` stopped (in the process that paused them)."""
         with self._transition:
-            if not self._paused:
+            if not self._paused or self._closed:
                 return
             self._paused = False
             self._stop.clear()
+            if not self._stopped.is_set():
+                return  # the writer never stopped (its pause ran out): it goes on
             self._stopped.clear()
             self._ident = _thread.start_new_thread(self._run, ())
             native.start_mover(self.hold_bytes)
@@ -210,6 +223,7 @@ class Pipeline:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the thread and drain everything still in the rings."""
         with self._transition:
+            self._closed = True
             self._paused = False
             native.stop_mover()
             self._stop.set()

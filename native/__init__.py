@@ -53,8 +53,9 @@ flush_on_sigterm: Any = _native.flush_on_sigterm
 no_flush_on_sigterm: Any = _native.no_flush_on_sigterm
 #: ``run_at_bottom(func, *args)``: call ``func`` with no Python frame below it.
 run_at_bottom: Any = _native.run_at_bottom
-#: ``wrap_builtin(builtin, callback)``: a builtin that looks like ``builtin`` and
-#: calls ``callback`` with the same arguments first (os._exit, os.exec*).
+#: ``wrap_builtin(builtin, before[, after])``: a builtin that looks like ``builtin``,
+#: calls ``before`` with the same arguments first and ``after(result)`` last
+#: (os._exit, os.exec*, os.fork)
 wrap_builtin: Any = _native.wrap_builtin
 #: stand in for ``threading._start_new_thread`` (3.11, 3.12) and
 #: ``threading._start_joinable_thread`` (3.13+): note who starts each thread

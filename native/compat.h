@@ -187,7 +187,7 @@ static inline int scope_read_u64_fast(PyObject *o, uint64_t *out) {
     Py_ssize_t size = 4; /* benchmarks: the generic conversion, for comparison */
     const digit *d = NULL;
 #endif
-    if (size > 3 || (size == 3 && d[2] >= (1u << (64 - 2 * PyLong_SHIFT)))) return 0;
+    if (size > 3 || (size == 3 && d[2] >= ((uint64_t)1 << (64 - 2 * PyLong_SHIFT)))) return 0;
     uint64_t value = 0;
     for (Py_ssize_t i = size; i-- > 0;) value = (value << PyLong_SHIFT) | d[i];
     *out = value;
@@ -225,6 +225,16 @@ static inline void scope_error_save(scope_saved_error *saved) {
     saved->exception = PyErr_GetRaisedException();
 #else
     PyErr_Fetch(&saved->type, &saved->value, &saved->traceback);
+#endif
+}
+
+static inline void scope_error_discard(scope_saved_error *saved) {
+#if SCOPE_PY_AT_LEAST(3, 12)
+    Py_CLEAR(saved->exception);
+#else
+    Py_CLEAR(saved->type);
+    Py_CLEAR(saved->value);
+    Py_CLEAR(saved->traceback);
 #endif
 }
 

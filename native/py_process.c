@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- Look-alike builtins: flush before the process ends, pause around a fork ---- */
@@ -33,15 +34,31 @@ static PyObject *g_wrapped_after[MAX_WRAPPED];
 static PyMethodDef g_wrapped_def[MAX_WRAPPED];
 static int g_wrapped_count = 0;
 
+/* Whether the exception being raised goes to the program: a callback is scope's
+ * code, and what it raises is dropped, unless it is what a signal handler of the
+ * program raised while the callback ran (KeyboardInterrupt, SystemExit: not
+ * Exception subclasses), which the program would have met at this call anyway. */
+static int raised_for_the_program(void) {
+    return !PyErr_ExceptionMatches(PyExc_Exception);
+}
+
 static PyObject *call_wrapped(int i, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *done = PyObject_Vectorcall(g_wrapped_before[i], args, nargs, kwnames);
-    if (!done) PyErr_Clear(); /* scope failing must not change what the call does */
+    if (!done) {
+        if (raised_for_the_program()) return NULL; /* as if it came before the call */
+        PyErr_Clear(); /* scope failing must not change what the call does */
+    }
     Py_XDECREF(done);
     PyObject *result = PyObject_Vectorcall(g_wrapped_original[i], args, nargs, kwnames);
     if (g_wrapped_after[i]) {
         scope_saved_error raised;
         scope_error_save(&raised);
         done = PyObject_CallOneArg(g_wrapped_after[i], result ? result : Py_None);
+        if (!done && raised_for_the_program()) { /* as if it came just after the call */
+            Py_XDECREF(result);
+            scope_error_discard(&raised);
+            return NULL;
+        }
         if (!done) PyErr_Clear();
         Py_XDECREF(done);
         scope_error_restore(&raised);
@@ -192,24 +209,39 @@ static PyObject *py_forked_child(PyObject *self, PyObject *const *args, Py_ssize
  *
  * Around a fork the watcher stops (a zero byte tells it to) and starts again
  * after, so that the program forks with no thread of scope's running (see
- * scope_quiesce in py_threads.c); a SIGTERM that comes meanwhile waits in the
- * pipe.  If the pipe is closed under it (a daemonising program closes every fd
- * it inherited), the watcher puts SIGTERM's default action back and ends. */
+ * capture/forks.py); a SIGTERM that comes meanwhile waits in the pipe.  If the
+ * pipe is closed under it (a daemonising program closes every fd it inherited),
+ * the watcher puts SIGTERM's default action back and ends, and the handler,
+ * finding the pipe's fd no longer the pipe, dies of the signal at once rather
+ * than write into whatever the program opened under that number. */
 
 #define SIGTERM_BYTE 1
 #define QUIT_BYTE 0
 
 static int g_term_pipe[2] = {-1, -1};
+static struct stat g_term_pipe_stat; /* the write end, to know it is still ours */
 static PyObject *g_term_callback = NULL;
 static pthread_t g_watcher;
-static int g_watcher_running = 0; /* changed only with the GIL held */
+static int g_watcher_running = 0;            /* changed only with the GIL held */
+static _Atomic int g_watcher_ended = 0;      /* it ended by itself: its pipe is gone */
 static _Atomic int64_t g_watcher_tid = 0;
+
+/* Whether the pipe's write end is still the pipe scope made: a program that closes
+ * every inherited fd may have reused its number for a file of its own. */
+static int pipe_is_ours(void) {
+    struct stat now;
+    return g_term_pipe[1] >= 0 && fstat(g_term_pipe[1], &now) == 0 &&
+           now.st_dev == g_term_pipe_stat.st_dev && now.st_ino == g_term_pipe_stat.st_ino;
+}
 
 static void on_sigterm(int signum) {
     int saved = errno;
     char byte = SIGTERM_BYTE;
-    ssize_t ignored = write(g_term_pipe[1], &byte, 1);
-    (void)ignored;
+    if (!pipe_is_ours() || write(g_term_pipe[1], &byte, 1) != 1) {
+        /* No watcher can hear it: die of the signal now, as without scope. */
+        signal(SIGTERM, SIG_DFL);
+        raise(SIGTERM);
+    }
     errno = saved;
 }
 
@@ -227,6 +259,7 @@ static void *watch_sigterm(void *arg) {
     if (n == 1 && byte == QUIT_BYTE) return NULL;
     if (n != 1) { /* the pipe is gone: SIGTERM kills as it would without scope */
         if (sigterm_is_ours()) signal(SIGTERM, SIG_DFL);
+        atomic_store(&g_watcher_ended, 1);
         return NULL;
     }
     if (!scope_is_finalizing()) {
@@ -272,6 +305,8 @@ static PyObject *py_flush_on_sigterm(PyObject *self, PyObject *const *args, Py_s
         g_term_pipe[0] >= 0)
         Py_RETURN_FALSE;
     if (pipe2(g_term_pipe, O_CLOEXEC) != 0) Py_RETURN_FALSE;
+    fstat(g_term_pipe[1], &g_term_pipe_stat);
+    atomic_store(&g_watcher_ended, 0);
     if (!start_watcher()) {
         close(g_term_pipe[0]);
         close(g_term_pipe[1]);
@@ -298,18 +333,20 @@ static PyObject *py_no_flush_on_sigterm(PyObject *self, PyObject *const *args, P
 
 int scope_pause_sigterm_watcher(void) {
     if (!g_watcher_running) return 0;
+    int ended = atomic_load(&g_watcher_ended); /* it only needs reaping */
     char quit = QUIT_BYTE;
-    if (write(g_term_pipe[1], &quit, 1) != 1) return 0;
+    if (!ended && (!pipe_is_ours() || write(g_term_pipe[1], &quit, 1) != 1)) return 0;
     Py_BEGIN_ALLOW_THREADS /* a SIGTERM being handled needs the GIL to end the process */
     pthread_join(g_watcher, NULL);
-    scope_wait_task_gone(atomic_load(&g_watcher_tid), 100000000);
+    scope_wait_task_gone(atomic_load(&g_watcher_tid), 1000000000);
     Py_END_ALLOW_THREADS
     g_watcher_running = 0;
-    return 1;
+    return !ended;
 }
 
 int scope_resume_sigterm_watcher(void) {
-    if (g_watcher_running || g_term_pipe[0] < 0 || !sigterm_is_ours()) return 0;
+    if (g_watcher_running || g_term_pipe[0] < 0 || !sigterm_is_ours() || !pipe_is_ours())
+        return 0;
     return start_watcher();
 }
 

@@ -25,8 +25,8 @@
  * (stack operations that understand suspension), py_budget.c (which calls are
  * stored one row each), py_values.c (value summaries and redaction),
  * py_entry.c (the entry points instrumented code calls), py_threads.c (who
- * started each thread; scope's own threads around fork), py_process.c
- * (SIGTERM, exit status, builtins that end the process, running at the
+ * started each thread), py_process.c (SIGTERM and its watcher thread, exit
+ * status, look-alike builtins for os._exit, exec and fork, running at the
  * bottom of the stack), py_audit.c (audit events and a child's main program).
  * All CPython internals go through compat.h.
  */

@@ -99,7 +99,8 @@ static PyObject *thread_function(PyObject **cache, const char *name) {
 static PyObject *py_start_new_thread(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     static PyObject *original = NULL;
     if (!thread_function(&original, "start_new_thread")) return NULL;
-    if (nargs < 2 || nargs > 3 || !PyTuple_Check(args[1]))
+    /* What the original refuses, it refuses in its own words. */
+    if (nargs < 2 || nargs > 3 || !PyTuple_Check(args[1]) || (nargs == 3 && !PyDict_Check(args[2])))
         return PyObject_Vectorcall(original, args, (size_t)nargs, NULL);
     PyObject *entry = followed(args[0], args[1], nargs == 3 ? args[2] : NULL);
     if (!entry) return NULL;

@@ -638,7 +638,7 @@ void scope_stop_mover(void) {
     if (!g_mover_running) return;
     atomic_store(&g_mover_stop, 1);
     pthread_join(g_mover, NULL);
-    scope_wait_task_gone(atomic_load(&g_mover_tid), 100000000);
+    scope_wait_task_gone(atomic_load(&g_mover_tid), 1000000000);
     g_mover_running = 0;
 }
 

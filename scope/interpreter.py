@@ -9,8 +9,8 @@ asks ``PYBEHAVIOR.joinable_threads``, never ``sys.version_info``.
 free-threaded build (the recorder's C structures rely on the GIL, and loading its
 extension there would turn the GIL back on behind the program's back), or a
 version CI does not test.  ``SCOPE_UNTESTED_PYTHON=1`` lets an untested version
-(3.14, which native/compat.h is written for but no machine here runs) record
-anyway; the run then says so among its problems.
+record anyway (3.14: native/compat.h is written for it and CI compiles it against
+its headers, but no CI machine runs it); the run then says so among its problems.
 
 This module imports nothing but the standard library: it runs before scope loads
 its extension.

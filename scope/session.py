@@ -321,7 +321,8 @@ class Recorder:
         pipeline = self._pipeline
         if os.getpid() != self._pid or pipeline is None:
             return
-        self._paused_watcher = native.pause_sigterm_watcher()
+        if native.pause_sigterm_watcher():
+            self._paused_watcher = True
         pipeline.pause()
 
     def _resume_threads(self) -> None:
@@ -331,8 +332,8 @@ class Recorder:
             return
         pipeline.resume()
         if self._paused_watcher:
+            self._paused_watcher = False
             native.resume_sigterm_watcher()
-        self._paused_watcher = False
 
     def _forked(self) -> None:
         """In a forked child: the parent's recording ends here, the child's begins."""
@@ -441,6 +442,12 @@ class Recorder:
                 "writer restarted",
                 f"the writer thread was interrupted {health.restarts} times and restarted "
                 f"(first: {health.restart_cause}); the batches in flight were lost",
+            )
+        if health.pause_timeouts:
+            self._problem(
+                "fork",
+                f"scope's threads did not stop in time for {health.pause_timeouts} forks: "
+                "the program may have been warned that it was multi-threaded",
             )
         rings = native.stats()
         if rings.dropped:

@@ -80,17 +80,22 @@ def _fetch(url: str) -> bytes:
     return data
 
 
-def _verified_index(tmp: Path) -> dict[str, dict[str, str]]:
-    """sid's amd64 package index, its signature and checksum verified."""
-    release = tmp / "InRelease"
-    release.write_bytes(_fetch(f"{DEBIAN}/dists/sid/InRelease"))
+#: where Debian keeps CPython 3.14's headers, newest first: a suite that has moved
+#: on to a later Python still leaves 3.14 in the next
+SUITES = ("sid", "forky", "trixie-backports")
+
+
+def _verified_index(tmp: Path, suite: str) -> dict[str, dict[str, str]]:
+    """A suite's amd64 package index, its signature and checksum verified."""
+    release = tmp / f"{suite}.InRelease"
+    release.write_bytes(_fetch(f"{DEBIAN}/dists/{suite}/InRelease"))
     signature = subprocess.run(
         ["gpgv", "--keyring", str(KEYRING), str(release)], capture_output=True, text=True
     )
     assert signature.returncode == 0, signature.stderr
     wanted = "main/binary-amd64/Packages.xz"
     sums = [line.split() for line in release.read_text().splitlines() if line.endswith(wanted)]
-    packed = _fetch(f"{DEBIAN}/dists/sid/{wanted}")
+    packed = _fetch(f"{DEBIAN}/dists/{suite}/{wanted}")
     assert any(hashlib.sha256(packed).hexdigest() == s[0] for s in sums if len(s[0]) == 64)
     packages: dict[str, dict[str, str]] = {}
     for stanza in lzma.decompress(packed).decode().split("\n\n"):
@@ -107,7 +112,9 @@ def cpython_314_headers(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         unavailable("dpkg-deb, gpgv or Debian's keyring missing", "SCOPE_TEST_REQUIRE_HEADERS")
     tmp = tmp_path_factory.mktemp("cpython-3.14")
     try:
-        package = _verified_index(tmp)["libpython3.14-dev"]
+        found = (_verified_index(tmp, suite).get("libpython3.14-dev") for suite in SUITES)
+        package = next((p for p in found if p is not None), None)
+        assert package is not None, f"no libpython3.14-dev in Debian's {', '.join(SUITES)}"
         deb = _fetch(f"{DEBIAN}/{package['Filename']}")
     except OSError as exc:
         unavailable(f"deb.debian.org cannot be reached: {exc}", "SCOPE_TEST_REQUIRE_HEADERS")
