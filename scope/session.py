@@ -71,6 +71,12 @@ def _after_fork_in_child() -> None:
         recorder._forked()
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: a problem is a line of the run's warning (DuckDB's
+    messages can run over several)."""
+    return " ".join(text.split())
+
+
 def current_recorder() -> Recorder | None:
     """The recorder recording this process now, if any."""
     return _current if _current is not None and _current.recording else None
@@ -260,6 +266,7 @@ class Recorder:
 
     def _problem(self, kind: str, text: str) -> None:
         """Something went wrong: said on stderr at the end, and kept as an event."""
+        text = one_line(text)
         self._problems.append(text)
         self.event(kind, text)
 
@@ -378,7 +385,9 @@ class Recorder:
         try:
             self._finish()
         except Exception as exc:
-            self._problems.append(f"could not finish the recording: {type(exc).__name__}: {exc}")
+            self._problems.append(
+                one_line(f"could not finish the recording: {type(exc).__name__}: {exc}")
+            )
         # Only now: a SIGTERM during the store waits for it (stop() blocks), then kills.
         native.no_flush_on_sigterm()
         self._release()
@@ -399,7 +408,7 @@ class Recorder:
         if not os.path.isdir(folder):
             return
         report = merge_children(self._writer.con, self._writer.run_id, folder)
-        problems = list(report.problems)
+        problems = [one_line(problem) for problem in report.problems]
         if report.left:
             problems.append(
                 f"{len(report.left)} child process recordings could not be merged (still "
