@@ -214,8 +214,7 @@ class Pipeline:
         try:
             self.sink.write_batch(batch)
         except Exception as exc:  # the recorded program must never see scope fail
-            # one line: DuckDB's messages can run over several
-            self.health.failure = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.health.failure = f"{type(exc).__name__}: {exc}"
             return
         self.health.batches += 1
         self.health.records_stored += batch.counts.records - batch.counts.lost
