@@ -10,6 +10,7 @@ out with the GIL released).
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ class RingStats:
     unfinished: int
     threads_seen: int
     threads_live: int
+    #: rings kept in private memory while sharing: their file could not be made
+    unshared: int = 0
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,42 @@ def stop_mover() -> None:
     lib.scope_stop_mover()
 
 
+#: how a process ended, in its process header (``note_process_end``)
+PROCESS_STATES = {
+    "exit": lib.SCOPE_PROCESS_EXITED,
+    "os._exit": lib.SCOPE_PROCESS_EXITED,
+    "exec": lib.SCOPE_PROCESS_EXEC,
+    "SIGTERM": lib.SCOPE_PROCESS_SIGNALLED,
+}
+
+
+def share_rings(folder: str, parent_pid: int = 0) -> None:
+    """Keep this process's rings in files of ``folder`` from now on (``scope_shared.h``).
+
+    ``folder`` must exist and be private (0700).  Each thread's ring becomes a
+    file there, reserved in full and mapped shared, next to a process header:
+    what the program records is in the files as soon as it is published, for
+    whoever stores it, even if the program is killed.  A ring whose file cannot
+    be made (a full disk) is kept in private memory and counted.  Raises
+    ``OSError`` if the process header cannot be made.
+    """
+    if lib.scope_live_open(os.fsencode(folder), parent_pid) != 0:
+        code = ffi.errno
+        raise OSError(code, os.strerror(code), folder)
+
+
+def note_process_end(ended_by: str, exit_status: int | None) -> None:
+    """Say in the process header how the process ended (``PROCESS_STATES``' keys)."""
+    status = -1 if exit_status is None else exit_status
+    lib.scope_live_ended(PROCESS_STATES.get(ended_by, lib.SCOPE_PROCESS_EXITED), status)
+
+
+def stop_sharing(remove: bool) -> None:
+    """Make rings in private memory again; ``remove`` the folder's files (everything
+    in them is stored).  Rings in use stay mapped for their threads."""
+    lib.scope_live_close(1 if remove else 0)
+
+
 def wait_thread_gone(native_id: int, timeout: float = 0.1) -> bool:
     """Wait (GIL released) until thread ``native_id`` of this process has ended, as
     the kernel counts threads; False if it had not within ``timeout`` seconds."""
@@ -343,15 +382,16 @@ def threads() -> list[ThreadInfo]:
         if total <= capacity:
             break
         capacity = total
+    return [_thread_info(buf[i]) for i in range(total)]
+
+
+def _thread_info(raw: Any) -> ThreadInfo:
     fields = [f for f in ThreadInfo.__dataclass_fields__ if f not in ("end_ns", "name")]
-    return [
-        ThreadInfo(
-            end_ns=int(buf[i].end_ns) or None,
-            name=ffi.string(buf[i].name).decode("utf-8", "replace") or None,
-            **{name: int(getattr(buf[i], name)) for name in fields},
-        )
-        for i in range(total)
-    ]
+    return ThreadInfo(
+        end_ns=int(raw.end_ns) or None,
+        name=ffi.string(raw.name).decode("utf-8", "replace") or None,
+        **{name: int(getattr(raw, name)) for name in fields},
+    )
 
 
 def now_ns() -> int:
@@ -448,9 +488,10 @@ class Batch:
             setattr(struct, name, ffi.cast(ffi.typeof(getattr(struct, name)), pointer))
         return struct
 
-    def drain(self) -> BatchCounts:
-        """Drain the rings into the buffers; returns what they now hold."""
-        lib.scope_drain_batch(
+    def drain(self, reader: Reader | None = None) -> BatchCounts:
+        """Drain the rings (this process's, or ``reader``'s) into the buffers; returns
+        what they now hold."""
+        buffers = (
             ffi.cast("scope_record *", ffi.from_buffer(self.scratch)),
             self.capacity,
             ffi.from_buffer(self.arena),
@@ -459,6 +500,10 @@ class Batch:
             self._aggregate_struct,
             self._counts,
         )
+        if reader is None:
+            lib.scope_drain_batch(*buffers)
+        else:
+            lib.scope_reader_drain_batch(reader.handle, *buffers)
         raw = self._counts
         self.counts = BatchCounts(
             int(raw.records),
@@ -475,6 +520,73 @@ class Batch:
     def values(self) -> np.ndarray:
         """The latest drain's value records (``VALUE_DTYPE``), a view of the scratch buffer."""
         return self.scratch[: self.counts.values].view(VALUE_DTYPE)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What a recorded process's header says about it (``scope_shared.h``)."""
+
+    pid: int
+    parent_pid: int
+    start_ns: int
+    #: ``PROCESS_STATES``' values, or ``lib.SCOPE_PROCESS_RUNNING``: it never said it ended
+    state: int
+    exit_status: int
+    end_ns: int
+    setup_failures: int
+    unfinished: int
+    unshared: int
+
+    @property
+    def ended_by(self) -> str:
+        """How it ended, as the process table says: "killed" if it never said."""
+        names = {
+            lib.SCOPE_PROCESS_EXITED: "exit",
+            lib.SCOPE_PROCESS_EXEC: "exec",
+            lib.SCOPE_PROCESS_SIGNALLED: "SIGTERM",
+        }
+        return names.get(self.state, "killed")
+
+
+class Reader:
+    """Another process's rings, read from its folder (``share_rings``): for storing
+    what a killed process left behind.  ``Batch.drain(reader)`` drains them."""
+
+    def __init__(self, folder: str) -> None:
+        handle = lib.scope_reader_open(os.fsencode(folder))
+        if handle == ffi.NULL:
+            code = ffi.errno
+            raise OSError(code, os.strerror(code), folder)
+        self._raw = handle
+        self.handle: Any = ffi.gc(handle, lib.scope_reader_close)
+        self.folder = folder
+
+    def process(self) -> ProcessInfo:
+        """What the process header says now."""
+        raw = ffi.new("scope_process_info *")
+        lib.scope_reader_process(self.handle, raw)
+        return ProcessInfo(
+            **{name: int(getattr(raw, name)) for name in ProcessInfo.__dataclass_fields__}
+        )
+
+    def threads(self) -> list[ThreadInfo]:
+        """One row per ring, from its header."""
+        count = int(lib.scope_reader_threads(self.handle, ffi.NULL, 0))
+        buf = ffi.new("scope_thread_info[]", max(count, 1))
+        count = int(lib.scope_reader_threads(self.handle, buf, count))
+        return [_thread_info(buf[i]) for i in range(count)]
+
+    def close(self) -> None:
+        """Unmap the files now rather than when collected."""
+        if self.handle is not None:
+            ffi.gc(self.handle, None)
+            self.handle = None
+            lib.scope_reader_close(self._raw)
+
+
+def seed_function_number(function_id: int, number: int) -> None:
+    """Have batches store function ``function_id`` as ``number`` (a run being resumed)."""
+    lib.scope_seed_function_number(function_id, number)
 
 
 def set_budget(max_calls_per_function: int) -> None:

@@ -19,6 +19,7 @@ HEADER = os.path.join(HERE, "scope_native.h")
 C_SOURCES = (
     "scope_core.c",
     "scope_batch.c",
+    "scope_reader.c",
     "py_parked.c",
     "py_stacks.c",
     "py_budget.c",

@@ -193,7 +193,7 @@ static void end_call(uint64_t tagged, PyObject *value) {
     }
     scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
     if (!f) {
-        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
         return;
     }
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);

@@ -25,7 +25,7 @@ void scope_park_top(scope_thread *t) {
     f->parked_at = scope_ticks();
     if ((f->call_id >> SCOPE_SLOT_SHIFT) == t->slot) f->last_own_id = t->id_base | t->seq;
     if (!f->frame || !scope_parked_insert(t, f)) {
-        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
         lose_call(t, f);
     }
 }
@@ -34,7 +34,7 @@ scope_frame *scope_unpark(scope_thread *t, scope_parked *p) {
     scope_frame call = p->call;
     scope_parked_remove(p);
     if (t->depth >= t->stack_capacity && !scope_grow_stack(t)) {
-        atomic_fetch_add_explicit(&t->stack_overflow, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->stack_overflow, 1, memory_order_relaxed);
         lose_call(t, &call);
         return NULL;
     }
@@ -55,7 +55,7 @@ static void unwind_above(scope_thread *t, uint32_t i) {
             t->depth--; /* a lambda whose exception is now leaving a call below it */
             scope_finish_call(t, top, 1);
         } else {
-            atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
             t->depth--;
             lose_call(t, top);
         }

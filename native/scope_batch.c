@@ -77,7 +77,8 @@ static int budgets_grow(void) {
     return 1;
 }
 
-static budget_entry *budget_of(uint64_t func) {
+/* The entry of function func, made (numbered 0) if it has none; NULL if out of memory. */
+static budget_entry *budget_slot(uint64_t func) {
     if ((g_budgets_len + 1) * 2 > g_budgets_cap && !budgets_grow()) return NULL;
     uint64_t key = func + 1;
     size_t mask = g_budgets_cap - 1;
@@ -85,10 +86,16 @@ static budget_entry *budget_of(uint64_t func) {
     while (g_budgets[i].key && g_budgets[i].key != key) i = (i + 1) & mask;
     if (!g_budgets[i].key) {
         g_budgets[i].key = key;
-        g_budgets[i].number = ++g_last_number;
         g_budgets_len++;
     }
     return &g_budgets[i];
+}
+
+/* The entry of function func, numbered; NULL if out of memory. */
+static budget_entry *budget_of(uint64_t func) {
+    budget_entry *b = budget_slot(func);
+    if (b && !b->number) b->number = ++g_last_number;
+    return b;
 }
 
 static int aggs_grow(void) {
@@ -222,9 +229,24 @@ static void scatter(scope_record *scratch, size_t n, const scope_call_columns *c
     }
 }
 
-size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
-                         size_t arena_capacity, const scope_call_columns *calls,
-                         const scope_aggregate_columns *aggregates, scope_batch_counts *counts) {
+/* Where a batch drains from: this process's rings, or a reader's. */
+typedef size_t (*drain_source)(void *source, scope_record *out, size_t capacity,
+                               uint8_t *arena_out, size_t arena_capacity, size_t *arena_used);
+
+static size_t drain_own(void *unused, scope_record *out, size_t capacity, uint8_t *arena_out,
+                        size_t arena_capacity, size_t *arena_used) {
+    return scope_drain(out, capacity, arena_out, arena_capacity, arena_used);
+}
+
+static size_t drain_reader(void *reader, scope_record *out, size_t capacity, uint8_t *arena_out,
+                           size_t arena_capacity, size_t *arena_used) {
+    return scope_reader_drain(reader, out, capacity, arena_out, arena_capacity, arena_used);
+}
+
+static size_t drain_batch(drain_source drain, void *source, scope_record *scratch,
+                          size_t capacity, uint8_t *arena, size_t arena_capacity,
+                          const scope_call_columns *calls,
+                          const scope_aggregate_columns *aggregates, scope_batch_counts *counts) {
     memset(counts, 0, sizeof *counts);
     /* Summed calls make no rows: while the rings hold mostly those, keep draining
      * in chunks (a batch costs the writer trips through the GIL, not records),
@@ -234,7 +256,7 @@ size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
     pthread_mutex_lock(&g_batch_lock);
     for (int round = 0; round < MAX_ROUNDS; round++) {
         size_t want = round ? chunk : capacity;
-        size_t n = scope_drain(scratch, want, arena, arena_capacity, &counts->arena_used);
+        size_t n = drain(source, scratch, want, arena, arena_capacity, &counts->arena_used);
         counts->records += n;
         scatter(scratch, n, calls, counts);
         if (n < want || counts->values || counts->calls + chunk > capacity ||
@@ -244,6 +266,32 @@ size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
     counts->aggregates = emit_aggregates(aggregates);
     pthread_mutex_unlock(&g_batch_lock);
     return counts->records;
+}
+
+size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
+                         size_t arena_capacity, const scope_call_columns *calls,
+                         const scope_aggregate_columns *aggregates, scope_batch_counts *counts) {
+    return drain_batch(drain_own, NULL, scratch, capacity, arena, arena_capacity, calls,
+                       aggregates, counts);
+}
+
+size_t scope_reader_drain_batch(scope_reader *r, scope_record *scratch, size_t capacity,
+                                uint8_t *arena, size_t arena_capacity,
+                                const scope_call_columns *calls,
+                                const scope_aggregate_columns *aggregates,
+                                scope_batch_counts *counts) {
+    return drain_batch(drain_reader, r, scratch, capacity, arena, arena_capacity, calls,
+                       aggregates, counts);
+}
+
+void scope_seed_function_number(uint64_t func, uint64_t number) {
+    pthread_mutex_lock(&g_batch_lock);
+    budget_entry *b = budget_slot(func & FUNC_MASK);
+    if (b) {
+        b->number = number;
+        if (number > g_last_number) g_last_number = number;
+    }
+    pthread_mutex_unlock(&g_batch_lock);
 }
 
 uint64_t scope_function_number(uint64_t func) {

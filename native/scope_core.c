@@ -3,10 +3,12 @@
  * with AddressSanitizer and UBSan.  See scope_native.h for the model.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@ static scope_thread_info *g_infos = NULL;
 static size_t g_infos_len = 0, g_infos_cap = 0;
 static _Atomic uint64_t g_setup_failures = 0;
 static _Atomic uint64_t g_unfinished = 0;
+static _Atomic uint64_t g_unshared = 0;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -70,48 +73,40 @@ static void read_clock_pair(uint64_t *ticks, int64_t *ns) {
 }
 #endif
 
-/* Starts the clock: for the TSC, an origin and a first rate from a short interval. */
-static void calibrate_start(int source) {
-    g_clock.source = source;
-    g_clock.ns_per_tick = 1.0;
-    g_clock.calibrated_ns = 0;
-    g_clock.ticks0 = 0;
-    g_clock.ns0 = 0;
+void scope_clock_start(scope_clock *c, int source) {
+    c->source = source;
+    c->ns_per_tick = 1.0;
+    c->calibrated_ns = 0;
+    c->ticks0 = 0;
+    c->ns0 = 0;
 #if SCOPE_HAVE_TSC
     if (source != SCOPE_CLOCK_TSC) return;
-    read_clock_pair(&g_clock.ticks0, &g_clock.ns0);
+    read_clock_pair(&c->ticks0, &c->ns0);
     uint64_t ticks;
     int64_t ns;
     do read_clock_pair(&ticks, &ns);
-    while (ns - g_clock.ns0 < 2000000); /* 2 ms: a first estimate good to ~1e-5 */
-    g_clock.ns_per_tick = (double)(ns - g_clock.ns0) / (double)(ticks - g_clock.ticks0);
-    g_clock.calibrated_ns = ns - g_clock.ns0;
+    while (ns - c->ns0 < 2000000); /* 2 ms: a first estimate good to ~1e-5 */
+    c->ns_per_tick = (double)(ns - c->ns0) / (double)(ticks - c->ticks0);
+    c->calibrated_ns = ns - c->ns0;
 #endif
 }
 
-/* Refines the TSC rate over the whole interval since the origin (g_lock held). */
-static void calibrate_update(void) {
+void scope_clock_update(scope_clock *c) {
 #if SCOPE_HAVE_TSC
-    if (g_clock.source != SCOPE_CLOCK_TSC) return;
+    if (c->source != SCOPE_CLOCK_TSC) return;
     uint64_t ticks;
     int64_t ns;
     read_clock_pair(&ticks, &ns);
-    if (ticks > g_clock.ticks0 && ns - g_clock.ns0 > g_clock.calibrated_ns) {
-        g_clock.ns_per_tick = (double)(ns - g_clock.ns0) / (double)(ticks - g_clock.ticks0);
-        g_clock.calibrated_ns = ns - g_clock.ns0;
+    if (ticks > c->ticks0 && ns - c->ns0 > c->calibrated_ns) {
+        c->ns_per_tick = (double)(ns - c->ns0) / (double)(ticks - c->ticks0);
+        c->calibrated_ns = ns - c->ns0;
     }
 #endif
 }
 
-static inline int64_t ticks_to_ns(int64_t ticks) {
-    if (g_clock.source != SCOPE_CLOCK_TSC) return ticks;
-    return g_clock.ns0 +
-           (int64_t)((double)(int64_t)((uint64_t)ticks - g_clock.ticks0) * g_clock.ns_per_tick);
-}
-
 void scope_get_clock(scope_clock *out) {
     pthread_mutex_lock(&g_lock);
-    calibrate_update();
+    scope_clock_update(&g_clock);
     *out = g_clock;
     pthread_mutex_unlock(&g_lock);
 }
@@ -139,7 +134,7 @@ int scope_configure(uint64_t ring_records, uint64_t arena_bytes, int overflow,
     /* Keep an existing TSC origin: the longer the interval, the better the rate. */
     if (clock_source != g_clock.source || g_clock.ns0 == 0) {
         scope_g_clock_source = clock_source;
-        calibrate_start(clock_source);
+        scope_clock_start(&g_clock, clock_source);
     }
     pthread_mutex_unlock(&g_lock);
     return 0;
@@ -160,12 +155,16 @@ static void thread_died(void *arg) {
     t->stack = NULL;
     t->stack_capacity = 0;
     t->depth = 0;
-    if (t->slot - 1 < g_infos_len) g_infos[t->slot - 1].end_ns = scope_monotonic_ns();
+    int64_t now = scope_monotonic_ns();
+    if (t->slot - 1 < g_infos_len) g_infos[t->slot - 1].end_ns = now;
+    atomic_store_explicit(&t->h->end_ns, now, memory_order_relaxed);
     pthread_mutex_unlock(&g_lock);
-    atomic_store_explicit(&t->dead, 1, memory_order_release);
+    atomic_store_explicit(&t->h->dead, 1, memory_order_release);
 }
 
-static void make_key(void) { pthread_key_create(&g_key, thread_died); }
+static int g_key_made = 0;
+
+static void make_key(void) { g_key_made = pthread_key_create(&g_key, thread_died) == 0; }
 
 static int record_info(scope_thread *t) {
     if (g_infos_len == g_infos_cap) {
@@ -178,25 +177,107 @@ static int record_info(scope_thread *t) {
     scope_thread_info *info = &g_infos[g_infos_len++];
     memset(info, 0, sizeof *info);
     info->slot = t->slot;
-    info->native_id = scope_os_thread_id();
-    info->ident = (uint64_t)pthread_self();
-    info->start_ns = scope_monotonic_ns();
+    info->native_id = t->h->native_id;
+    info->ident = t->h->ident;
+    info->start_ns = t->h->start_ns;
     return 0;
+}
+
+/* ---- Where rings live: files of the process's folder, or private memory ---- */
+
+/* The folder of this process's ring files ("" while rings are private), and its
+ * process header.  A path, not a descriptor: the program may close any fd. */
+static char g_live_dir[4096] = "";
+static scope_process_header *g_process = NULL;
+
+static int g_atfork_registered = 0;
+static void atfork_child(void);
+
+/* Creates file path (0600, never an existing one) reserved to bytes and maps it
+ * shared; NULL with errno set if any step fails (the file is then removed). */
+static void *map_new_file(const char *path, uint64_t bytes) {
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return NULL;
+    void *map = MAP_FAILED;
+    int err = posix_fallocate(fd, 0, (off_t)bytes);
+    if (err == 0)
+        map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    else
+        errno = err;
+    int saved = errno;
+    close(fd);
+    if (map == MAP_FAILED) {
+        unlink(path);
+        errno = saved;
+        return NULL;
+    }
+    /* A forked child does not inherit it: it must never write into its parent's files. */
+    madvise(map, bytes, MADV_DONTFORK);
+    return map;
+}
+
+/* Maps a new, zeroed ring of bytes (g_lock held); NULL if there is no memory.  A
+ * file of the folder when there is one, else (or if the file cannot be made)
+ * private memory.  *path gets the file's path (malloc'd) or NULL. */
+static void *map_ring(uint32_t slot, uint64_t bytes, char **path) {
+    *path = NULL;
+    if (g_live_dir[0]) {
+        char name[sizeof g_live_dir + 32];
+        snprintf(name, sizeof name, "%s/ring-%u", g_live_dir, slot);
+        void *map = map_new_file(name, bytes);
+        if (map && (*path = strdup(name))) return map;
+        if (map) munmap(map, bytes);
+        atomic_fetch_add(&g_unshared, 1);
+        if (g_process) atomic_fetch_add(&g_process->unshared, 1);
+    }
+    void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    madvise(map, bytes, MADV_DONTFORK);
+    return map;
+}
+
+/* Lets go of a ring's memory, and of its file (removed if remove is set). */
+static void unmap_ring(scope_thread *t, int remove) {
+    if (t->path && remove) unlink(t->path);
+    free(t->path);
+    t->path = NULL;
+    if (t->h) munmap(t->h, t->map_bytes);
+    t->h = NULL;
 }
 
 scope_thread *scope_thread_create(void) {
     pthread_once(&g_key_once, make_key);
     scope_thread *t = calloc(1, sizeof *t);
     if (!t) goto fail;
-    t->capacity = scope_g_ring_records;
-    t->mask = t->capacity - 1;
-    t->records = malloc(t->capacity * sizeof(scope_record));
     t->stack_capacity = 256;
     t->stack = malloc(t->stack_capacity * sizeof(scope_frame));
-    if (!t->records || !t->stack) goto fail;
+    if (!t->stack) goto fail;
     pthread_mutex_lock(&g_lock);
+    if (!g_atfork_registered) g_atfork_registered = pthread_atfork(NULL, NULL, atfork_child) == 0;
     t->slot = g_next_slot++;
+    t->capacity = scope_g_ring_records;
+    t->arena_capacity = scope_g_arena_bytes;
+    t->map_bytes = scope_ring_bytes(t->capacity, t->arena_capacity);
+    t->h = map_ring(t->slot, t->map_bytes, &t->path);
+    if (!t->h) {
+        pthread_mutex_unlock(&g_lock);
+        goto fail;
+    }
+    t->mask = t->capacity - 1;
+    t->records = (scope_record *)((uint8_t *)t->h + SCOPE_RING_HEADER_BYTES);
+    t->arena = (uint8_t *)(t->records + t->capacity);
+    scope_ring_header *h = t->h;
+    h->magic = SCOPE_RING_MAGIC;
+    h->version = SCOPE_SHARED_VERSION;
+    h->header_bytes = SCOPE_RING_HEADER_BYTES;
+    h->capacity = t->capacity;
+    h->arena_capacity = t->arena_capacity;
+    h->slot = t->slot;
+    h->native_id = scope_os_thread_id();
+    h->ident = (uint64_t)pthread_self();
+    h->start_ns = scope_monotonic_ns();
     if (record_info(t) != 0) {
+        unmap_ring(t, 1);
         pthread_mutex_unlock(&g_lock);
         goto fail;
     }
@@ -210,20 +291,67 @@ scope_thread *scope_thread_create(void) {
 fail:
     atomic_fetch_add(&g_setup_failures, 1);
     if (t) {
-        free(t->records);
         free(t->stack);
         free(t);
     }
     return NULL;
 }
 
-/* The arena is allocated on a thread's first value: calls-level runs never pay for it. */
-int scope_arena_ensure(scope_thread *t) {
-    if (t->arena) return 1;
-    t->arena = malloc(scope_g_arena_bytes);
-    if (!t->arena) return 0;
-    t->arena_capacity = scope_g_arena_bytes;
-    return 1;
+int scope_live_open(const char *dir, int64_t parent_pid) {
+    if (strlen(dir) >= sizeof g_live_dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char path[sizeof g_live_dir + 32];
+    snprintf(path, sizeof path, "%s/process", dir);
+    scope_process_header *p = map_new_file(path, SCOPE_PROCESS_HEADER_BYTES);
+    if (!p) return -1;
+    p->magic = SCOPE_PROCESS_MAGIC;
+    p->version = SCOPE_SHARED_VERSION;
+    p->header_bytes = SCOPE_PROCESS_HEADER_BYTES;
+    p->pid = getpid();
+    p->parent_pid = parent_pid;
+    p->start_ns = scope_monotonic_ns();
+    p->clock_source = scope_g_clock_source;
+    atomic_store(&p->state, SCOPE_PROCESS_RUNNING);
+    pthread_mutex_lock(&g_lock);
+    if (g_process) munmap(g_process, SCOPE_PROCESS_HEADER_BYTES);
+    g_process = p;
+    strcpy(g_live_dir, dir);
+    pthread_mutex_unlock(&g_lock);
+    return 0;
+}
+
+void scope_live_ended(uint32_t state, int32_t exit_status) {
+    pthread_mutex_lock(&g_lock);
+    if (g_process) {
+        atomic_store(&g_process->exit_status, exit_status);
+        atomic_store(&g_process->end_ns, scope_monotonic_ns());
+        atomic_store(&g_process->setup_failures, atomic_load(&g_setup_failures));
+        atomic_store(&g_process->unfinished, atomic_load(&g_unfinished));
+        atomic_store_explicit(&g_process->state, state, memory_order_release);
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+void scope_live_close(int remove) {
+    pthread_mutex_lock(&g_lock);
+    if (g_live_dir[0]) {
+        for (scope_thread *t = g_threads; t; t = t->next) {
+            if (!t->path) continue;
+            if (remove) unlink(t->path);
+            free(t->path); /* the ring stays mapped while its thread may still write */
+            t->path = NULL;
+        }
+        char path[sizeof g_live_dir + 32];
+        snprintf(path, sizeof path, "%s/process", g_live_dir);
+        if (remove) unlink(path);
+        if (g_process) munmap(g_process, SCOPE_PROCESS_HEADER_BYTES);
+        g_process = NULL;
+        if (remove) rmdir(g_live_dir);
+        g_live_dir[0] = 0;
+    }
+    pthread_mutex_unlock(&g_lock);
 }
 
 int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) {
@@ -233,8 +361,8 @@ int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) 
     void *saved = scope_before_wait ? scope_before_wait() : NULL;
     struct timespec pause = {0, 50000};
     for (;;) {
-        t->tail_cache = atomic_load_explicit(&t->tail, memory_order_acquire);
-        t->arena_tail_cache = atomic_load_explicit(&t->arena_tail, memory_order_acquire);
+        t->tail_cache = atomic_load_explicit(&t->h->tail, memory_order_acquire);
+        t->arena_tail_cache = atomic_load_explicit(&t->h->arena_tail, memory_order_acquire);
         if (!scope_ring_full(t, head, arena_needed)) {
             has_space = 1;
             break;
@@ -243,7 +371,7 @@ int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) 
         nanosleep(&pause, NULL);
     }
     if (scope_after_wait) scope_after_wait(saved);
-    atomic_fetch_add_explicit(&t->blocked_ns, (uint64_t)(scope_monotonic_ns() - start),
+    atomic_fetch_add_explicit(&t->h->blocked_ns, (uint64_t)(scope_monotonic_ns() - start),
                               memory_order_relaxed);
     return has_space;
 }
@@ -259,31 +387,43 @@ int scope_grow_stack(scope_thread *t) {
     return 1;
 }
 
-/* Copies one ring's pending records (and their arena bytes) out; returns how many.
- * Stops early when either output buffer is full.  g_lock is held. */
-static uint64_t drain_thread(scope_thread *t, scope_record *out, uint64_t room, uint8_t *arena_out,
-                             size_t arena_room, size_t *arena_used) {
-    uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
+/* Copies one ring's pending records (and their arena bytes) out, converting
+ * timestamps with clock; returns how many.  Stops early when either output
+ * buffer is full.  The ring may be another process's file, perhaps left
+ * half-written by a crash: nothing it says is trusted to stay in bounds. */
+uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock, scope_record *out,
+                          uint64_t room, uint8_t *arena_out, size_t arena_room,
+                          size_t *arena_used) {
+    scope_record *records = (scope_record *)((uint8_t *)h + h->header_bytes);
+    uint8_t *arena = (uint8_t *)(records + h->capacity);
+    uint64_t mask = h->capacity - 1;
+    uint32_t arena_capacity = h->arena_capacity;
+    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     uint64_t avail = head - tail;
-    if (avail > t->high_water) t->high_water = avail;
+    if (avail > h->capacity) { /* only a corrupt file: keep its newest records */
+        tail = head - h->capacity;
+        avail = h->capacity;
+    }
+    if (avail > h->high_water) h->high_water = avail;
     uint64_t take = avail < room ? avail : room;
-    uint64_t start = tail & t->mask;
-    uint64_t first = take < t->capacity - start ? take : t->capacity - start;
-    memcpy(out, t->records + start, first * sizeof(scope_record));
-    memcpy(out + first, t->records, (take - first) * sizeof(scope_record));
+    uint64_t start = tail & mask;
+    uint64_t first = take < h->capacity - start ? take : h->capacity - start;
+    memcpy(out, records + start, first * sizeof(scope_record));
+    memcpy(out + first, records, (take - first) * sizeof(scope_record));
     int moved_arena = 0;
     uint32_t arena_tail = 0;
+    int tsc = clock->source == SCOPE_CLOCK_TSC;
     for (uint64_t i = 0; i < take; i++) {
         uint32_t kind = (uint32_t)(out[i].func_word >> SCOPE_KIND_SHIFT);
         if (kind != SCOPE_VALUE) {
-            out[i].start_ns = ticks_to_ns(out[i].start_ns);
-            if (kind != SCOPE_UNFINISHED && g_clock.source == SCOPE_CLOCK_TSC) {
-                out[i].duration_ns = (int64_t)((double)out[i].duration_ns * g_clock.ns_per_tick);
-                out[i].suspended_ns = (int64_t)((double)out[i].suspended_ns * g_clock.ns_per_tick);
+            out[i].start_ns = scope_ticks_to_ns(clock, out[i].start_ns);
+            if (kind != SCOPE_UNFINISHED && tsc) {
+                out[i].duration_ns = (int64_t)((double)out[i].duration_ns * clock->ns_per_tick);
+                out[i].suspended_ns = (int64_t)((double)out[i].suspended_ns * clock->ns_per_tick);
                 if (kind == SCOPE_SUMMED_RETURN || kind == SCOPE_SUMMED_RAISE) {
                     uint64_t self = out[i].end_id & ~SCOPE_DIRECT_CHILD;
-                    uint64_t ns = (uint64_t)((double)self * g_clock.ns_per_tick);
+                    uint64_t ns = (uint64_t)((double)self * clock->ns_per_tick);
                     out[i].end_id = ns | (out[i].end_id & SCOPE_DIRECT_CHILD);
                 }
             }
@@ -291,61 +431,66 @@ static uint64_t drain_thread(scope_thread *t, scope_record *out, uint64_t room, 
         }
         scope_value_record *v = (scope_value_record *)&out[i];
         if (!v->arena_len) continue;
+        if (v->arena_len > arena_capacity) { /* only a corrupt file */
+            v->arena_len = 0;
+            v->tag = SCOPE_TAG_LOST;
+            continue;
+        }
         if (v->arena_len > arena_room - *arena_used) {
             take = i; /* the rest waits for the next drain */
             break;
         }
-        uint32_t pos = v->arena_pos & (t->arena_capacity - 1);
-        uint32_t part = v->arena_len < t->arena_capacity - pos ? v->arena_len
-                                                                : t->arena_capacity - pos;
-        memcpy(arena_out + *arena_used, t->arena + pos, part);
-        memcpy(arena_out + *arena_used + part, t->arena, v->arena_len - part);
+        uint32_t pos = v->arena_pos & (arena_capacity - 1);
+        uint32_t part = v->arena_len < arena_capacity - pos ? v->arena_len : arena_capacity - pos;
+        memcpy(arena_out + *arena_used, arena + pos, part);
+        memcpy(arena_out + *arena_used + part, arena, v->arena_len - part);
         arena_tail = v->arena_pos + v->arena_len;
         moved_arena = 1;
         v->arena_pos = (uint32_t)*arena_used;
         *arena_used += v->arena_len;
     }
-    t->drained += take;
-    if (moved_arena) atomic_store_explicit(&t->arena_tail, arena_tail, memory_order_release);
-    atomic_store_explicit(&t->tail, tail + take, memory_order_release);
+    h->drained += take;
+    if (moved_arena) atomic_store_explicit(&h->arena_tail, arena_tail, memory_order_release);
+    atomic_store_explicit(&h->tail, tail + take, memory_order_release);
     return take;
 }
 
-static void retire_counters(scope_thread *t, scope_thread_info *info) {
-    info->produced = atomic_load_explicit(&t->head, memory_order_acquire);
-    info->dropped = atomic_load(&t->dropped);
-    info->drained = t->drained;
-    info->high_water = t->high_water;
-    info->blocked_ns = atomic_load(&t->blocked_ns);
-    info->stack_overflow = atomic_load(&t->stack_overflow);
-    info->unmatched_exits = atomic_load(&t->unmatched_exits);
-    info->values_lost = atomic_load(&t->values_lost);
+static void retire_counters(const scope_ring_header *h, scope_thread_info *info) {
+    info->produced = atomic_load_explicit(&h->head, memory_order_acquire);
+    info->dropped = atomic_load(&h->dropped);
+    info->drained = h->drained;
+    info->high_water = h->high_water;
+    info->blocked_ns = atomic_load(&h->blocked_ns);
+    info->stack_overflow = atomic_load(&h->stack_overflow);
+    info->unmatched_exits = atomic_load(&h->unmatched_exits);
+    info->values_lost = atomic_load(&h->values_lost);
 }
 
 /* Drains every ring into out (g_lock held); returns how many records. */
 static size_t drain_rings(scope_record *out, size_t capacity, uint8_t *arena_out,
                           size_t arena_capacity, size_t *arena_used) {
     size_t n = 0;
-    calibrate_update();
+    scope_clock_update(&g_clock);
     scope_thread **link = &g_threads;
     while (*link && n < capacity) {
         scope_thread *t = *link;
-        int dead = atomic_load_explicit(&t->dead, memory_order_acquire);
-        n += drain_thread(t, out + n, capacity - n, arena_out, arena_out ? arena_capacity : 0,
-                          arena_used);
-        uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
-        if (dead && atomic_load_explicit(&t->tail, memory_order_relaxed) == head) {
+        scope_ring_header *h = t->h;
+        int dead = atomic_load_explicit(&h->dead, memory_order_acquire);
+        n += scope_drain_ring(h, &g_clock, out + n, capacity - n, arena_out,
+                              arena_out ? arena_capacity : 0, arena_used);
+        uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+        if (dead && atomic_load_explicit(&h->tail, memory_order_relaxed) == head) {
             /* Its owner is gone and nothing is left: keep the counters, free the ring. */
-            if (t->slot - 1 < g_infos_len) retire_counters(t, &g_infos[t->slot - 1]);
+            if (t->slot - 1 < g_infos_len) retire_counters(h, &g_infos[t->slot - 1]);
             *link = t->next;
-            free(t->records);
-            free(t->arena);
+            unmap_ring(t, 1);
             free(t);
             continue;
         }
         link = &t->next;
     }
     return n;
+
 }
 
 /* Records held in C memory by scope_hold, handed out first by scope_drain (g_lock). */
@@ -419,7 +564,7 @@ static int hold_append(const scope_record *r) {
 static void hold_unfinished_locked(const scope_frame *f, uint64_t end_id) {
     scope_record r;
     scope_fill_record(&r, f, end_id, SCOPE_UNFINISHED, -1, -1);
-    r.start_ns = ticks_to_ns(r.start_ns);
+    r.start_ns = scope_ticks_to_ns(&g_clock, r.start_ns);
     if (hold_append(&r))
         atomic_fetch_add(&g_unfinished, 1);
     else
@@ -447,7 +592,7 @@ size_t scope_unfinish_stacks(void) {
     /* A live thread's stack is its owner's: the caller guarantees that no owner
      * runs meanwhile (it holds the GIL). */
     for (scope_thread *t = g_threads; t; t = t->next) {
-        if (atomic_load_explicit(&t->dead, memory_order_acquire)) continue;
+        if (atomic_load_explicit(&t->h->dead, memory_order_acquire)) continue;
         for (uint32_t i = 0; i < t->depth; i++) {
             scope_frame *f = &t->stack[i];
             if (!f->recorded) continue;
@@ -522,6 +667,7 @@ void scope_get_stats(scope_stats *out) {
     out->threads_seen = g_next_slot - 1;
     out->held = g_held_len;
     out->unfinished = atomic_load(&g_unfinished);
+    out->unshared = atomic_load(&g_unshared);
     for (size_t i = 0; i < g_infos_len; i++) {
         if (is_live(g_infos[i].slot)) continue;
         scope_thread_info *info = &g_infos[i];
@@ -535,18 +681,18 @@ void scope_get_stats(scope_stats *out) {
         if (info->high_water > out->high_water) out->high_water = info->high_water;
     }
     for (scope_thread *t = g_threads; t; t = t->next) {
-        uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
-        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+        uint64_t head = atomic_load_explicit(&t->h->head, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&t->h->tail, memory_order_acquire);
         out->produced += head;
-        out->dropped += atomic_load(&t->dropped);
-        out->drained += t->drained;
+        out->dropped += atomic_load(&t->h->dropped);
+        out->drained += t->h->drained;
         out->pending += head - tail;
-        out->blocked_ns += atomic_load(&t->blocked_ns);
-        out->stack_overflow += atomic_load(&t->stack_overflow);
-        out->unmatched_exits += atomic_load(&t->unmatched_exits);
-        out->values_lost += atomic_load(&t->values_lost);
-        if (t->high_water > out->high_water) out->high_water = t->high_water;
-        if (!atomic_load(&t->dead)) out->threads_live++;
+        out->blocked_ns += atomic_load(&t->h->blocked_ns);
+        out->stack_overflow += atomic_load(&t->h->stack_overflow);
+        out->unmatched_exits += atomic_load(&t->h->unmatched_exits);
+        out->values_lost += atomic_load(&t->h->values_lost);
+        if (t->h->high_water > out->high_water) out->high_water = t->h->high_water;
+        if (!atomic_load(&t->h->dead)) out->threads_live++;
     }
     pthread_mutex_unlock(&g_lock);
 }
@@ -559,6 +705,7 @@ void scope_set_thread_name(const char *name) {
         scope_thread_info *info = &g_infos[t->slot - 1];
         strncpy(info->name, name, sizeof info->name - 1);
         info->name[sizeof info->name - 1] = 0;
+        memcpy(t->h->name, info->name, sizeof t->h->name);
     }
     pthread_mutex_unlock(&g_lock);
 }
@@ -571,6 +718,8 @@ void scope_set_thread_origin(uint32_t parent_slot, uint64_t started_by) {
         g_infos[t->slot - 1].parent_slot = parent_slot;
         g_infos[t->slot - 1].started_by = started_by;
     }
+    t->h->parent_slot = parent_slot;
+    t->h->started_by = started_by;
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -579,7 +728,7 @@ size_t scope_get_threads(scope_thread_info *out, size_t capacity) {
     size_t n = g_infos_len < capacity ? g_infos_len : capacity;
     memcpy(out, g_infos, n * sizeof *out);
     for (scope_thread *t = g_threads; t; t = t->next)
-        if (t->slot - 1 < n) retire_counters(t, &out[t->slot - 1]);
+        if (t->slot - 1 < n) retire_counters(t->h, &out[t->slot - 1]);
     size_t total = g_infos_len;
     pthread_mutex_unlock(&g_lock);
     return total;
@@ -597,8 +746,8 @@ static _Atomic int64_t g_mover_tid = 0;
 /* Whether any ring is at least a quarter full (g_lock held). */
 static int rings_filling(void) {
     for (scope_thread *t = g_threads; t; t = t->next) {
-        uint64_t head = atomic_load_explicit(&t->head, memory_order_acquire);
-        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        uint64_t head = atomic_load_explicit(&t->h->head, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&t->h->tail, memory_order_relaxed);
         if (head - tail >= t->capacity / 4) return 1;
     }
     return 0;
@@ -660,28 +809,47 @@ int scope_wait_task_gone(int64_t tid, uint64_t timeout_ns) {
     return 1;
 }
 
+/* The parent's rings, as a forked child found them: not mapped here
+ * (MADV_DONTFORK), their structures freed by scope_after_fork_child. */
+static scope_thread *g_forked_away = NULL;
+
+/* Inside fork(), in the child, before anything else runs there: the rings and
+ * the folder are the parent's, and nothing here may write to them. */
+static void atfork_child(void) {
+    atomic_store(&scope_g_enabled, 0);
+    scope_tls_thread = NULL;
+    if (g_key_made) pthread_setspecific(g_key, NULL); /* no destructor for a ring not here */
+    g_forked_away = g_threads;
+    g_threads = NULL;
+    g_process = NULL;
+    g_live_dir[0] = 0;
+}
+
 void scope_after_fork_child(void) {
     /* Only the forking thread survives; its parent's records belong to the parent.
      * The child starts with no rings, slot numbering from 1, and recording off. */
     atomic_store(&scope_g_enabled, 0);
     pthread_mutex_init(&g_lock, NULL);
     scope_batch_after_fork();
-    scope_thread *t = g_threads;
+    scope_thread *t = g_forked_away ? g_forked_away : g_threads;
     while (t) {
         scope_thread *next = t->next;
-        free(t->records);
-        free(t->arena);
+        free(t->path);
         free(t->stack);
         free(t);
         t = next;
     }
-    if (scope_tls_thread) pthread_setspecific(g_key, NULL);
+    if (g_key_made) pthread_setspecific(g_key, NULL);
     scope_tls_thread = NULL;
+    g_forked_away = NULL;
     g_threads = NULL;
+    g_process = NULL;
+    g_live_dir[0] = 0;
     g_infos_len = 0;
     g_next_slot = 1;
     atomic_store(&g_setup_failures, 0);
     atomic_store(&g_unfinished, 0);
+    atomic_store(&g_unshared, 0);
     g_held_start = g_held_len = g_held_arena_len = 0; /* the parent's, not ours */
     g_mover_running = 0; /* the parent's thread is not in this process */
     atomic_store(&g_mover_stop, 0);
@@ -705,7 +873,7 @@ void scope_emit_exit(uint64_t func_id, int raised) {
         return;
     }
     if (!t->depth || t->stack[t->depth - 1].func_id != func_id) {
-        atomic_fetch_add_explicit(&t->unmatched_exits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
         return;
     }
     scope_frame *f = &t->stack[--t->depth];

@@ -19,6 +19,7 @@
 #endif
 
 #include "scope_native.h"
+#include "scope_shared.h"
 
 /* In a summed call's record: it was called by its stored ancestor itself, not by
  * another summed call (end_id's other bits hold its self time). */
@@ -59,8 +60,7 @@ typedef struct {
 #define SCOPE_RECENT_UNWINDS 8
 
 typedef struct scope_thread {
-    /* Producer side: touched only by the owning thread (head is read by the drainer). */
-    _Atomic uint64_t head;
+    /* Producer side, private: touched only by the owning thread. */
     uint64_t head_local;
     uint64_t tail_cache;
     uint64_t seq;
@@ -73,27 +73,20 @@ typedef struct scope_thread {
     uint8_t named;           /* its name was looked up (scope_python.c) */
     uint32_t recent_next;    /* next slot of recent_unwinds to write */
     scope_unwind recent_unwinds[SCOPE_RECENT_UNWINDS];
-    uint8_t *arena;
     uint32_t arena_head;
     uint32_t arena_tail_cache;
-    _Atomic uint64_t dropped;
-    _Atomic uint64_t blocked_ns;
-    _Atomic uint64_t stack_overflow;
-    _Atomic uint64_t unmatched_exits;
-    _Atomic uint64_t values_lost;
-    char pad[64];
-    /* Drainer side. */
-    _Atomic uint64_t tail;
-    _Atomic uint32_t arena_tail;
-    uint64_t drained;
-    uint64_t high_water;
-    _Atomic int dead;
-    uint32_t slot;
+    /* The ring itself, shared with the drainer (scope_shared.h); these copy its
+     * header's sizes so the hot path reads no shared line for them. */
+    scope_ring_header *h;
+    scope_record *records;
+    uint8_t *arena;
     uint64_t capacity;
     uint64_t mask;
     uint32_t arena_capacity;
+    uint32_t slot;
+    uint64_t map_bytes;
+    char *path; /* its file, or NULL for private memory */
     struct scope_thread *next;
-    scope_record *records;
 } scope_thread;
 
 /* Configuration, set before recording starts. */
@@ -151,8 +144,8 @@ static inline int scope_ring_full(const scope_thread *t, uint64_t head, uint32_t
 static inline int scope_make_room(scope_thread *t, uint32_t arena_needed) {
     uint64_t head = t->head_local;
     if (!scope_ring_full(t, head, arena_needed)) return 1;
-    t->tail_cache = atomic_load_explicit(&t->tail, memory_order_acquire);
-    t->arena_tail_cache = atomic_load_explicit(&t->arena_tail, memory_order_acquire);
+    t->tail_cache = atomic_load_explicit(&t->h->tail, memory_order_acquire);
+    t->arena_tail_cache = atomic_load_explicit(&t->h->arena_tail, memory_order_acquire);
     if (!scope_ring_full(t, head, arena_needed)) return 1;
     return scope_g_overflow == SCOPE_OVERFLOW_BLOCK && scope_wait_for_space(t, head, arena_needed);
 }
@@ -160,7 +153,7 @@ static inline int scope_make_room(scope_thread *t, uint32_t arena_needed) {
 /* A free record slot, or NULL: the record is counted as dropped. */
 static inline scope_record *scope_ring_reserve(scope_thread *t) {
     if (!scope_make_room(t, 0)) {
-        atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->dropped, 1, memory_order_relaxed);
         return NULL;
     }
     return &t->records[t->head_local & t->mask];
@@ -168,7 +161,7 @@ static inline scope_record *scope_ring_reserve(scope_thread *t) {
 
 static inline void scope_ring_publish(scope_thread *t) {
     t->head_local++;
-    atomic_store_explicit(&t->head, t->head_local, memory_order_release);
+    atomic_store_explicit(&t->h->head, t->head_local, memory_order_release);
 }
 
 /* Copies bytes into the arena at the producer's head (space already reserved). */
@@ -182,15 +175,13 @@ static inline uint32_t scope_arena_write(scope_thread *t, const uint8_t *bytes, 
     return pos;
 }
 
-int scope_arena_ensure(scope_thread *t);
-
 /* Writes one value record; bytes (the summary's variable part) go to the arena. */
 static inline void scope_value_push(scope_thread *t, uint64_t call_id, uint64_t func_id,
                                     uint8_t role, uint16_t index, uint8_t tag, int64_t payload,
                                     const uint8_t *bytes, uint32_t len, uint64_t raised_in) {
-    if (len && (!scope_arena_ensure(t) || len > t->arena_capacity / 4 || !scope_make_room(t, len))) {
+    if (len && (len > t->arena_capacity / 4 || !scope_make_room(t, len))) {
         /* The value's presence is kept; its content is counted as lost. */
-        atomic_fetch_add_explicit(&t->values_lost, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->values_lost, 1, memory_order_relaxed);
         tag = SCOPE_TAG_LOST;
         len = 0;
     }
@@ -214,7 +205,7 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
                                            uint32_t depth, const void *frame, uint8_t flags) {
     if (t->overflow_depth || (t->depth >= t->stack_capacity && !scope_grow_stack(t))) {
         t->overflow_depth++;
-        atomic_fetch_add_explicit(&t->stack_overflow, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->h->stack_overflow, 1, memory_order_relaxed);
         return NULL;
     }
     scope_frame *f = &t->stack[t->depth++];
@@ -280,6 +271,24 @@ static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int 
     scope_fill_record(r, f, end_id, kind, duration, (int64_t)f->suspended_ticks);
     scope_ring_publish(t);
 }
+
+/* Starts clock c on source: for the TSC, an origin and a first rate from a short
+ * interval.  scope_clock_update refines the rate over the whole interval since. */
+void scope_clock_start(scope_clock *c, int source);
+void scope_clock_update(scope_clock *c);
+
+/* A record timestamp as CLOCK_MONOTONIC ns, by a clock's calibration. */
+static inline int64_t scope_ticks_to_ns(const scope_clock *clock, int64_t ticks) {
+    if (clock->source != SCOPE_CLOCK_TSC) return ticks;
+    return clock->ns0 +
+           (int64_t)((double)(int64_t)((uint64_t)ticks - clock->ticks0) * clock->ns_per_tick);
+}
+
+/* Copies ring h's pending records out (see scope_core.c); any process may drain
+ * a ring, one drainer at a time. */
+uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock, scope_record *out,
+                          uint64_t room, uint8_t *arena_out, size_t arena_room,
+                          size_t *arena_used);
 
 /* Writes frame f as unfinished into thread t's ring (t is the calling thread):
  * its end will never be seen (its exit was lost, or it cannot be kept open). */

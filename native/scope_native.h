@@ -79,6 +79,15 @@
 #define SCOPE_OVERFLOW_DROP 0
 #define SCOPE_OVERFLOW_BLOCK 1
 
+/* The version of the shared-memory file formats (scope_shared.h). */
+#define SCOPE_SHARED_VERSION 1
+
+/* How a recorded process ended, as its process header says (scope_shared.h). */
+#define SCOPE_PROCESS_RUNNING 1
+#define SCOPE_PROCESS_EXITED 2   /* exit status known: exit, os._exit, SystemExit */
+#define SCOPE_PROCESS_EXEC 3     /* replaced by an exec */
+#define SCOPE_PROCESS_SIGNALLED 4 /* died of a signal scope saw coming (SIGTERM) */
+
 /* Clock sources. */
 #define SCOPE_CLOCK_MONOTONIC 0
 #define SCOPE_CLOCK_TSC 1
@@ -130,6 +139,7 @@ typedef struct {
     uint64_t unfinished;      /* calls written as unfinished */
     uint64_t threads_seen;
     uint64_t threads_live;
+    uint64_t unshared;        /* rings kept in private memory: their file could not be made */
 } scope_stats;
 
 typedef struct {
@@ -219,6 +229,52 @@ int scope_hold(size_t max_bytes);
  * the thread could not start.  scope_stop_mover stops and joins it. */
 int scope_start_mover(size_t max_bytes, uint64_t interval_ns);
 void scope_stop_mover(void);
+/* Keeps this process's rings in files of folder dir (which must exist, 0700) from
+ * now on, with a process header; parent_pid is the recorded parent, or 0.  Returns
+ * 0, or -1 with errno set if the header could not be made (rings stay private). */
+int scope_live_open(const char *dir, int64_t parent_pid);
+/* Notes in the process header how the process ended (SCOPE_PROCESS_*). */
+void scope_live_ended(uint32_t state, int32_t exit_status);
+/* Forgets the folder, removing its files if remove is set: rings made from now on
+ * are private memory again (rings still in use stay mapped). */
+void scope_live_close(int remove);
+/* A process folder's rings, mapped by another process to drain them (scope_reader.c). */
+typedef struct scope_reader scope_reader;
+
+/* What a process header says (scope_shared.h). */
+typedef struct {
+    int64_t pid;
+    int64_t parent_pid;
+    int64_t start_ns;
+    uint32_t state; /* SCOPE_PROCESS_* */
+    int32_t exit_status;
+    int64_t end_ns;
+    uint64_t setup_failures;
+    uint64_t unfinished;
+    uint64_t unshared;
+} scope_process_info;
+
+/* Maps the process header and ring files of folder dir; NULL with errno set if
+ * it holds no valid process header. */
+scope_reader *scope_reader_open(const char *dir);
+/* Maps ring files that appeared since; returns how many, or -1. */
+int scope_reader_refresh(scope_reader *r);
+/* Drains every mapped ring, as scope_drain does the process's own. */
+size_t scope_reader_drain(scope_reader *r, scope_record *out, size_t capacity, uint8_t *arena_out,
+                          size_t arena_capacity, size_t *arena_used);
+void scope_reader_process(const scope_reader *r, scope_process_info *out);
+/* Fills at most capacity rows, one per mapped ring; returns how many rings. */
+size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_t capacity);
+void scope_reader_close(scope_reader *r);
+/* scope_drain_batch, draining reader r's rings instead of this process's. */
+size_t scope_reader_drain_batch(scope_reader *r, scope_record *scratch, size_t capacity,
+                                uint8_t *arena, size_t arena_capacity,
+                                const scope_call_columns *calls,
+                                const scope_aggregate_columns *aggregates,
+                                scope_batch_counts *counts);
+/* Gives function id func the number number in batches from now on (a recording
+ * resumed where its functions are numbered already). */
+void scope_seed_function_number(uint64_t func, uint64_t number);
 /* The kernel's id of the calling thread. */
 int64_t scope_os_thread_id(void);
 /* Waits (at most timeout_ns) until thread tid of this process has left the

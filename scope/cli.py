@@ -269,6 +269,37 @@ def combine(sources: tuple[str, ...], db: str | None) -> None:
 
 @cli.command()
 @db_option
+def recover(db: str | None) -> None:
+    """Store what killed recorded programs left behind (``scope run`` does it by itself).
+
+    A program killed while recording (SIGKILL, a crash) leaves its rings in the
+    recording's live folder: every call it published and nobody stored.  This
+    stores them into the runs they belong to, marked "recovered".
+
+    \b
+    Examples:
+      scope recover
+      scope recover --db .scope/other.duckdb
+    """
+    from scope.storage import database
+    from scope.storage.recovery import recover as recover_runs
+
+    path = _config(db).db
+    con = database.open_for_writing(path)
+    try:
+        recovered = recover_runs(con, path)
+    finally:
+        con.close()
+    for done in recovered:
+        click.echo(
+            f"run {done.run}: process {done.pid} ({done.ended_by}), {done.calls:,} calls recovered"
+        )
+    if not recovered:
+        click.echo("nothing to recover")
+
+
+@cli.command()
+@db_option
 @run_option
 @json_option
 def status(db: str | None, run_id: int | None, as_json: bool) -> None:

@@ -41,8 +41,10 @@ from scope.instrument.hook import (
 )
 from scope.instrument.plan import DEFAULT_REDACT, ModulePlan
 from scope.instrument.select import ModuleSelector, default_roots
+from scope.native import live
 from scope.storage import database
 from scope.storage.children import merge_children
+from scope.storage.recovery import Recovered, recover
 from scope.storage.writer import (
     DeferredWriter,
     Event,
@@ -134,6 +136,10 @@ class Recorder:
         self._stopping = threading.RLock()
         #: whether _pause_threads stopped the SIGTERM watcher
         self._paused_watcher = False
+        #: this process's folder of ring files (``scope.native.live``), if it has one
+        self._live: str | None = None
+        #: earlier runs stored from the rings their killed processes left
+        self._recovered: list[Recovered] = []
 
     def start(self) -> None:
         """Begin recording; raises ``RecordingError`` if the file cannot be written.
@@ -159,6 +165,7 @@ class Recorder:
         )
         if self.child is None:
             con = database.open_for_writing(self.config.db)
+            self._recover_left(con)
             self._writer = RecordingWriter(con, self.config.max_calls_per_function)
         else:  # made only if the child records something
             self._writer = DeferredWriter(self.config.db, self.config.max_calls_per_function)
@@ -175,6 +182,8 @@ class Recorder:
                 start_ns=native.now_ns(),
             )
         )
+        if self.child is None:
+            self._share_rings()
         runtime.install_entry_points()
         if untested is not None:
             self._problem("unsupported", untested)
@@ -236,6 +245,51 @@ class Recorder:
         process_end.install(self._exiting, self._executing)
         forks.install(self._pause_threads, self._resume_threads)
         native.set_enabled(True)
+
+    def _recover_left(self, con: Any) -> None:
+        """Store what earlier programs killed while recording into this file left behind."""
+        try:
+            self._recovered = recover(con, self.config.db)
+            for done in self._recovered:
+                self.event(
+                    "recovered",
+                    f"run {done.run} (process {done.pid}, {done.ended_by}): "
+                    f"{done.calls} calls stored from the rings it left",
+                )
+        except Exception as exc:  # the program runs whatever happened to earlier ones
+            self._problem(
+                "recovery failed",
+                f"scope could not store what an earlier recording left in "
+                f"{live.live_root(self.config.db)}: {type(exc).__name__}: {exc}",
+            )
+
+    def _share_rings(self) -> None:
+        """Keep the rings in files, so a killed program leaves its records behind."""
+        assert self._writer is not None
+        try:
+            self._live = live.make_process_folder(self.config.db, self._writer.run_id, self._pid)
+            native.share_rings(self._live)
+        except OSError as exc:
+            if self._live is not None:
+                live.remove_process_folder(self._live)
+                self._live = None
+            self._problem(
+                "rings not shared",
+                f"scope could not keep its rings in files ({exc}): what the program "
+                "records is lost if it is killed",
+            )
+
+    def _unshare_rings(self, stored: bool) -> None:
+        """The process has ended: say how in its header; remove its folder if all is stored."""
+        if self._live is None:
+            return
+        native.note_process_end(self._ended_by, self.exit_status)
+        native.stop_sharing(remove=stored)
+        if stored:
+            live.remove_process_folder(self._live)
+        else:
+            self._problems.append(f"the records not stored are kept in {self._live}")
+        self._live = None
 
     def _report_imported_before(self, selector: ModuleSelector) -> None:
         """Name, once, the user's modules already imported: they run uninstrumented."""
@@ -388,6 +442,9 @@ class Recorder:
             self._problems.append(
                 one_line(f"could not finish the recording: {type(exc).__name__}: {exc}")
             )
+            self._unshare_rings(stored=False)
+        else:
+            self._unshare_rings(stored=True)
         # Only now: a SIGTERM during the store waits for it (stop() blocks), then kills.
         native.no_flush_on_sigterm()
         self._release()

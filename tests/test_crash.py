@@ -59,10 +59,10 @@ def test_sigkill_mid_run_leaves_every_committed_batch_readable(write, project, s
     assert stored >= 50_000 and stored == distinct
     calls = scope("top", "--json")
     assert calls.returncode == 0 and json.loads(calls.stdout)[0]["qualname"] == "work"
-    # And the file takes the next run.
+    # And the file takes the next run, which first stores what the killed one left.
     write("again.py", "def f():\n    return 1\nf()\n")
     assert scope("run", "again.py").returncode == 0
     assert [r["status"] for r in json.loads(scope("runs", "--json").stdout)] == [
-        "running",
+        "recovered",
         "complete",
     ]

@@ -21,6 +21,7 @@ SOURCES = [
     ROOT / "tests" / "native" / "test_core.c",
     ROOT / "native" / "scope_core.c",
     ROOT / "native" / "scope_batch.c",
+    ROOT / "native" / "scope_reader.c",
 ]
 SANITIZERS = {
     "address,undefined": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"],

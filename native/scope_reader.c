@@ -1,0 +1,195 @@
+/* Reading a recorded process's rings from its folder, from any process.
+ *
+ * A process folder (scope_shared.h) holds a process header and one ring file
+ * per thread.  scope_reader_open maps them all, checking each file against
+ * what its header claims, and drains them like the recording process's own
+ * drainer would: the same records, the same clock conversion (calibrated here:
+ * the TSC and CLOCK_MONOTONIC are the machine's, not the process's).  This is
+ * how records a killed process left behind are stored, and what a recording
+ * service drains while the program runs.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "scope_core.h"
+
+typedef struct {
+    scope_ring_header *h;
+    uint64_t bytes;
+} mapped_ring;
+
+struct scope_reader {
+    char *dir;
+    scope_process_header *process;
+    mapped_ring *rings;
+    size_t count, cap;
+    scope_clock clock;
+};
+
+/* Maps file path whole, shared; NULL unless it is a regular file of at least min bytes. */
+static void *map_existing(const char *path, uint64_t min_bytes, uint64_t *bytes) {
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return NULL;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size >= min_bytes) {
+        *bytes = (uint64_t)st.st_size;
+        map = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    } else {
+        errno = EINVAL;
+    }
+    close(fd);
+    return map == MAP_FAILED ? NULL : map;
+}
+
+static int power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
+
+/* Whether a mapped ring file is what its header says (sizes that fit the file). */
+static int ring_valid(const scope_ring_header *h, uint64_t bytes) {
+    return h->magic == SCOPE_RING_MAGIC && h->version == SCOPE_SHARED_VERSION &&
+           h->header_bytes == SCOPE_RING_HEADER_BYTES && power_of_two(h->capacity) &&
+           h->capacity <= (1ull << 32) && power_of_two(h->arena_capacity) &&
+           scope_ring_bytes(h->capacity, h->arena_capacity) == bytes;
+}
+
+static int has_ring(const scope_reader *r, uint32_t slot) {
+    for (size_t i = 0; i < r->count; i++)
+        if (r->rings[i].h->slot == slot) return 1;
+    return 0;
+}
+
+int scope_reader_refresh(scope_reader *r) {
+    DIR *d = opendir(r->dir);
+    if (!d) return -1;
+    int added = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned slot;
+        char tail;
+        if (sscanf(e->d_name, "ring-%u%c", &slot, &tail) != 1 || has_ring(r, slot)) continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", r->dir, e->d_name);
+        uint64_t bytes = 0;
+        scope_ring_header *h = map_existing(path, SCOPE_RING_HEADER_BYTES, &bytes);
+        if (!h) continue;
+        /* A ring whose producer has not finished its header yet is taken next time. */
+        if (!ring_valid(h, bytes) || h->slot != slot) {
+            munmap(h, bytes);
+            continue;
+        }
+        if (r->count == r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 16;
+            mapped_ring *grown = realloc(r->rings, cap * sizeof *grown);
+            if (!grown) {
+                munmap(h, bytes);
+                break;
+            }
+            r->rings = grown;
+            r->cap = cap;
+        }
+        r->rings[r->count].h = h;
+        r->rings[r->count].bytes = bytes;
+        r->count++;
+        added++;
+    }
+    closedir(d);
+    return added;
+}
+
+scope_reader *scope_reader_open(const char *dir) {
+    scope_reader *r = calloc(1, sizeof *r);
+    if (!r || !(r->dir = strdup(dir))) goto fail;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/process", dir);
+    uint64_t bytes = 0;
+    r->process = map_existing(path, SCOPE_PROCESS_HEADER_BYTES, &bytes);
+    if (!r->process) goto fail;
+    if (bytes != SCOPE_PROCESS_HEADER_BYTES || r->process->magic != SCOPE_PROCESS_MAGIC ||
+        r->process->version != SCOPE_SHARED_VERSION) {
+        munmap(r->process, bytes);
+        r->process = NULL;
+        errno = EPROTO;
+        goto fail;
+    }
+    int source = r->process->clock_source;
+    if (source == SCOPE_CLOCK_TSC && !scope_tsc_usable()) source = SCOPE_CLOCK_MONOTONIC;
+    scope_clock_start(&r->clock, source);
+    if (scope_reader_refresh(r) < 0) goto fail;
+    return r;
+fail:
+    if (r) {
+        int saved = errno;
+        scope_reader_close(r);
+        errno = saved;
+    }
+    return NULL;
+}
+
+void scope_reader_close(scope_reader *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->count; i++) munmap(r->rings[i].h, r->rings[i].bytes);
+    if (r->process) munmap(r->process, SCOPE_PROCESS_HEADER_BYTES);
+    free(r->rings);
+    free(r->dir);
+    free(r);
+}
+
+size_t scope_reader_drain(scope_reader *r, scope_record *out, size_t capacity, uint8_t *arena_out,
+                          size_t arena_capacity, size_t *arena_used) {
+    size_t arena_dummy = 0;
+    if (!arena_used) arena_used = &arena_dummy;
+    *arena_used = 0;
+    if (!arena_out) arena_capacity = 0;
+    scope_clock_update(&r->clock);
+    size_t n = 0;
+    for (size_t i = 0; i < r->count && n < capacity; i++)
+        n += scope_drain_ring(r->rings[i].h, &r->clock, out + n, capacity - n, arena_out,
+                              arena_capacity, arena_used);
+    return n;
+}
+
+void scope_reader_process(const scope_reader *r, scope_process_info *out) {
+    const scope_process_header *p = r->process;
+    out->pid = p->pid;
+    out->parent_pid = p->parent_pid;
+    out->start_ns = p->start_ns;
+    out->state = atomic_load_explicit(&p->state, memory_order_acquire);
+    out->exit_status = atomic_load(&p->exit_status);
+    out->end_ns = atomic_load(&p->end_ns);
+    out->setup_failures = atomic_load(&p->setup_failures);
+    out->unfinished = atomic_load(&p->unfinished);
+    out->unshared = atomic_load(&p->unshared);
+}
+
+size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_t capacity) {
+    for (size_t i = 0; i < r->count && i < capacity; i++) {
+        const scope_ring_header *h = r->rings[i].h;
+        scope_thread_info *info = &out[i];
+        memset(info, 0, sizeof *info);
+        info->slot = h->slot;
+        info->native_id = h->native_id;
+        info->ident = h->ident;
+        info->start_ns = h->start_ns;
+        info->end_ns = atomic_load(&h->end_ns);
+        info->produced = atomic_load_explicit(&h->head, memory_order_acquire);
+        info->dropped = atomic_load(&h->dropped);
+        info->drained = h->drained;
+        info->high_water = h->high_water;
+        info->blocked_ns = atomic_load(&h->blocked_ns);
+        info->stack_overflow = atomic_load(&h->stack_overflow);
+        info->unmatched_exits = atomic_load(&h->unmatched_exits);
+        info->values_lost = atomic_load(&h->values_lost);
+        memcpy(info->name, h->name, sizeof info->name);
+        info->name[sizeof info->name - 1] = 0;
+        info->parent_slot = h->parent_slot;
+        info->started_by = h->started_by;
+    }
+    return r->count;
+}
