@@ -3,7 +3,7 @@
     python benchmarks/capture_only.py run [scope run's options] PROGRAM [ARGS]
 
 Exactly ``python -m scope run``, except that the writer thread drains the
-rings and numbers the calls (``native.Batch``, in C) but hands DuckDB nothing:
+rings and numbers the calls (``Batch``, in C) but hands DuckDB nothing:
 the recording keeps its run row and counts, and no call rows.  Side by side
 with plain python and the full ``scope run`` (``benchmarks/workloads.py``),
 it splits scope's overhead into what the instrumented program pays for its
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import sys
 
+from scope.native.batch import Batch
 from scope.storage.writer import RecordingWriter
 
-from scope import native
 
-
-def count_only(self: RecordingWriter, batch: native.Batch) -> None:
+def count_only(self: RecordingWriter, batch: Batch) -> None:
     """A ``write_batch`` that stores nothing: the counts stay right, the rows are dropped."""
     counts = batch.counts
     self.records_stored += counts.records

@@ -1,7 +1,7 @@
 """The pipeline manager: a writer thread that drains the rings into a sink.
 
 The writer wakes every ``interval`` seconds, drains every ring into reusable
-buffers (``native.Batch``: the copy and the scatter into columns run in C
+buffers (``Batch``: the copy and the scatter into columns run in C
 without the GIL) and hands each batch to the sink.  It drains until the rings
 are empty before sleeping again, so a burst never waits a whole interval.  If
 the sink fails, the thread records the failure, stops handing batches to the
@@ -48,6 +48,8 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Protocol
 
+from scope.native.batch import Batch
+
 from scope import native
 
 #: DuckDB's row group size.  A batch of at most this many rows never leaves a
@@ -61,10 +63,10 @@ ROW_GROUP_ROWS = 122_880
 class BatchSink(Protocol):
     """Where drained batches go (``scope.storage.writer.RecordingWriter``)."""
 
-    def attach(self, batch: native.Batch) -> None:
+    def attach(self, batch: Batch) -> None:
         """Get ready for batches drained into ``batch`` (before the writer starts)."""
 
-    def write_batch(self, batch: native.Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         """Store what ``batch`` holds from its latest drain."""
 
 
@@ -107,7 +109,7 @@ class Pipeline:
         self.sink = sink
         self.hold_bytes = hold_bytes
         self.health = PipelineHealth()
-        self._batch = native.Batch(batch_records, arena_bytes)
+        self._batch = Batch(batch_records, arena_bytes)
         self._interval = interval
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -208,7 +210,7 @@ class Pipeline:
         finally:
             self._lock.release()
 
-    def _deliver(self, batch: native.Batch) -> None:
+    def _deliver(self, batch: Batch) -> None:
         if self.health.failure is not None:
             return
         try:

@@ -65,6 +65,8 @@ class ChildSettings:
     roots: list[str]
     #: PYTHONPATH as the program sees it (without the hook folder); None if unset
     python_path: str | None = None
+    #: the run's key, when a recording service stores it (its processes share the run)
+    run_key: str | None = None
 
     def to_json(self) -> str:
         """The settings as the environment carries them."""
@@ -85,23 +87,31 @@ class ChildSettings:
 class ChildPropagation:
     """Puts the settings and the temporary hook into the environment, and takes them out."""
 
-    def __init__(self, children_dir: str, config: dict[str, Any], roots: list[str]) -> None:
+    def __init__(
+        self,
+        children_dir: str,
+        config: dict[str, Any],
+        roots: list[str],
+        run_key: str | None = None,
+    ) -> None:
         self.children_dir = children_dir
         self.config = config
         self.roots = roots
+        self.run_key = run_key
         self.hook_dir: str | None = None
         #: what the environment carries to children, while installed
         self.settings: ChildSettings | None = None
 
     def install(self) -> None:
         """Create the hook folder and point the process's environment at it."""
-        os.makedirs(self.children_dir, exist_ok=True)
+        if self.run_key is None:  # each child writes a file there, merged at the end
+            os.makedirs(self.children_dir, exist_ok=True)
         self.hook_dir = tempfile.mkdtemp(prefix="scope-hook-")
         with open(os.path.join(self.hook_dir, "sitecustomize.py"), "w") as f:
             f.write(SITECUSTOMIZE)
         path = os.environ.get("PYTHONPATH")
         self.settings = ChildSettings(
-            self.children_dir, self.hook_dir, self.config, self.roots, path
+            self.children_dir, self.hook_dir, self.config, self.roots, path, self.run_key
         )
         os.putenv(ENV_SETTINGS, self.settings.to_json())
         os.putenv("PYTHONPATH", self.hook_dir + (os.pathsep + path if path else ""))

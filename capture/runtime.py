@@ -35,19 +35,6 @@ REDACTED = Redacted()
 #: the tasks a coroutine creates, which is how their calls find their parent.
 CALLER: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("scope.caller")
 
-#: (root call, name, created by, thread) of each asyncio task whose coroutine is
-#: instrumented, appended by the native side as the task starts; the writer
-#: takes them (``take_tasks``).
-TASKS: list[tuple[int, str, int, int]] = []
-
-
-def take_tasks() -> list[tuple[int, str, int, int]]:
-    """The tasks noted since the last time, emptying the list (any thread)."""
-    taken = TASKS[:]
-    del TASKS[: len(taken)]
-    return taken
-
-
 ENTRY_POINTS = {
     rewrite.ENTER_NAME: native.enter,
     rewrite.EXIT_NAME: native.exit,
@@ -63,7 +50,7 @@ ENTRY_POINTS = {
 
 def install_entry_points() -> None:
     """Bind the names instrumented code calls (idempotent)."""
-    native.set_runtime_objects(REDACTED, CALLER, TASKS)
+    native.set_runtime_objects(REDACTED, CALLER)
     for name, value in ENTRY_POINTS.items():
         setattr(builtins, name, value)
 

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from scope import interpreter
 
 if interpreter.free_threaded():
@@ -65,11 +63,13 @@ start_joinable_thread: Any = _native.start_joinable_thread
 #: raised_in(exception): the innermost recorded call it left on this thread, or 0
 raised_in: Any = _native.raised_in
 ROLE_EVENT: int = lib.SCOPE_ROLE_EVENT
+ROLE_TASK: int = lib.SCOPE_ROLE_TASK
 #: current_call(): the innermost recorded call open on this thread, or 0
 current_call: Any = _native.current_call
 #: take_over_main(filename, compile) -> bool: run a child interpreter's program instrumented
 take_over_main: Any = _native.take_over_main
-#: note_exit_status(path) -> bool: write the exit status to path at exit (glibc only)
+#: note_exit_status(path) -> bool: write the exit status to path (None: only to the
+#: process header) at exit (glibc only)
 note_exit_status: Any = _native.note_exit_status
 #: ``mark_scope_work(begin)``: scope's own work on this thread begins (True) or ends
 mark_scope_work: Any = _native.scope_work
@@ -94,6 +94,7 @@ def configure_audit(names: Sequence[str]) -> bool:
 unfinish_open: Any = _native.unfinish_open
 
 SLOT_SHIFT: int = lib.SCOPE_SLOT_SHIFT
+PROCESS_SHIFT: int = lib.SCOPE_PROCESS_SHIFT
 RETURN: int = lib.SCOPE_RETURN
 RAISE: int = lib.SCOPE_RAISE
 UNFINISHED: int = lib.SCOPE_UNFINISHED
@@ -108,52 +109,6 @@ FLAG_ASYNC: int = lib.SCOPE_FLAG_ASYNC
 ATTR_REDACTED: int = lib.SCOPE_ATTR_REDACTED
 OVERFLOW_POLICIES = {"drop": lib.SCOPE_OVERFLOW_DROP, "block": lib.SCOPE_OVERFLOW_BLOCK}
 CLOCK_SOURCES = {"monotonic": lib.SCOPE_CLOCK_MONOTONIC, "tsc": lib.SCOPE_CLOCK_TSC}
-
-
-#: numpy's view of ``scope_record``: field order and sizes match the C struct.
-RECORD_DTYPE = np.dtype(
-    [
-        ("call_id", "<u8"),
-        ("parent_id", "<u8"),
-        ("end_id", "<u8"),
-        ("start_ns", "<i8"),
-        ("duration_ns", "<i8"),
-        ("func_word", "<u8"),
-        ("suspended_ns", "<i8"),
-        ("depth", "<u4"),
-        ("suspensions", "<u4"),
-    ]
-)
-assert RECORD_DTYPE.itemsize == ffi.sizeof("scope_record")
-
-#: numpy's view of ``scope_value_record`` (records whose kind is ``VALUE``).
-VALUE_DTYPE = np.dtype(
-    [
-        ("call_id", "<u8"),
-        ("payload", "<i8"),
-        ("arena_pos", "<u4"),
-        ("arena_len", "<u4"),
-        ("index", "<u2"),
-        ("tag", "u1"),
-        ("role", "u1"),
-        ("unused0", "<u4"),
-        ("raised_in", "<u8"),
-        ("func_word", "<u8"),
-        ("unused2", "<u8"),
-        ("unused3", "<u8"),
-    ]
-)
-assert VALUE_DTYPE.itemsize == ffi.sizeof("scope_value_record")
-
-
-def kinds(records: np.ndarray) -> np.ndarray:
-    """The kinds of records (either dtype): the high byte of ``func_word``."""
-    return (records["func_word"] >> np.uint64(KIND_SHIFT)).astype(np.uint8)
-
-
-def function_ids(records: np.ndarray) -> np.ndarray:
-    """The function ids of records (either dtype): ``func_word`` without its kind, as int64."""
-    return (records["func_word"] & np.uint64(FUNCTION_MASK)).view(np.int64)
 
 
 @dataclass(frozen=True)
@@ -200,6 +155,8 @@ class ThreadInfo:
     parent_slot: int = 0
     #: the innermost recorded call open on that thread then (0: none)
     started_by: int = 0
+    #: call records written (known to readers of shared rings; 0 otherwise)
+    calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,6 +219,10 @@ def clock() -> ClockInfo:
     """The clock's source and latest calibration."""
     raw = ffi.new("scope_clock *")
     lib.scope_get_clock(raw)
+    return _clock_info(raw)
+
+
+def _clock_info(raw: Any) -> ClockInfo:
     source = {v: k for k, v in CLOCK_SOURCES.items()}[int(raw.source)]
     return ClockInfo(
         source, int(raw.ticks0), int(raw.ns0), float(raw.ns_per_tick), int(raw.calibrated_ns)
@@ -276,22 +237,6 @@ def set_enabled(enabled: bool) -> None:
 def is_enabled() -> bool:
     """Whether new calls are being recorded."""
     return bool(lib.scope_is_enabled())
-
-
-def drain(out: np.ndarray, arena: np.ndarray | None = None) -> tuple[int, int]:
-    """Copy pending records of every ring into ``out`` and their value bytes into ``arena``.
-
-    Returns (records copied, arena bytes used).  Drained value records point
-    into ``arena`` (``arena_pos``).  Without an arena, draining stops at the
-    first value that has bytes.
-    """
-    used = ffi.new("size_t *")
-    records = ffi.cast("scope_record *", ffi.from_buffer(out))
-    if arena is None:
-        n = lib.scope_drain(records, len(out), ffi.NULL, 0, used)
-    else:
-        n = lib.scope_drain(records, len(out), ffi.from_buffer(arena), len(arena), used)
-    return int(n), int(used[0])
 
 
 def hold(max_bytes: int) -> bool:
@@ -346,6 +291,11 @@ def note_process_end(ended_by: str, exit_status: int | None) -> None:
     """Say in the process header how the process ended (``PROCESS_STATES``' keys)."""
     status = -1 if exit_status is None else exit_status
     lib.scope_live_ended(PROCESS_STATES.get(ended_by, lib.SCOPE_PROCESS_EXITED), status)
+
+
+def unfinished_into_rings(into_rings: bool) -> None:
+    """Write calls left open into the rings (another process drains them), not held memory."""
+    lib.scope_set_unfinished_into_rings(1 if into_rings else 0)
 
 
 def stop_sharing(remove: bool) -> None:
@@ -410,118 +360,6 @@ def after_fork_child() -> None:
     _native.forked_child()
 
 
-#: the call table's columns as ``scope_drain_batch`` fills them, in table order
-CALL_COLUMNS: dict[str, str] = {
-    "id": "<i8",
-    "thread": "<i4",
-    "parent": "<i8",
-    "end_id": "<i8",
-    "depth": "<i4",
-    "function": "<i8",
-    "start_ns": "<i8",
-    "duration_ns": "<i8",
-    "outcome": "u1",
-    "suspended_ns": "<i8",
-    "suspensions": "<i4",
-}
-#: the call_aggregate table's columns, in table order
-AGGREGATE_COLUMNS: dict[str, str] = dict.fromkeys(
-    (
-        "parent",
-        "function",
-        "calls",
-        "raised",
-        "total_ns",
-        "min_ns",
-        "max_ns",
-        "self_ns",
-        "direct_ns",
-    ),
-    "<i8",
-)
-
-
-@dataclass(frozen=True)
-class BatchCounts:
-    """What one ``Batch.drain`` produced (see ``scope_batch_counts``)."""
-
-    records: int
-    calls: int
-    values: int
-    aggregates: int
-    summed: int
-    unfinished: int
-    lost: int
-    arena_used: int
-
-
-class Batch:
-    """Reusable buffers that one drain fills: call columns, aggregate columns, values.
-
-    ``drain`` runs in C without the GIL: it empties the rings (up to
-    ``capacity`` records), scatters calls into ``calls`` (numpy arrays named
-    like the call table's columns), sums calls past their function's budget
-    into ``aggregates``, and leaves value records in ``values()`` with their
-    bytes in ``arena``.  All of them name functions by ``function_number``.
-    Only the first ``counts.calls`` (``counts.aggregates``) rows of the columns
-    belong to the latest drain; the arrays themselves are never replaced, so a
-    database may keep them registered.
-    """
-
-    def __init__(self, capacity: int, arena_bytes: int) -> None:
-        self.capacity = capacity
-        self.scratch = np.zeros(capacity, RECORD_DTYPE)
-        self.arena = np.zeros(arena_bytes, np.uint8)
-        self.calls = {name: np.zeros(capacity, dtype) for name, dtype in CALL_COLUMNS.items()}
-        self.aggregates = {name: np.zeros(capacity, dt) for name, dt in AGGREGATE_COLUMNS.items()}
-        self._keep: list[Any] = []
-        self._call_struct = self._struct("scope_call_columns *", self.calls)
-        self._aggregate_struct = self._struct("scope_aggregate_columns *", self.aggregates)
-        self._counts = ffi.new("scope_batch_counts *")
-        self.counts = BatchCounts(0, 0, 0, 0, 0, 0, 0, 0)
-
-    def _struct(self, ctype: str, columns: dict[str, np.ndarray]) -> Any:
-        struct = ffi.new(ctype)
-        for name, array in columns.items():
-            pointer = ffi.from_buffer(array)
-            self._keep.append(pointer)
-            setattr(struct, name, ffi.cast(ffi.typeof(getattr(struct, name)), pointer))
-        return struct
-
-    def drain(self, reader: Reader | None = None) -> BatchCounts:
-        """Drain the rings (this process's, or ``reader``'s) into the buffers; returns
-        what they now hold."""
-        buffers = (
-            ffi.cast("scope_record *", ffi.from_buffer(self.scratch)),
-            self.capacity,
-            ffi.from_buffer(self.arena),
-            len(self.arena),
-            self._call_struct,
-            self._aggregate_struct,
-            self._counts,
-        )
-        if reader is None:
-            lib.scope_drain_batch(*buffers)
-        else:
-            lib.scope_reader_drain_batch(reader.handle, *buffers)
-        raw = self._counts
-        self.counts = BatchCounts(
-            int(raw.records),
-            int(raw.calls),
-            int(raw.values),
-            int(raw.aggregates),
-            int(raw.summed),
-            int(raw.unfinished),
-            int(raw.lost),
-            int(raw.arena_used),
-        )
-        return self.counts
-
-    def values(self) -> np.ndarray:
-        """The latest drain's value records (``VALUE_DTYPE``), a view of the scratch buffer."""
-        return self.scratch[: self.counts.values].view(VALUE_DTYPE)
-
-
 @dataclass(frozen=True)
 class ProcessInfo:
     """What a recorded process's header says about it (``scope_shared.h``)."""
@@ -552,7 +390,7 @@ class Reader:
     """Another process's rings, read from its folder (``share_rings``): for storing
     what a killed process left behind.  ``Batch.drain(reader)`` drains them."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, numbering: Numbering | None = None, process: int = 0) -> None:
         handle = lib.scope_reader_open(os.fsencode(folder))
         if handle == ffi.NULL:
             code = ffi.errno
@@ -560,6 +398,21 @@ class Reader:
         self._raw = handle
         self.handle: Any = ffi.gc(handle, lib.scope_reader_close)
         self.folder = folder
+        #: how the run these records belong to numbers its functions
+        self.numbering = numbering or OWN_NUMBERING
+        lib.scope_reader_set_process_number(handle, process)
+
+    def set_process(self, number: int) -> None:
+        """Name the records drained from now on as those of the run's process ``number``."""
+        lib.scope_reader_set_process_number(self.handle, number)
+
+    def commit(self) -> None:
+        """Free the rings' space of every record drained so far (they are stored)."""
+        lib.scope_reader_commit(self.handle)
+
+    def refresh(self) -> int:
+        """Map the ring files made since; returns how many."""
+        return max(0, int(lib.scope_reader_refresh(self.handle)))
 
     def process(self) -> ProcessInfo:
         """What the process header says now."""
@@ -568,6 +421,12 @@ class Reader:
         return ProcessInfo(
             **{name: int(getattr(raw, name)) for name in ProcessInfo.__dataclass_fields__}
         )
+
+    def clock(self) -> ClockInfo:
+        """How this reader turns the records' timestamps into nanoseconds."""
+        raw = ffi.new("scope_clock *")
+        lib.scope_reader_clock(self.handle, raw)
+        return _clock_info(raw)
 
     def threads(self) -> list[ThreadInfo]:
         """One row per ring, from its header."""
@@ -584,9 +443,42 @@ class Reader:
             lib.scope_reader_close(self._raw)
 
 
-def seed_function_number(function_id: int, number: int) -> None:
-    """Have batches store function ``function_id`` as ``number`` (a run being resumed)."""
-    lib.scope_seed_function_number(function_id, number)
+class Numbering:
+    """How one run numbers its functions (1, 2, ... as first met) and sums the calls
+    past their budget: this process's own, or a new one (a recording service keeps
+    one per run)."""
+
+    def __init__(self, own: bool = False) -> None:
+        if own:
+            self.handle: Any = ffi.NULL
+        else:
+            made = lib.scope_numbering_new()
+            if made == ffi.NULL:  # pragma: no cover
+                raise MemoryError("no memory for a numbering")
+            self.handle = ffi.gc(made, lib.scope_numbering_free)
+
+    def seed(self, function_id: int, number: int) -> None:
+        """Number ``function_id`` as ``number`` from now on (a run being resumed)."""
+        lib.scope_numbering_seed(self.handle, function_id, number)
+
+    def number(self, function_id: int) -> int:
+        """The number batches store for a function (0 if C memory ran out)."""
+        return int(lib.scope_numbering_number(self.handle, function_id))
+
+    def summed(self) -> dict[int, int]:
+        """Function number -> calls summed past its budget so far."""
+        capacity = 256
+        while True:
+            functions = ffi.new("uint64_t[]", capacity)
+            counts = ffi.new("uint64_t[]", capacity)
+            total = int(lib.scope_numbering_summed(self.handle, functions, counts, capacity))
+            if total <= capacity:
+                return {int(functions[i]): int(counts[i]) for i in range(total)}
+            capacity = total
+
+
+#: this process's own numbering (``set_budget`` starts it again)
+OWN_NUMBERING = Numbering(own=True)
 
 
 def set_budget(max_calls_per_function: int) -> None:
@@ -595,20 +487,13 @@ def set_budget(max_calls_per_function: int) -> None:
 
 
 def function_number(function_id: int) -> int:
-    """The number batches store for a function (1, 2, ... in the order first met).
+    """The number this process's batches store for a function (see ``Numbering``).
 
-    0 if C memory ran out.  Numbers start again at each ``set_budget``.
+    Numbers start again at each ``set_budget``.
     """
-    return int(lib.scope_function_number(function_id))
+    return OWN_NUMBERING.number(function_id)
 
 
 def summed_calls() -> dict[int, int]:
-    """Function number -> calls summed past its budget so far."""
-    capacity = 256
-    while True:
-        functions = ffi.new("uint64_t[]", capacity)
-        counts = ffi.new("uint64_t[]", capacity)
-        total = int(lib.scope_get_summed(functions, counts, capacity))
-        if total <= capacity:
-            return {int(functions[i]): int(counts[i]) for i in range(total)}
-        capacity = total
+    """Function number -> calls this process summed past their budget so far."""
+    return OWN_NUMBERING.summed()

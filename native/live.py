@@ -12,14 +12,42 @@ published that was not stored.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import decimal
 import json
 import os
 import shutil
+import socket
 import stat
 import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 #: the file of a process's folder that says what its records belong to
 RUN_FILE = "run.json"
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat from the third on (after the command's name)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except OSError:
+        return None
+    return stat_line[stat_line.rfind(b")") + 2 :].split()
+
+
+def exit_code(pid: int) -> int | None:
+    """How process ``pid`` ended, as ``wait`` would say, while it is a zombie; else None.
+
+    The kernel shows it (field 52 of /proc/<pid>/stat) until the process's parent
+    reaps it: whoever is not the parent can still learn a signal's number this way.
+    """
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 50 or fields[0] != b"Z":
+        return None
+    return int(fields[49])
 
 
 def process_start(pid: int) -> int | None:
@@ -27,13 +55,8 @@ def process_start(pid: int) -> int | None:
 
     With the pid, it names one process: a pid can be reused, a start time with it cannot.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat_line = f.read()
-    except OSError:
-        return None
-    fields = stat_line[stat_line.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
 
 
 def live_root(db: str) -> str:
@@ -52,12 +75,14 @@ def _private_folder(path: str) -> None:
         os.chmod(path, 0o700)
 
 
-def make_process_folder(db: str, run: int, pid: int) -> str:
+def make_process_folder(db: str, run: int, pid: int, **more: object) -> str:
     """Create this process's folder in ``db``'s live folder; returns its path.
 
-    Raises ``OSError`` if it cannot be made private.
+    Its ``run.json`` says which run it is (``run``: 0 when the recording service
+    is to say) and holds ``more``.  Raises ``OSError`` if it cannot be made private.
     """
     root = live_root(db)
+    os.makedirs(os.path.dirname(root), exist_ok=True)
     for attempt in range(3):  # another process may remove the root as it empties
         _private_folder(root)
         try:
@@ -66,7 +91,7 @@ def make_process_folder(db: str, run: int, pid: int) -> str:
         except FileNotFoundError:
             if attempt == 2:
                 raise
-    note = {"db": os.path.abspath(db), "run": run, "pid": pid, "start": process_start(pid)}
+    note = {"db": os.path.abspath(db), "run": run, "pid": pid, "start": process_start(pid), **more}
     path = os.path.join(folder, RUN_FILE)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(descriptor, "w") as f:
@@ -74,8 +99,203 @@ def make_process_folder(db: str, run: int, pid: int) -> str:
     return folder
 
 
+def read_note(folder: str, name: str = RUN_FILE) -> dict[str, Any] | None:
+    """A process folder's ``run.json`` (or file ``name``), or None if it has none that
+    is a JSON object."""
+    try:
+        with open(os.path.join(folder, name)) as f:
+            note = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) else None
+
+
+#: the file of a process's folder where its recording service notes the run and
+#: process number it gave it, and how far it has stored the log
+ASSIGNED = "assigned.json"
+
+
+def read_assignment(folder: str) -> dict[str, int] | None:
+    """What a service gave a process folder (``run``, ``number``, ``log``), if it did."""
+    note = read_note(folder, ASSIGNED)
+    if note is None:
+        return None
+    try:
+        return {key: int(note[key]) for key in ("run", "number", "log")}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def write_assignment(folder: str, run: int, number: int, log: int) -> None:
+    """Note what the service gave a process folder (replaced whole: never half-written)."""
+    path = os.path.join(folder, ASSIGNED)
+    temporary = path + ".new"
+    with open(temporary, "w") as f:
+        json.dump({"run": run, "number": number, "log": log}, f)
+    os.replace(temporary, path)
+
+
 def remove_process_folder(folder: str) -> None:
     """Remove a process's folder, and the live folder once it is empty."""
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(folder))
+
+
+# ---- The recording service's side of the live folder ----
+
+#: the service's socket, and the lock held by the one service of a recording
+SOCKET = "service.sock"
+LOCK = "service.lock"
+#: where the service writes what goes wrong with it
+SERVICE_LOG = "service.log"
+#: the file of a process's folder its producer appends records to (JSON lines)
+LOG = "log"
+
+
+def service_socket(db: str) -> str:
+    """The path of ``db``'s recording service's socket."""
+    return os.path.join(live_root(db), SOCKET)
+
+
+#: the longest path a Unix socket address holds (sun_path, less its terminator)
+_SOCKET_PATH_MAX = 107
+
+
+@contextlib.contextmanager
+def socket_address(path: str) -> Iterator[str]:
+    """An address for the Unix socket at ``path`` that fits in ``sun_path``.
+
+    A longer path is reached through a descriptor of its folder, held only
+    while the address is in use (``/proc/self/fd/N/NAME``).
+    """
+    if len(os.fsencode(path)) <= _SOCKET_PATH_MAX:
+        yield path
+        return
+    folder = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{folder}/{os.path.basename(path)}"
+    finally:
+        os.close(folder)
+
+
+def append_log(folder: str, record: dict[str, object]) -> bool:
+    """Append ``record`` as one JSON line to the process's log; False if it could not be.
+
+    Opened and closed each time: the program may close any descriptor it did not
+    open, and may be given the number of one scope kept.
+    """
+    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(os.path.join(folder, LOG), flags, 0o600)
+    except OSError:
+        return False
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)
+
+
+class LogReader:
+    """Reads the records a producer appended since the last read (complete lines only)."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, LOG)
+        self.offset = 0
+        #: lines that were not JSON objects (a write cut short by a full disk)
+        self.damaged = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        """The complete records appended since the last call."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        records = []
+        for line in data[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                self.damaged += 1
+        return records
+
+
+def send(connection: socket.socket, message: dict[str, object]) -> None:
+    """Send one message (a JSON line) on a service connection."""
+    connection.sendall((json.dumps(message, separators=(",", ":")) + "\n").encode())
+
+
+def receive(stream: BinaryIO) -> dict[str, object] | None:
+    """The next message on a connection's stream, or None at its end."""
+    line = stream.readline(1 << 20)
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+# ---- Query results as JSON carries them (a query answered by the service) ----
+
+#: how a value that JSON has no type for travels: {"$": kind, "v": text}
+_TAGGED: dict[str, Any] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(microseconds=int(v)),
+    "decimal": decimal.Decimal,
+    "uuid": uuid.UUID,
+    "bytes": bytes.fromhex,
+}
+
+
+def encode_value(value: object) -> object:
+    """A query result's value as JSON carries it (``decode_value`` undoes it)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dict):
+        return {"$": "dict", "v": [[encode_value(k), encode_value(v)] for k, v in value.items()]}
+    if isinstance(value, dt.datetime):
+        return {"$": "datetime", "v": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$": "date", "v": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"$": "time", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"$": "timedelta", "v": str(value // dt.timedelta(microseconds=1))}
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return {"$": type(value).__name__.lower(), "v": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$": "bytes", "v": bytes(value).hex()}
+    return str(value)
+
+
+def decode_value(value: object) -> object:
+    """The value ``encode_value`` encoded."""
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    if isinstance(value, dict):
+        kind, text = value.get("$"), value.get("v")
+        if kind == "dict" and isinstance(text, list):
+            return {decode_value(k): decode_value(v) for k, v in text}
+        parse = _TAGGED.get(str(kind))
+        return parse(text) if parse is not None else text
+    return value

@@ -6,7 +6,6 @@
 #include "py_recorder.h"
 
 PyObject *scope_g_redacted = NULL;
-PyObject *scope_g_tasks = NULL;
 PyObject *scope_g_call_var = NULL;
 static PyObject *g_current_task = NULL; /* asyncio.current_task */
 
@@ -67,7 +66,7 @@ static int call_var_parent(uint64_t *parent, uint32_t *depth) {
  * root call (this one) and with the call that created it. */
 static void note_task(scope_thread *t, scope_frame *f, uint64_t created_by) {
     PyObject *coro = f->frame ? scope_frame_generator(f->frame) : NULL;
-    if (!scope_g_tasks || !coro) return;
+    if (!coro) return;
     if (!g_current_task) {
         PyObject *module_name = PyUnicode_FromString("asyncio");
         PyObject *asyncio = module_name ? PyImport_GetModule(module_name) : NULL;
@@ -85,11 +84,12 @@ static void note_task(scope_thread *t, scope_frame *f, uint64_t created_by) {
     PyObject *task_coro = task && task != Py_None ? PyObject_CallMethod(task, "get_coro", NULL)
                                                   : NULL;
     PyObject *name = task_coro == coro ? PyObject_CallMethod(task, "get_name", NULL) : NULL;
-    if (name) {
-        PyObject *row = Py_BuildValue("(KOKI)", (unsigned long long)f->call_id, name,
-                                      (unsigned long long)created_by, t->slot);
-        if (row) PyList_Append(scope_g_tasks, row);
-        Py_XDECREF(row);
+    Py_ssize_t len = 0;
+    const char *text = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &len) : NULL;
+    if (text) {
+        if (len > SCOPE_TASK_NAME_BYTES) len = SCOPE_TASK_NAME_BYTES;
+        scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_TASK, 0, SCOPE_TAG_STR, len,
+                         (const uint8_t *)text, (uint32_t)len, created_by);
     }
     t->suppressed = 0;
     PyErr_Clear();
@@ -163,7 +163,7 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
         f->stored_ancestor = parent_stored;
     }
     if (flags & SCOPE_FLAG_RESUMABLE) scope_g_resumables++;
-    if ((flags & SCOPE_FLAG_ASYNC) && !delegated && scope_g_tasks) {
+    if ((flags & SCOPE_FLAG_ASYNC) && !delegated && scope_g_call_var) {
         note_task(t, f, created_by);
         f = scope_top_of(t);
     }
@@ -336,13 +336,12 @@ static PyObject *py_unfinish_open(PyObject *self, PyObject *const *args, Py_ssiz
 /* set_runtime_objects(redacted, context_var): objects the entry points compare with. */
 static PyObject *py_set_runtime_objects(PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs) {
-    if (nargs != 3 || !PyContextVar_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "set_runtime_objects(redacted, ContextVar, list)");
+    if (nargs != 2 || !PyContextVar_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "set_runtime_objects(redacted, ContextVar)");
         return NULL;
     }
     Py_XSETREF(scope_g_redacted, Py_NewRef(args[0]));
     Py_XSETREF(scope_g_call_var, Py_NewRef(args[1]));
-    Py_XSETREF(scope_g_tasks, Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -403,8 +402,7 @@ PyMethodDef scope_entry_methods[] = {
     {"raised_in", SCOPE_FASTCALL(py_raised_in),
      "raised_in(exception) -> int: the innermost recorded call it left on this thread, or 0."},
     {"set_runtime_objects", SCOPE_FASTCALL(py_set_runtime_objects),
-     "set_runtime_objects(redacted, context_var, tasks): the sentinel, the call variable "
-     "and the list asyncio tasks are noted in."},
+     "set_runtime_objects(redacted, context_var): the sentinel and the call variable."},
     {NULL, NULL, 0, NULL},
 };
 

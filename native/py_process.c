@@ -376,7 +376,9 @@ static int g_status_handler = 0;
 
 void scope_write_exit_status(int status, void *arg) {
     (void)arg;
-    if (!g_status_path || getpid() != g_status_pid) return;
+    if (getpid() != g_status_pid) return;
+    scope_live_exited(status & 0xFF);
+    if (!g_status_path) return;
     int fd = open(g_status_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return;
     char text[16];
@@ -386,15 +388,17 @@ void scope_write_exit_status(int status, void *arg) {
     close(fd);
 }
 
-/* note_exit_status(path): write this process's exit status to path when it exits. */
+/* note_exit_status(path): write this process's exit status to path when it exits,
+ * and into its process header (path None: only there). */
 static PyObject *py_note_exit_status(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int none = nargs == 1 && args[0] == Py_None;
     const char *path = nargs == 1 && PyUnicode_Check(args[0]) ? PyUnicode_AsUTF8(args[0]) : NULL;
-    if (!path) {
+    if (!path && !none) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "note_exit_status(path)");
         return NULL;
     }
-    char *copy = strdup(path);
-    if (!copy) return PyErr_NoMemory();
+    char *copy = path ? strdup(path) : NULL;
+    if (path && !copy) return PyErr_NoMemory();
     free(g_status_path);
     g_status_path = copy;
     g_status_pid = getpid();

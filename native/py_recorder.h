@@ -44,7 +44,8 @@
 
 /* Objects the entry points compare with or report into (py_entry.c). */
 extern PyObject *scope_g_redacted; /* the sentinel instrumented code passes instead */
-extern PyObject *scope_g_tasks;    /* list: (root call, name, created by, thread) per task */
+/* The longest task name a record keeps. */
+#define SCOPE_TASK_NAME_BYTES 200
 extern PyObject *scope_g_call_var; /* ContextVar: (call id, depth) of the running coroutine */
 
 /* ---- py_parked.c: generators and coroutines suspended at a yield or await ---- */

@@ -143,14 +143,14 @@ int scope_configure(uint64_t ring_records, uint64_t arena_bytes, int overflow,
 void scope_set_enabled(int enabled) { atomic_store(&scope_g_enabled, enabled ? 1 : 0); }
 int scope_is_enabled(void) { return atomic_load(&scope_g_enabled); }
 
-static void hold_unfinished_locked(const scope_frame *f, uint64_t end_id);
+static void hold_unfinished_locked(scope_thread *into, const scope_frame *f, uint64_t end_id);
 
 static void thread_died(void *arg) {
     scope_thread *t = (scope_thread *)arg;
     pthread_mutex_lock(&g_lock);
     /* Calls a thread still had open when it ended never return. */
     for (uint32_t i = 0; i < t->depth; i++)
-        if (t->stack[i].recorded) hold_unfinished_locked(&t->stack[i], scope_end_id(t, &t->stack[i]));
+        if (t->stack[i].recorded) hold_unfinished_locked(t, &t->stack[i], scope_end_id(t, &t->stack[i]));
     free(t->stack);
     t->stack = NULL;
     t->stack_capacity = 0;
@@ -334,6 +334,16 @@ void scope_live_ended(uint32_t state, int32_t exit_status) {
     pthread_mutex_unlock(&g_lock);
 }
 
+void scope_live_exited(int status) {
+    /* Called by the C library's exit handlers: no lock (a thread may hold it, and
+     * this process is ending). */
+    scope_process_header *p = g_process;
+    if (!p || p->pid != getpid()) return;
+    atomic_store(&p->exit_status, status);
+    atomic_store(&p->end_ns, scope_monotonic_ns());
+    atomic_store_explicit(&p->state, SCOPE_PROCESS_EXITED, memory_order_release);
+}
+
 void scope_live_close(int remove) {
     pthread_mutex_lock(&g_lock);
     if (g_live_dir[0]) {
@@ -355,6 +365,10 @@ void scope_live_close(int remove) {
 }
 
 int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) {
+    /* The drainer has not freed space for a whole timeout (it is stuck, or gone):
+     * waiting again for every record would stall the program for good.  Records
+     * are dropped, and counted, until space appears. */
+    if (t->stalled) return 0;
     int64_t start = scope_monotonic_ns();
     int64_t deadline = start + (int64_t)scope_g_block_timeout_ns;
     int has_space = 0;
@@ -371,6 +385,7 @@ int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) 
         nanosleep(&pause, NULL);
     }
     if (scope_after_wait) scope_after_wait(saved);
+    t->stalled = !has_space;
     atomic_fetch_add_explicit(&t->h->blocked_ns, (uint64_t)(scope_monotonic_ns() - start),
                               memory_order_relaxed);
     return has_space;
@@ -387,18 +402,20 @@ int scope_grow_stack(scope_thread *t) {
     return 1;
 }
 
-/* Copies one ring's pending records (and their arena bytes) out, converting
- * timestamps with clock; returns how many.  Stops early when either output
- * buffer is full.  The ring may be another process's file, perhaps left
- * half-written by a crash: nothing it says is trusted to stay in bounds. */
-uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock, scope_record *out,
-                          uint64_t room, uint8_t *arena_out, size_t arena_room,
-                          size_t *arena_used) {
+/* Copies ring h's records from cursor->read on (and their arena bytes) out,
+ * converting timestamps with clock, and moves the cursor past them; returns how
+ * many.  Stops early when either output buffer is full.  Space is freed only when
+ * the caller publishes the cursor (scope_publish_cursor).  The ring may be another
+ * process's file, perhaps left half-written by a crash: nothing it says is
+ * trusted to stay in bounds. */
+uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock,
+                          scope_ring_cursor *cursor, scope_record *out, uint64_t room,
+                          uint8_t *arena_out, size_t arena_room, size_t *arena_used) {
     scope_record *records = (scope_record *)((uint8_t *)h + h->header_bytes);
     uint8_t *arena = (uint8_t *)(records + h->capacity);
     uint64_t mask = h->capacity - 1;
     uint32_t arena_capacity = h->arena_capacity;
-    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+    uint64_t tail = cursor->read;
     uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     uint64_t avail = head - tail;
     if (avail > h->capacity) { /* only a corrupt file: keep its newest records */
@@ -411,8 +428,6 @@ uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock, scope_
     uint64_t first = take < h->capacity - start ? take : h->capacity - start;
     memcpy(out, records + start, first * sizeof(scope_record));
     memcpy(out + first, records, (take - first) * sizeof(scope_record));
-    int moved_arena = 0;
-    uint32_t arena_tail = 0;
     int tsc = clock->source == SCOPE_CLOCK_TSC;
     for (uint64_t i = 0; i < take; i++) {
         uint32_t kind = (uint32_t)(out[i].func_word >> SCOPE_KIND_SHIFT);
@@ -444,15 +459,21 @@ uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock, scope_
         uint32_t part = v->arena_len < arena_capacity - pos ? v->arena_len : arena_capacity - pos;
         memcpy(arena_out + *arena_used, arena + pos, part);
         memcpy(arena_out + *arena_used + part, arena, v->arena_len - part);
-        arena_tail = v->arena_pos + v->arena_len;
-        moved_arena = 1;
+        cursor->arena_read = v->arena_pos + v->arena_len;
+        cursor->arena_moved = 1;
         v->arena_pos = (uint32_t)*arena_used;
         *arena_used += v->arena_len;
     }
     h->drained += take;
-    if (moved_arena) atomic_store_explicit(&h->arena_tail, arena_tail, memory_order_release);
-    atomic_store_explicit(&h->tail, tail + take, memory_order_release);
+    cursor->read = tail + take;
     return take;
+}
+
+void scope_publish_cursor(scope_ring_header *h, scope_ring_cursor *cursor) {
+    if (cursor->arena_moved)
+        atomic_store_explicit(&h->arena_tail, cursor->arena_read, memory_order_release);
+    cursor->arena_moved = 0;
+    atomic_store_explicit(&h->tail, cursor->read, memory_order_release);
 }
 
 static void retire_counters(const scope_ring_header *h, scope_thread_info *info) {
@@ -476,8 +497,12 @@ static size_t drain_rings(scope_record *out, size_t capacity, uint8_t *arena_out
         scope_thread *t = *link;
         scope_ring_header *h = t->h;
         int dead = atomic_load_explicit(&h->dead, memory_order_acquire);
-        n += scope_drain_ring(h, &g_clock, out + n, capacity - n, arena_out,
+        /* This process's own drainer frees space at once: what it copies out is
+         * in its own memory from then on, held or in a batch. */
+        scope_ring_cursor cursor = {atomic_load_explicit(&h->tail, memory_order_relaxed), 0, 0};
+        n += scope_drain_ring(h, &g_clock, &cursor, out + n, capacity - n, arena_out,
                               arena_out ? arena_capacity : 0, arena_used);
+        scope_publish_cursor(h, &cursor);
         uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
         if (dead && atomic_load_explicit(&h->tail, memory_order_relaxed) == head) {
             /* Its owner is gone and nothing is left: keep the counters, free the ring. */
@@ -561,7 +586,24 @@ static int hold_append(const scope_record *r) {
     return 1;
 }
 
-static void hold_unfinished_locked(const scope_frame *f, uint64_t end_id) {
+/* Unfinished calls go into the rings rather than held memory: set when no
+ * drainer of this process's own would ever hand held records out. */
+static int g_unfinished_into_rings = 0;
+
+void scope_set_unfinished_into_rings(int into_rings) { g_unfinished_into_rings = into_rings; }
+
+/* Writes frame f as unfinished (g_lock held): into ring into, whose producer is
+ * the calling thread, when unfinished calls go into rings; else into held memory. */
+static void hold_unfinished_locked(scope_thread *into, const scope_frame *f, uint64_t end_id) {
+    if (g_unfinished_into_rings && into && into->h) {
+        scope_record *slot = scope_ring_reserve(into);
+        if (!slot) return; /* counted as dropped */
+        scope_fill_record(slot, f, end_id, SCOPE_UNFINISHED, -1, -1);
+        scope_ring_publish(into);
+        atomic_store_explicit(&into->h->calls, ++into->calls_written, memory_order_relaxed);
+        atomic_fetch_add(&g_unfinished, 1);
+        return;
+    }
     scope_record r;
     scope_fill_record(&r, f, end_id, SCOPE_UNFINISHED, -1, -1);
     r.start_ns = scope_ticks_to_ns(&g_clock, r.start_ns);
@@ -572,8 +614,9 @@ static void hold_unfinished_locked(const scope_frame *f, uint64_t end_id) {
 }
 
 void scope_hold_unfinished(const scope_frame *f, uint64_t end_id) {
+    scope_thread *into = g_unfinished_into_rings ? scope_current_thread() : NULL;
     pthread_mutex_lock(&g_lock);
-    hold_unfinished_locked(f, end_id);
+    hold_unfinished_locked(into, f, end_id);
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -583,11 +626,13 @@ void scope_record_unfinished(scope_thread *t, const scope_frame *f) {
     if (!r) return;
     scope_fill_record(r, f, scope_end_id(t, f), SCOPE_UNFINISHED, -1, -1);
     scope_ring_publish(t);
+    atomic_store_explicit(&t->h->calls, ++t->calls_written, memory_order_relaxed);
     atomic_fetch_add(&g_unfinished, 1);
 }
 
 size_t scope_unfinish_stacks(void) {
     size_t n = 0;
+    scope_thread *into = g_unfinished_into_rings ? scope_current_thread() : NULL;
     pthread_mutex_lock(&g_lock);
     /* A live thread's stack is its owner's: the caller guarantees that no owner
      * runs meanwhile (it holds the GIL). */
@@ -596,7 +641,7 @@ size_t scope_unfinish_stacks(void) {
         for (uint32_t i = 0; i < t->depth; i++) {
             scope_frame *f = &t->stack[i];
             if (!f->recorded) continue;
-            hold_unfinished_locked(f, scope_end_id(t, f));
+            hold_unfinished_locked(into, f, scope_end_id(t, f));
             f->recorded = 0;
             n++;
         }
@@ -850,6 +895,7 @@ void scope_after_fork_child(void) {
     atomic_store(&g_setup_failures, 0);
     atomic_store(&g_unfinished, 0);
     atomic_store(&g_unshared, 0);
+    g_unfinished_into_rings = 0;
     g_held_start = g_held_len = g_held_arena_len = 0; /* the parent's, not ours */
     g_mover_running = 0; /* the parent's thread is not in this process */
     atomic_store(&g_mover_stop, 0);

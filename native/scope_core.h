@@ -71,10 +71,12 @@ typedef struct scope_thread {
     uint32_t overflow_depth; /* calls entered beyond max_depth, not on the stack */
     uint32_t suppressed;     /* calls made by scope itself (user repr), not recorded */
     uint8_t named;           /* its name was looked up (scope_python.c) */
+    uint8_t stalled;         /* a wait for space ran out: drop until space appears */
     uint32_t recent_next;    /* next slot of recent_unwinds to write */
     scope_unwind recent_unwinds[SCOPE_RECENT_UNWINDS];
     uint32_t arena_head;
     uint32_t arena_tail_cache;
+    uint64_t calls_written; /* call records written, published as h->calls */
     /* The ring itself, shared with the drainer (scope_shared.h); these copy its
      * header's sizes so the hot path reads no shared line for them. */
     scope_ring_header *h;
@@ -146,7 +148,10 @@ static inline int scope_make_room(scope_thread *t, uint32_t arena_needed) {
     if (!scope_ring_full(t, head, arena_needed)) return 1;
     t->tail_cache = atomic_load_explicit(&t->h->tail, memory_order_acquire);
     t->arena_tail_cache = atomic_load_explicit(&t->h->arena_tail, memory_order_acquire);
-    if (!scope_ring_full(t, head, arena_needed)) return 1;
+    if (!scope_ring_full(t, head, arena_needed)) {
+        t->stalled = 0;
+        return 1;
+    }
     return scope_g_overflow == SCOPE_OVERFLOW_BLOCK && scope_wait_for_space(t, head, arena_needed);
 }
 
@@ -270,6 +275,7 @@ static inline void scope_record_exit(scope_thread *t, const scope_frame *f, int 
     }
     scope_fill_record(r, f, end_id, kind, duration, (int64_t)f->suspended_ticks);
     scope_ring_publish(t);
+    atomic_store_explicit(&t->h->calls, ++t->calls_written, memory_order_relaxed);
 }
 
 /* Starts clock c on source: for the TSC, an origin and a first rate from a short
@@ -284,16 +290,27 @@ static inline int64_t scope_ticks_to_ns(const scope_clock *clock, int64_t ticks)
            (int64_t)((double)(int64_t)((uint64_t)ticks - clock->ticks0) * clock->ns_per_tick);
 }
 
-/* Copies ring h's pending records out (see scope_core.c); any process may drain
- * a ring, one drainer at a time. */
-uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock, scope_record *out,
-                          uint64_t room, uint8_t *arena_out, size_t arena_room,
-                          size_t *arena_used);
+/* Where a drainer has read a ring to, ahead of the tail it has published. */
+typedef struct {
+    uint64_t read;
+    uint32_t arena_read;
+    int arena_moved;
+} scope_ring_cursor;
+
+/* Copies ring h's records out from the cursor on (see scope_core.c); any process
+ * may drain a ring, one drainer at a time.  scope_publish_cursor frees what was
+ * read. */
+uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock,
+                          scope_ring_cursor *cursor, scope_record *out, uint64_t room,
+                          uint8_t *arena_out, size_t arena_room, size_t *arena_used);
+void scope_publish_cursor(scope_ring_header *h, scope_ring_cursor *cursor);
 
 /* Writes frame f as unfinished into thread t's ring (t is the calling thread):
  * its end will never be seen (its exit was lost, or it cannot be kept open). */
 void scope_record_unfinished(scope_thread *t, const scope_frame *f);
 /* Writes frame f as unfinished into held memory; any thread may call it. */
 void scope_hold_unfinished(const scope_frame *f, uint64_t end_id);
+/* The process exits with status: said in its process header, if it has one. */
+void scope_live_exited(int status);
 
 #endif

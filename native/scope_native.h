@@ -22,6 +22,11 @@
 #include <stddef.h>
 
 #define SCOPE_SLOT_SHIFT 40
+/* The process of a run a call id belongs to: id | k << SCOPE_PROCESS_SHIFT for its
+ * k-th process (0: the first), so (id >> SCOPE_SLOT_SHIFT) is still its thread,
+ * slot | k << (SCOPE_PROCESS_SHIFT - SCOPE_SLOT_SHIFT): room for 2,047 processes of
+ * 4,095 threads each. */
+#define SCOPE_PROCESS_SHIFT 52
 
 /* Record kinds, in the high byte of a record's func_word. */
 #define SCOPE_RETURN 2
@@ -43,6 +48,9 @@
  * call_id the innermost recorded call (0: none), raised_in the time in ns, and
  * the summary that of the event's arguments. */
 #define SCOPE_ROLE_EVENT 5
+/* An asyncio task began: call_id is its root call, raised_in the call that created
+ * it (0: none), and the summary its name. */
+#define SCOPE_ROLE_TASK 6
 
 /* How a value was summarised (scope_value_record.tag); see storage/values.py. */
 #define SCOPE_TAG_NONE 1
@@ -160,6 +168,7 @@ typedef struct {
     char name[64]; /* threading's name for it at its first event, if it had one */
     uint32_t parent_slot; /* the thread that started it (threading.Thread.start), or 0 */
     uint64_t started_by;  /* the innermost recorded call open there at the time, or 0 */
+    uint64_t calls;       /* call records written (a reader's rows only) */
 } scope_thread_info;
 
 typedef struct {
@@ -178,7 +187,7 @@ typedef struct {
     int64_t *parent;
     int64_t *end_id;
     int32_t *depth;
-    int64_t *function; /* the function's number (scope_function_number) */
+    int64_t *function; /* the function's number (scope_numbering_number) */
     int64_t *start_ns;
     int64_t *duration_ns;
     uint8_t *outcome; /* kind - SCOPE_RETURN: 0 returned, 1 raised, 2 unfinished */
@@ -259,22 +268,40 @@ typedef struct {
 scope_reader *scope_reader_open(const char *dir);
 /* Maps ring files that appeared since; returns how many, or -1. */
 int scope_reader_refresh(scope_reader *r);
-/* Drains every mapped ring, as scope_drain does the process's own. */
+/* Drains every mapped ring, as scope_drain does the process's own, except that
+ * the space is freed only by scope_reader_commit: until then a reader opened
+ * anew (the last one was killed) reads the same records again. */
 size_t scope_reader_drain(scope_reader *r, scope_record *out, size_t capacity, uint8_t *arena_out,
                           size_t arena_capacity, size_t *arena_used);
+/* Frees the space of every record drained so far: they are stored. */
+void scope_reader_commit(scope_reader *r);
 void scope_reader_process(const scope_reader *r, scope_process_info *out);
+/* How the reader converts the records' timestamps (its own calibration). */
+void scope_reader_clock(scope_reader *r, scope_clock *out);
 /* Fills at most capacity rows, one per mapped ring; returns how many rings. */
 size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_t capacity);
 void scope_reader_close(scope_reader *r);
-/* scope_drain_batch, draining reader r's rings instead of this process's. */
-size_t scope_reader_drain_batch(scope_reader *r, scope_record *scratch, size_t capacity,
-                                uint8_t *arena, size_t arena_capacity,
+/* How one run numbers its functions and sums calls past their budget
+ * (scope_batch.c); NULL arguments below mean this process's own. */
+typedef struct scope_numbering scope_numbering;
+scope_numbering *scope_numbering_new(void);
+void scope_numbering_free(scope_numbering *n);
+/* Gives function id func the number number from now on (a run resumed where its
+ * functions are numbered already). */
+void scope_numbering_seed(scope_numbering *n, uint64_t func, uint64_t number);
+/* The number of function id func (numbered now if it had none); 0 if out of memory. */
+uint64_t scope_numbering_number(scope_numbering *n, uint64_t func);
+size_t scope_numbering_summed(scope_numbering *n, uint64_t *functions, uint64_t *summed,
+                              size_t capacity);
+/* scope_drain_batch, draining reader r's rings into numbering n. */
+size_t scope_reader_drain_batch(scope_reader *r, scope_numbering *n, scope_record *scratch,
+                                size_t capacity, uint8_t *arena, size_t arena_capacity,
                                 const scope_call_columns *calls,
                                 const scope_aggregate_columns *aggregates,
                                 scope_batch_counts *counts);
-/* Gives function id func the number number in batches from now on (a recording
- * resumed where its functions are numbered already). */
-void scope_seed_function_number(uint64_t func, uint64_t number);
+/* Puts process number k (0: the run's first process) in the high bits of every
+ * id the reader drains from now on: SCOPE_PROCESS_SHIFT. */
+void scope_reader_set_process_number(scope_reader *r, uint64_t k);
 /* The kernel's id of the calling thread. */
 int64_t scope_os_thread_id(void);
 /* Waits (at most timeout_ns) until thread tid of this process has left the
@@ -292,6 +319,10 @@ void scope_after_fork_child(void);
  * memory, which the next drain hands out first) and stops recording their exits.
  * Only while no thread can change its stack: with the GIL held, or in tests. */
 size_t scope_unfinish_stacks(void);
+/* Whether calls written as unfinished (scope_unfinish_stacks, a thread's end)
+ * go into the calling thread's ring instead of held memory: for a process whose
+ * rings another process drains. */
+void scope_set_unfinished_into_rings(int into_rings);
 /* Sets max_calls_per_function (0: no limit) and forgets every count and number.
  * Calls are counted as they begin: the first max_calls_per_function of each
  * function are stored, the rest summed. */
@@ -301,12 +332,6 @@ void scope_set_budget(uint64_t max_calls_per_function);
 size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,
                          size_t arena_capacity, const scope_call_columns *calls,
                          const scope_aggregate_columns *aggregates, scope_batch_counts *counts);
-/* The number a batch stores for function id func (1, 2, ...: the order the writer
- * met them since scope_set_budget); 0 if out of memory. */
-uint64_t scope_function_number(uint64_t func);
-/* Function numbers with calls summed past their budget, and how many; returns
- * how many functions there are (fills at most capacity). */
-size_t scope_get_summed(uint64_t *functions, uint64_t *summed, size_t capacity);
 /* Direct producer API for tests and benchmarks, without Python objects. */
 void scope_emit_enter(uint64_t func_id);
 void scope_emit_exit(uint64_t func_id, int raised);

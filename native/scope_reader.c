@@ -23,6 +23,7 @@
 typedef struct {
     scope_ring_header *h;
     uint64_t bytes;
+    scope_ring_cursor cursor; /* read past what is published as the tail */
 } mapped_ring;
 
 struct scope_reader {
@@ -31,7 +32,32 @@ struct scope_reader {
     mapped_ring *rings;
     size_t count, cap;
     scope_clock clock;
+    uint64_t process_bits; /* k << SCOPE_PROCESS_SHIFT */
 };
+
+void scope_reader_set_process_number(scope_reader *r, uint64_t k) {
+    r->process_bits = k << SCOPE_PROCESS_SHIFT;
+}
+
+static inline uint64_t with_process(uint64_t id, uint64_t bits) { return id ? id | bits : 0; }
+
+/* Names the records' calls in the run: their process's number in the high bits. */
+static void number_process(scope_record *records, size_t n, uint64_t bits) {
+    for (size_t i = 0; i < n; i++) {
+        scope_record *r = &records[i];
+        uint32_t kind = (uint32_t)(r->func_word >> SCOPE_KIND_SHIFT);
+        r->call_id = with_process(r->call_id, bits);
+        if (kind == SCOPE_VALUE) {
+            scope_value_record *v = (scope_value_record *)r;
+            if (v->role == SCOPE_ROLE_RAISE || v->role == SCOPE_ROLE_TASK)
+                v->raised_in = with_process(v->raised_in, bits);
+            continue;
+        }
+        r->parent_id = with_process(r->parent_id, bits);
+        if (kind != SCOPE_SUMMED_RETURN && kind != SCOPE_SUMMED_RAISE)
+            r->end_id = with_process(r->end_id, bits); /* a summed call's is its self time */
+    }
+}
 
 /* Maps file path whole, shared; NULL unless it is a regular file of at least min bytes. */
 static void *map_existing(const char *path, uint64_t min_bytes, uint64_t *bytes) {
@@ -96,6 +122,9 @@ int scope_reader_refresh(scope_reader *r) {
         }
         r->rings[r->count].h = h;
         r->rings[r->count].bytes = bytes;
+        r->rings[r->count].cursor.read = atomic_load_explicit(&h->tail, memory_order_acquire);
+        r->rings[r->count].cursor.arena_read = 0;
+        r->rings[r->count].cursor.arena_moved = 0;
         r->count++;
         added++;
     }
@@ -150,9 +179,19 @@ size_t scope_reader_drain(scope_reader *r, scope_record *out, size_t capacity, u
     scope_clock_update(&r->clock);
     size_t n = 0;
     for (size_t i = 0; i < r->count && n < capacity; i++)
-        n += scope_drain_ring(r->rings[i].h, &r->clock, out + n, capacity - n, arena_out,
-                              arena_capacity, arena_used);
+        n += scope_drain_ring(r->rings[i].h, &r->clock, &r->rings[i].cursor, out + n,
+                              capacity - n, arena_out, arena_capacity, arena_used);
+    if (r->process_bits) number_process(out, n, r->process_bits);
     return n;
+}
+
+void scope_reader_commit(scope_reader *r) {
+    for (size_t i = 0; i < r->count; i++) scope_publish_cursor(r->rings[i].h, &r->rings[i].cursor);
+}
+
+void scope_reader_clock(scope_reader *r, scope_clock *out) {
+    scope_clock_update(&r->clock);
+    *out = r->clock;
 }
 
 void scope_reader_process(const scope_reader *r, scope_process_info *out) {
@@ -173,12 +212,13 @@ size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_
         const scope_ring_header *h = r->rings[i].h;
         scope_thread_info *info = &out[i];
         memset(info, 0, sizeof *info);
-        info->slot = h->slot;
+        info->slot = h->slot | (uint32_t)(r->process_bits >> SCOPE_SLOT_SHIFT);
         info->native_id = h->native_id;
         info->ident = h->ident;
         info->start_ns = h->start_ns;
         info->end_ns = atomic_load(&h->end_ns);
         info->produced = atomic_load_explicit(&h->head, memory_order_acquire);
+        info->calls = atomic_load_explicit(&h->calls, memory_order_relaxed);
         info->dropped = atomic_load(&h->dropped);
         info->drained = h->drained;
         info->high_water = h->high_water;
@@ -189,7 +229,9 @@ size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_
         memcpy(info->name, h->name, sizeof info->name);
         info->name[sizeof info->name - 1] = 0;
         info->parent_slot = h->parent_slot;
-        info->started_by = h->started_by;
+        info->started_by = with_process(h->started_by, r->process_bits);
+        if (info->parent_slot)
+            info->parent_slot |= (uint32_t)(r->process_bits >> SCOPE_SLOT_SHIFT);
     }
     return r->count;
 }

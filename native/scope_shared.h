@@ -50,6 +50,7 @@ typedef struct {
     _Atomic int dead;
     /* The producer's counters: head publishes records. */
     _Alignas(64) _Atomic uint64_t head;
+    _Atomic uint64_t calls; /* call records written (head counts values too) */
     _Atomic uint64_t dropped;
     _Atomic uint64_t blocked_ns;
     _Atomic uint64_t stack_overflow;

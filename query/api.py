@@ -8,8 +8,10 @@ over parent links.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from types import TracebackType
+from typing import cast
 
 import duckdb
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
@@ -17,6 +19,7 @@ from scope.query.diff import Side, compare
 from scope.query.exceptions import find_exceptions
 from scope.query.folding import fold_similar
 from scope.query.history import attribute_writes
+from scope.query.remote import RemoteError, ServiceConnection
 from scope.query.results import (
     AttributeWrite,
     CallList,
@@ -39,18 +42,57 @@ from scope.query.results import (
 )
 from scope.storage.database import open_for_reading
 
-from scope.errors import QueryError
+from scope.errors import QueryError, RecordingInUse
 
 #: what ``Recording.calls`` keeps when given no filter
 EVERY_CALL = CallFilter()
 
 
+#: seconds a query waits for a recording being written to be answered
+SERVICE_WAIT = 5.0
+
+
+def _open(path: str) -> duckdb.DuckDBPyConnection:
+    """The recording, read-only; or, while its recording service writes it, the service.
+
+    A service holds the file from just before it answers on its socket, and lets
+    go of it a moment after its last program ends: either way is tried again
+    until one works, for at most ``SERVICE_WAIT`` seconds.
+    """
+    deadline = time.monotonic() + SERVICE_WAIT
+    while True:
+        try:
+            return open_for_reading(path)
+        except RecordingInUse:
+            if time.monotonic() > deadline:
+                raise
+        remote = _service_connection(path)
+        if remote is not None:
+            # It has the part of a connection the queries use (see scope.query.remote).
+            return cast(duckdb.DuckDBPyConnection, remote)
+        time.sleep(0.05)
+
+
+def _service_connection(path: str) -> ServiceConnection | None:
+    """A connection to the service writing ``path`` that has the file open, if there is one."""
+    try:
+        remote = ServiceConnection(path)
+    except OSError:
+        return None
+    try:
+        remote.execute("SELECT 1")
+    except RemoteError:
+        remote.close()
+        return None
+    return remote
+
+
 class Recording:
-    """A recording file opened for reading."""
+    """A recording file opened for reading (or the service writing it, meanwhile)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.con: duckdb.DuckDBPyConnection = open_for_reading(path)
+        self.con: duckdb.DuckDBPyConnection = _open(path)
 
     def __enter__(self) -> Recording:
         return self
@@ -387,7 +429,7 @@ class Recording:
             cursor = self.con.execute(query, params or [])
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall() if columns else []
-        except duckdb.Error as exc:
+        except (duckdb.Error, RemoteError) as exc:
             raise QueryError(str(exc).strip()) from None
         return SqlResult(columns, rows)
 

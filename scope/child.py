@@ -111,7 +111,8 @@ def child_config(settings: ChildSettings) -> Config:
     for key in _TUPLES:
         values[key] = tuple(values.get(key, ()))
     values["levels"] = tuple(tuple(pair) for pair in values.get("levels", ()))
-    values["db"] = os.path.join(settings.children_dir, f"{os.getpid()}.duckdb")
+    if settings.run_key is None:  # its own file, merged into the run at its end
+        values["db"] = os.path.join(settings.children_dir, f"{os.getpid()}.duckdb")
     return Config(**values)
 
 
@@ -120,7 +121,8 @@ def record_child(settings: ChildSettings) -> Recorder | None:
     try:
         recorder = Recorder(child_config(settings), child=settings)
         recorder.start()
-        native.note_exit_status(os.path.join(settings.children_dir, f"{os.getpid()}.status"))
+        if settings.run_key is None:
+            native.note_exit_status(os.path.join(settings.children_dir, f"{os.getpid()}.status"))
         return recorder
     except Exception as exc:
         note = os.path.join(settings.children_dir, f"{os.getpid()}.failed")

@@ -154,6 +154,12 @@ exclude_option = click.option(
     metavar="N",
     help="Store the first N calls of each function one by one, sum the rest (0: no limit).",
 )
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="With the recording service: return as soon as the program ends, and leave the "
+    "service storing the rest of the run.",
+)
 @click.option("-m", "as_module", is_flag=True, help="TARGET is a module name, as in python -m.")
 @click.option("-c", "as_code", is_flag=True, help="TARGET is program text, as in python -c.")
 @click.argument("target")
@@ -164,6 +170,7 @@ def run(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     max_calls_per_function: int | None,
+    no_wait: bool,
     as_module: bool,
     as_code: bool,
     target: str,
@@ -190,6 +197,7 @@ def run(
         include=include,
         exclude=exclude,
         max_calls_per_function=max_calls_per_function,
+        wait=False if no_wait else None,
     )
     kind = "module" if as_module else "code" if as_code else "script"
     program = Program(kind, target, args)

@@ -82,6 +82,10 @@ class Config:
     log_level: str = "off"
     #: pytest records every test without being given --scope
     pytest: bool = False
+    #: a recording service process stores the recording, not the recorded program
+    service: bool = False
+    #: with the service, ``scope run`` returns only once the run is stored
+    wait: bool = True
     #: whose calls ``pytest --scope`` keeps: all, failed, slow:SECONDS (comma-separated)
     keep: str = "all"
     #: where each value came from, for messages
@@ -269,6 +273,8 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "audit": _as_event_names,
     "log_level": _as_choice(LOG_LEVELS),
     "pytest": _as_bool,
+    "service": _as_bool,
+    "wait": _as_bool,
     "keep": _as_retention,
 }
 

@@ -62,6 +62,10 @@ class NotARecording(RecordingError):
     code = "not-a-recording"
 
 
+class RecordingInUse(RecordingError):
+    """Another process writes the recording: DuckDB lets nobody else open it meanwhile."""
+
+
 class QueryError(ScopeError):
     """A question about a recording cannot be answered (unknown run or call, ...)."""
 

@@ -30,6 +30,8 @@ _VALUE_OPTIONS = {
     "--max-calls-per-function": "max_calls_per_function",
 }
 _REPEATABLE = frozenset({"level", "include", "exclude"})
+#: ``run``'s flags, and the setting each gives
+_FLAG_OPTIONS = {"--no-wait": ("wait", False)}
 
 
 @dataclass
@@ -62,6 +64,11 @@ def read_run(words: Sequence[str]) -> RunRequest | None:
             if kind != "script":
                 return None  # both: click's usage error
             kind = "module" if word == "-m" else "code"
+            i += 1
+            continue
+        if word in _FLAG_OPTIONS:
+            setting, flag_value = _FLAG_OPTIONS[word]
+            options[setting] = flag_value
             i += 1
             continue
         name, equals, value = word.partition("=")

@@ -18,18 +18,19 @@ import platform
 import signal
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, replace
 from importlib.machinery import SourceFileLoader
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scope import __version__, interpreter, native
 from scope.capture import forks, process_end, runtime
 from scope.capture.messages import LogWatch, WarningWatch
-from scope.capture.pipeline import Pipeline
 from scope.capture.processes import ChildPropagation, ChildSettings
+from scope.capture.service_link import ServiceLink
 from scope.capture.threads import ThreadWatch
 from scope.config import Config
-from scope.errors import CapabilityMissing, ConfigError
+from scope.errors import CapabilityMissing, ConfigError, RecordingError
 from scope.instrument.hook import (
     Instrumenter,
     RunPathHook,
@@ -39,20 +40,15 @@ from scope.instrument.hook import (
     loaded_plans,
     uninstall,
 )
-from scope.instrument.plan import DEFAULT_REDACT, ModulePlan
+from scope.instrument.plan import DEFAULT_REDACT, PackedPlan
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.native import live
-from scope.storage import database
-from scope.storage.children import merge_children
-from scope.storage.recovery import Recovered, recover
-from scope.storage.writer import (
-    DeferredWriter,
-    Event,
-    RecordingWriter,
-    RunEnd,
-    RunInfo,
-    TestPhase,
-)
+from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
+
+if TYPE_CHECKING:  # what stores the recording in this process: imported only to do so
+    from scope.capture.pipeline import Pipeline
+    from scope.storage.recovery import Recovered
+    from scope.storage.writer import RecordingWriter
 
 #: how long a producer waits for the writer when its ring is full (overflow = "block")
 BLOCK_TIMEOUT_NS = 1_000_000_000
@@ -138,6 +134,8 @@ class Recorder:
         self._paused_watcher = False
         #: this process's folder of ring files (``scope.native.live``), if it has one
         self._live: str | None = None
+        #: the recording service storing this process, when one does (``service``)
+        self._link: ServiceLink | None = None
         #: earlier runs stored from the rings their killed processes left
         self._recovered: list[Recovered] = []
 
@@ -163,27 +161,22 @@ class Recorder:
             self.config.call_repr,
             DEFAULT_REDACT + tuple(p.replace("*", "") for p in self.config.redact),
         )
-        if self.child is None:
-            con = database.open_for_writing(self.config.db)
-            self._recover_left(con)
-            self._writer = RecordingWriter(con, self.config.max_calls_per_function)
-        else:  # made only if the child records something
-            self._writer = DeferredWriter(self.config.db, self.config.max_calls_per_function)
-        self._writer.begin(
-            RunInfo(
-                argv=list(sys.argv),
-                cwd=os.getcwd(),
-                python=f"{platform.python_implementation()} {platform.python_version()}",
-                platform=platform.platform(),
-                pid=os.getpid(),
-                parent_pid=os.getppid(),
-                executable=sys.executable,
-                scope_version=__version__,
-                start_ns=native.now_ns(),
-            )
+        native.set_budget(self.config.max_calls_per_function)
+        info = RunInfo(
+            argv=list(sys.argv),
+            cwd=os.getcwd(),
+            python=f"{platform.python_implementation()} {platform.python_version()}",
+            platform=platform.platform(),
+            pid=os.getpid(),
+            parent_pid=os.getppid(),
+            executable=sys.executable,
+            scope_version=__version__,
+            start_ns=native.now_ns(),
         )
-        if self.child is None:
-            self._share_rings()
+        if self.config.service:
+            self._link_to_service(info)
+        else:
+            self._begin_writer(info)
         runtime.install_entry_points()
         if untested is not None:
             self._problem("unsupported", untested)
@@ -194,11 +187,14 @@ class Recorder:
                 "coroutines are followed by function alone, so their parents, suspensions "
                 "and asyncio tasks may be wrong",
             )
-        self._writer.audit_events = self.config.audit
         if not native.configure_audit(self.config.audit):
             self._problem("audit", "another audit hook refused scope's: no audit events recorded")
-        self._pipeline = Pipeline(self._writer)
-        self._pipeline.start()
+        if self._writer is not None:
+            from scope.capture.pipeline import Pipeline
+
+            self._writer.audit_events = self.config.audit
+            self._pipeline = Pipeline(self._writer)
+            self._pipeline.start()
         self._started = True
         roots = (
             self.child.roots
@@ -208,11 +204,11 @@ class Recorder:
         selector = ModuleSelector(roots, include=self.config.include, exclude=self.config.exclude)
         self.instrumenter = Instrumenter(
             self.config.plan_settings(),
-            on_plan=self._writer.add_plan,
+            on_plan=self.add_functions,
             on_failure=self._instrument_failed,
         )
         for plan in loaded_plans():  # code instrumented for an earlier recording
-            self._writer.add_plan(plan)
+            self.add_functions(plan)
         self._finder = ScopeFinder(selector, self.instrumenter)
         install(self._finder)
         self._watches = [
@@ -233,7 +229,8 @@ class Recorder:
                 os.path.dirname(os.path.abspath(self.config.db)), f"children-{os.getpid()}"
             )
             settings = {k: v for k, v in asdict(self.config).items() if k != "sources"}
-            self._propagation = ChildPropagation(children, settings, list(roots))
+            run_key = self._link.run_key if self._link is not None else None
+            self._propagation = ChildPropagation(children, settings, list(roots), run_key)
             self._propagation.install()
         global _current, _fork_handler_registered
         _current = self
@@ -241,13 +238,48 @@ class Recorder:
             os.register_at_fork(after_in_child=_after_fork_in_child)
             _fork_handler_registered = True
         atexit.register(self.stop)
-        native.flush_on_sigterm(self._terminated)
         process_end.install(self._exiting, self._executing)
-        forks.install(self._pause_threads, self._resume_threads)
+        if self._pipeline is not None:  # scope's threads run in this process
+            native.flush_on_sigterm(self._terminated)
+            forks.install(self._pause_threads, self._resume_threads)
         native.set_enabled(True)
+
+    def _begin_writer(self, info: RunInfo) -> None:
+        """Store the recording from this process: a writer thread drains into DuckDB."""
+        from scope.storage import database
+        from scope.storage.writer import DeferredWriter, RecordingWriter
+
+        if self.child is None:
+            con = database.open_for_writing(self.config.db)
+            self._recover_left(con)
+            self._writer = RecordingWriter(con)
+        else:  # made only if the child records something
+            self._writer = DeferredWriter(self.config.db)
+        self._writer.begin(info)
+        if self.child is None:
+            self._share_rings()
+
+    def _link_to_service(self, info: RunInfo) -> None:
+        """Leave storing to the recording's service: this process only fills its rings."""
+        run_key = self.child.run_key if self.child is not None else uuid.uuid4().hex
+        self._link = ServiceLink(
+            self.config.db,
+            run_key or uuid.uuid4().hex,
+            self.child is None,
+            asdict(info),
+            self.config.audit,
+        )
+        try:
+            self._link.start()
+        except OSError as exc:
+            raise RecordingError(
+                f"cannot record into {self.config.db}: its live folder cannot be made ({exc})"
+            ) from None
 
     def _recover_left(self, con: Any) -> None:
         """Store what earlier programs killed while recording into this file left behind."""
+        from scope.storage.recovery import recover
+
         try:
             self._recovered = recover(con, self.config.db)
             for done in self._recovered:
@@ -326,21 +358,31 @@ class Recorder:
 
     def event(self, kind: str, detail: str, call: int = 0) -> None:
         """Keep something that happened besides calls, for the event table (any thread)."""
-        self._events.append(Event(native.now_ns(), kind, detail, call))
+        event = Event(native.now_ns(), kind, detail, call)
+        if self._link is not None and self._link.folder is not None:
+            self._link.event(event.time_ns, kind, detail, call)
+        else:
+            self._events.append(event)
 
-    def add_functions(self, plan: ModulePlan) -> None:
-        """Describe functions that are not instrumented code (a test's phases, say)."""
-        if self._writer is not None:
+    def add_functions(self, plan: PackedPlan) -> None:
+        """Describe a module's functions (instrumented code, or a test's phases)."""
+        if self._link is not None:
+            self._link.add_plan(plan)
+        elif self._writer is not None:
             self._writer.add_plan(plan)
 
     def add_test_phases(self, phases: list[TestPhase]) -> None:
         """Keep test phases for the ``test`` table (stored with the next batch)."""
-        if self._writer is not None:
+        if self._link is not None:
+            self._link.add_test_phases(phases)
+        elif self._writer is not None:
             self._writer.add_test_phases(phases)
 
     def discard_calls_under(self, roots: list[int]) -> None:
         """Forget every call made under these root calls (kept: the roots themselves)."""
-        if self._writer is not None:
+        if self._link is not None:
+            self._link.discard_calls_under(roots)
+        elif self._writer is not None:
             self._writer.discard_calls_under(roots)
 
     def _terminated(self) -> None:
@@ -437,7 +479,10 @@ class Recorder:
         if self._propagation is not None:
             self._propagation.uninstall()
         try:
-            self._finish()
+            if self._link is not None:
+                self._finish_through_service(self._link)
+            else:
+                self._finish()
         except Exception as exc:
             self._problems.append(
                 one_line(f"could not finish the recording: {type(exc).__name__}: {exc}")
@@ -458,8 +503,16 @@ class Recorder:
             watch.uninstall()
         self._watches = []
 
+    @staticmethod
+    def _named(threads: list[native.ThreadInfo]) -> list[native.ThreadInfo]:
+        """Threads as threading names them, where the rings did not say."""
+        names = {t.ident: t.name for t in threading.enumerate()}
+        return [t if t.name else replace(t, name=names.get(t.ident)) for t in threads]
+
     def _merge_children(self) -> None:
         """Bring the child processes' files into this run (see ``scope.storage.children``)."""
+        from scope.storage.children import merge_children
+
         assert self._writer is not None and self._propagation is not None
         folder = self._propagation.children_dir
         if not os.path.isdir(folder):
@@ -492,6 +545,47 @@ class Recorder:
         self._writer = None
         self._pipeline = None
         atexit.unregister(self.stop)
+
+    def _finish_through_service(self, link: ServiceLink) -> None:
+        """Tell the service how the process ended; wait until it has stored everything."""
+        rings = native.stats()
+        if rings.unshared:
+            self._problem(
+                "rings not shared",
+                f"the rings of {rings.unshared} threads could not be made as files next to "
+                "the recording (is its disk full?): the service could not store what they held",
+            )
+        if rings.dropped:
+            self._problem("dropped", f"{rings.dropped} events dropped (rings full)")
+        if rings.values_lost:
+            self._problem("dropped", f"{rings.values_lost} values stored as lost (arena full)")
+        if link.lost_records:
+            self._problem("dropped", f"{link.lost_records} descriptions could not be logged")
+        names = {str(t.ident): t.name for t in threading.enumerate() if t.ident is not None}
+        answer = link.finish(
+            self._ended_by,
+            self.exit_status,
+            list(self._problems),
+            names,
+            wait=self.config.wait,
+            final=self.child is None or self._ended_by != "exit",
+        )
+        if answer is None:
+            self._problems.append(
+                f"the recording service did not confirm that it stored this run; what was "
+                f"recorded is kept in {link.folder} for the next scope command to store"
+            )
+            return
+        for problem in answer.get("problems") or ():  # type: ignore[attr-defined]
+            if problem not in self._problems:
+                self._problems.append(one_line(str(problem)))
+        self.report = RecorderReport(
+            db=self.config.db,
+            run_id=int(str(answer.get("run", 0))),
+            calls_stored=int(str(answer.get("calls", 0))),
+            events_dropped=rings.dropped,
+            problems=list(self._problems),
+        )
 
     def _finish(self) -> None:
         assert self._writer is not None and self._pipeline is not None
@@ -526,6 +620,7 @@ class Recorder:
                 end_ns=native.now_ns(),
                 rings=rings,
                 clock=native.clock(),
+                threads=self._named(native.threads()),
                 writer_batches=health.batches,
                 records_lost=health.records_lost,
                 problems=list(self._problems),

@@ -29,7 +29,7 @@ from scope.config import Config, parse_retention
 from scope.errors import ScopeError
 from scope.instrument.plan import FunctionPlan, ModulePlan, function_id
 from scope.session import Recorder
-from scope.storage.writer import TestPhase
+from scope.storage.rows import TestPhase
 
 #: longest failure message or skip reason kept
 MESSAGE_CHARS = 1000

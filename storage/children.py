@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 import duckdb
 from scope.storage.schema import SCHEMA_VERSION
 
+from scope import native
+
 #: process numbers go in these bits of ids (see the module's doc)
-CALL_SHIFT = 52
-THREAD_SHIFT = 12
+CALL_SHIFT = native.PROCESS_SHIFT
+THREAD_SHIFT = native.PROCESS_SHIFT - native.SLOT_SHIFT
 MAX_CHILDREN = (1 << (63 - CALL_SHIFT)) - 1
 
 #: per table: its columns holding call ids, thread slots and function numbers

@@ -14,7 +14,7 @@ import os
 import duckdb
 from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
 
-from scope.errors import NotARecording, RecordingError
+from scope.errors import NotARecording, RecordingError, RecordingInUse
 
 
 def _describe(exc: BaseException) -> str:
@@ -53,7 +53,7 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "not a valid DuckDB database" in message or "Invalid Input Error" in message:
             raise NotARecording(f"{path} is not a scope recording (not a DuckDB file)") from None
         if "lock" in message.lower():
-            raise RecordingError(
+            raise RecordingInUse(
                 f"{path} is in use by another process (DuckDB allows one writer): {message}"
             ) from None
         raise RecordingError(f"cannot open recording {path}: {message}") from None

@@ -13,15 +13,15 @@ memory: they are not in the rings, and the run says so.
 
 from __future__ import annotations
 
-import contextlib
 import glob
-import json
 import os
 from dataclasses import dataclass
 
 import duckdb
 from scope.native import live
-from scope.storage.writer import Event, RecordingWriter
+from scope.native.batch import Batch
+from scope.storage.rows import Event
+from scope.storage.writer import RecordingWriter
 
 from scope import native
 
@@ -51,9 +51,10 @@ class _Note:
 
 def _note(folder: str) -> _Note | None:
     """The folder's note, or None if it has none that makes sense (still being written)."""
+    data = live.read_note(folder)
+    if data is None or data.get("run_key"):
+        return None  # a recording service's: it resumes its own runs
     try:
-        with open(os.path.join(folder, live.RUN_FILE)) as f:
-            data = json.load(f)
         start = data.get("start")
         return _Note(
             str(data["db"]),
@@ -61,7 +62,7 @@ def _note(folder: str) -> _Note | None:
             int(data["pid"]),
             None if start is None else int(start),
         )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError):
         return None
 
 
@@ -83,7 +84,7 @@ def recover(con: duckdb.DuckDBPyConnection, db: str) -> list[Recovered]:
         if note is None or os.path.abspath(note.db) != os.path.abspath(db):
             continue
         try:
-            reader = native.Reader(folder)
+            reader = native.Reader(folder, native.Numbering())
         except OSError:
             live.remove_process_folder(folder)  # no header: it never recorded anything
             continue
@@ -98,23 +99,24 @@ def recover(con: duckdb.DuckDBPyConnection, db: str) -> list[Recovered]:
 
 
 def _store(con: duckdb.DuckDBPyConnection, reader: native.Reader, run: int) -> Recovered | None:
-    row = con.execute("SELECT status FROM run WHERE id = ?", [run]).fetchone()
+    rows = con.execute("SELECT status FROM run WHERE id = ?", [run]).fetchall()
+    row = rows[0] if rows else None
     if row is None or row[0] != "running":
         return None  # not this file's run, or it was closed after all
     process = reader.process()
-    writer = RecordingWriter(con)
+    writer = RecordingWriter(con, reader.numbering)
     writer.run_id = run
     writer._pid = process.pid
-    native.set_budget(0)
     for number, key, params, attributes in con.execute(
         "SELECT id, key, params, attributes FROM function WHERE run = ?", [run]
     ).fetchall():
-        native.seed_function_number(key, number)
+        reader.numbering.seed(key, number)
         writer._names[number] = (tuple(params or ()), tuple(attributes or ()))
-    batch = native.Batch(BATCH_RECORDS, 1 << 22)
+    batch = Batch(BATCH_RECORDS, 1 << 22)
     writer.attach(batch)
     while batch.drain(reader).records:
         writer.write_batch(batch)
+        reader.commit()
     _name_unknown_functions(con, run)
     _finish(con, writer, reader, process)
     return Recovered(run, process.pid, writer.calls_stored, process.ended_by)
@@ -185,5 +187,3 @@ def _finish(
         [end_ns, exit_status, writer.run_id, problem, writer.run_id],
     )
     con.execute("COMMIT")
-    with contextlib.suppress(Exception):
-        native.set_budget(0)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scope.native.batch import function_ids
 
 from scope import native
 
@@ -155,7 +156,7 @@ def _lookup(table: Mapping[int, str | None], codes: np.ndarray) -> np.ndarray:
 
 def _names(values: np.ndarray, roles: np.ndarray, name_of: NameLookup) -> np.ndarray:
     """Each value's parameter or attribute name, looked up once per distinct key."""
-    functions, function_index = np.unique(native.function_ids(values), return_inverse=True)
+    functions, function_index = np.unique(function_ids(values), return_inverse=True)
     # One int64 per (function, role, index): sorting it is far faster than a record sort.
     keys = (
         (function_index.reshape(-1).astype(np.int64) << 24)
@@ -229,7 +230,7 @@ def value_columns(
             length[i], object_id[i] = summary.length, summary.object_id
     return {
         "call": values["call_id"].view(np.int64),
-        "function": native.function_ids(values),
+        "function": function_ids(values),
         "role": _lookup(ROLE_NAMES, values["role"]),
         "position": values["index"].astype(np.int32),
         "name": _names(values, values["role"], name_of),

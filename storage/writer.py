@@ -15,15 +15,15 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import cast
 
 import duckdb
 import numpy as np
-from scope.capture.runtime import TASKS, take_tasks
 from scope.instrument.plan import PackedPlan, unpack_plan
+from scope.native.batch import VALUE_DTYPE, Batch
 from scope.storage import database
 from scope.storage.retention import discard_under
+from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.schema import OUTCOMES
 from scope.storage.values import summarize, value_columns
 
@@ -45,7 +45,7 @@ TRACED_VALUE_CHUNK = 256
 DISCARD_INTERVAL = 2.0
 
 #: where an audit event's value record keeps its time (see SCOPE_ROLE_EVENT)
-_TIME_FIELD = (native.VALUE_DTYPE.names or ()).index("raised_in")
+_TIME_FIELD = (VALUE_DTYPE.names or ()).index("raised_in")
 
 #: the batch's buffers as DuckDB sees them: registered once, read in place
 _CALLS_VIEW = "scope_call_batch"
@@ -73,68 +73,6 @@ FROM value_batch
 """
 
 
-@dataclass(frozen=True)
-class Event:
-    """Something that happened besides calls: a row of the ``event`` table."""
-
-    time_ns: int
-    kind: str
-    detail: str
-    #: the recorded call it happened in (0: none)
-    call: int = 0
-
-
-@dataclass(frozen=True)
-class TestPhase:
-    """One phase of a test as pytest reported it: a row of the ``test`` table."""
-
-    nodeid: str
-    phase: str
-    outcome: str
-    start_ns: int
-    duration_ns: int
-    #: the phase's root call (0: none, a collection error)
-    call: int = 0
-    exception: str | None = None
-    message: str | None = None
-    #: the innermost recorded call the failure's exception left (0: none)
-    raised_in: int = 0
-    worker: str | None = None
-    kept: bool = True
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What is known about a run when it starts."""
-
-    argv: Sequence[str]
-    cwd: str
-    python: str
-    platform: str
-    pid: int
-    parent_pid: int
-    executable: str
-    scope_version: str
-    start_ns: int
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    """What is known about a run when it ends."""
-
-    exit_status: int | None
-    end_ns: int
-    rings: native.RingStats
-    clock: native.ClockInfo
-    writer_batches: int
-    records_lost: int
-    problems: Sequence[str]
-    #: exit, os._exit, exec or SIGTERM
-    ended_by: str = "exit"
-    #: what happened besides calls, for the event table
-    events: Sequence[Event] = ()
-
-
 class RecordingWriter:
     """Writes one run into an open recording connection.
 
@@ -143,10 +81,15 @@ class RecordingWriter:
     column arrays in place, registered once as views.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, max_calls_per_function: int = 0) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        numbering: native.Numbering | None = None,
+    ) -> None:
         self.con = con
         self.run_id = 0
-        self.max_calls_per_function = max_calls_per_function
+        #: how this run numbers its functions (the recording process's own, by default)
+        self.numbering = numbering or native.OWN_NUMBERING
         self.records_stored = 0
         self.calls_summed = 0
         self.calls_stored = 0
@@ -160,8 +103,7 @@ class RecordingWriter:
         self._tests: list[TestPhase] = []
         self._discards: set[int] = set()
         self._next_discard = 0.0
-        self._thread_names: dict[int, str] = {}
-        self._registered: native.Batch | None = None
+        self._registered: Batch | None = None
         self._pid = 0
         #: the audit events the native side records, in its numbering
         self.audit_events: tuple[str, ...] = ()
@@ -177,8 +119,7 @@ class RecordingWriter:
             self.con.close()
 
     def begin(self, info: RunInfo) -> int:
-        """Insert the run's row; returns its id.  Sets the native budget."""
-        native.set_budget(self.max_calls_per_function)
+        """Insert the run's row; returns its id."""
         return self._insert_run(info)
 
     def _insert_run(self, info: RunInfo) -> int:
@@ -287,13 +228,12 @@ class RecordingWriter:
         names = params if role == "argument" else attributes if role == "attribute" else ()
         return names[index] if index < len(names) else None
 
-    def write_batch(self, batch: native.Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         """Commit what ``batch`` holds from its latest drain (writer thread)."""
         counts = batch.counts
         self._register(batch)
         with self._plans_lock:
             plans, self._plans = self._plans, []
-        tasks = take_tasks()
         tests = self._take_tests()
         statements = ""
         if counts.calls:
@@ -301,14 +241,13 @@ class RecordingWriter:
         if counts.aggregates:
             statements += _INSERT_AGGREGATES.format(run=self.run_id, rows=counts.aggregates)
         try:
-            if not plans and not counts.values and not tasks and not tests:
+            if not plans and not counts.values and not tests:
                 if statements:
                     self.con.execute(f"BEGIN; {statements} COMMIT")
             else:
                 self.con.execute("BEGIN")
                 for plan in plans:
                     self._insert_functions(plan)
-                self._insert_tasks(tasks)
                 self._insert_tests(tests)
                 if counts.values:
                     self._insert_values(batch)
@@ -317,7 +256,6 @@ class RecordingWriter:
                 self.con.execute("COMMIT")
         except BaseException:
             self._abandon(plans)
-            TASKS[:0] = tasks  # stored with the next batch
             with self._plans_lock:
                 self._tests[:0] = tests
             raise
@@ -329,22 +267,38 @@ class RecordingWriter:
         if self._discards and time.monotonic() >= self._next_discard:
             self._apply_discards()
 
-    def _insert_tasks(self, tasks: list[tuple[int, str, int, int]]) -> None:
-        if tasks:
-            ids, names, created_by, threads = zip(*tasks, strict=True)
-            self.con.execute(
-                """INSERT OR REPLACE INTO task
-                   SELECT ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]),
-                          NULLIF(unnest(?::BIGINT[]), 0)""",
-                [self.run_id, list(ids), list(names), list(threads), list(created_by)],
+    def _insert_tasks(self, records: np.ndarray, arena: np.ndarray) -> None:
+        """Rows of the ``task`` table, from the tasks' value records (``SCOPE_ROLE_TASK``)."""
+        names = [
+            arena[position : position + size].tobytes().decode("utf-8", "replace")
+            for position, size in zip(
+                records["arena_pos"].tolist(), records["arena_len"].tolist(), strict=True
             )
+        ]
+        calls = records["call_id"].astype(np.int64)
+        self.con.execute(
+            """INSERT OR REPLACE INTO task
+               SELECT ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]),
+                      NULLIF(unnest(?::BIGINT[]), 0)""",
+            [
+                self.run_id,
+                calls.tolist(),
+                names,
+                (calls >> native.SLOT_SHIFT).tolist(),
+                records["raised_in"].astype(np.int64).tolist(),
+            ],
+        )
 
-    def _insert_values(self, batch: native.Batch) -> None:
+    def _insert_values(self, batch: Batch) -> None:
         values, arena = batch.values(), batch.arena
         is_event = values["role"] == native.ROLE_EVENT
         if is_event.any():
             self._insert_audit_events(values[is_event], arena)
             values = values[~is_event]
+        is_task = values["role"] == native.ROLE_TASK
+        if is_task.any():
+            self._insert_tasks(values[is_task], arena)
+            values = values[~is_task]
         start = 0
         while start < len(values):
             chunk = TRACED_VALUE_CHUNK if tracemalloc.is_tracing() else VALUE_CHUNK
@@ -385,11 +339,11 @@ class RecordingWriter:
             ],
         )
 
-    def attach(self, batch: native.Batch) -> None:
+    def attach(self, batch: Batch) -> None:
         """Show DuckDB ``batch``'s buffers now, before the program runs, not at its first batch."""
         self._register(batch)
 
-    def _register(self, batch: native.Batch) -> None:
+    def _register(self, batch: Batch) -> None:
         if self._registered is batch:
             return
         rows = np.arange(batch.capacity, dtype=np.int64)
@@ -404,24 +358,23 @@ class RecordingWriter:
         finally:
             self.con.unregister(name)
 
-    def _remember_thread_names(self) -> None:
-        for thread in threading.enumerate():
-            if thread.ident is not None:
-                self._thread_names[thread.ident] = thread.name
-
     def flush_plans(self) -> None:
-        """Store the functions planned since the last batch."""
+        """Store the functions planned and the test phases queued since the last batch."""
         with self._plans_lock:
             plans, self._plans = self._plans, []
-        if not plans:
+        tests = self._take_tests()
+        if not plans and not tests:
             return
         self.con.execute("BEGIN")
         try:
             for plan in plans:
                 self._insert_functions(plan)
+            self._insert_tests(tests)
             self.con.execute("COMMIT")
         except BaseException:
             self._abandon(plans)
+            with self._plans_lock:
+                self._tests[:0] = tests
             raise
 
     def _abandon(self, plans: list[PackedPlan]) -> None:
@@ -437,7 +390,7 @@ class RecordingWriter:
         functions = plan.functions
         if not functions:
             return
-        numbers = [native.function_number(f.id) for f in functions]
+        numbers = [self.numbering.number(f.id) for f in functions]
         for number, f in zip(numbers, functions, strict=True):
             self._names[number] = (f.params, f.attributes)
         # One statement with list parameters: executemany runs one statement per row.
@@ -462,25 +415,8 @@ class RecordingWriter:
             ],
         )
 
-    def finish(self, end: RunEnd) -> None:
-        """Store the functions still queued, the threads, and close the run's row."""
-        self.flush_plans()
-        self._remember_thread_names()
-        threads = native.threads()
-        rings = end.rings
-        dropped = rings.dropped + end.records_lost
-        self._apply_discards()
-        self.con.execute("BEGIN")
-        self._insert_tasks(take_tasks())
-        self._insert_tests(self._take_tests())
-        summed = native.summed_calls()
-        if summed:
-            self.con.execute(
-                """UPDATE function SET calls_summed = s.calls
-                   FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::BIGINT[]) AS calls) s
-                   WHERE function.run = ? AND function.id = s.id""",
-                [list(summed), list(summed.values()), self.run_id],
-            )
+    def store_threads(self, threads: Sequence[native.ThreadInfo]) -> None:
+        """Rows of the ``thread`` table, one per thread (in the caller's transaction)."""
         for t in threads:
             self.con.execute(
                 "INSERT OR REPLACE INTO thread VALUES "
@@ -490,7 +426,7 @@ class RecordingWriter:
                     t.slot,
                     t.native_id,
                     t.ident,
-                    t.name or self._thread_names.get(t.ident),
+                    t.name,
                     t.start_ns,
                     t.end_ns,
                     t.produced,
@@ -504,6 +440,25 @@ class RecordingWriter:
                     t.started_by or None,
                 ],
             )
+
+    def finish(self, end: RunEnd) -> None:
+        """Store the functions still queued, the threads, and close the run's row."""
+        self.flush_plans()
+        threads = end.threads
+        rings = end.rings
+        dropped = rings.dropped + end.records_lost
+        self._apply_discards()
+        self.con.execute("BEGIN")
+        self._insert_tests(self._take_tests())
+        summed = self.numbering.summed()
+        if summed:
+            self.con.execute(
+                """UPDATE function SET calls_summed = s.calls
+                   FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::BIGINT[]) AS calls) s
+                   WHERE function.run = ? AND function.id = s.id""",
+                [list(summed), list(summed.values()), self.run_id],
+            )
+        self.store_threads(threads)
         self._store_events([*end.events, Event(end.end_ns, "end", end.ended_by)])
         self.con.execute(
             """UPDATE process SET end_ns = ?, exit_status = ?, ended_by = ?
@@ -551,12 +506,12 @@ class DeferredWriter(RecordingWriter):
     merges its children's files.  Such a process leaves no file at all.
     """
 
-    def __init__(self, path: str, max_calls_per_function: int = 0) -> None:
-        super().__init__(cast(duckdb.DuckDBPyConnection, None), max_calls_per_function)
+    def __init__(self, path: str) -> None:
+        super().__init__(cast(duckdb.DuckDBPyConnection, None))
         self.path = path
         self._opened = False
         self._info: RunInfo | None = None
-        self._batch: native.Batch | None = None
+        self._batch: Batch | None = None
         #: audit events drained before the first call, waiting for the file
         self._held: list[Event] = []
         self.events_discarded = 0
@@ -567,12 +522,11 @@ class DeferredWriter(RecordingWriter):
         return self._opened
 
     def begin(self, info: RunInfo) -> int:
-        """Keep the run's row for when the file is made; sets the native budget."""
-        native.set_budget(self.max_calls_per_function)
+        """Keep the run's row for when the file is made."""
         self._info = info
         return 0
 
-    def attach(self, batch: native.Batch) -> None:
+    def attach(self, batch: Batch) -> None:
         """Remember the batch, to show DuckDB when the file is made."""
         self._batch = batch
 
@@ -584,7 +538,7 @@ class DeferredWriter(RecordingWriter):
         if self._batch is not None:
             self._register(self._batch)
 
-    def write_batch(self, batch: native.Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         """Store the batch, making the file first if it holds any call.
 
         Until then, plans wait in their queue and audit events (the only values
@@ -592,7 +546,7 @@ class DeferredWriter(RecordingWriter):
         """
         counts = batch.counts
         if not self._opened:
-            if not (counts.calls or counts.aggregates or TASKS or self._tests):
+            if not (counts.calls or counts.aggregates or self._tests):
                 if counts.values:
                     held = self._audit_events(batch.values(), batch.arena)
                     room = HELD_EVENTS - len(self._held)

@@ -37,8 +37,14 @@ def unavailable(reason: str, required_by: str) -> None:
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment without any SCOPE_* setting, plus ``extra``."""
+    """The environment without any SCOPE_* setting, plus ``extra``.
+
+    ``SCOPE_TESTS_SERVICE=1`` runs every recording a test starts through the
+    recording service (``SCOPE_SERVICE=1``).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_")}
+    if os.environ.get("SCOPE_TESTS_SERVICE") == "1":
+        env["SCOPE_SERVICE"] = "1"
     env.pop("PYTHONPATH", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})

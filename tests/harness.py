@@ -21,10 +21,11 @@ from scope.capture import runtime
 from scope.instrument.analyze import analyze_source
 from scope.instrument.plan import DEFAULT_REDACT, PlanSettings, make_plan
 from scope.instrument.rewrite import compile_instrumented
-from scope.storage.calls import OUTCOME_UNFINISHED, split_batch
+from scope.native.batch import RECORD_DTYPE, VALUE_DTYPE, drain, kinds
 from scope.storage.values import value_columns
 
 from scope import native
+from tests.calls import OUTCOME_UNFINISHED, split_batch
 
 
 @dataclass
@@ -70,21 +71,21 @@ class Recorded:
 def drain_everything() -> tuple[np.ndarray, np.ndarray]:
     """Every pending record and the arena bytes they use."""
     records, arenas = [], []
-    buffer = np.zeros(1 << 16, native.RECORD_DTYPE)
+    buffer = np.zeros(1 << 16, RECORD_DTYPE)
     arena = np.zeros(1 << 22, np.uint8)
     offset = 0
     while True:
-        n, used = native.drain(buffer, arena)
+        n, used = drain(buffer, arena)
         if n == 0:
             break
         chunk = buffer[:n].copy()
-        values = chunk.view(native.VALUE_DTYPE)
-        values["arena_pos"][native.kinds(chunk) == native.VALUE] += offset
+        values = chunk.view(VALUE_DTYPE)
+        values["arena_pos"][kinds(chunk) == native.VALUE] += offset
         records.append(chunk)
         arenas.append(arena[:used].copy())
         offset += used
     if not records:
-        return np.empty(0, native.RECORD_DTYPE), np.empty(0, np.uint8)
+        return np.empty(0, RECORD_DTYPE), np.empty(0, np.uint8)
     return np.concatenate(records), np.concatenate(arenas)
 
 

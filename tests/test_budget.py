@@ -7,9 +7,10 @@ from collections import Counter, defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scope.storage.calls import OUTCOME_RAISED, OUTCOME_RETURNED
+from scope.native.batch import Batch
 
 from scope import native
+from tests.calls import OUTCOME_RAISED, OUTCOME_RETURNED
 from tests.harness import drain_everything
 
 lib = native.lib
@@ -49,7 +50,7 @@ def test_stored_rows_plus_sums_are_every_call_exactly(batches, limit):
     # Batches name functions by number, handed out in the order they are first met.
     number = {function: native.function_number(function) for function in (3, 1, 4, 2)}
     assert sorted(number.values()) == [1, 2, 3, 4] and number[3] == 1
-    batch = native.Batch(256, 1 << 12)
+    batch = Batch(256, 1 << 12)
     stored: Counter[int] = Counter()
     totals: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
     summed: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 2**62, -1])

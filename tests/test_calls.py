@@ -1,6 +1,6 @@
 """Call records: any sequence of calls, ends and drains yields each call exactly once.
 
-The native recorder writes one complete record per call (``storage.calls``
+The native recorder writes one complete record per call (``tests.calls``
 turns a batch of them into call rows).  A hypothesis-driven program of calls
 runs on a thread of its own, in chunks with drains of random sizes between
 them; at the end, the calls still open are written as unfinished, either by
@@ -14,15 +14,16 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scope.storage.calls import (
+from scope.native.batch import RECORD_DTYPE, drain
+
+from scope import native
+from tests.calls import (
     OUTCOME_RAISED,
     OUTCOME_RETURNED,
     OUTCOME_UNFINISHED,
     call_columns,
     split_batch,
 )
-
-from scope import native
 from tests.harness import OwnThread, drain_everything
 
 lib = native.lib
@@ -91,8 +92,8 @@ def test_every_call_is_stored_exactly_once_with_its_structure(program, data):
         for chunk in np.split(np.arange(len(program)), cuts):
             worker.run([program[i] for i in chunk])
             size = data.draw(st.integers(1, 64))
-            buffer = np.zeros(size, native.RECORD_DTYPE)
-            n = native.drain(buffer)[0]
+            buffer = np.zeros(size, RECORD_DTYPE)
+            n = drain(buffer)[0]
             batches.append(call_columns(buffer[:n].copy()))
         if data.draw(st.booleans(), label="stop the recording while calls are open"):
             lib.scope_unfinish_stacks()

@@ -16,6 +16,8 @@ import pytest
 
 from scope.interpreter import PYBEHAVIOR
 
+from .conftest import clean_env
+
 
 def same_but_pids(recorded, plain):
     """The two runs printed the same and exited alike, whatever pids they had."""
@@ -254,18 +256,29 @@ def test_sigterm_kills_at_once_after_the_program_closed_scopes_fds(write, python
     assert (recorded.returncode, recorded.stdout) == (plain.returncode, plain.stdout)
 
 
-# Why this cannot pass yet: DuckDB's file descriptors live in the recorded process,
-# and closerange closes them under it; the program's open() then gets the same
-# numbers, and DuckDB writes its next blocks into the program's file.  No check on
-# scope's side can stop DuckDB's own writes: the fix is issue 18's recording
-# service, which keeps DuckDB out of the program.  strict=True makes this test fail
-# the day it passes, so that the mark comes off then.
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: DuckDB runs inside the program and writes its blocks through "
-    "fds the program closed and opened again for files of its own",
+# Why storing from inside the program cannot pass: DuckDB's file descriptors live in
+# the recorded process, and closerange closes them under it; the program's open()
+# then gets the same numbers, and DuckDB writes its next blocks into the program's
+# file.  No check on scope's side can stop DuckDB's own writes.  The recording
+# service keeps DuckDB out of the program, and passes.  strict=True makes the
+# in-program case fail the day it passes, so that the mark comes off then.
+@pytest.mark.parametrize(
+    "service",
+    [
+        pytest.param(
+            "0",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 18: DuckDB runs inside the program and writes its blocks "
+                "through fds the program closed and opened again for files of its own",
+            ),
+            id="storing in the program",
+        ),
+        pytest.param("1", id="the recording service"),
+    ],
 )
-def test_nothing_of_scopes_is_written_into_files_the_program_opened(project, write, scope):
+def test_nothing_of_scopes_is_written_into_files_the_program_opened(project, write, scope, service):
     write("daemon.py", DAEMON)
-    scope("run", "daemon.py")
+    result = scope("run", "daemon.py", env=clean_env({"SCOPE_SERVICE": service}))
+    assert (result.returncode, result.stdout) == (-15, "forked\n"), result.stderr
     assert (project / "log.bin").read_bytes() == b""

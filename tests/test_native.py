@@ -17,6 +17,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from scope.native.batch import RECORD_DTYPE, drain, function_ids, kinds
 
 from scope import native
 from tests.harness import OwnThread, drain_everything
@@ -73,8 +74,8 @@ def test_a_call_is_one_complete_record_written_when_it_ends():
 
         in_threads(work)
     records = drain_all()
-    assert native.kinds(records).tolist() == [native.RAISE, native.RETURN]
-    assert native.function_ids(records).tolist() == [20, 10]
+    assert kinds(records).tolist() == [native.RAISE, native.RETURN]
+    assert function_ids(records).tolist() == [20, 10]
     inner, outer = records
     assert int(inner["call_id"]) == int(outer["call_id"]) + 1
     assert int(outer["call_id"]) >> native.SLOT_SHIFT >= 1
@@ -91,7 +92,7 @@ def test_a_full_ring_drops_and_counts_and_keeps_the_oldest():
     with Recording(16, "drop") as rec:
         in_threads(lambda _: produce_pairs(40))
     records = drain_all()
-    assert native.function_ids(records).tolist() == list(range(1, 17))
+    assert function_ids(records).tolist() == list(range(1, 17))
     assert rec.delta("dropped") == 24
     assert rec.delta("produced") == 16 and rec.delta("drained") == 16
 
@@ -131,14 +132,14 @@ def stress(policy: str, ring: int) -> tuple[np.ndarray, Recording]:
     """
     collected: list[np.ndarray] = []
     done = threading.Event()
-    buffer = np.zeros(1 << 18, dtype=native.RECORD_DTYPE)
+    buffer = np.zeros(1 << 18, dtype=RECORD_DTYPE)
     with Recording(ring, policy, timeout_ns=5_000_000_000) as rec:
 
         def drainer() -> None:
             while True:
                 finished = done.is_set()
-                while n := native.drain(buffer)[0]:
-                    assert (native.kinds(buffer[:n]) == native.RETURN).all()
+                while n := drain(buffer)[0]:
+                    assert (kinds(buffer[:n]) == native.RETURN).all()
                     collected.append(buffer["call_id"][:n].copy())
                 if finished:
                     return
@@ -234,13 +235,11 @@ class RingMachine(RuleBasedStateMachine):
 
     @rule(capacity=st.integers(1, 100))
     def drain(self, capacity: int) -> None:
-        buffer = np.zeros(capacity, dtype=native.RECORD_DTYPE)
-        n = native.drain(buffer)[0]
+        buffer = np.zeros(capacity, dtype=RECORD_DTYPE)
+        n = drain(buffer)[0]
         got = buffer[:n]
         assert n <= capacity
-        for call_id, func in zip(
-            got["call_id"].tolist(), native.function_ids(got).tolist(), strict=True
-        ):
+        for call_id, func in zip(got["call_id"].tolist(), function_ids(got).tolist(), strict=True):
             owner = self._owner(call_id >> native.SLOT_SHIFT, func)
             assert self.queues[owner] and self.queues[owner][0] == func
             self.queues[owner].pop(0)
@@ -289,7 +288,7 @@ def test_a_forked_child_starts_with_fresh_empty_rings():
         if pid == 0:  # the child: report what it sees, then leave without cleanup
             native.after_fork_child()
             stats = native.stats()
-            seen = native.drain(np.zeros(64, native.RECORD_DTYPE))[0]
+            seen = drain(np.zeros(64, RECORD_DTYPE))[0]
             native.set_enabled(True)
             produce_pairs(3)
             child_ids = drain_all()["call_id"] >> np.uint64(native.SLOT_SHIFT)
@@ -325,7 +324,7 @@ def test_the_mover_keeps_a_slow_drainers_rings_from_filling():
     assert native.stats().held > 0  # the mover moved them, no drain has yet
     records = drain_all()
     assert rec.delta("dropped") == 0
-    assert native.function_ids(records).tolist() == list(range(1, 20_001))
+    assert function_ids(records).tolist() == list(range(1, 20_001))
 
 
 def test_stress_with_the_mover_loses_nothing_and_keeps_order():

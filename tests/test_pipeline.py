@@ -13,6 +13,7 @@ import threading
 import time
 
 from scope.capture.pipeline import Pipeline
+from scope.native.batch import Batch
 
 from scope import native
 from tests.harness import drain_everything
@@ -25,10 +26,10 @@ class SlowSink:
         self.calls = 0
         self.batches = 0
 
-    def attach(self, batch: native.Batch) -> None:
+    def attach(self, batch: Batch) -> None:
         """Nothing to prepare."""
 
-    def write_batch(self, batch: native.Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         time.sleep(0.01)  # most hits land mid-batch
         self.calls += batch.counts.calls
         self.batches += 1

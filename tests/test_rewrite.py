@@ -21,6 +21,7 @@ from scope.capture import runtime
 from scope.instrument.analyze import analyze_source
 from scope.instrument.plan import PlanSettings, make_plan
 from scope.instrument.rewrite import PlanMismatch, compile_instrumented, rewrite_tree
+from scope.native.batch import RECORD_DTYPE, drain, function_ids, kinds
 
 from scope import native
 
@@ -352,20 +353,20 @@ def test_functions_report_entries_and_exits():
         "reporting", "/virtual/reporting.py", analyze_source(CONSTRUCTS), PlanSettings()
     )
     ids = {f.qualname: f.id for f in plan.functions}
-    buffer = np.zeros(64, dtype=native.RECORD_DTYPE)
-    while native.drain(buffer)[0]:
+    buffer = np.zeros(64, dtype=RECORD_DTYPE)
+    while drain(buffer)[0]:
         pass
     native.set_enabled(True)
     try:
         observe(lambda: instrumented.raises_deep(2))
     finally:
         native.set_enabled(False)
-    records = buffer[: native.drain(buffer, np.zeros(4096, np.uint8))[0]]
-    kinds = native.kinds(records)
+    records = buffer[: drain(buffer, np.zeros(4096, np.uint8))[0]]
+    found = kinds(records)
     # Each call leaves the exception's type (a value record) and then its own record.
-    assert kinds.tolist() == [native.VALUE, native.RAISE] * 3
-    calls = records[kinds == native.RAISE]
-    assert native.function_ids(calls).tolist() == [ids["raises_deep"]] * 3
+    assert found.tolist() == [native.VALUE, native.RAISE] * 3
+    calls = records[found == native.RAISE]
+    assert function_ids(calls).tolist() == [ids["raises_deep"]] * 3
     assert calls["depth"].tolist() == [2, 1, 0]  # innermost ends first
 
 
@@ -566,14 +567,14 @@ def test_lambdas_are_planned_and_recorded_under_pythons_own_qualname(statements,
     assert set(planned) == compiled_lambda_qualnames(source), source
     # ... and the instrumented lambda reports its calls under that plan.
     instrumented = load(source, True, name="nested")
-    buffer = np.zeros(256, dtype=native.RECORD_DTYPE)
-    while native.drain(buffer)[0]:
+    buffer = np.zeros(256, dtype=RECORD_DTYPE)
+    while drain(buffer)[0]:
         pass
     native.set_enabled(True)
     try:
         assert instrumented.RESULT() == 0
     finally:
         native.set_enabled(False)
-    records = buffer[: native.drain(buffer)[0]]
-    calls = records[native.kinds(records) == native.RETURN]
-    assert native.function_ids(calls).tolist() == [planned[plain.RESULT.__qualname__]], source
+    records = buffer[: drain(buffer)[0]]
+    calls = records[kinds(records) == native.RETURN]
+    assert function_ids(calls).tolist() == [planned[plain.RESULT.__qualname__]], source

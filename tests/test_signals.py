@@ -30,11 +30,23 @@ while True:
 """
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_until_terminated(
     command: list[str], cwd, signal_number: int = signal.SIGTERM
 ) -> tuple[int, str, str]:
     process = subprocess.Popen(
-        command, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a shell: a test runner's worker may ignore SIGINT, and a child
+        # inherits that (python then never raises KeyboardInterrupt).
+        preexec_fn=_default_sigint,
     )
     assert process.stdout is not None
     lines = [process.stdout.readline(), process.stdout.readline()]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scope.native.batch import VALUE_DTYPE
 from scope.storage import database
 from scope.storage.writer import VALUE_CHUNK, RecordingWriter, RunInfo
 
@@ -28,7 +29,7 @@ class ValueBatch:
     """A drained batch holding ``ROWS`` string values of one call, and nothing else."""
 
     def __init__(self) -> None:
-        self._values = np.zeros(ROWS, native.VALUE_DTYPE)
+        self._values = np.zeros(ROWS, VALUE_DTYPE)
         self._values["func_word"] = native.VALUE << native.KIND_SHIFT | 1
         self._values["tag"] = native.lib.SCOPE_TAG_STR
         self._values["role"] = native.lib.SCOPE_ROLE_RETURN

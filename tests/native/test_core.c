@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "scope_core.h"
 
@@ -341,6 +342,53 @@ static void test_bad_configuration_is_refused(void) {
     CHECK(scope_configure(64, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, 9) != 0);
 }
 
+static void *produce_in_files(void *arg) {
+    scope_produce_pairs(*(uint64_t *)arg, 1);
+    return NULL;
+}
+
+/* Rings in files, read by a reader as another process would (here, the same
+ * one): every record once, a damaged file left out, space freed only on commit. */
+static void test_a_reader_drains_shared_rings_and_refuses_damaged_files(void) {
+    puts("shared rings and the reader");
+    char dir[] = "/tmp/scope-test-core-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(scope_live_open(dir, 0) == 0);
+    uint64_t pairs = 500;
+    pthread_t thread; /* a new thread: its ring is made in the folder */
+    CHECK(pthread_create(&thread, NULL, produce_in_files, &pairs) == 0);
+    pthread_join(thread, NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/ring-999", dir);
+    FILE *damaged = fopen(path, "wb");
+    CHECK(damaged != NULL);
+    for (int i = 0; i < 5000; i++) fputc(0xff, damaged);
+    fclose(damaged);
+    scope_reader *reader = scope_reader_open(dir);
+    CHECK(reader != NULL);
+    scope_thread_info threads[4];
+    CHECK(scope_reader_threads(reader, threads, 4) == 1); /* ring-999 is not a ring */
+    size_t used = 0, n = scope_reader_drain(reader, out, 1 << 16, arena_out, sizeof arena_out, &used);
+    CHECK(n == pairs);
+    for (size_t i = 0; i < n; i++) CHECK(kind_of(&out[i]) == SCOPE_RETURN);
+    CHECK(scope_reader_drain(reader, out, 1 << 16, arena_out, sizeof arena_out, &used) == 0);
+    scope_reader_close(reader); /* not committed: a new reader reads them again */
+    reader = scope_reader_open(dir);
+    CHECK(scope_reader_drain(reader, out, 1 << 16, arena_out, sizeof arena_out, &used) == pairs);
+    scope_reader_commit(reader);
+    scope_reader_close(reader);
+    reader = scope_reader_open(dir);
+    CHECK(scope_reader_drain(reader, out, 1 << 16, arena_out, sizeof arena_out, &used) == 0);
+    scope_process_info process;
+    scope_reader_process(reader, &process);
+    CHECK(process.pid == getpid() && process.state == SCOPE_PROCESS_RUNNING);
+    scope_reader_close(reader);
+    unlink(path);
+    drain_all(); /* this process's own drainer still sees the (now empty) ring */
+    scope_live_close(1);
+    CHECK(rmdir(dir) != 0); /* scope_live_close removed it already */
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, SCOPE_CLOCK_MONOTONIC) == 0);
@@ -358,6 +406,7 @@ int main(void) {
     test_dead_threads_rings_retire_and_keep_their_counters();
     test_stress_both_policies();
     test_stress_with_the_mover();
+    test_a_reader_drains_shared_rings_and_refuses_damaged_files();
     puts("all passed");
     return 0;
 }

@@ -1,4 +1,4 @@
-"""Drained records as call rows: columns ready for a columnar insert.
+"""Drained records as call rows: columns, for tests that read records without storing them.
 
 The native recorder writes one complete record per call when the call ends
 (see ``native/scope_native.h``), so nothing here pairs entries with exits:
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scope.native.batch import VALUE_DTYPE, function_ids, kinds
 
 from scope import native
 
@@ -48,7 +49,7 @@ class CallColumns:
 
 
 def call_columns(records: np.ndarray) -> CallColumns:
-    """The call rows of call records (``native.RECORD_DTYPE``, no value records)."""
+    """The call rows of call records (``RECORD_DTYPE``, no value records)."""
     ids = records["call_id"]
     return CallColumns(
         id=ids.view(np.int64),
@@ -56,21 +57,21 @@ def call_columns(records: np.ndarray) -> CallColumns:
         parent=records["parent_id"].view(np.int64),
         end_id=records["end_id"].view(np.int64),
         depth=records["depth"].view(np.int32),
-        function=native.function_ids(records),
+        function=function_ids(records),
         start_ns=records["start_ns"],
         duration_ns=records["duration_ns"],
-        outcome=native.kinds(records) - np.uint8(native.RETURN),
+        outcome=kinds(records) - np.uint8(native.RETURN),
         suspended_ns=records["suspended_ns"],
         suspensions=records["suspensions"].view(np.int32),
     )
 
 
 def split_batch(records: np.ndarray) -> tuple[CallColumns, np.ndarray]:
-    """A drained batch as its call rows and its value records (``native.VALUE_DTYPE``).
+    """A drained batch as its call rows and its value records (``VALUE_DTYPE``).
 
     Both may be views of ``records``: store them before the buffer is reused.
     """
-    is_value = native.kinds(records) == native.VALUE
+    is_value = kinds(records) == native.VALUE
     if not is_value.any():
-        return call_columns(records), np.empty(0, native.VALUE_DTYPE)
-    return call_columns(records[~is_value]), records[is_value].view(native.VALUE_DTYPE)
+        return call_columns(records), np.empty(0, VALUE_DTYPE)
+    return call_columns(records[~is_value]), records[is_value].view(VALUE_DTYPE)

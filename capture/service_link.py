@@ -1,0 +1,182 @@
+"""This process's side of the recording service (``scope.storage.service``).
+
+A producer keeps its rings in files of a folder of its own in the recording's
+live folder and appends everything else it learns to a log there (functions as
+they are planned, events, test phases), opening the file for each record: it
+holds no descriptor of scope's while the program runs, so a program that
+closes every descriptor it did not open harms nothing.  It talks to the
+service twice, over a connection opened for the purpose: to say hello (the
+run's first process starts the service if none answers) and, once the program
+has ended, to ask it to store the rest and wait for its answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import marshal
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from scope.native import live
+
+from scope import native
+
+#: seconds to wait for a service to take a connection (it may be starting)
+CONNECT_TIMEOUT = 10.0
+
+
+class ServiceLink:
+    """One recorded process's folder, log and requests to its recording's service."""
+
+    def __init__(
+        self, db: str, run_key: str, top: bool, info: dict[str, Any], audit: Sequence[str]
+    ) -> None:
+        self.db = os.path.abspath(db)
+        self.run_key = run_key
+        self.top = top
+        self.info = info
+        self.audit = tuple(audit)
+        self.folder: str | None = None
+        #: records the log could not take (a full disk)
+        self.lost_records = 0
+
+    def start(self) -> None:
+        """Make the folder, share the rings, and make sure a service stores them.
+
+        Raises ``OSError`` if the folder or the rings' header cannot be made.
+        """
+        pid = os.getpid()
+        self.folder = live.make_process_folder(
+            self.db, 0, pid, run_key=self.run_key, top=self.top, info=self.info, audit=self.audit
+        )
+        try:
+            native.share_rings(self.folder, int(self.info.get("parent_pid") or 0))
+        except OSError:
+            live.remove_process_folder(self.folder)
+            self.folder = None
+            raise
+        native.unfinished_into_rings(True)
+        if self._request({"op": "hello"}, timeout=0.2) is None:
+            start_service(self.db)
+
+    def _log(self, record: dict[str, object]) -> None:
+        if self.folder is None or not live.append_log(self.folder, record):
+            self.lost_records += 1
+
+    def add_plan(self, plan: object) -> None:
+        """Describe a module's functions to the service (a ``PackedPlan``)."""
+        packed = plan if isinstance(plan, bytes) else marshal.dumps(plan.to_data())  # type: ignore[attr-defined]
+        self._log({"plan": base64.b64encode(packed).decode()})
+
+    def add_test_phases(self, phases: Sequence[Any]) -> None:
+        """Test phases for the ``test`` table (``TestPhase`` objects)."""
+        self._log({"tests": [asdict(phase) for phase in phases]})
+
+    def discard_calls_under(self, roots: Sequence[int]) -> None:
+        """Ask the service to drop every call made under these root calls."""
+        self._log({"discard": list(roots)})
+
+    def event(self, time_ns: int, kind: str, detail: str, call: int) -> None:
+        """Something that happened besides calls, for the ``event`` table."""
+        self._log({"event": [time_ns, kind, detail, call]})
+
+    def finish(
+        self,
+        ended_by: str,
+        exit_status: int | None,
+        problems: Sequence[str],
+        thread_names: dict[str, str],
+        wait: bool = True,
+        final: bool = True,
+    ) -> dict[str, object] | None:
+        """Say how the process ended, and wait until the service has stored it all.
+
+        Returns the service's answer (``run``, ``calls``), or None if no service
+        answered: the folder then stays for the next one, which stores it.  With
+        ``wait`` false it returns at once (``{"ok": True}``): the service finds the
+        end in the log.  A child process is not ``final``: its exit status comes
+        after this (the C library's exit writes it into the process header, kept
+        mapped for it), and the service finishes it once the process is gone.
+        """
+        if self.folder is None:
+            return None
+        self._log(
+            {
+                "end": {
+                    "ended_by": ended_by,
+                    "exit_status": exit_status,
+                    "problems": list(problems),
+                    "thread_names": thread_names,
+                    "final": final,
+                }
+            }
+        )
+        native.note_process_end(ended_by, exit_status)
+        if not final:
+            native.note_exit_status(None)
+            return {"ok": True}
+        if not wait:
+            native.stop_sharing(remove=False)
+            if self._request({"op": "hello"}, timeout=0.2) is None:
+                start_service(self.db)  # one must store the rest
+            return {"ok": True}
+        message: dict[str, object] = {"op": "ended", "folder": self.folder}
+        answer = self._request(message, timeout=0.5)
+        if answer is None:  # no service (it was killed, or left): a new one stores the rest
+            start_service(self.db)
+            answer = self._request(message, timeout=None)
+        native.stop_sharing(remove=False)
+        return answer if answer is not None and answer.get("ok") else None
+
+    def _request(
+        self, message: dict[str, object], timeout: float | None
+    ) -> dict[str, object] | None:
+        """Send one request on a new connection; the answer, or None if none came.
+
+        With ``timeout`` None, connecting waits up to ``CONNECT_TIMEOUT`` for a
+        service that is starting, and the answer as long as the service lives.
+        """
+        path = live.service_socket(self.db)
+        deadline = time.monotonic() + (CONNECT_TIMEOUT if timeout is None else timeout)
+        while True:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                with live.socket_address(path) as address:
+                    connection.connect(address)
+                break
+            except OSError:
+                connection.close()
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.01)
+        try:
+            with connection, connection.makefile("rb") as stream:
+                live.send(connection, message)
+                return live.receive(stream)
+        except OSError:
+            return None
+
+
+def start_service(db: str) -> None:
+    """Start ``db``'s recording service, detached: not a child this program could wait for.
+
+    ``sh`` starts it in the background and exits at once, so the service's
+    parent is gone before the program runs; its errors go to the live folder's
+    ``service.log``.
+    """
+    environment = {k: v for k, v in os.environ.items() if k != "SCOPE_CHILD_OF"}
+    log = os.path.join(live.live_root(db), live.SERVICE_LOG)
+    script = 'exec "$0" -m scope.service "$1" </dev/null >/dev/null 2>>"$2" &'
+    subprocess.run(
+        ["/bin/sh", "-c", script, sys.executable, db, log],
+        env=environment,
+        start_new_session=True,
+        close_fds=True,
+        check=False,
+    )

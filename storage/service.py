@@ -1,0 +1,767 @@
+"""The recording service: one process per recording file stores what its programs record.
+
+Recorded processes (producers) keep their rings in files of their own folders in
+the recording's live folder and append everything else they learn (functions
+planned, events, test phases) to a log there (``scope.native.live``).  They run
+no thread of scope's and never touch DuckDB.  The service, started by the first
+producer of a recording and shared by every process recording into it:
+
+* finds producers' folders (a producer says hello on its socket; a scan finds
+  the rest), gives each top process a run and each child process (same run key)
+  the next process number of its parent's run;
+* drains every producer's rings in batches into DuckDB, with its log's functions,
+  events and tests in the same transactions (``RecordingWriter``);
+* notices a producer's end however it comes: its "ended" message (it then waits
+  for the answer, so ``scope run`` returns with its run stored), or its process
+  gone (killed: it stores what the rings hold and says so);
+* exits once no producer is left and nothing has asked anything for a while.
+
+The service holds ``<db>.live/service.lock`` for its life: a second one started
+for the same recording finds it held and leaves.  Its socket is in the live
+folder (0700), and it answers only processes of its own user.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+from scope.native import live
+from scope.native.batch import Batch
+from scope.storage import database
+from scope.storage.recovery import recover
+from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
+from scope.storage.writer import RecordingWriter
+
+from scope import native
+
+#: seconds between two rounds of draining while producers are busy
+INTERVAL = 0.005
+#: seconds the service stays with nothing to do before it exits
+LINGER = float(os.environ.get("SCOPE_SERVICE_LINGER", "1.0"))
+#: records per batch (one DuckDB row group, as the in-process pipeline's)
+BATCH_RECORDS = 122_880
+
+
+@dataclass
+class Producer:
+    """One recorded process the service stores."""
+
+    folder: str
+    pid: int
+    start: int | None
+    #: its run: the key its processes share, the run's id, and the run itself while
+    #: the recording is open (None once the service has let go of the file)
+    key: str
+    run_id: int
+    run: RunFeed | None
+    #: its process number in the run; None until it has recorded something (a
+    #: process that runs none of the program's code, such as multiprocessing's
+    #: helpers, gets none and leaves no row)
+    number: int | None
+    reader: native.Reader
+    log: live.LogReader
+    #: its run.json
+    note: dict[str, Any] = field(default_factory=dict)
+    #: log records read before it had a number
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    #: what its log said about its end ({} until it says)
+    end: dict[str, Any] = field(default_factory=dict)
+    #: its producer asked to be told when it is stored
+    waiters: list[threading.Event] = field(default_factory=list)
+    finished: bool = False
+    #: how far its log is stored (and noted in its folder)
+    log_stored: int = 0
+
+
+@dataclass
+class RunFeed:
+    """One run: its writer and how it numbers functions, shared by its processes."""
+
+    key: str
+    writer: RecordingWriter
+    numbering: native.Numbering
+    audit: tuple[str, ...]
+    processes: list[Producer] = field(default_factory=list)
+    #: batches committed, for the run's row
+    batches: int = 0
+    #: the number the next child process to record something gets
+    next_number: int = 1
+    #: why storing stopped (the records drained since are lost), or None
+    failure: str | None = None
+    records_lost: int = 0
+
+
+class Service:
+    """Stores every producer of recording ``db`` until none is left."""
+
+    def __init__(self, db: str) -> None:
+        self.db = os.path.abspath(db)
+        self.root = live.live_root(self.db)
+        self.producers: dict[str, Producer] = {}
+        self.runs: dict[str, RunFeed] = {}
+        #: what to answer about each producer stored (its folder is gone by then)
+        self.stored: dict[str, dict[str, object]] = {}
+        self._lock = threading.Lock()
+        #: held by the loop while it uses the recording, and to make a query's cursor
+        self._db_lock = threading.Lock()
+        self._hello = threading.Event()
+        self._last_activity = time.monotonic()
+        self._listener: socket.socket | None = None
+        self._batch = Batch(BATCH_RECORDS, 1 << 22)
+        self.con: duckdb.DuckDBPyConnection | None = None
+
+    # ---- life ----
+
+    def serve(self) -> int:
+        """Run until no producer is left; returns the exit status."""
+        lock = _take_lock(os.path.join(self.root, live.LOCK))
+        if lock is None:
+            return 0  # another service stores this recording
+        try:
+            self._listen()
+            with self._db_lock:
+                self._open()
+            while True:
+                with self._db_lock:
+                    self._round()
+                if self._idle():
+                    break
+                self._hello.wait(INTERVAL)
+                self._hello.clear()
+            return 0
+        finally:
+            self._close()
+            self._tidy()
+            os.close(lock)
+
+    def _tidy(self) -> None:
+        """Leave no trace in the live folder but what must stay (the lock is still held,
+        so a service starting meanwhile finds the lock file gone and makes its own)."""
+        log = os.path.join(self.root, live.SERVICE_LOG)
+        with contextlib.suppress(OSError):
+            if os.path.getsize(log) == 0:
+                os.unlink(log)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.root, live.LOCK))
+        with contextlib.suppress(OSError):
+            os.rmdir(self.root)  # only if nothing is left in it
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """The recording, opened for writing (and what killed programs left, stored)."""
+        if self.con is None:
+            self.con = database.open_for_writing(self.db)
+            recover(self.con, self.db)
+        return self.con
+
+    def _release_file(self) -> None:
+        """Close the recording once no producer is left that has rows in it: queries
+        can open it.  Producers that recorded nothing yet (multiprocessing's helpers,
+        which live as long as their parent) take it up again if they ever do."""
+        if self.con is None:
+            return
+        with self._lock:
+            if any(not p.finished and p.number is not None for p in self.producers.values()):
+                return
+            for folder in [f for f, p in self.producers.items() if p.finished]:
+                del self.producers[folder]
+            for producer in self.producers.values():
+                producer.run = None
+        self.runs.clear()
+        self.con.close()
+        self.con = None
+
+    def _idle(self) -> bool:
+        with self._lock:
+            busy = any(not p.finished for p in self.producers.values())
+        if busy:
+            self._last_activity = time.monotonic()
+            return False
+        if time.monotonic() - self._last_activity < LINGER:
+            return False
+        # Stop taking connections, then look once more: a producer that made its
+        # folder meanwhile starts a service of its own if this one is gone.
+        self._stop_listening()
+        with self._db_lock:
+            self._scan()
+        with self._lock:
+            return not any(not p.finished for p in self.producers.values())
+
+    def _close(self) -> None:
+        self._stop_listening()
+        for producer in self.producers.values():
+            producer.reader.close()
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    # ---- the socket ----
+
+    def _listen(self) -> None:
+        path = os.path.join(self.root, live.SOCKET)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a dead service's: this one holds the lock
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            with live.socket_address(path) as address:
+                listener.bind(address)
+        finally:
+            os.umask(old_umask)
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.root, live.SOCKET))
+            listener.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            if not _same_user(connection):
+                connection.close()
+                continue
+            self._last_activity = time.monotonic()
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as stream:
+            while (message := live.receive(stream)) is not None:
+                self._last_activity = time.monotonic()
+                op = message.get("op")
+                if op == "hello":
+                    self._hello.set()
+                    live.send(connection, {"ok": True})
+                elif op == "ended":
+                    live.send(connection, self._wait_stored(str(message.get("folder", ""))))
+                elif op == "sql":
+                    live.send(connection, self._query(message))
+                else:
+                    live.send(connection, {"ok": False, "error": f"unknown request {op!r}"})
+
+    def _query(self, message: dict[str, object]) -> dict[str, object]:
+        """Run a query's SQL on what is stored so far, in a transaction rolled back after."""
+        with self._db_lock:
+            if self.con is None:
+                return {"ok": False, "error": "the recording is not open here: open it directly"}
+            cursor = self.con.cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                params = live.decode_value(message.get("params"))
+                result = cursor.execute(str(message.get("sql")), params or [])
+                columns = [d[0] for d in result.description or []]
+                rows = result.fetchall() if columns else []
+            finally:
+                cursor.execute("ROLLBACK")
+        except duckdb.Error as exc:
+            return {"ok": False, "error": str(exc).strip()}
+        finally:
+            cursor.close()
+        encoded = [[live.encode_value(v) for v in row] for row in rows]
+        return {"ok": True, "columns": columns, "rows": encoded}
+
+    def _wait_stored(self, folder: str) -> dict[str, object]:
+        """Wait until the producer in ``folder`` is stored; what to answer it."""
+        done = threading.Event()
+        deadline = time.monotonic() + 5.0
+        while True:
+            with self._lock:
+                if folder in self.stored:
+                    return self.stored[folder]
+                producer = self.producers.get(folder)
+                if producer is not None:
+                    producer.waiters.append(done)
+                    break
+            if time.monotonic() > deadline:
+                return {"ok": False, "error": "no such producer"}
+            self._hello.set()  # a producer not found yet: look now
+            time.sleep(INTERVAL)
+        self._hello.set()
+        done.wait()
+        with self._lock:
+            return self.stored.get(folder, {"ok": False, "error": "not stored"})
+
+    # ---- one round: find, read, drain, finish ----
+
+    def _round(self) -> None:
+        self._scan()
+        stored: list[threading.Event] = []
+        for producer in list(self.producers.values()):
+            if producer.finished:
+                continue
+            producer.reader.refresh()
+            self._read_log(producer)
+            gone = live.process_start(producer.pid) != producer.start
+            if not gone and producer.end.get("how") is None:
+                code = live.exit_code(producer.pid)  # a zombie: ended, not yet reaped
+                if code is not None:
+                    producer.end.setdefault("how", code)
+                    gone = True
+            # A child's end is its process's end: its exit status comes after its atexit.
+            ended = (bool(producer.end) and producer.end.get("final", True)) or gone
+            if producer.number is None and (_has_rows(producer.pending) or _produced(producer)):
+                self._number(producer)
+            if producer.number is not None:
+                self._drain(producer)
+            if ended:
+                stored += self._finish(producer)
+        if stored:
+            self._release_file()  # before the answers: a query may follow at once
+        for waiter in stored:
+            waiter.set()
+
+    def _scan(self) -> None:
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        for name in sorted(names):
+            folder = os.path.join(self.root, name)
+            known = folder in self.producers or folder in self.stored
+            if known or "-" not in name or not os.path.isdir(folder):
+                continue
+            self._attach(folder)
+
+    def _attach(self, folder: str) -> None:
+        note = live.read_note(folder)
+        if note is None or os.path.abspath(str(note.get("db"))) != self.db:
+            return
+        key = str(note.get("run_key") or "")
+        if not key:
+            return  # recorded by a process storing its own run
+        assigned = live.read_assignment(folder)
+        run = self.runs.get(key)
+        if run is None and assigned is not None and assigned["number"] >= 0:
+            run = self._resume_run(key, assigned["run"], note)  # a killed service's run
+            if run is None:
+                live.remove_process_folder(folder)  # its run is closed: nothing to add
+                return
+        if run is None and assigned is None:
+            if not note.get("top"):
+                return  # its run's first process is not here yet
+            self._open()
+            run = self._begin_run(key, note)
+        if assigned is not None:
+            run_id, number = assigned["run"], assigned["number"]
+        else:
+            assert run is not None
+            run_id, number = run.writer.run_id, 0 if note.get("top") else -1
+        try:
+            reader = native.Reader(
+                folder, run.numbering if run is not None else None, process=max(number, 0)
+            )
+        except OSError:
+            return  # its header is not written yet: next round
+        pid = int(str(note["pid"]))
+        start = note.get("start")
+        producer = Producer(
+            folder,
+            pid,
+            None if start is None else int(str(start)),
+            key,
+            run_id,
+            run,
+            number if number >= 0 else None,
+            reader,
+            live.LogReader(folder),
+            note,
+        )
+        if assigned is not None:
+            producer.log.offset = producer.log_stored = assigned["log"]
+        else:  # where a service taking over after this one finds the run
+            live.write_assignment(folder, run_id, number, 0)
+        with self._lock:
+            self.producers[folder] = producer
+
+    def _begin_run(self, key: str, note: dict[str, Any]) -> RunFeed:
+        assert self.con is not None
+        numbering = native.Numbering()
+        writer = RecordingWriter(self.con, numbering)
+        info = note["info"]
+        writer.begin(RunInfo(**info))
+        run = RunFeed(key, writer, numbering, tuple(note.get("audit") or ()))
+        writer.audit_events = run.audit
+        self.runs[key] = run
+        return run
+
+    def _run_of(self, producer: Producer) -> RunFeed | None:
+        """The producer's run, taken up again if the file was let go of meanwhile;
+        None if the run is closed."""
+        run = self.runs.get(producer.key)
+        if run is None:
+            run = self._resume_run(producer.key, producer.run_id, producer.note)
+        if run is not None and producer.run is not run:
+            producer.run = run
+            producer.reader.numbering = run.numbering
+        return run
+
+    def _resume_run(self, key: str, run_id: int, note: dict[str, Any]) -> RunFeed | None:
+        """Take up run ``run_id`` where a service that was killed left it; None if it is closed."""
+        con = self._open()
+        row = _first(con.execute("SELECT status FROM run WHERE id = ?", [run_id]).fetchall())
+        if row is None or row[0] != "running":
+            return None
+        numbering = native.Numbering()
+        writer = RecordingWriter(con, numbering)
+        writer.run_id = run_id
+        for number, function, params, attributes in con.execute(
+            "SELECT id, key, params, attributes FROM function WHERE run = ?", [run_id]
+        ).fetchall():
+            numbering.seed(function, number)
+            writer._names[number] = (tuple(params or ()), tuple(attributes or ()))
+        run = RunFeed(key, writer, numbering, tuple(note.get("audit") or ()))
+        writer.audit_events = run.audit
+        row = _first(
+            con.execute("SELECT max(number) FROM process WHERE run = ?", [run_id]).fetchall()
+        )
+        run.next_number = int(row[0] or 0) + 1 if row else 1
+        # The run's counters go on from what the killed service stored.
+        counts = _first(
+            con.execute(
+                """SELECT (SELECT count(*) FROM call WHERE run = $run),
+                          (SELECT count(*) FROM call WHERE run = $run AND outcome = 'unfinished'),
+                          (SELECT coalesce(sum(calls), 0) FROM call_aggregate WHERE run = $run),
+                          (SELECT count(*) FROM value WHERE run = $run)""",
+                {"run": run_id},
+            ).fetchall()
+        )
+        calls, unfinished, summed, values = (int(c) for c in counts)
+        writer.calls_stored, writer.calls_unfinished = calls, unfinished
+        writer.calls_summed, writer.values_stored = summed, values
+        writer.records_stored = calls + summed + values
+        self.runs[key] = run
+        return run
+
+    def _number(self, producer: Producer) -> None:
+        """Give a child process that recorded something its number in the run, and a row."""
+        run = self._run_of(producer)
+        if run is None:
+            return  # its run was closed: what it records has nowhere to go
+        number = producer.number = run.next_number
+        run.next_number += 1
+        producer.reader.set_process(number)
+        self._add_process(run, producer, producer.note)
+        live.write_assignment(producer.folder, run.writer.run_id, number, producer.log_stored)
+        pending, producer.pending = producer.pending, []
+        self._apply_log(producer, pending)
+
+    def _add_process(self, run: RunFeed, producer: Producer, note: dict[str, Any]) -> None:
+        info = note["info"]
+        run.writer.con.execute(
+            """INSERT INTO process (run, pid, parent_pid, number, executable, start_ns)
+               VALUES (?, ?, ?, ?, ?, ?)""",
+            [
+                run.writer.run_id,
+                producer.pid,
+                info.get("parent_pid"),
+                producer.number,
+                info.get("executable"),
+                info.get("start_ns"),
+            ],
+        )
+
+    def _read_log(self, producer: Producer) -> None:
+        """Read what the producer appended to its log: kept until it has a number."""
+        records = producer.log.read()
+        for record in records:
+            if "end" in record:
+                producer.end = dict(record["end"])
+        if producer.number is None:
+            producer.pending += records
+        else:
+            self._apply_log(producer, records)
+
+    def _apply_log(self, producer: Producer, records: list[dict[str, Any]]) -> None:
+        run = self._run_of(producer)
+        if run is None:
+            return
+        writer = run.writer
+        events: list[Event] = []
+        for record in records:
+            if "plan" in record:
+                writer.add_plan(base64.b64decode(str(record["plan"])))
+            elif "event" in record:
+                events.append(_event(record["event"]))
+            elif "tests" in record:
+                writer.add_test_phases([TestPhase(**t) for t in record["tests"]])
+            elif "discard" in record:
+                writer.discard_calls_under([int(c) for c in record["discard"]])
+        if events:
+            writer._pid = producer.pid
+            writer.con.execute("BEGIN")
+            writer._store_events(events)
+            writer.con.execute("COMMIT")
+        if producer.number is not None and producer.log.offset != producer.log_stored:
+            writer.flush_plans()  # the log's functions: stored before the offset moves
+            live.write_assignment(
+                producer.folder, writer.run_id, producer.number, producer.log.offset
+            )
+            producer.log_stored = producer.log.offset
+
+    def _drain(self, producer: Producer) -> None:
+        """Store what the producer's rings hold.
+
+        If storing fails (a full or read-only disk), the run stops storing calls but
+        the rings are still drained, and what they held counted as lost: the
+        program never waits for a service that cannot store.
+        """
+        run = self._run_of(producer)
+        if run is None:
+            return
+        run.writer._pid = producer.pid
+        while self._batch.drain(producer.reader).records:
+            if run.failure is None:
+                try:
+                    run.writer.write_batch(self._batch)
+                    run.batches += 1
+                except Exception as exc:
+                    run.failure = f"{type(exc).__name__}: {exc}"
+            if run.failure is not None:
+                run.records_lost += self._batch.counts.records
+            producer.reader.commit()  # only now: a service killed before stores it again
+
+    def _finish(self, producer: Producer) -> list[threading.Event]:
+        """The producer has ended: store the rest of it and say so in its rows.
+
+        Returns the waits of those who asked to be told.
+        """
+        producer.reader.refresh()
+        self._read_log(producer)
+        problems = [str(p) for p in producer.end.get("problems") or ()]
+        if producer.number is None and (
+            problems or _has_rows(producer.pending) or _produced(producer)
+        ):
+            self._number(producer)
+        run = producer.run if producer.number is not None else None
+        if run is not None:
+            self._drain(producer)
+            try:
+                self._close_rows(run, producer, problems)
+            except Exception as exc:
+                run.failure = run.failure or f"{type(exc).__name__}: {exc}"
+        if run is not None and run.failure is not None:
+            problems.append(
+                f"the recording stopped storing calls ({' '.join(run.failure.split())}); "
+                f"{run.records_lost} events lost"
+            )
+        with self._lock:
+            producer.finished = True
+            waiters, producer.waiters = producer.waiters, []
+            self.stored[producer.folder] = {
+                "ok": True,
+                "run": producer.run_id,
+                "calls": run.writer.calls_stored if run is not None else 0,  # the run's so far
+                "problems": problems,
+            }
+        producer.reader.close()
+        if run is None or run.failure is None:
+            live.remove_process_folder(producer.folder)
+        return waiters
+
+    def _close_rows(self, run: RunFeed, producer: Producer, problems: list[str]) -> None:
+        """Store how the producer ended: its process, threads and (the top one's) run rows."""
+        writer = run.writer
+        process = producer.reader.process()
+        end = producer.end
+        ended_by, exit_status = _how_it_ended(process, end)
+        threads = producer.reader.threads()
+        for thread in threads:
+            names = end.get("thread_names") or {}
+            if not thread.name and str(thread.ident) in names:
+                object.__setattr__(thread, "name", names[str(thread.ident)])
+        problems = list(problems)
+        if "ended_by" not in end:
+            problems.append(
+                f"process {producer.pid} ended ({ended_by}) before it said so: the calls "
+                "still open then are missing"
+            )
+        events = [_event(e) for e in end.get("events") or ()]
+        writer._pid = producer.pid
+        rings = _ring_stats(threads, process)
+        if producer.number == 0:
+            writer.finish(
+                RunEnd(
+                    exit_status=exit_status,
+                    end_ns=process.end_ns or native.now_ns(),
+                    rings=rings,
+                    clock=producer.reader.clock(),
+                    threads=threads,
+                    writer_batches=run.batches,
+                    records_lost=run.records_lost,
+                    problems=problems,
+                    ended_by=ended_by,
+                    events=events,
+                )
+            )
+        else:
+            _finish_child(writer, producer, threads, rings, exit_status, ended_by, problems, events)
+
+
+def _first(rows: list[Any]) -> Any:
+    """The first row of a fetched result (fetched whole: DuckDB keeps a result that is
+    not exhausted open on its connection), or None."""
+    return rows[0] if rows else None
+
+
+def _has_rows(records: list[dict[str, Any]]) -> bool:
+    """Whether log records hold something for the run's tables (not functions alone)."""
+    return any("event" in r or "tests" in r for r in records)
+
+
+def _produced(producer: Producer) -> int:
+    """Calls the producer's threads have written so far (audit events alone do not
+    count: a process that ran none of the program's code leaves no row)."""
+    return sum(t.calls for t in producer.reader.threads())
+
+
+def _event(fields: Any) -> Event:
+    """An event as a log carries it: [time_ns, kind, detail, call]."""
+    time_ns, kind, detail, call = fields
+    return Event(int(time_ns), str(kind), str(detail), int(call))
+
+
+def _how_it_ended(process: native.ProcessInfo, end: dict[str, Any]) -> tuple[str, int | None]:
+    """(ended by, exit status as a shell sees it) from what the producer said, its
+    header, or the kernel's word on a zombie (``how``: a ``wait`` status)."""
+    if "ended_by" in end:
+        status = end.get("exit_status")
+        if status is None and process.state == native.lib.SCOPE_PROCESS_EXITED:
+            status = process.exit_status if process.exit_status >= 0 else None  # from exit()
+        return str(end["ended_by"]), None if status is None else int(str(status))
+    if process.ended_by != "killed":
+        return process.ended_by, process.exit_status if process.exit_status >= 0 else None
+    how = end.get("how")
+    if isinstance(how, int):
+        if os.WIFSIGNALED(how):
+            signal_number = os.WTERMSIG(how)
+            return _signal_name(signal_number), 128 + signal_number
+        if os.WIFEXITED(how):
+            return "exit", os.WEXITSTATUS(how)
+    return "killed", None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _ring_stats(threads: list[native.ThreadInfo], process: native.ProcessInfo) -> native.RingStats:
+    """The run's ring counters, from its threads' ring headers."""
+    return native.RingStats(
+        produced=sum(t.produced for t in threads),
+        dropped=sum(t.dropped for t in threads) + process.setup_failures,
+        drained=sum(t.drained for t in threads),
+        pending=0,
+        held=0,
+        high_water=max((t.high_water for t in threads), default=0),
+        blocked_ns=sum(t.blocked_ns for t in threads),
+        stack_overflow=sum(t.stack_overflow for t in threads),
+        unmatched_exits=sum(t.unmatched_exits for t in threads),
+        values_lost=sum(t.values_lost for t in threads),
+        unfinished=process.unfinished,
+        threads_seen=len(threads),
+        threads_live=0,
+        unshared=process.unshared,
+    )
+
+
+def _finish_child(
+    writer: RecordingWriter,
+    producer: Producer,
+    threads: list[native.ThreadInfo],
+    rings: native.RingStats,
+    exit_status: int | None,
+    ended_by: str,
+    problems: list[str],
+    events: list[Event],
+) -> None:
+    """Close a child process's rows, and add its counters to its run's."""
+    con, run = writer.con, writer.run_id
+    end_ns = producer.reader.process().end_ns or native.now_ns()
+    con.execute("BEGIN")
+    writer.store_threads(threads)
+    writer._store_events([*events, Event(end_ns, "end", ended_by)])
+    con.execute(
+        "UPDATE process SET end_ns = ?, exit_status = ?, ended_by = ? WHERE run = ? AND pid = ?",
+        [end_ns, exit_status, ended_by, run, producer.pid],
+    )
+    con.execute(
+        """UPDATE run SET events_captured = coalesce(events_captured, 0) + ?,
+               events_dropped = coalesce(events_dropped, 0) + ?,
+               problems = list_concat(coalesce(problems, []), ?)
+           WHERE id = ?""",
+        [rings.produced + rings.dropped, rings.dropped, problems, run],
+    )
+    con.execute("COMMIT")
+
+
+def _same_user(connection: socket.socket) -> bool:
+    """Whether the peer of a connection runs as this process's user (SO_PEERCRED)."""
+    try:
+        credentials = connection.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
+    except OSError:
+        return False
+    _, uid, _ = struct.unpack("3i", credentials)
+    return bool(uid == os.getuid())
+
+
+def _take_lock(path: str) -> int | None:
+    """Hold the service lock of a recording; None if another process holds it.
+
+    A service that leaves removes the lock file while it still holds it: the lock
+    taken is good only if the file locked is still the one at ``path``.
+    """
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            return None
+        held = os.fstat(descriptor)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(descriptor)  # removed by a service leaving: lock the new file
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())  # who stores the recording now
+    return descriptor
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scope.service DB``: store what is recorded into DB until nothing is."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m scope.service RECORDING\n")
+        return 2
+    try:
+        return Service(args[0]).serve()
+    except Exception as exc:  # said in the service's log, where producers point
+        sys.stderr.write(f"scope service: {type(exc).__name__}: {exc}\n")
+        return 1

@@ -1,0 +1,383 @@
+"""The recording service: the recorded program only fills its rings; another process stores.
+
+With ``service = true`` (``SCOPE_SERVICE=1``) a recorded process runs no thread
+of scope's and never opens the recording: ``python -m scope.service`` drains
+its rings from their files (``scope.storage.service``).  These tests hold the
+promises that come with it: the program's threads, signals and descriptors are
+its own, and what it recorded is stored however it ends, once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import clean_env
+from .test_live_rings import KILLS_ITSELF
+
+
+def service_env() -> dict[str, str]:
+    return clean_env({"SCOPE_SERVICE": "1"})
+
+
+def record(project: Path, *args: str, **popen: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scope", "run", *args],
+        cwd=project,
+        env=service_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def start(project: Path, *args: str) -> subprocess.Popen[str]:
+    """``scope run ARGS`` with the service, in the background, its stdin, stdout and
+    stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scope", "run", *args],
+        cwd=project,
+        env=service_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def plain(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=project, env=clean_env(), capture_output=True, text=True
+    )
+
+
+def wait_for_service_to_leave(project: Path, timeout: float = 60.0) -> None:
+    """Wait until every process folder is stored and no service holds the recording."""
+    root = project / ".scope" / "scope.duckdb.live"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [n for n in os.listdir(root) if "-" in n] if root.exists() else []
+        if not left and _lock_free(root / "service.lock"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the service did not store everything and leave: {os.listdir(root)}")
+
+
+def _lock_free(lock: Path) -> bool:
+    if not lock.exists():
+        return True
+    with open(lock, "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+    return True
+
+
+COUNTS_ITS_THREADS = """
+import os, threading
+
+def work(n):
+    return n + 1
+
+for i in range(1000):
+    work(i)
+print(threading.active_count(), [t.name for t in threading.enumerate()],
+      len(os.listdir("/proc/self/task")))
+"""
+
+
+def test_a_recorded_program_sees_no_thread_of_scopes(write, project, query):
+    write("threads.py", COUNTS_ITS_THREADS)
+    recorded = record(project, "threads.py")
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout == plain(project, "threads.py").stdout
+    assert recorded.stdout.split()[-1] == "1"  # one OS thread: the program's own
+    ((calls,),) = query("SELECT count(*) FROM call WHERE run = 1")
+    assert calls == 1000
+
+
+def test_every_call_a_killed_program_made_is_stored(write, project, query, scope):
+    calls = 300_000
+    write("kill.py", KILLS_ITSELF)
+    result = record(project, "--max-calls-per-function", "0", "kill.py", str(calls))
+    assert result.returncode == -signal.SIGKILL and result.stdout == f"{calls}\n"
+    wait_for_service_to_leave(project)
+    ((stored, distinct),) = query(
+        "SELECT count(*), count(DISTINCT c.id) FROM call c JOIN function f "
+        "ON f.run = c.run AND f.id = c.function WHERE f.qualname = 'work'"
+    )
+    assert stored == calls and distinct == calls
+    ((status, ended_by, exit_status),) = query(
+        "SELECT r.status, p.ended_by, p.exit_status FROM run r JOIN process p ON p.run = r.id"
+    )
+    # Only the parent learns how a process died; the service knows when it saw the
+    # zombie before the parent reaped it.
+    assert (status, ended_by, exit_status) in (
+        ("complete", "SIGKILL", 128 + 9),
+        ("complete", "killed", None),
+    )
+    assert not (project / ".scope" / "scope.duckdb.live").exists() or not [
+        name for name in os.listdir(project / ".scope" / "scope.duckdb.live") if "-" in name
+    ]
+
+
+@pytest.mark.parametrize(
+    "busy",
+    [
+        "while True:\n    work(1)",
+        "sum(range(10**11))  # one long C call",
+    ],
+    ids=["python loop", "long C call"],
+)
+def test_sigterm_kills_at_once_as_plain_python(write, project, query, busy):
+    write(
+        "busy.py",
+        f"""
+import sys
+
+def work(n):
+    return n + 1
+
+for i in range(1000):
+    work(i)
+print("ready", flush=True)
+{busy}
+""",
+    )
+    process = start(project, "busy.py")
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    # A program that stored its backlog on SIGTERM, or waited in a C call, would not be dead.
+    assert process.wait(timeout=10) == -signal.SIGTERM
+    wait_for_service_to_leave(project)
+    ((stored,),) = query("SELECT count(*) FROM call WHERE run = 1")
+    assert stored >= 1000
+
+
+@pytest.mark.parametrize("first", [3, 0])
+def test_closing_every_descriptor_does_not_hurt_the_program(write, project, query, first):
+    write(
+        "daemon.py",
+        f"""
+import os, sys
+
+def work(n):
+    return n + 1
+
+for i in range(500):
+    work(i)
+sys.stdout.flush()
+os.closerange({first}, 1024)
+for i in range(500):
+    work(i)
+with open("done.txt", "w") as f:
+    f.write("done")
+""",
+    )
+    recorded = record(project, "daemon.py")
+    assert recorded.returncode == plain(project, "daemon.py").returncode == 0
+    assert (project / "done.txt").read_text() == "done"
+    wait_for_service_to_leave(project)
+    ((stored,),) = query("SELECT count(*) FROM call WHERE run = 1")
+    assert stored == 1000
+
+
+def test_a_forked_child_and_a_subprocess_record_into_the_same_run(write, project, query):
+    write(
+        "family.py",
+        """
+import os, subprocess, sys, warnings
+
+warnings.simplefilter("error")  # a fork warning would end the program
+
+def work(n):
+    return n + 1
+
+for i in range(10):
+    work(i)
+pid = os.fork()
+if pid == 0:
+    for i in range(20):
+        work(i)
+    os._exit(3)
+_, status = os.waitpid(pid, 0)
+subprocess.run([sys.executable, "child.py"], check=True)
+print(os.waitstatus_to_exitcode(status))
+""",
+    )
+    write("child.py", "def job(n):\n    return n * 2\n\nfor i in range(30):\n    job(i)\n")
+    result = record(project, "family.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "3\n" and result.stderr == ""
+    wait_for_service_to_leave(project)
+    rows = query(
+        "SELECT p.number, p.exit_status, count(c.id) FROM process p LEFT JOIN call c "
+        "ON c.run = p.run AND c.id >> 52 = p.number GROUP BY ALL ORDER BY p.number"
+    )
+    assert [(n, calls) for n, _, calls in rows] == [(0, 10), (1, 20), (2, 30)]
+    assert rows[1][1] == 3  # the forked child's os._exit status
+    ((runs,),) = query("SELECT count(*) FROM run")
+    assert runs == 1
+
+
+def test_programs_recording_into_one_file_at_once_get_a_run_each(write, project, query):
+    write(
+        "one.py",
+        "import sys, time\n\ndef work(n):\n    return n + 1\n\n"
+        "for i in range(int(sys.argv[1])):\n    work(i)\ntime.sleep(0.3)\n",
+    )
+    processes = [start(project, "one.py", str(100 * (k + 1))) for k in range(6)]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    wait_for_service_to_leave(project)
+    rows = query(
+        "SELECT r.status, count(c.id) FROM run r LEFT JOIN call c ON c.run = r.id "
+        "GROUP BY r.id, r.status ORDER BY 2"
+    )
+    assert rows == [("complete", 100 * (k + 1)) for k in range(6)]
+
+
+def test_scope_run_returns_with_its_run_stored(write, project, scope):
+    write("quick.py", "def f():\n    return 1\n\nfor i in range(5000):\n    f()\n")
+    assert record(project, "quick.py").returncode == 0
+    # No waiting for the service: the run was stored before scope run returned.
+    status = subprocess.run(
+        [sys.executable, "-c", STATUS_WHILE_THE_SERVICE_LINGERS],
+        cwd=project,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert status.stdout.strip() in ("complete 5000", "in use")
+
+
+#: reads the run's row as soon as the file can be opened
+STATUS_WHILE_THE_SERVICE_LINGERS = """
+import duckdb, time
+for _ in range(400):
+    try:
+        con = duckdb.connect(".scope/scope.duckdb", read_only=True)
+    except duckdb.Error:
+        time.sleep(0.01)
+        continue
+    print(*con.execute("SELECT status, calls_stored FROM run").fetchone())
+    break
+else:
+    print("in use")
+"""
+
+
+def test_the_live_folder_and_socket_are_private(write, project):
+    write(
+        "look.py",
+        """
+import json, os, stat
+root = os.path.abspath(".scope/scope.duckdb.live")
+print(json.dumps({name: stat.S_IMODE(os.lstat(os.path.join(root, name)).st_mode)
+                  for name in os.listdir(root)}))
+""",
+    )
+    result = record(project, "look.py")
+    assert result.returncode == 0, result.stderr
+    modes = json.loads(result.stdout)
+    own = [name for name in modes if "-" in name]
+    assert len(own) == 1 and modes[own[0]] == 0o700
+    assert modes.get("service.sock", 0o600) == 0o600  # may not be up yet
+    assert os.stat(project / ".scope" / "scope.duckdb.live").st_mode & 0o777 == 0o700
+
+
+def test_a_killed_service_is_replaced_and_nothing_is_lost(write, project, query):
+    write(
+        "phases.py",
+        """
+import sys
+
+def work(n):
+    return n + 1
+
+for i in range(50_000):
+    work(i)
+print("first", flush=True)
+sys.stdin.readline()
+for i in range(20_000):
+    work(i)
+""",
+    )
+    process = start(project, "--max-calls-per-function", "0", "phases.py")
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout.readline() == "first\n"
+    service = service_pid(project)
+    os.kill(service, signal.SIGKILL)
+    while (
+        os.path.exists(f"/proc/{service}") and "Z" not in Path(f"/proc/{service}/stat").read_text()
+    ):
+        time.sleep(0.01)
+    out, err = process.communicate("go\n", timeout=120)
+    assert process.returncode == 0 and (out, err) == ("", "")
+    wait_for_service_to_leave(project)
+    assert query("SELECT status, calls_stored FROM run") == [("complete", 70_000)]
+    ((stored, distinct),) = query("SELECT count(*), count(DISTINCT id) FROM call")
+    assert stored == distinct == 70_000
+
+
+def service_pid(project: Path, timeout: float = 30.0) -> int:
+    """The pid of the service storing the project's recording, once it holds its lock."""
+    lock = project / ".scope" / "scope.duckdb.live" / "service.lock"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = lock.read_text() if lock.exists() else ""
+        if text.strip() and not _lock_free(lock):
+            return int(text)
+        time.sleep(0.02)
+    raise AssertionError("no service took the recording")
+
+
+def test_queries_are_answered_while_the_program_records(write, project, scope):
+    write(
+        "waits.py",
+        """
+import sys
+
+def work(n):
+    return n + 1
+
+for i in range(3000):
+    work(i)
+print("recorded", flush=True)
+sys.stdin.readline()
+""",
+    )
+    process = start(project, "waits.py")
+    assert process.stdout is not None and process.stdout.readline() == "recorded\n"
+    try:
+        count = "SELECT count(*) AS calls FROM call"
+        deadline = time.monotonic() + 60
+        while True:  # the service stores what the rings hold within milliseconds
+            answer = scope("sql", count, "--json")
+            assert answer.returncode == 0, answer.stderr
+            if json.loads(answer.stdout) == [{"calls": 3000}] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert json.loads(answer.stdout) == [{"calls": 3000}]
+        runs = json.loads(scope("runs", "--json").stdout)
+        assert [run["status"] for run in runs] == ["running"]
+        # What a query changes is rolled back: the recording stays as it was written.
+        scope("sql", "DELETE FROM call")
+        assert json.loads(scope("sql", count, "--json").stdout) == [{"calls": 3000}]
+        bad = scope("sql", "SELECT nothing FROM nowhere")
+        assert bad.returncode == 1 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        process.communicate("\n", timeout=60)
+    assert process.returncode == 0
+    assert json.loads(scope("sql", count, "--json").stdout) == [{"calls": 3000}]
