@@ -12,6 +12,9 @@ and prints the best wall time of each variant and its ratio to plain python:
 * ``python -m scope run`` with the default budget (100,000 calls stored per
   function, the rest summed);
 * the same with ``--max-calls-per-function 0``: every call stored;
+* both again with the recording service storing (``SCOPE_SERVICE=1``): the
+  program only fills its rings, and its wall time includes waiting for the
+  service to confirm the run is stored;
 * VizTracer writing its JSON trace; cProfile writing its profile.
 
 The last row is the geometric mean.  A second table gives, for the every-call
@@ -40,7 +43,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = Path(os.environ.get("SCOPE_PYPERF_TOOL", ROOT.parent / "shared/bench/pyperf_workloads.py"))
 DEFAULT_WORKLOADS = "richards,deltablue,raytrace,hexiom,go,chaos,float,generators"
-VARIANTS = ("plain", "capture only", "scope", "scope, every call", "VizTracer", "cProfile")
+VARIANTS = (
+    "plain",
+    "capture only",
+    "scope",
+    "scope, every call",
+    "service",
+    "service, every call",
+    "VizTracer",
+    "cProfile",
+)
+#: the variants that store through the recording service (``SCOPE_SERVICE=1``)
+SERVICE_VARIANTS = ("service", "service, every call")
 CAPTURE_ONLY = Path(__file__).resolve().parent / "capture_only.py"
 
 
@@ -68,9 +82,9 @@ def command(variant: str, name: str, loops: int, scratch: Path) -> list[str]:
         return [sys.executable, *tool]
     if variant == "capture only":
         return [sys.executable, str(CAPTURE_ONLY), "run", *db, *include, *tool]
-    if variant == "scope":
+    if variant in ("scope", "service"):
         return [sys.executable, "-m", "scope", "run", *db, *include, *tool]
-    if variant == "scope, every call":
+    if variant in ("scope, every call", "service, every call"):
         every = ["--max-calls-per-function", "0"]
         return [sys.executable, "-m", "scope", "run", *db, *include, *every, *tool]
     if variant == "VizTracer":
@@ -86,6 +100,7 @@ def run_once(variant: str, name: str, loops: int, scratch: Path) -> float:
     # Bytecode caches are allowed, for every variant alike: after the first round a
     # workload's instrumented code comes from scope's cache, as when a developer re-runs.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["SCOPE_SERVICE"] = "1" if variant in SERVICE_VARIANTS else "0"
     began = time.perf_counter()
     result = subprocess.run(
         command(variant, name, loops, scratch), capture_output=True, text=True, env=env
@@ -137,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if not has_viztracer:
         print("VizTracer is not installed (pip install -e '.[bench]'): its column is left out")
     best: dict[tuple[str, str], float] = {}
-    storage: dict[str, tuple[int, int, float, float]] = {}
+    storage: dict[tuple[str, str], tuple[int, int, float, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         for _ in range(args.repeat):
@@ -146,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                     elapsed = run_once(variant, name, args.loops, scratch)
                     key = (name, variant)
                     best[key] = min(best.get(key, math.inf), elapsed)
-                    if variant == "scope, every call":
+                    if variant.endswith("every call"):
                         calls, size, waited = storage_figures(name, scratch)
-                        storage[name] = (calls, size, elapsed, waited)
+                        storage[(name, variant)] = (calls, size, elapsed, waited)
     print(f"Python {sys.version.split()[0]}; best wall time of {args.repeat}, seconds (x plain)")
     print(f"{'workload':<12}" + "".join(f"{v:>22}" for v in variants))
     ratios: dict[str, list[float]] = {v: [] for v in variants}
@@ -162,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<12}" + "".join(cells))
     geomean = {v: math.exp(sum(map(math.log, r)) / len(r)) for v, r in ratios.items()}
     print(f"{'geo. mean':<12}" + "".join(f"{'':>15}({geomean[v]:>5.2f})" for v in variants))
-    print("\nevery call stored")
-    print(f"{'workload':<12}{'calls':>14}{'bytes/call':>12}{'calls/s':>14}{'waited s':>10}")
-    for name in names:
-        calls, size, elapsed, waited = storage[name]
-        per_call = size / calls if calls else float("nan")
-        row = f"{name:<12}{calls:>14,}{per_call:>12.1f}{calls / elapsed:>14,.0f}"
-        print(f"{row}{waited:>10.2f}")
+    for variant in ("scope, every call", "service, every call"):
+        print(f"\n{variant} stored (calls/s: over the whole process's wall time)")
+        print(f"{'workload':<12}{'calls':>14}{'bytes/call':>12}{'calls/s':>14}{'waited s':>10}")
+        for name in names:
+            calls, size, elapsed, waited = storage[(name, variant)]
+            per_call = size / calls if calls else float("nan")
+            row = f"{name:<12}{calls:>14,}{per_call:>12.1f}{calls / elapsed:>14,.0f}"
+            print(f"{row}{waited:>10.2f}")
     if args.json:
         data = {"best_s": {f"{n}|{v}": t for (n, v), t in best.items()}, "geomean": geomean}
         Path(args.json).write_text(json.dumps(data, indent=2))

@@ -8,15 +8,14 @@ turned into an error is an exception, recorded as such; one caught by
 ``catch_warnings(record=True)`` is the program's to keep, not shown and not
 kept here.
 
-Log records (optional, off by default: ``log_level``): a handler on the root
-logger keeps a ``log`` event for each record at or above the level.  It is the
-one visible change (``logging.root.handlers`` lists it), which is why it is off
-unless asked for.
+Log records (optional, off by default: ``log_level``) are kept by
+``scope.capture.log_watch``, which alone imports ``logging``: a program that
+does not use it must not find it imported (its fork hooks would change what a
+signal arriving during ``os.fork`` does).
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
@@ -54,27 +53,3 @@ class WarningWatch:
         except Exception:  # the warning is shown whatever happened here
             pass
         self._patch.original(message)
-
-
-class LogWatch(logging.Handler):
-    """A root-logger handler that keeps records at or above a level as events."""
-
-    def __init__(self, on_event: EventSink, level: str) -> None:
-        super().__init__(logging.getLevelName(level))
-        self.on_event = on_event
-
-    def install(self) -> None:
-        """Add the handler to the root logger."""
-        logging.getLogger().addHandler(self)
-
-    def uninstall(self) -> None:
-        """Take the handler off the root logger."""
-        logging.getLogger().removeHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Keep the record as a ``log`` event of the call that logged it."""
-        try:
-            detail = f"{record.levelname} {record.name}: {record.getMessage()}"
-        except Exception:  # a bad format: the program's own handlers say so
-            return
-        self.on_event("log", detail, native.current_call())

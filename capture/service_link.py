@@ -26,6 +26,7 @@ from typing import Any
 from scope.native import live
 
 from scope import native
+from scope.errors import NotARecording, RecordingError
 
 #: seconds to wait for a service to take a connection (it may be starting)
 CONNECT_TIMEOUT = 10.0
@@ -49,8 +50,11 @@ class ServiceLink:
     def start(self) -> None:
         """Make the folder, share the rings, and make sure a service stores them.
 
-        Raises ``OSError`` if the folder or the rings' header cannot be made.
+        Raises ``OSError`` if the folder or the rings' header cannot be made, and
+        ``RecordingError`` for a recording path that can be none (what the service
+        alone could tell, a DuckDB file that is not a recording, it says at the end).
         """
+        refuse_unusable(self.db)
         pid = os.getpid()
         self.folder = live.make_process_folder(
             self.db, 0, pid, run_key=self.run_key, top=self.top, info=self.info, audit=self.audit
@@ -62,7 +66,7 @@ class ServiceLink:
             self.folder = None
             raise
         native.unfinished_into_rings(True)
-        if self._request({"op": "hello"}, timeout=0.2) is None:
+        if self._request({"op": "hello"}, timeout=0) is None:  # one try: none is running
             start_service(self.db)
 
     def _log(self, record: dict[str, object]) -> None:
@@ -134,6 +138,14 @@ class ServiceLink:
         native.stop_sharing(remove=False)
         return answer if answer is not None and answer.get("ok") else None
 
+    def refusal(self) -> str | None:
+        """Why the service said it cannot store the recording, if it said so."""
+        try:
+            with open(os.path.join(live.live_root(self.db), live.REFUSAL)) as f:
+                return f.read(2000).strip() or None
+        except OSError:
+            return None
+
     def _request(
         self, message: dict[str, object], timeout: float | None
     ) -> dict[str, object] | None:
@@ -161,6 +173,26 @@ class ServiceLink:
                 return live.receive(stream)
         except OSError:
             return None
+
+
+#: where a DuckDB file says it is one (its header's magic bytes)
+_DUCKDB_MAGIC = (8, b"DUCK")
+
+
+def refuse_unusable(db: str) -> None:
+    """Raise ``RecordingError`` if ``db`` is a folder, or a file that is not DuckDB's."""
+    if os.path.isdir(db):
+        raise RecordingError(f"cannot write recording {db}: it is a directory")
+    try:
+        with open(db, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RecordingError(f"cannot open recording {db}: {exc.strerror}") from None
+    offset, magic = _DUCKDB_MAGIC
+    if head and head[offset : offset + len(magic)] != magic:
+        raise NotARecording(f"{db} is not a scope recording (not a DuckDB file)")
 
 
 def start_service(db: str) -> None:

@@ -93,9 +93,11 @@ def make_process_folder(db: str, run: int, pid: int, **more: object) -> str:
                 raise
     note = {"db": os.path.abspath(db), "run": run, "pid": pid, "start": process_start(pid), **more}
     path = os.path.join(folder, RUN_FILE)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    descriptor = os.open(path + ".new", flags, 0o600)
     with os.fdopen(descriptor, "w") as f:
         json.dump(note, f)
+    os.replace(path + ".new", path)  # whole or not there: a service may look at any time
     return folder
 
 
@@ -149,6 +151,8 @@ SOCKET = "service.sock"
 LOCK = "service.lock"
 #: where the service writes what goes wrong with it
 SERVICE_LOG = "service.log"
+#: why the service could not open the recording, for its producers to say
+REFUSAL = "service.refused"
 #: the file of a process's folder its producer appends records to (JSON lines)
 LOG = "log"
 

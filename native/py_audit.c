@@ -85,7 +85,7 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
     size_t i = 0;
     while (i < n && strcmp(event, g_audited[i]) != 0) i++;
     if (i == n) return 0;
-    scope_thread *t = scope_tls_thread ? scope_tls_thread : scope_current_thread();
+    scope_thread *t = scope_current_thread();
     if (!t || t->suppressed || t->overflow_depth) return 0;
     uint64_t call = 0, func = 0;
     for (uint32_t d = t->depth; d-- > 0;) {

@@ -24,6 +24,7 @@ _Atomic int scope_g_enabled = 0;
 uint64_t scope_g_budget = 0;
 _Atomic uint64_t scope_g_budget_generation = 0;
 __thread scope_thread *scope_tls_thread = NULL;
+_Atomic uint32_t scope_g_ring_generation = 0;
 void *(*scope_before_wait)(void) = NULL;
 void (*scope_after_wait)(void *) = NULL;
 
@@ -245,6 +246,18 @@ static void unmap_ring(scope_thread *t, int remove) {
     t->h = NULL;
 }
 
+/* The thread's ring of an earlier generation (g_lock held): it is done with.  Its
+ * open calls were written as unfinished when their recording stopped; the drainer
+ * frees the ring once it is empty. */
+static void retire_old_ring(scope_thread *old) {
+    free(old->stack);
+    old->stack = NULL;
+    old->stack_capacity = 0;
+    old->depth = 0;
+    atomic_store_explicit(&old->h->end_ns, scope_monotonic_ns(), memory_order_relaxed);
+    atomic_store_explicit(&old->h->dead, 1, memory_order_release);
+}
+
 scope_thread *scope_thread_create(void) {
     pthread_once(&g_key_once, make_key);
     scope_thread *t = calloc(1, sizeof *t);
@@ -254,6 +267,8 @@ scope_thread *scope_thread_create(void) {
     if (!t->stack) goto fail;
     pthread_mutex_lock(&g_lock);
     if (!g_atfork_registered) g_atfork_registered = pthread_atfork(NULL, NULL, atfork_child) == 0;
+    if (scope_tls_thread) retire_old_ring(scope_tls_thread);
+    t->generation = atomic_load(&scope_g_ring_generation);
     t->slot = g_next_slot++;
     t->capacity = scope_g_ring_records;
     t->arena_capacity = scope_g_arena_bytes;
@@ -318,6 +333,7 @@ int scope_live_open(const char *dir, int64_t parent_pid) {
     if (g_process) munmap(g_process, SCOPE_PROCESS_HEADER_BYTES);
     g_process = p;
     strcpy(g_live_dir, dir);
+    atomic_fetch_add(&scope_g_ring_generation, 1); /* every thread's next ring: in dir */
     pthread_mutex_unlock(&g_lock);
     return 0;
 }

@@ -77,6 +77,7 @@ typedef struct scope_thread {
     uint32_t arena_head;
     uint32_t arena_tail_cache;
     uint64_t calls_written; /* call records written, published as h->calls */
+    uint32_t generation;    /* scope_g_ring_generation when its ring was made */
     /* The ring itself, shared with the drainer (scope_shared.h); these copy its
      * header's sizes so the hot path reads no shared line for them. */
     scope_ring_header *h;
@@ -103,6 +104,9 @@ extern _Atomic int scope_g_enabled;
 extern uint64_t scope_g_budget;
 extern _Atomic uint64_t scope_g_budget_generation;
 extern __thread scope_thread *scope_tls_thread;
+/* Changes whenever rings are to be made somewhere else (scope_live_open): a thread
+ * whose ring is older makes a new one at its next call. */
+extern _Atomic uint32_t scope_g_ring_generation;
 
 /* Called around a blocking wait so the Python layer can release the GIL. */
 extern void *(*scope_before_wait)(void);
@@ -129,7 +133,9 @@ static inline int64_t scope_ticks(void) {
 
 static inline scope_thread *scope_current_thread(void) {
     scope_thread *t = scope_tls_thread;
-    return t ? t : scope_thread_create();
+    if (t && t->generation == atomic_load_explicit(&scope_g_ring_generation, memory_order_relaxed))
+        return t;
+    return scope_thread_create();
 }
 
 static inline int scope_enabled(void) {

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from scope import __version__, interpreter, native
 from scope.capture import forks, process_end, runtime
-from scope.capture.messages import LogWatch, WarningWatch
+from scope.capture.messages import WarningWatch
 from scope.capture.processes import ChildPropagation, ChildSettings
 from scope.capture.service_link import ServiceLink
 from scope.capture.threads import ThreadWatch
@@ -45,7 +45,8 @@ from scope.instrument.select import ModuleSelector, default_roots
 from scope.native import live
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 
-if TYPE_CHECKING:  # what stores the recording in this process: imported only to do so
+if TYPE_CHECKING:  # imported only when used: a recorded program must not find them loaded
+    from scope.capture.log_watch import LogWatch
     from scope.capture.pipeline import Pipeline
     from scope.storage.recovery import Recovered
     from scope.storage.writer import RecordingWriter
@@ -217,6 +218,8 @@ class Recorder:
             RunPathHook(selector, self.instrumenter),
         ]
         if self.config.log_level != "off":
+            from scope.capture.log_watch import LogWatch
+
             self._watches.append(LogWatch(self.event, self.config.log_level))
         for watch in self._watches:
             try:
@@ -571,9 +574,11 @@ class Recorder:
             final=self.child is None or self._ended_by != "exit",
         )
         if answer is None:
+            refusal = link.refusal()
+            cause = f" ({refusal})" if refusal else ""
             self._problems.append(
-                f"the recording service did not confirm that it stored this run; what was "
-                f"recorded is kept in {link.folder} for the next scope command to store"
+                f"the recording service did not confirm that it stored this run{cause}; what "
+                f"was recorded is kept in {link.folder} for the next scope command to store"
             )
             return
         for problem in answer.get("problems") or ():  # type: ignore[attr-defined]

@@ -45,6 +45,7 @@ from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
 
 from scope import native
+from scope.errors import RecordingError
 
 #: seconds between two rounds of draining while producers are busy
 INTERVAL = 0.005
@@ -132,7 +133,11 @@ class Service:
         try:
             self._listen()
             with self._db_lock:
-                self._open()
+                try:
+                    self._open()
+                except RecordingError as exc:  # said by each producer at its end
+                    _refuse(self.root, str(exc))
+                    raise
             while True:
                 with self._db_lock:
                     self._round()
@@ -162,6 +167,8 @@ class Service:
         """The recording, opened for writing (and what killed programs left, stored)."""
         if self.con is None:
             self.con = database.open_for_writing(self.db)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.root, live.REFUSAL))  # an old refusal: past
             recover(self.con, self.db)
         return self.con
 
@@ -339,7 +346,12 @@ class Service:
             known = folder in self.producers or folder in self.stored
             if known or "-" not in name or not os.path.isdir(folder):
                 continue
-            self._attach(folder)
+            try:
+                self._attach(folder)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Not what a producer writes (damaged, or not scope's): left alone.
+                self.stored[folder] = {"ok": False, "error": "not a producer's folder"}
+                _say(f"{folder} left alone: {type(exc).__name__}: {exc}")
 
     def _attach(self, folder: str) -> None:
         note = live.read_note(folder)
@@ -616,6 +628,24 @@ class Service:
             _finish_child(writer, producer, threads, rings, exit_status, ended_by, problems, events)
 
 
+def _refuse(root: str, why: str) -> None:
+    """Leave why the recording cannot be stored where producers look for it."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(
+            os.path.join(root, live.REFUSAL),
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
+        with os.fdopen(descriptor, "w") as f:
+            f.write(" ".join(why.split()))
+
+
+def _say(text: str) -> None:
+    """One line in the service's log (its stderr, the live folder's service.log)."""
+    sys.stderr.write(f"scope service: {' '.join(text.split())}\n")
+    sys.stderr.flush()
+
+
 def _first(rows: list[Any]) -> Any:
     """The first row of a fetched result (fetched whole: DuckDB keeps a result that is
     not exhausted open on its connection), or None."""
@@ -763,5 +793,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return Service(args[0]).serve()
     except Exception as exc:  # said in the service's log, where producers point
-        sys.stderr.write(f"scope service: {type(exc).__name__}: {exc}\n")
+        _say(f"{type(exc).__name__}: {exc}")
         return 1

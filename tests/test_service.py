@@ -381,3 +381,17 @@ sys.stdin.readline()
         process.communicate("\n", timeout=60)
     assert process.returncode == 0
     assert json.loads(scope("sql", count, "--json").stdout) == [{"calls": 3000}]
+
+
+def test_a_folder_that_is_not_a_producers_does_not_stop_the_service(write, project, query):
+    root = project / ".scope" / "scope.duckdb.live"
+    root.mkdir(parents=True, mode=0o700)
+    bogus = root / "1-bogus"
+    bogus.mkdir(mode=0o700)
+    note = {"db": str(project / ".scope" / "scope.duckdb"), "run_key": "x", "top": True, "pid": 1}
+    (bogus / "run.json").write_text(json.dumps(note))  # says nothing of its run
+    write("ok.py", "def f():\n    return 1\n\nfor i in range(100):\n    f()\n")
+    result = record(project, "ok.py")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert query("SELECT status, calls_stored FROM run") == [("complete", 100)]
+    assert bogus.exists()  # not the service's to remove
