@@ -27,7 +27,10 @@ EMPTY = "import os\nprint(len(os.listdir('/proc/self/task')))\n"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_")}
+    """The environment without scope's settings, bytecode caches on (scope's rewritten
+    code comes from its cache after the first run, as when a developer re-runs)."""
+    drop = ("SCOPE_", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(extra)
     return env
 

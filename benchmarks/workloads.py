@@ -96,7 +96,8 @@ def command(variant: str, name: str, loops: int, scratch: Path) -> list[str]:
 def run_once(variant: str, name: str, loops: int, scratch: Path) -> float:
     """Wall seconds of one whole process; raises if it failed."""
     for leftover in scratch.glob(f"{name}.*"):
-        leftover.unlink()
+        if not leftover.is_dir():  # a live folder is its recording service's, if one lingers
+            leftover.unlink()
     # Bytecode caches are allowed, for every variant alike: after the first round a
     # workload's instrumented code comes from scope's cache, as when a developer re-runs.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

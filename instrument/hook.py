@@ -52,6 +52,15 @@ def loaded_plans() -> list[PackedPlan]:
     return list(_loaded.values())
 
 
+def may_define_functions(source: bytes) -> bool:
+    """Whether ``source`` may define a function (``def`` or ``lambda`` appear in it).
+
+    A "no" is certain, and spares analysing it (``python -c pass`` in a recorded
+    child: such code has no cache entry, and libcst costs ~0.2 s to import).
+    """
+    return b"def" in source or b"lambda" in source
+
+
 def compiles(source: bytes, path: str) -> bool:
     """Whether Python compiles ``source``: if not, libcst's refusal was no failure of scope's."""
     try:
@@ -101,6 +110,8 @@ class Instrumenter:
             plan, code = cached
         else:
             source = read_source()
+            if not may_define_functions(source):
+                return None  # nothing to instrument: Python's own code, and no libcst
             try:
                 code, made = instrument_source(source, path, self.plan(module, path, source))
             except SyntaxError:

@@ -47,8 +47,9 @@ from scope.storage.writer import RecordingWriter
 from scope import native
 from scope.errors import RecordingError
 
-#: seconds between two rounds of draining while producers are busy
-INTERVAL = 0.005
+#: seconds between two rounds of draining: long enough for a batch to be worth its
+#: transaction (a few ms each), short enough for a ring (2^18 records) not to fill
+INTERVAL = 0.01
 #: seconds the service stays with nothing to do before it exits
 LINGER = float(os.environ.get("SCOPE_SERVICE_LINGER", "1.0"))
 #: records per batch (one DuckDB row group, as the in-process pipeline's)
@@ -140,7 +141,9 @@ class Service:
                     raise
             while True:
                 with self._db_lock:
-                    self._round()
+                    moved = self._round()
+                if moved >= BATCH_RECORDS // 2:
+                    continue  # a backlog: drain again at once, in full batches
                 if self._idle():
                     break
                 self._hello.wait(INTERVAL)
@@ -309,9 +312,11 @@ class Service:
 
     # ---- one round: find, read, drain, finish ----
 
-    def _round(self) -> None:
+    def _round(self) -> int:
+        """Find, read, drain and finish every producer once; returns records drained."""
         self._scan()
-        stored: list[threading.Event] = []
+        moved = 0
+        stored: list[tuple[Producer, dict[str, object]]] = []
         for producer in list(self.producers.values()):
             if producer.finished:
                 continue
@@ -328,13 +333,18 @@ class Service:
             if producer.number is None and (_has_rows(producer.pending) or _produced(producer)):
                 self._number(producer)
             if producer.number is not None:
-                self._drain(producer)
+                moved += self._drain(producer)
             if ended:
-                stored += self._finish(producer)
+                stored.append((producer, self._finish(producer)))
         if stored:
             self._release_file()  # before the answers: a query may follow at once
-        for waiter in stored:
-            waiter.set()
+        for producer, answer in stored:
+            with self._lock:
+                self.stored[producer.folder] = answer
+                waiters, producer.waiters = producer.waiters, []
+            for waiter in waiters:
+                waiter.set()
+        return moved
 
     def _scan(self) -> None:
         try:
@@ -529,8 +539,8 @@ class Service:
             )
             producer.log_stored = producer.log.offset
 
-    def _drain(self, producer: Producer) -> None:
-        """Store what the producer's rings hold.
+    def _drain(self, producer: Producer) -> int:
+        """Store what the producer's rings hold; returns how many records.
 
         If storing fails (a full or read-only disk), the run stops storing calls but
         the rings are still drained, and what they held counted as lost: the
@@ -538,9 +548,11 @@ class Service:
         """
         run = self._run_of(producer)
         if run is None:
-            return
+            return 0
         run.writer._pid = producer.pid
+        moved = 0
         while self._batch.drain(producer.reader).records:
+            moved += self._batch.counts.records
             if run.failure is None:
                 try:
                     run.writer.write_batch(self._batch)
@@ -550,11 +562,12 @@ class Service:
             if run.failure is not None:
                 run.records_lost += self._batch.counts.records
             producer.reader.commit()  # only now: a service killed before stores it again
+        return moved
 
-    def _finish(self, producer: Producer) -> list[threading.Event]:
+    def _finish(self, producer: Producer) -> dict[str, object]:
         """The producer has ended: store the rest of it and say so in its rows.
 
-        Returns the waits of those who asked to be told.
+        Returns what to answer whoever asks about it (once the round is over).
         """
         producer.reader.refresh()
         self._read_log(producer)
@@ -577,17 +590,15 @@ class Service:
             )
         with self._lock:
             producer.finished = True
-            waiters, producer.waiters = producer.waiters, []
-            self.stored[producer.folder] = {
-                "ok": True,
-                "run": producer.run_id,
-                "calls": run.writer.calls_stored if run is not None else 0,  # the run's so far
-                "problems": problems,
-            }
         producer.reader.close()
         if run is None or run.failure is None:
             live.remove_process_folder(producer.folder)
-        return waiters
+        return {
+            "ok": True,
+            "run": producer.run_id,
+            "calls": run.writer.calls_stored if run is not None else 0,  # the run's so far
+            "problems": problems,
+        }
 
     def _close_rows(self, run: RunFeed, producer: Producer, problems: list[str]) -> None:
         """Store how the producer ended: its process, threads and (the top one's) run rows."""

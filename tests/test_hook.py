@@ -222,11 +222,25 @@ def test_another_finder_installed_first_still_wins(write, python, scope, query):
 
 def test_the_hook_adds_no_imports_to_a_module(write, python, scope):
     write("helper.py", HELPER)
+    # main() has the script instrumented (and scope's analyzer loaded) before the probe.
     probe = """
         import sys
-        before = set(sys.modules)
-        import helper
-        print(sorted(set(sys.modules) - before))
+
+        def main():
+            before = set(sys.modules)
+            import helper
+            print(sorted(set(sys.modules) - before))
+
+        main()
     """
     write("app.py", probe)
     assert python("app.py").stdout == scope("run", "app.py").stdout == "['helper']\n"
+
+
+def test_code_without_functions_is_left_as_python_compiles_it():
+    from scope.instrument.hook import may_define_functions
+
+    assert not may_define_functions(b"import sys\nprint(sys.argv)\nx = [i for i in range(3)]\n")
+    assert may_define_functions(b"def f():\n    pass\n")
+    assert may_define_functions(b"f = lambda: 1\n")
+    assert may_define_functions(b"class A:\n    async def g(self): ...\n")
