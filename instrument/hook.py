@@ -110,10 +110,12 @@ class Instrumenter:
             plan, code = cached
         else:
             source = read_source()
-            if not may_define_functions(source):
-                return None  # nothing to instrument: Python's own code, and no libcst
             try:
-                code, made = instrument_source(source, path, self.plan(module, path, source))
+                if may_define_functions(source):
+                    code, made = instrument_source(source, path, self.plan(module, path, source))
+                else:  # nothing to instrument: Python's own code, and no libcst to import
+                    code = compile(source, path, "exec", dont_inherit=True)
+                    made = ModulePlan(module, path, ())
             except SyntaxError:
                 return None
             except Exception as exc:

@@ -34,16 +34,19 @@ class ServiceResult:
         self._next = 0
 
     def fetchall(self) -> list[tuple[object, ...]]:
+        """Every row not fetched yet."""
         rows, self._next = self._rows[self._next :], len(self._rows)
         return rows
 
     def fetchone(self) -> tuple[object, ...] | None:
+        """The next row, or None after the last."""
         if self._next >= len(self._rows):
             return None
         self._next += 1
         return self._rows[self._next - 1]
 
     def fetchmany(self, size: int = 1) -> list[tuple[object, ...]]:
+        """The next ``size`` rows (fewer at the end)."""
         rows = self._rows[self._next : self._next + size]
         self._next += len(rows)
         return rows

@@ -244,3 +244,21 @@ def test_code_without_functions_is_left_as_python_compiles_it():
     assert may_define_functions(b"def f():\n    pass\n")
     assert may_define_functions(b"f = lambda: 1\n")
     assert may_define_functions(b"class A:\n    async def g(self): ...\n")
+
+
+def test_a_module_without_functions_is_still_scopes_and_needs_no_analysis(write, scope):
+    write("constants.py", "LIMIT = 3\nNAMES = [str(i) for i in range(LIMIT)]\n")
+    write(
+        "app.py",
+        """
+        import sys
+        import constants
+
+        loader = constants.__spec__.loader
+        print(constants.NAMES, "libcst" in sys.modules, type(loader.get_code).__name__)
+        """,
+    )
+    result = scope("run", "app.py")
+    assert result.returncode == 0, result.stderr
+    # Loaded through scope (its code stands in for the loader's get_code), never analysed.
+    assert result.stdout == "['0', '1', '2'] False InstrumentedCode\n"
