@@ -492,7 +492,7 @@ void scope_publish_cursor(scope_ring_header *h, scope_ring_cursor *cursor) {
     atomic_store_explicit(&h->tail, cursor->read, memory_order_release);
 }
 
-static void retire_counters(const scope_ring_header *h, scope_thread_info *info) {
+void scope_ring_counters(const scope_ring_header *h, scope_thread_info *info) {
     info->produced = atomic_load_explicit(&h->head, memory_order_acquire);
     info->dropped = atomic_load(&h->dropped);
     info->drained = h->drained;
@@ -522,7 +522,7 @@ static size_t drain_rings(scope_record *out, size_t capacity, uint8_t *arena_out
         uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
         if (dead && atomic_load_explicit(&h->tail, memory_order_relaxed) == head) {
             /* Its owner is gone and nothing is left: keep the counters, free the ring. */
-            if (t->slot - 1 < g_infos_len) retire_counters(h, &g_infos[t->slot - 1]);
+            if (t->slot - 1 < g_infos_len) scope_ring_counters(h, &g_infos[t->slot - 1]);
             *link = t->next;
             unmap_ring(t, 1);
             free(t);
@@ -789,7 +789,7 @@ size_t scope_get_threads(scope_thread_info *out, size_t capacity) {
     size_t n = g_infos_len < capacity ? g_infos_len : capacity;
     memcpy(out, g_infos, n * sizeof *out);
     for (scope_thread *t = g_threads; t; t = t->next)
-        if (t->slot - 1 < n) retire_counters(t->h, &out[t->slot - 1]);
+        if (t->slot - 1 < n) scope_ring_counters(t->h, &out[t->slot - 1]);
     size_t total = g_infos_len;
     pthread_mutex_unlock(&g_lock);
     return total;

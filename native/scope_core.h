@@ -310,6 +310,8 @@ uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock,
                           scope_ring_cursor *cursor, scope_record *out, uint64_t room,
                           uint8_t *arena_out, size_t arena_room, size_t *arena_used);
 void scope_publish_cursor(scope_ring_header *h, scope_ring_cursor *cursor);
+/* Copies ring h's counters (produced, dropped, drained, ...) into info. */
+void scope_ring_counters(const scope_ring_header *h, scope_thread_info *info);
 
 /* Writes frame f as unfinished into thread t's ring (t is the calling thread):
  * its end will never be seen (its exit was lost, or it cannot be kept open). */

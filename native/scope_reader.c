@@ -217,15 +217,8 @@ size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_
         info->ident = h->ident;
         info->start_ns = h->start_ns;
         info->end_ns = atomic_load(&h->end_ns);
-        info->produced = atomic_load_explicit(&h->head, memory_order_acquire);
+        scope_ring_counters(h, info);
         info->calls = atomic_load_explicit(&h->calls, memory_order_relaxed);
-        info->dropped = atomic_load(&h->dropped);
-        info->drained = h->drained;
-        info->high_water = h->high_water;
-        info->blocked_ns = atomic_load(&h->blocked_ns);
-        info->stack_overflow = atomic_load(&h->stack_overflow);
-        info->unmatched_exits = atomic_load(&h->unmatched_exits);
-        info->values_lost = atomic_load(&h->values_lost);
         memcpy(info->name, h->name, sizeof info->name);
         info->name[sizeof info->name - 1] = 0;
         info->parent_slot = h->parent_slot;

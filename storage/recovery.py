@@ -151,28 +151,7 @@ def _finish(
         "and the calls still open when it ended are missing"
     )
     con.execute("BEGIN")
-    for t in reader.threads():
-        con.execute(
-            "INSERT OR REPLACE INTO thread VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                writer.run_id,
-                t.slot,
-                t.native_id,
-                t.ident,
-                t.name,
-                t.start_ns,
-                t.end_ns,
-                t.produced,
-                t.dropped,
-                t.high_water,
-                t.blocked_ns,
-                t.stack_overflow,
-                t.unmatched_exits,
-                t.values_lost,
-                t.parent_slot or None,
-                t.started_by or None,
-            ],
-        )
+    writer.store_threads(reader.threads())
     writer._store_events([Event(end_ns, "end", process.ended_by)])
     con.execute(
         """UPDATE process SET end_ns = ?, exit_status = ?, ended_by = ?
