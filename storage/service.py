@@ -377,6 +377,21 @@ class Service:
             if run is None:
                 live.remove_process_folder(folder)  # its run is closed: nothing to add
                 return
+        if run is None and assigned is None and note.get("top"):
+            # A service killed between storing the run's row and noting it here.
+            con = self._open()
+            info = note["info"]
+            row = _first(
+                con.execute(
+                    """SELECT r.id FROM run r JOIN process p ON p.run = r.id
+                       WHERE r.status = 'running' AND p.number = 0 AND p.pid = ?
+                         AND p.start_ns = ?""",
+                    [info.get("pid"), info.get("start_ns")],
+                ).fetchall()
+            )
+            if row is not None:
+                assigned = {"run": int(row[0]), "number": 0, "log": 0}
+                run = self._resume_run(key, assigned["run"], note)
         if run is None and assigned is None:
             if not note.get("top"):
                 return  # its run's first process is not here yet
