@@ -55,13 +55,18 @@ def wait_for_no_service(folder: Path, timeout: float = 30.0) -> None:
 
     lock = folder / ".scope" / "scope.duckdb.live" / "service.lock"
     deadline = time.monotonic() + timeout
-    while lock.exists() and time.monotonic() < deadline:
-        with open(lock, "rb") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except OSError:
-                time.sleep(0.05)
+    while time.monotonic() < deadline:
+        try:
+            descriptor = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # removed by the service as it left
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            os.close(descriptor)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,27 @@ def read_note(folder: str, name: str = RUN_FILE) -> dict[str, Any] | None:
     return note if isinstance(note, dict) else None
 
 
+def producer_running(db: str) -> bool:
+    """Whether a process recording into ``db`` is alive (a folder of its own in the
+    live folder names it): its recording may not be in the file yet, but will be."""
+    root = live_root(db)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return False
+    for name in names:
+        note = read_note(os.path.join(root, name))
+        if note is None:
+            continue
+        try:
+            pid, start = int(note["pid"]), note.get("start")
+        except (KeyError, TypeError, ValueError):
+            continue
+        if start is not None and process_start(pid) == start:
+            return True
+    return False
+
+
 #: the file of a process's folder where its recording service notes the run and
 #: process number it gave it, and how far it has stored the log
 ASSIGNED = "assigned.json"

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import cast
 
 import duckdb
+from scope.native import live
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
 from scope.query.diff import Side, compare
 from scope.query.exceptions import find_exceptions
@@ -42,7 +43,7 @@ from scope.query.results import (
 )
 from scope.storage.database import open_for_reading
 
-from scope.errors import QueryError, RecordingInUse
+from scope.errors import QueryError, RecordingError, RecordingInUse
 
 #: what ``Recording.calls`` keeps when given no filter
 EVERY_CALL = CallFilter()
@@ -57,7 +58,9 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
 
     A service holds the file from just before it answers on its socket, and lets
     go of it a moment after its last program ends: either way is tried again
-    until one works, for at most ``SERVICE_WAIT`` seconds.
+    until one works, for at most ``SERVICE_WAIT`` seconds.  So is a file that is
+    not there yet (or not yet a recording) while a program recording into it
+    runs: its service is making it.
     """
     deadline = time.monotonic() + SERVICE_WAIT
     while True:
@@ -65,6 +68,11 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
             return open_for_reading(path)
         except RecordingInUse:
             if time.monotonic() > deadline:
+                raise
+        except RecordingError:
+            # Not in the file yet: a program that has just begun recording into it
+            # has a service that is making it.
+            if time.monotonic() > deadline or not live.producer_running(path):
                 raise
         remote = _service_connection(path)
         if remote is not None:

@@ -12,15 +12,22 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from scope.native import live
+from scope.query.api import Recording
+from scope.storage import database
 
-from .conftest import clean_env
+from scope.errors import RecordingError
+
+from .conftest import clean_env, unavailable
 from .test_live_rings import KILLS_ITSELF
 
 
@@ -65,7 +72,10 @@ def wait_for_service_to_leave(project: Path, timeout: float = 60.0) -> None:
     root = project / ".scope" / "scope.duckdb.live"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        left = [n for n in os.listdir(root) if "-" in n] if root.exists() else []
+        try:
+            left = [n for n in os.listdir(root) if "-" in n]
+        except FileNotFoundError:
+            left = []  # the service removed the live folder as it left
         if not left and _lock_free(root / "service.lock"):
             return
         time.sleep(0.05)
@@ -73,13 +83,16 @@ def wait_for_service_to_leave(project: Path, timeout: float = 60.0) -> None:
 
 
 def _lock_free(lock: Path) -> bool:
-    if not lock.exists():
+    try:
+        descriptor = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
         return True
-    with open(lock, "rb") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)
     return True
 
 
@@ -336,7 +349,10 @@ def service_pid(project: Path, timeout: float = 30.0) -> int:
     lock = project / ".scope" / "scope.duckdb.live" / "service.lock"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = lock.read_text() if lock.exists() else ""
+        try:
+            text = lock.read_text()
+        except FileNotFoundError:
+            text = ""
         if text.strip() and not _lock_free(lock):
             return int(text)
         time.sleep(0.02)
@@ -383,6 +399,60 @@ sys.stdin.readline()
     assert json.loads(scope("sql", count, "--json").stdout) == [{"calls": 3000}]
 
 
+ASKS_THE_SERVICE = """
+import os, sys
+from scope.query.remote import RemoteError, ServiceConnection
+try:
+    print("answered", ServiceConnection(sys.argv[1]).execute("SELECT 1").fetchall()[0][0])
+except RemoteError as exc:
+    print("refused", os.getuid(), exc)
+"""
+
+
+def waiting_service(project: Path, write) -> subprocess.Popen[str]:
+    """A recorded program waiting for a line on its stdin, once its service answers
+    queries (its socket may come a moment after the program's first output)."""
+    write("waits.py", "import sys\n\ndef work():\n    return 1\n\nwork()\nsys.stdin.readline()\n")
+    process = start(project, "waits.py")
+    db = str(project / ".scope" / "scope.duckdb")
+    deadline = time.monotonic() + 60
+    while True:
+        asked = subprocess.run(
+            [sys.executable, "-c", ASKS_THE_SERVICE, db],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+        )
+        if asked.stdout.split() == ["answered", "1"]:
+            return process
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the service never answered: {asked.stdout}{asked.stderr}")
+        time.sleep(0.05)
+
+
+def test_a_connection_from_another_user_is_refused(write, project):
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        unavailable("needs root and setpriv to ask as another user", "SCOPE_TEST_REQUIRE_SETPRIV")
+    process = waiting_service(project, write)
+    try:
+        # User nobody, allowed past file permissions (CAP_DAC_OVERRIDE): only the
+        # service's own check of the peer's uid stands in the way.
+        as_nobody = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "--inh-caps=+dac_override", "--ambient-caps=+dac_override",
+             sys.executable, "-c", ASKS_THE_SERVICE, str(project / ".scope" / "scope.duckdb")],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert as_nobody.stdout.split()[:2] == ["refused", "65534"], as_nobody.stderr
+    finally:
+        process.communicate("\n", timeout=60)
+    assert process.returncode == 0
+
+
 def test_a_folder_that_is_not_a_producers_does_not_stop_the_service(write, project, query):
     root = project / ".scope" / "scope.duckdb.live"
     root.mkdir(parents=True, mode=0o700)
@@ -395,3 +465,34 @@ def test_a_folder_that_is_not_a_producers_does_not_stop_the_service(write, proje
     assert (result.returncode, result.stderr) == (0, "")
     assert query("SELECT status, calls_stored FROM run") == [("complete", 100)]
     assert bogus.exists()  # not the service's to remove
+
+
+def test_a_producer_is_running_while_its_process_lives(tmp_path):
+    db = str(tmp_path / "rec.duckdb")
+    assert not live.producer_running(db)  # no live folder
+    own = live.make_process_folder(db, 0, os.getpid())
+    assert live.producer_running(db)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout  # fmt: skip
+    live.remove_process_folder(own)
+    live.make_process_folder(db, 0, int(dead))
+    assert not live.producer_running(db)  # its pid is gone (or taken by another start)
+
+
+def test_a_query_waits_for_a_recording_its_service_is_making(tmp_path):
+    db = str(tmp_path / "rec.duckdb")
+    with pytest.raises(RecordingError, match="no recording at"):
+        Recording(db)  # nothing recording into it: said at once
+    live.make_process_folder(db, 0, os.getpid())  # a program has begun recording into it
+
+    def make_it() -> None:
+        time.sleep(0.5)
+        database.open_for_writing(db).close()
+
+    maker = threading.Thread(target=make_it)
+    maker.start()
+    try:
+        with Recording(db) as recording:
+            assert recording.runs() == []
+    finally:
+        maker.join()
