@@ -7,17 +7,21 @@ multiprocessing's spawn and forkserver methods, ``ProcessPoolExecutor``) is
 reached through the environment it inherits:
 
 * ``SCOPE_CHILD_OF`` holds the recording's settings as JSON (``ChildSettings``);
-* ``PYTHONPATH`` gains a temporary folder holding a ``sitecustomize.py``, which
-  Python imports at start-up.  It takes its folder off ``sys.path`` again, hands
-  over to the program's own ``sitecustomize`` if there is one, and starts
-  recording (``scope.child``).
+* ``PYTHONPATH`` gains a folder holding a ``sitecustomize.py``, which Python
+  imports at start-up.  It takes its folder off ``sys.path`` again, hands over to
+  the program's own ``sitecustomize`` if there is one, and starts recording
+  (``scope.child``).  With a recording service, the folder is scope's own
+  ``hook`` folder: a child whose interpreter starts after its parent has ended
+  (a ``Popen`` not waited for) still finds it.  Without one, it is a temporary
+  copy, removed when the recording ends: the merge of the children's files is
+  over by then.
 
 Both are set in the process's environment with ``os.putenv``, not in
 ``os.environ``: the program's view of its environment stays what it would be
 without scope (a child hides them from its own ``os.environ`` the same way), and
 children started with the inherited environment are recorded.  A child given a
 copy of ``os.environ`` instead is not.  Nothing is installed anywhere: the
-folder and the variables are removed when the recording that made them ends.
+variables are removed when the recording that made them ends.
 
 Every process records into a file of its own in the children folder (DuckDB lets
 one process at a time write a file); the top recording merges them into its own
@@ -34,21 +38,14 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import scope
+
 #: the variable a child finds its recording's settings in
 ENV_SETTINGS = "SCOPE_CHILD_OF"
 
-#: what the temporary sitecustomize runs; any Python must survive it (a child may be
-#: another interpreter, without scope), and it prints nothing
-SITECUSTOMIZE = """\
-# Written by scope while it records a program: records this child process too.
-# The folder holding it is removed when that recording ends.
-try:
-    import scope.child
-except Exception:
-    pass
-else:
-    scope.child.start(__file__)
-"""
+#: the folder holding the ``sitecustomize.py`` a child imports at start-up (shipped
+#: with scope: any Python must survive it, and it prints nothing)
+HOOK_DIR = os.path.join(os.path.dirname(os.path.abspath(scope.__file__)), "hook")
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class ChildSettings:
 
     #: the folder every process of the run writes its own file into
     children_dir: str
-    #: the temporary folder holding sitecustomize.py (taken off the child's path)
+    #: the folder holding sitecustomize.py (taken off the child's path)
     hook_dir: str
     #: the recording settings (``scope.config.Config`` fields, JSON-friendly)
     config: dict[str, Any]
@@ -106,9 +103,11 @@ class ChildPropagation:
         """Create the hook folder and point the process's environment at it."""
         if self.run_key is None:  # each child writes a file there, merged at the end
             os.makedirs(self.children_dir, exist_ok=True)
-        self.hook_dir = tempfile.mkdtemp(prefix="scope-hook-")
-        with open(os.path.join(self.hook_dir, "sitecustomize.py"), "w") as f:
-            f.write(SITECUSTOMIZE)
+        if self.run_key is None:
+            self.hook_dir = tempfile.mkdtemp(prefix="scope-hook-")
+            shutil.copy(os.path.join(HOOK_DIR, "sitecustomize.py"), self.hook_dir)
+        else:  # a child started late still finds it; it is its service's to store
+            self.hook_dir = HOOK_DIR
         path = os.environ.get("PYTHONPATH")
         self.settings = ChildSettings(
             self.children_dir, self.hook_dir, self.config, self.roots, path, self.run_key
@@ -126,8 +125,9 @@ class ChildPropagation:
                 os.unsetenv(name)
             else:
                 os.putenv(name, value)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.hook_dir)
+        if self.hook_dir != HOOK_DIR:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.hook_dir)
         self.hook_dir = None
         self.settings = None
 

@@ -46,6 +46,10 @@ class ServiceLink:
         self.folder: str | None = None
         #: records the log could not take (a full disk)
         self.lost_records = 0
+        #: why the service did not confirm the end (``finish``), if it did not
+        self.failure: str | None = None
+        #: whether the last request found no service to connect to
+        self._unreachable = False
 
     def start(self) -> None:
         """Make the folder, share the rings, and make sure a service stores them.
@@ -132,11 +136,24 @@ class ServiceLink:
             return {"ok": True}
         message: dict[str, object] = {"op": "ended", "folder": self.folder}
         answer = self._request(message, timeout=0.5)
-        if answer is None:  # no service (it was killed, or left): a new one stores the rest
+        for _ in range(3):
+            # No service (it was killed, or left, perhaps as it answered): a new one
+            # stores the rest.  One that refused the recording is not asked again:
+            # the next one would too.
+            if answer is not None or self.refusal() is not None:
+                break
             start_service(self.db)
             answer = self._request(message, timeout=None)
+            if self._unreachable:
+                break  # none came in CONNECT_TIMEOUT: none will
         native.stop_sharing(remove=False)
-        return answer if answer is not None and answer.get("ok") else None
+        if answer is None:
+            self.failure = "no recording service answered"
+            return None
+        if not answer.get("ok"):
+            self.failure = f"the recording service said: {answer.get('error')}"
+            return None
+        return answer
 
     def refusal(self) -> str | None:
         """Why the service said it cannot store the recording, if it said so."""
@@ -156,6 +173,7 @@ class ServiceLink:
         """
         path = live.service_socket(self.db)
         deadline = time.monotonic() + (CONNECT_TIMEOUT if timeout is None else timeout)
+        self._unreachable = False
         while True:
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -165,6 +183,7 @@ class ServiceLink:
             except OSError:
                 connection.close()
                 if time.monotonic() >= deadline:
+                    self._unreachable = True
                     return None
                 time.sleep(0.01)
         try:
@@ -204,7 +223,8 @@ def start_service(db: str) -> None:
     """
     environment = {k: v for k, v in os.environ.items() if k != "SCOPE_CHILD_OF"}
     log = os.path.join(live.live_root(db), live.SERVICE_LOG)
-    script = 'exec "$0" -m scope.service "$1" </dev/null >/dev/null 2>>"$2" &'
+    # Whatever goes wrong here goes to /dev/null, not to the program's stderr.
+    script = '{ exec "$0" -m scope.service "$1" </dev/null >/dev/null 2>>"$2" & } 2>/dev/null'
     subprocess.run(
         ["/bin/sh", "-c", script, sys.executable, db, log],
         env=environment,

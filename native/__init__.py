@@ -410,6 +410,22 @@ class Reader:
         """Free the rings' space of every record drained so far (they are stored)."""
         lib.scope_reader_commit(self.handle)
 
+    def positions(self) -> list[tuple[int, int, int]]:
+        """(slot, record, arena) each ring is drained to: what to note with the store
+        of what was drained, for ``skip_to`` after a reader killed before ``commit``."""
+        count = int(lib.scope_reader_positions(self.handle, ffi.NULL, 0))
+        buf = ffi.new("scope_ring_position[]", max(count, 1))
+        count = int(lib.scope_reader_positions(self.handle, buf, count))
+        return [(int(buf[i].slot), int(buf[i].read), int(buf[i].arena_read)) for i in range(count)]
+
+    def skip_to(self, slot: int, read: int, arena: int) -> bool:
+        """Pass over, and free, ring ``slot``'s records up to a position ``positions``
+        gave (they are stored); False if no ring of that slot is mapped yet."""
+        position = ffi.new(
+            "scope_ring_position *", {"slot": slot, "read": read, "arena_read": arena}
+        )
+        return bool(lib.scope_reader_skip_to(self.handle, position))
+
     def refresh(self) -> int:
         """Map the ring files made since; returns how many."""
         return max(0, int(lib.scope_reader_refresh(self.handle)))

@@ -281,6 +281,20 @@ void scope_reader_clock(scope_reader *r, scope_clock *out);
 /* Fills at most capacity rows, one per mapped ring; returns how many rings. */
 size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_t capacity);
 void scope_reader_close(scope_reader *r);
+/* Where a reader has drained one ring to: what a store of the records drained so
+ * far notes in the same transaction, so that a reader opened after one killed
+ * between storing and scope_reader_commit does not store them again. */
+typedef struct {
+    uint32_t slot;
+    uint32_t arena_read;
+    uint64_t read;
+} scope_ring_position;
+/* Fills at most capacity positions, one per mapped ring; returns how many rings. */
+size_t scope_reader_positions(const scope_reader *r, scope_ring_position *out, size_t capacity);
+/* Moves the cursor of ring p->slot on to p (records up to there are stored) and
+ * frees their space; a cursor already past p stays.  Returns 0 if no ring of that
+ * slot is mapped, 1 otherwise. */
+int scope_reader_skip_to(scope_reader *r, const scope_ring_position *p);
 /* How one run numbers its functions and sums calls past their budget
  * (scope_batch.c); NULL arguments below mean this process's own. */
 typedef struct scope_numbering scope_numbering;

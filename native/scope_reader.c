@@ -228,3 +228,33 @@ size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_
     }
     return r->count;
 }
+
+size_t scope_reader_positions(const scope_reader *r, scope_ring_position *out, size_t capacity) {
+    for (size_t i = 0; i < r->count && i < capacity; i++) {
+        const mapped_ring *m = &r->rings[i];
+        out[i].slot = m->h->slot;
+        out[i].read = m->cursor.read;
+        out[i].arena_read = m->cursor.arena_moved
+                                ? m->cursor.arena_read
+                                : atomic_load_explicit(&m->h->arena_tail, memory_order_acquire);
+    }
+    return r->count;
+}
+
+int scope_reader_skip_to(scope_reader *r, const scope_ring_position *p) {
+    for (size_t i = 0; i < r->count; i++) {
+        mapped_ring *m = &r->rings[i];
+        if (m->h->slot != p->slot) continue;
+        uint64_t head = atomic_load_explicit(&m->h->head, memory_order_acquire);
+        /* Positions count up without wrapping: behind the cursor is stored already,
+         * past head was never published (not this ring's position: left alone). */
+        if (p->read > m->cursor.read && p->read <= head) {
+            m->cursor.read = p->read;
+            m->cursor.arena_read = p->arena_read;
+            m->cursor.arena_moved = 1;
+            scope_publish_cursor(m->h, &m->cursor);
+        }
+        return 1;
+    }
+    return 0;
+}

@@ -574,7 +574,7 @@ class Recorder:
             final=self.child is None or self._ended_by != "exit",
         )
         if answer is None:
-            refusal = link.refusal()
+            refusal = link.refusal() or link.failure
             cause = f" ({refusal})" if refusal else ""
             self._problems.append(
                 f"the recording service did not confirm that it stored this run{cause}; what "

@@ -17,8 +17,9 @@ producer of a recording and shared by every process recording into it:
 * exits once no producer is left and nothing has asked anything for a while.
 
 The service holds ``<db>.live/service.lock`` for its life: a second one started
-for the same recording finds it held and leaves.  Its socket is in the live
-folder (0700), and it answers only processes of its own user.
+for the same recording (as the first leaves) waits for it, then stores what is
+left.  Its socket is in the live folder (0700), and it answers only processes of
+its own user.
 """
 
 from __future__ import annotations
@@ -45,13 +46,25 @@ from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
 
 from scope import native
-from scope.errors import RecordingError
+from scope.errors import RecordingError, RecordingInUse
 
 #: seconds between two rounds of draining: long enough for a batch to be worth its
 #: transaction (a few ms each), short enough for a ring (2^18 records) not to fill
 INTERVAL = 0.01
 #: seconds the service stays with nothing to do before it exits
 LINGER = float(os.environ.get("SCOPE_SERVICE_LINGER", "1.0"))
+#: seconds to wait for another process (a query reading it) to let go of the recording
+READER_WAIT = float(os.environ.get("SCOPE_SERVICE_READER_WAIT", "10.0"))
+#: The service's own table: where it has drained each ring of each process to,
+#: noted in the transaction that stores what it drained.  A service killed after
+#: that commit but before it freed the rings' space leaves the records in the
+#: rings; the next one passes over them instead of storing them twice.  A
+#: process's rows go once it is stored.
+DRAINED_DDL = """CREATE TABLE IF NOT EXISTS service_drained (
+    run INTEGER, process INTEGER, slot INTEGER, position UBIGINT, arena UINTEGER,
+    PRIMARY KEY (run, process, slot))"""
+#: the slot of ``service_drained`` rows that say how far a process's log is stored
+LOG_SLOT = -1
 #: records per batch (one DuckDB row group, as the in-process pipeline's)
 BATCH_RECORDS = 122_880
 
@@ -85,6 +98,8 @@ class Producer:
     finished: bool = False
     #: how far its log is stored (and noted in its folder)
     log_stored: int = 0
+    #: (slot, record, arena): where a killed service had stored its rings to
+    stored_to: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -113,6 +128,9 @@ class Service:
         self.root = live.live_root(self.db)
         self.producers: dict[str, Producer] = {}
         self.runs: dict[str, RunFeed] = {}
+        #: the run of every run key seen, kept after the file is let go of: a child
+        #: process may start after its run's top one has ended
+        self.run_ids: dict[str, int] = {}
         #: what to answer about each producer stored (its folder is gone by then)
         self.stored: dict[str, dict[str, object]] = {}
         self._lock = threading.Lock()
@@ -128,26 +146,27 @@ class Service:
 
     def serve(self) -> int:
         """Run until no producer is left; returns the exit status."""
-        lock = _take_lock(os.path.join(self.root, live.LOCK))
-        if lock is None:
-            return 0  # another service stores this recording
+        try:
+            lock = _take_lock(os.path.join(self.root, live.LOCK))
+        except FileNotFoundError:
+            return 0  # the live folder is gone: the service before stored everything
         try:
             self._listen()
-            with self._db_lock:
-                try:
-                    self._open()
-                except RecordingError as exc:  # said by each producer at its end
-                    _refuse(self.root, str(exc))
-                    raise
-            while True:
+            try:
                 with self._db_lock:
-                    moved = self._round()
-                if moved >= BATCH_RECORDS // 2:
-                    continue  # a backlog: drain again at once, in full batches
-                if self._idle():
-                    break
-                self._hello.wait(INTERVAL)
-                self._hello.clear()
+                    self._open()
+                while True:
+                    with self._db_lock:
+                        moved = self._round()
+                    if moved >= BATCH_RECORDS // 2:
+                        continue  # a backlog: drain again at once, in full batches
+                    if self._idle():
+                        break
+                    self._hello.wait(INTERVAL)
+                    self._hello.clear()
+            except RecordingError as exc:  # said by each producer at its end
+                _refuse(self.root, str(exc))
+                raise
             return 0
         finally:
             self._close()
@@ -167,9 +186,28 @@ class Service:
             os.rmdir(self.root)  # only if nothing is left in it
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        """The recording, opened for writing (and what killed programs left, stored)."""
+        """The recording, opened for writing (and what killed programs left, stored).
+
+        A query may hold the file read-only a moment (between two runs, or as the
+        first run starts): waited for, up to ``READER_WAIT`` seconds, after which
+        the recording is refused and the producers' folders stay for the next
+        command.
+        """
         if self.con is None:
-            self.con = database.open_for_writing(self.db)
+            deadline = time.monotonic() + READER_WAIT
+            while self.con is None:
+                try:
+                    con = database.open_for_writing(self.db)
+                    try:
+                        con.execute(DRAINED_DDL)
+                    except duckdb.Error as exc:
+                        con.close()
+                        raise RecordingError(f"cannot write recording {self.db}: {exc}") from None
+                    self.con = con
+                except RecordingInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.root, live.REFUSAL))  # an old refusal: past
             recover(self.con, self.db)
@@ -206,7 +244,11 @@ class Service:
         with self._db_lock:
             self._scan()
         with self._lock:
-            return not any(not p.finished for p in self.producers.values())
+            if not any(not p.finished for p in self.producers.values()):
+                return True
+        # A producer came meanwhile: it may ask to be told when it is stored.
+        self._listen()
+        return False
 
     def _close(self) -> None:
         self._stop_listening()
@@ -301,7 +343,10 @@ class Service:
                 if producer is not None:
                     producer.waiters.append(done)
                     break
-            if time.monotonic() > deadline:
+            # A folder not attached yet is waited for (the recording may be held by
+            # a query for a while); one that is not there, for a few seconds.
+            ours = os.path.dirname(folder) == self.root and os.path.isdir(folder)
+            if time.monotonic() > deadline and not ours:
                 return {"ok": False, "error": "no such producer"}
             self._hello.set()  # a producer not found yet: look now
             time.sleep(INTERVAL)
@@ -320,7 +365,8 @@ class Service:
         for producer in list(self.producers.values()):
             if producer.finished:
                 continue
-            producer.reader.refresh()
+            if producer.reader.refresh() and producer.stored_to:
+                _pass_stored(producer)
             self._read_log(producer)
             gone = live.process_start(producer.pid) != producer.start
             if not gone and producer.end.get("how") is None:
@@ -392,6 +438,8 @@ class Service:
             if row is not None:
                 assigned = {"run": int(row[0]), "number": 0, "log": 0}
                 run = self._resume_run(key, assigned["run"], note)
+        if run is None and assigned is None and not note.get("top") and key in self.run_ids:
+            run = self._resume_run(key, self.run_ids[key], note)  # it outlived its top
         if run is None and assigned is None:
             if not note.get("top"):
                 return  # its run's first process is not here yet
@@ -424,6 +472,26 @@ class Service:
         )
         if assigned is not None:
             producer.log.offset = producer.log_stored = assigned["log"]
+            # The end may be in what a killed service read already: it is read again.
+            for record in live.LogReader(folder).read():
+                if "end" in record:
+                    producer.end = dict(record["end"])
+            if number >= 0:
+                stored_to = [
+                    (int(slot), int(read), int(arena))
+                    for slot, read, arena in self._open()
+                    .execute(
+                        """SELECT slot, position, arena FROM service_drained
+                           WHERE run = ? AND process = ?""",
+                        [run_id, number],
+                    )
+                    .fetchall()
+                ]
+                for slot, read, _ in stored_to:
+                    if slot == LOG_SLOT and read > producer.log.offset:
+                        producer.log.offset = producer.log_stored = read
+                producer.stored_to = [p for p in stored_to if p[0] != LOG_SLOT]
+                _pass_stored(producer)
         else:  # where a service taking over after this one finds the run
             live.write_assignment(folder, run_id, number, 0)
         with self._lock:
@@ -438,6 +506,7 @@ class Service:
         run = RunFeed(key, writer, numbering, tuple(note.get("audit") or ()))
         writer.audit_events = run.audit
         self.runs[key] = run
+        self.run_ids[key] = writer.run_id
         return run
 
     def _run_of(self, producer: Producer) -> RunFeed | None:
@@ -452,10 +521,14 @@ class Service:
         return run
 
     def _resume_run(self, key: str, run_id: int, note: dict[str, Any]) -> RunFeed | None:
-        """Take up run ``run_id`` where a service that was killed left it; None if it is closed."""
+        """Take up run ``run_id`` where a service that was killed, or let go of the file,
+        left it; None if there is no such run, or it is closed and ``note`` is its top
+        process's.  A child process may outlive its run's top one (a daemon, a
+        ``Popen`` not waited for): what it records still goes to the run.
+        """
         con = self._open()
         row = _first(con.execute("SELECT status FROM run WHERE id = ?", [run_id]).fetchall())
-        if row is None or row[0] != "running":
+        if row is None or (row[0] != "running" and note.get("top")):
             return None
         numbering = native.Numbering()
         writer = RecordingWriter(con, numbering)
@@ -486,6 +559,7 @@ class Service:
         writer.calls_summed, writer.values_stored = summed, values
         writer.records_stored = calls + summed + values
         self.runs[key] = run
+        self.run_ids[key] = run_id
         return run
 
     def _number(self, producer: Producer) -> None:
@@ -542,13 +616,33 @@ class Service:
                 writer.add_test_phases([TestPhase(**t) for t in record["tests"]])
             elif "discard" in record:
                 writer.discard_calls_under([int(c) for c in record["discard"]])
-        if events:
-            writer._pid = producer.pid
+        moved = producer.number is not None and producer.log.offset != producer.log_stored
+        if not (events or moved):
+            return
+        writer.flush_plans()  # the log's functions: stored before the offset moves
+        # Its events and test phases, with how far the log is stored: a service
+        # killed after this goes on from there, one killed before reads them again.
+        writer._pid = producer.pid
+        tests = writer._take_tests()
+        try:
             writer.con.execute("BEGIN")
-            writer._store_events(events)
+            if events:
+                writer._store_events(events)
+            writer._insert_tests(tests)
+            if moved:
+                writer.con.execute(
+                    "INSERT OR REPLACE INTO service_drained VALUES (?, ?, ?, ?, 0)",
+                    [writer.run_id, producer.number, LOG_SLOT, producer.log.offset],
+                )
             writer.con.execute("COMMIT")
-        if producer.number is not None and producer.log.offset != producer.log_stored:
-            writer.flush_plans()  # the log's functions: stored before the offset moves
+        except Exception as exc:  # a full disk: as when storing calls fails
+            with contextlib.suppress(duckdb.Error):
+                writer.con.execute("ROLLBACK")
+            run.failure = run.failure or f"{type(exc).__name__}: {exc}"
+            run.records_lost += len(events) + len(tests)
+            return
+        if moved:
+            assert producer.number is not None
             live.write_assignment(
                 producer.folder, writer.run_id, producer.number, producer.log.offset
             )
@@ -570,7 +664,7 @@ class Service:
             moved += self._batch.counts.records
             if run.failure is None:
                 try:
-                    run.writer.write_batch(self._batch)
+                    run.writer.write_batch(self._batch, _drained_sql(run, producer))
                     run.batches += 1
                 except Exception as exc:
                     run.failure = f"{type(exc).__name__}: {exc}"
@@ -596,6 +690,10 @@ class Service:
             self._drain(producer)
             try:
                 self._close_rows(run, producer, problems)
+                run.writer.con.execute(
+                    "DELETE FROM service_drained WHERE run = ? AND process = ?",
+                    [run.writer.run_id, producer.number],
+                )
             except Exception as exc:
                 run.failure = run.failure or f"{type(exc).__name__}: {exc}"
         if run is not None and run.failure is not None:
@@ -664,6 +762,23 @@ def _refuse(root: str, why: str) -> None:
         )
         with os.fdopen(descriptor, "w") as f:
             f.write(" ".join(why.split()))
+
+
+def _drained_sql(run: RunFeed, producer: Producer) -> str:
+    """The statement noting where the producer's rings are drained to (all numbers)."""
+    rows = ", ".join(
+        f"({run.writer.run_id}, {producer.number}, {slot}, {read}, {arena})"
+        for slot, read, arena in producer.reader.positions()
+    )
+    return f"INSERT OR REPLACE INTO service_drained VALUES {rows};" if rows else ""
+
+
+def _pass_stored(producer: Producer) -> None:
+    """Pass over what a killed service stored but did not free, ring by ring (a
+    ring not mapped yet is passed over once it is)."""
+    producer.stored_to = [
+        position for position in producer.stored_to if not producer.reader.skip_to(*position)
+    ]
 
 
 def _say(text: str) -> None:
@@ -762,12 +877,24 @@ def _finish_child(
         "UPDATE process SET end_ns = ?, exit_status = ?, ended_by = ? WHERE run = ? AND pid = ?",
         [end_ns, exit_status, ended_by, run, producer.pid],
     )
+    writer.store_summed()
+    # The run's totals so far: a child ending after its top process adds to them.
     con.execute(
         """UPDATE run SET events_captured = coalesce(events_captured, 0) + ?,
                events_dropped = coalesce(events_dropped, 0) + ?,
-               problems = list_concat(coalesce(problems, []), ?)
+               problems = list_concat(coalesce(problems, []), ?),
+               events_stored = ?, calls_stored = ?, calls_unfinished = ?, calls_summed = ?
            WHERE id = ?""",
-        [rings.produced + rings.dropped, rings.dropped, problems, run],
+        [
+            rings.produced + rings.dropped,
+            rings.dropped,
+            problems,
+            writer.records_stored,
+            writer.calls_stored,
+            writer.calls_unfinished,
+            writer.calls_summed,
+            run,
+        ],
     )
     con.execute("COMMIT")
 
@@ -784,19 +911,18 @@ def _same_user(connection: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-def _take_lock(path: str) -> int | None:
-    """Hold the service lock of a recording; None if another process holds it.
+def _take_lock(path: str) -> int:
+    """Hold the service lock of a recording, once no other process holds it.
 
-    A service that leaves removes the lock file while it still holds it: the lock
-    taken is good only if the file locked is still the one at ``path``.
+    A service is started only when none answered, so one that holds the lock is
+    leaving (it has stopped listening): this one waits for it to go, and then
+    stores whatever came meanwhile.  A service that leaves removes the lock file
+    while it still holds it: the lock taken is good only if the file locked is
+    still the one at ``path``.
     """
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(descriptor)
-            return None
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         held = os.fstat(descriptor)
         try:
             current = os.stat(path)

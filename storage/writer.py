@@ -228,8 +228,9 @@ class RecordingWriter:
         names = params if role == "argument" else attributes if role == "attribute" else ()
         return names[index] if index < len(names) else None
 
-    def write_batch(self, batch: Batch) -> None:
-        """Commit what ``batch`` holds from its latest drain (writer thread)."""
+    def write_batch(self, batch: Batch, also: str = "") -> None:
+        """Commit what ``batch`` holds from its latest drain (writer thread), and the
+        statements ``also`` in the same transaction."""
         counts = batch.counts
         self._register(batch)
         with self._plans_lock:
@@ -240,6 +241,7 @@ class RecordingWriter:
             statements += _INSERT_CALLS.format(run=self.run_id, rows=counts.calls)
         if counts.aggregates:
             statements += _INSERT_AGGREGATES.format(run=self.run_id, rows=counts.aggregates)
+        statements += also
         try:
             if not plans and not counts.values and not tests:
                 if statements:
@@ -441,6 +443,18 @@ class RecordingWriter:
                 ],
             )
 
+    def store_summed(self) -> None:
+        """Note on each function how many of its calls were counted, not stored (its
+        budget spent): the totals so far, so storing them again is harmless."""
+        summed = self.numbering.summed()
+        if summed:
+            self.con.execute(
+                """UPDATE function SET calls_summed = s.calls
+                   FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::BIGINT[]) AS calls) s
+                   WHERE function.run = ? AND function.id = s.id""",
+                [list(summed), list(summed.values()), self.run_id],
+            )
+
     def finish(self, end: RunEnd) -> None:
         """Store the functions still queued, the threads, and close the run's row."""
         self.flush_plans()
@@ -450,14 +464,7 @@ class RecordingWriter:
         self._apply_discards()
         self.con.execute("BEGIN")
         self._insert_tests(self._take_tests())
-        summed = self.numbering.summed()
-        if summed:
-            self.con.execute(
-                """UPDATE function SET calls_summed = s.calls
-                   FROM (SELECT unnest(?::BIGINT[]) AS id, unnest(?::BIGINT[]) AS calls) s
-                   WHERE function.run = ? AND function.id = s.id""",
-                [list(summed), list(summed.values()), self.run_id],
-            )
+        self.store_summed()
         self.store_threads(threads)
         self._store_events([*end.events, Event(end.end_ns, "end", end.ended_by)])
         self.con.execute(
@@ -538,7 +545,7 @@ class DeferredWriter(RecordingWriter):
         if self._batch is not None:
             self._register(self._batch)
 
-    def write_batch(self, batch: Batch) -> None:
+    def write_batch(self, batch: Batch, also: str = "") -> None:
         """Store the batch, making the file first if it holds any call.
 
         Until then, plans wait in their queue and audit events (the only values
@@ -557,7 +564,7 @@ class DeferredWriter(RecordingWriter):
             if self._held:
                 self._store_events(self._held)
                 self._held = []
-        super().write_batch(batch)
+        super().write_batch(batch, also)
 
     def finish(self, end: RunEnd) -> None:
         """Close the run, unless it ran none of the program's code and nothing went wrong.

@@ -110,6 +110,36 @@ def test_a_reader_drains_every_record_a_killed_process_published(tmp_path, clock
     reader.close()
 
 
+def test_a_reader_passes_over_what_a_killed_reader_stored_but_did_not_free(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir(mode=0o700)
+    result = subprocess.run(
+        [sys.executable, "-c", PRODUCES_AND_DIES, str(folder), "monotonic", "30000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout == "produced\n", result.stderr
+    records = np.zeros(1 << 17, RECORD_DTYPE)
+    killed = native.Reader(str(folder))
+    assert reader_drain(killed, records[:10_000])[0] == 10_000
+    stored_to = killed.positions()  # noted with the store; then killed before commit
+    assert [(slot, read) for slot, read, _ in stored_to] == [(1, 10_000)]
+    killed.close()
+    after = native.Reader(str(folder))
+    assert not after.skip_to(7, 10_000, 0)  # no such ring
+    assert after.skip_to(*stored_to[0])
+    n, _ = reader_drain(after, records)
+    assert n == 20_000
+    assert sorted(function_ids(records[:n])) == list(range(10_001, 30_001))
+    assert after.skip_to(*stored_to[0])  # behind the cursor now: nothing moves
+    assert reader_drain(after, records)[0] == 0
+    after.close()
+    again = native.Reader(str(folder))  # nothing committed since: the skip freed them
+    assert reader_drain(again, records)[0] == 20_000
+    again.close()
+
+
 def reader_drain(reader, records):
     used = native.ffi.new("size_t *")
     buffer = native.ffi.cast("scope_record *", native.ffi.from_buffer(records))

@@ -36,10 +36,10 @@ def service_env() -> dict[str, str]:
 
 
 def record(project: Path, *args: str, **popen: object) -> subprocess.CompletedProcess[str]:
+    popen.setdefault("env", service_env())
     return subprocess.run(
         [sys.executable, "-m", "scope", "run", *args],
         cwd=project,
-        env=service_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -496,3 +496,173 @@ def test_a_query_waits_for_a_recording_its_service_is_making(tmp_path):
             assert recording.runs() == []
     finally:
         maker.join()
+
+
+HOLDS_THE_FILE = """
+import duckdb, sys, time
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_the_recording(project: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the project's recording read-only for ``seconds``."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_THE_FILE, ".scope/scope.duckdb", str(seconds)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    return holder
+
+
+def test_a_recording_a_query_holds_is_stored_once_it_lets_go(write, project, query):
+    write("ten.py", "def f():\n    return 1\n\nfor i in range(10):\n    f()\nprint('ok')\n")
+    assert record(project, "ten.py").returncode == 0
+    wait_for_service_to_leave(project)
+    holder = hold_the_recording(project, 4)  # longer than the program runs
+    try:
+        second = record(project, "ten.py")
+    finally:
+        holder.wait(timeout=60)
+    assert (second.returncode, second.stdout, second.stderr) == (0, "ok\n", "")
+    assert query("SELECT id, status, calls_stored FROM run ORDER BY id") == [
+        (1, "complete", 10),
+        (2, "complete", 10),
+    ]
+
+
+def test_a_recording_held_too_long_is_kept_for_the_next_service(write, project, query):
+    write("ten.py", "def f():\n    return 1\n\nfor i in range(10):\n    f()\nprint('ok')\n")
+    assert record(project, "ten.py").returncode == 0
+    wait_for_service_to_leave(project)
+    holder = hold_the_recording(project, 3)
+    try:
+        held = record(project, "ten.py", env={**service_env(), "SCOPE_SERVICE_READER_WAIT": "0.3"})
+    finally:
+        holder.wait(timeout=60)
+    # The program is not held up; what it recorded waits in its folder.
+    assert (held.returncode, held.stdout) == (0, "ok\n")
+    assert "did not confirm that it stored this run" in held.stderr
+    assert "in use by another process" in held.stderr and "Traceback" not in held.stderr
+    third = record(project, "ten.py")
+    assert (third.returncode, third.stderr) == (0, "")
+    wait_for_service_to_leave(project)
+    assert query("SELECT status, calls_stored FROM run ORDER BY id") == [("complete", 10)] * 3
+
+
+#: a service killed between storing its first batch and freeing the rings' space;
+#: with "ended", it first waits until the program has ended (so it has read the
+#: program's end from its log when it dies); with "logged", killed between storing
+#: the events of the program's log and noting how far it read it
+DIES_BEFORE_IT_FREES = """
+import glob, os, signal, sys, time
+from scope import native
+from scope.storage import service
+
+def die(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[2] == "logged":  # after storing the log's events, before noting it in the folder
+    note = service.live.write_assignment
+    def note_or_die(folder, run, number, log):
+        if log:
+            with open(os.path.join(folder, "log"), "rb") as f:
+                if b'"event"' in f.read(log):
+                    die()
+        note(folder, run, number, log)
+
+    service.live.write_assignment = note_or_die
+else:
+    native.Reader.commit = die
+if sys.argv[2] == "ended":
+    scan = service.Service._scan
+
+    def scan_once_ended(self):
+        while not any(b'"end"' in open(log, "rb").read()
+                      for log in glob.glob(os.path.join(self.root, "*", "log"))):
+            time.sleep(0.01)
+        scan(self)
+
+    service.Service._scan = scan_once_ended
+print("serving", flush=True)
+sys.exit(service.main([sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("when", ["running", "ended", "logged"])
+def test_what_a_killed_service_stored_is_not_stored_again(write, project, query, when):
+    write(
+        "many.py",
+        "def work(n):\n    return n + 1\n\nfor i in range(30_000):\n    work(i)\n"
+        "print('ok')\nraise ValueError('last')\n",  # an event in the program's log
+    )
+    db = project / ".scope" / "scope.duckdb"
+    os.makedirs(live.live_root(str(db)), mode=0o700)
+    killed = subprocess.Popen(
+        [sys.executable, "-c", DIES_BEFORE_IT_FREES, str(db), when],
+        env=clean_env({"SCOPE_SERVICE_LINGER": "60"}),  # it waits for the program
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stdout is not None and killed.stdout.readline() == "serving\n"
+    service_pid(project)  # it holds the recording: the program's hello finds it
+    result = record(project, "--max-calls-per-function", "0", "many.py")
+    assert killed.wait(timeout=60) == -signal.SIGKILL  # it did store, and die
+    assert (result.returncode, result.stdout) == (1, "ok\n")
+    assert result.stderr.endswith("ValueError: last\n"), result.stderr
+    assert "scope:" not in result.stderr
+    wait_for_service_to_leave(project)
+    assert query("SELECT status, calls_stored FROM run") == [("complete", 30_000)]
+    ((stored, distinct),) = query("SELECT count(*), count(DISTINCT id) FROM call")
+    assert stored == distinct == 30_000
+    ((events, distinct_events, uncaught),) = query(
+        "SELECT count(*), count(DISTINCT (time_ns, kind, detail)), "
+        "count(*) FILTER (kind = 'uncaught exception') FROM event"
+    )
+    assert events == distinct_events and uncaught == 1
+    assert query("SELECT count(*) FROM service_drained") == [(0,)]
+
+
+def test_a_child_that_outlives_its_parent_is_stored_in_its_run(write, project, query):
+    write(
+        "parent.py",
+        """
+import subprocess, sys
+
+def parent():
+    subprocess.Popen([sys.executable, "child.py"])  # not waited for
+
+parent()
+print("parent done")
+""",
+    )
+    write(
+        "child.py",
+        """
+import time
+
+def work(n):
+    return n + 1
+
+time.sleep(1.0)  # its parent is stored and gone by now
+for i in range(100):
+    work(i)
+open("child-done", "w").close()
+""",
+    )
+    result = record(project, "parent.py")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "parent done\n", "")
+    deadline = time.monotonic() + 60
+    while not (project / "child-done").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_for_service_to_leave(project)
+    calls = query(
+        "SELECT f.qualname, count(*) FROM call c JOIN function f "
+        "ON f.run = c.run AND f.id = c.function GROUP BY ALL ORDER BY 1"
+    )
+    assert calls == [("parent", 1), ("work", 100)]
+    assert query("SELECT status, calls_stored FROM run") == [("complete", 101)]
+    assert query("SELECT number, exit_status FROM process ORDER BY number") == [(0, 0), (1, 0)]
