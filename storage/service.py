@@ -63,6 +63,10 @@ READER_WAIT = float(os.environ.get("SCOPE_SERVICE_READER_WAIT", "10.0"))
 DRAINED_DDL = """CREATE TABLE IF NOT EXISTS service_drained (
     run INTEGER, process INTEGER, slot INTEGER, position UBIGINT, arena UINTEGER,
     PRIMARY KEY (run, process, slot))"""
+#: The service's own table of the run each run key was given: a child process
+#: that starts after its service has left is stored in its parent's run.
+RUNS_DDL = """CREATE TABLE IF NOT EXISTS service_runs (
+    key VARCHAR PRIMARY KEY, run INTEGER)"""
 #: the slot of ``service_drained`` rows that say how far a process's log is stored
 LOG_SLOT = -1
 #: records per batch (one DuckDB row group, as the in-process pipeline's)
@@ -128,9 +132,10 @@ class Service:
         self.root = live.live_root(self.db)
         self.producers: dict[str, Producer] = {}
         self.runs: dict[str, RunFeed] = {}
-        #: the run of every run key seen, kept after the file is let go of: a child
-        #: process may start after its run's top one has ended
+        #: the run of every run key seen (``service_runs`` keeps them in the file)
         self.run_ids: dict[str, int] = {}
+        #: child folders whose run is not known (yet): not waited for long
+        self._orphans: set[str] = set()
         #: what to answer about each producer stored (its folder is gone by then)
         self.stored: dict[str, dict[str, object]] = {}
         self._lock = threading.Lock()
@@ -200,6 +205,7 @@ class Service:
                     con = database.open_for_writing(self.db)
                     try:
                         con.execute(DRAINED_DDL)
+                        con.execute(RUNS_DDL)
                     except duckdb.Error as exc:
                         con.close()
                         raise RecordingError(f"cannot write recording {self.db}: {exc}") from None
@@ -345,7 +351,11 @@ class Service:
                     break
             # A folder not attached yet is waited for (the recording may be held by
             # a query for a while); one that is not there, for a few seconds.
-            ours = os.path.dirname(folder) == self.root and os.path.isdir(folder)
+            ours = (
+                os.path.dirname(folder) == self.root
+                and os.path.isdir(folder)
+                and folder not in self._orphans
+            )
             if time.monotonic() > deadline and not ours:
                 return {"ok": False, "error": "no such producer"}
             self._hello.set()  # a producer not found yet: look now
@@ -417,6 +427,9 @@ class Service:
         if not key:
             return  # recorded by a process storing its own run
         assigned = live.read_assignment(folder)
+        if assigned is not None and assigned["number"] > 0 and self._ended(assigned):
+            live.remove_process_folder(folder)  # stored by a service killed as it tidied
+            return
         run = self.runs.get(key)
         if run is None and assigned is not None and assigned["number"] >= 0:
             run = self._resume_run(key, assigned["run"], note)  # a killed service's run
@@ -438,11 +451,15 @@ class Service:
             if row is not None:
                 assigned = {"run": int(row[0]), "number": 0, "log": 0}
                 run = self._resume_run(key, assigned["run"], note)
-        if run is None and assigned is None and not note.get("top") and key in self.run_ids:
-            run = self._resume_run(key, self.run_ids[key], note)  # it outlived its top
+        if run is None and assigned is None and not note.get("top"):
+            run_id = self._run_for_key(key)
+            if run_id is not None:
+                run = self._resume_run(key, run_id, note)  # it outlived its top
         if run is None and assigned is None:
             if not note.get("top"):
+                self._orphans.add(folder)
                 return  # its run's first process is not here yet
+            self._orphans.discard(folder)
             self._open()
             run = self._begin_run(key, note)
         if assigned is not None:
@@ -497,6 +514,18 @@ class Service:
         with self._lock:
             self.producers[folder] = producer
 
+    def _ended(self, assigned: dict[str, int]) -> bool:
+        """Whether the child process a folder was assigned is stored to its end."""
+        row = _first(
+            self._open()
+            .execute(
+                "SELECT ended_by FROM process WHERE run = ? AND number = ?",
+                [assigned["run"], assigned["number"]],
+            )
+            .fetchall()
+        )
+        return row is not None and row[0] is not None
+
     def _begin_run(self, key: str, note: dict[str, Any]) -> RunFeed:
         assert self.con is not None
         numbering = native.Numbering()
@@ -505,8 +534,9 @@ class Service:
         writer.begin(RunInfo(**info))
         run = RunFeed(key, writer, numbering, tuple(note.get("audit") or ()))
         writer.audit_events = run.audit
+        writer.recount_summed = True
         self.runs[key] = run
-        self.run_ids[key] = writer.run_id
+        self._note_run(key, writer.run_id)
         return run
 
     def _run_of(self, producer: Producer) -> RunFeed | None:
@@ -533,6 +563,7 @@ class Service:
         numbering = native.Numbering()
         writer = RecordingWriter(con, numbering)
         writer.run_id = run_id
+        writer.recount_summed = True
         for number, function, params, attributes in con.execute(
             "SELECT id, key, params, attributes FROM function WHERE run = ?", [run_id]
         ).fetchall():
@@ -559,8 +590,26 @@ class Service:
         writer.calls_summed, writer.values_stored = summed, values
         writer.records_stored = calls + summed + values
         self.runs[key] = run
-        self.run_ids[key] = run_id
+        self._note_run(key, run_id)
         return run
+
+    def _note_run(self, key: str, run_id: int) -> None:
+        """Remember run key ``key``'s run, here and in the file: a child may start
+        after its run's top process has ended, and after this service has left."""
+        if self.run_ids.get(key) != run_id:
+            self.run_ids[key] = run_id
+            self._open().execute("INSERT OR REPLACE INTO service_runs VALUES (?, ?)", [key, run_id])
+
+    def _run_for_key(self, key: str) -> int | None:
+        """The run of run key ``key``, if a service began it."""
+        if key not in self.run_ids:
+            row = _first(
+                self._open().execute("SELECT run FROM service_runs WHERE key = ?", [key]).fetchall()
+            )
+            if row is None:
+                return None
+            self.run_ids[key] = int(row[0])
+        return self.run_ids[key]
 
     def _number(self, producer: Producer) -> None:
         """Give a child process that recorded something its number in the run, and a row."""
@@ -619,27 +668,23 @@ class Service:
         moved = producer.number is not None and producer.log.offset != producer.log_stored
         if not (events or moved):
             return
-        writer.flush_plans()  # the log's functions: stored before the offset moves
-        # Its events and test phases, with how far the log is stored: a service
-        # killed after this goes on from there, one killed before reads them again.
+        # The log's functions, test phases and events, with how far the log is
+        # stored: a service killed after this goes on from there, one killed before
+        # reads them all again.
         writer._pid = producer.pid
-        tests = writer._take_tests()
+        offset = (
+            (
+                "INSERT OR REPLACE INTO service_drained VALUES (?, ?, ?, ?, 0)",
+                [writer.run_id, producer.number, LOG_SLOT, producer.log.offset],
+            )
+            if moved
+            else None
+        )
         try:
-            writer.con.execute("BEGIN")
-            if events:
-                writer._store_events(events)
-            writer._insert_tests(tests)
-            if moved:
-                writer.con.execute(
-                    "INSERT OR REPLACE INTO service_drained VALUES (?, ?, ?, ?, 0)",
-                    [writer.run_id, producer.number, LOG_SLOT, producer.log.offset],
-                )
-            writer.con.execute("COMMIT")
+            writer.flush_plans(events, offset)
         except Exception as exc:  # a full disk: as when storing calls fails
-            with contextlib.suppress(duckdb.Error):
-                writer.con.execute("ROLLBACK")
             run.failure = run.failure or f"{type(exc).__name__}: {exc}"
-            run.records_lost += len(events) + len(tests)
+            run.records_lost += len(events)
             return
         if moved:
             assert producer.number is not None
@@ -678,7 +723,8 @@ class Service:
 
         Returns what to answer whoever asks about it (once the round is over).
         """
-        producer.reader.refresh()
+        if producer.reader.refresh() and producer.stored_to:
+            _pass_stored(producer)
         self._read_log(producer)
         problems = [str(p) for p in producer.end.get("problems") or ()]
         if producer.number is None and (

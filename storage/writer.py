@@ -92,6 +92,8 @@ class RecordingWriter:
         self.numbering = numbering or native.OWN_NUMBERING
         self.records_stored = 0
         self.calls_summed = 0
+        #: count ``function.calls_summed`` from the table, not the numbering
+        self.recount_summed = False
         self.calls_stored = 0
         self.calls_unfinished = 0
         self.values_stored = 0
@@ -360,18 +362,25 @@ class RecordingWriter:
         finally:
             self.con.unregister(name)
 
-    def flush_plans(self) -> None:
-        """Store the functions planned and the test phases queued since the last batch."""
+    def flush_plans(
+        self, events: Sequence[Event] = (), also: tuple[str, Sequence[object]] | None = None
+    ) -> None:
+        """Store the functions planned and the test phases queued since the last batch,
+        and ``events`` and the statement ``also`` (SQL, parameters), in one transaction."""
         with self._plans_lock:
             plans, self._plans = self._plans, []
         tests = self._take_tests()
-        if not plans and not tests:
+        if not plans and not tests and not events and also is None:
             return
         self.con.execute("BEGIN")
         try:
             for plan in plans:
                 self._insert_functions(plan)
             self._insert_tests(tests)
+            if events:
+                self._store_events(events)
+            if also is not None:
+                self.con.execute(*also)
             self.con.execute("COMMIT")
         except BaseException:
             self._abandon(plans)
@@ -445,7 +454,20 @@ class RecordingWriter:
 
     def store_summed(self) -> None:
         """Note on each function how many of its calls were counted, not stored (its
-        budget spent): the totals so far, so storing them again is harmless."""
+        budget spent): the totals so far, so storing them again is harmless.
+
+        With ``recount_summed`` they are counted from ``call_aggregate``: a recording
+        service takes runs up again with a new numbering, which knows only its own.
+        """
+        if self.recount_summed:
+            self.con.execute(
+                """UPDATE function SET calls_summed = s.calls
+                   FROM (SELECT function AS id, sum(calls) AS calls FROM call_aggregate
+                         WHERE run = $run GROUP BY function) s
+                   WHERE function.run = $run AND function.id = s.id""",
+                {"run": self.run_id},
+            )
+            return
         summed = self.numbering.summed()
         if summed:
             self.con.execute(
