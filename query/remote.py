@@ -16,7 +16,7 @@ import socket
 from collections.abc import Sequence
 
 from scope.native import live
-from scope.native.live import decode_value, encode_value
+from scope.storage.answers import decode_value, encode_value
 
 from scope.errors import QueryError
 

@@ -10,7 +10,6 @@ corpus scripts among them) use the prefix too.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -292,6 +291,8 @@ def find_project_root(start: str) -> str | None:
 
 
 def _from_pyproject(root: str) -> dict[str, Any]:
+    import tomllib  # here: a child process, configured by its parent, reads no file
+
     path = os.path.join(root, "pyproject.toml")
     try:
         with open(path, "rb") as f:
@@ -326,6 +327,8 @@ def pytest_requested(cwd: str, environ: Mapping[str, str]) -> bool:
     values = dict(_from_environment(environ))
     root = find_project_root(cwd)
     if "pytest" not in values and root is not None:
+        import tomllib
+
         try:
             with open(os.path.join(root, "pyproject.toml"), "rb") as f:
                 section = tomllib.load(f).get("tool", {}).get("scope", {})

@@ -18,7 +18,6 @@ import platform
 import signal
 import sys
 import threading
-import uuid
 from dataclasses import asdict, dataclass, field, replace
 from importlib.machinery import SourceFileLoader
 from typing import TYPE_CHECKING, Any
@@ -264,10 +263,10 @@ class Recorder:
 
     def _link_to_service(self, info: RunInfo) -> None:
         """Leave storing to the recording's service: this process only fills its rings."""
-        run_key = self.child.run_key if self.child is not None else uuid.uuid4().hex
+        run_key = self.child.run_key if self.child is not None else None
         self._link = ServiceLink(
             self.config.db,
-            run_key or uuid.uuid4().hex,
+            run_key or os.urandom(16).hex(),  # the run's processes share it
             self.child is None,
             asdict(info),
             self.config.audit,

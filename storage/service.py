@@ -41,6 +41,7 @@ import duckdb
 from scope.native import live
 from scope.native.batch import Batch
 from scope.storage import database
+from scope.storage.answers import decode_value, encode_value
 from scope.storage.recovery import recover
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
@@ -324,7 +325,7 @@ class Service:
         try:
             cursor.execute("BEGIN TRANSACTION")
             try:
-                params = live.decode_value(message.get("params"))
+                params = decode_value(message.get("params"))
                 result = cursor.execute(str(message.get("sql")), params or [])
                 columns = [d[0] for d in result.description or []]
                 rows = result.fetchall() if columns else []
@@ -334,7 +335,7 @@ class Service:
             return {"ok": False, "error": str(exc).strip()}
         finally:
             cursor.close()
-        encoded = [[live.encode_value(v) for v in row] for row in rows]
+        encoded = [[encode_value(v) for v in row] for row in rows]
         return {"ok": True, "columns": columns, "rows": encoded}
 
     def _wait_stored(self, folder: str) -> dict[str, object]:
