@@ -532,12 +532,18 @@ class Service:
         numbering = native.Numbering()
         writer = RecordingWriter(self.con, numbering)
         info = note["info"]
-        writer.begin(RunInfo(**info))
+        con = self.con
+        writer.begin(
+            RunInfo(**info),
+            lambda run_id: con.execute(
+                "INSERT OR REPLACE INTO service_runs VALUES (?, ?)", [key, run_id]
+            ),
+        )
+        self.run_ids[key] = writer.run_id
         run = RunFeed(key, writer, numbering, tuple(note.get("audit") or ()))
         writer.audit_events = run.audit
         writer.recount_summed = True
         self.runs[key] = run
-        self._note_run(key, writer.run_id)
         return run
 
     def _run_of(self, producer: Producer) -> RunFeed | None:
@@ -591,15 +597,8 @@ class Service:
         writer.calls_summed, writer.values_stored = summed, values
         writer.records_stored = calls + summed + values
         self.runs[key] = run
-        self._note_run(key, run_id)
+        self.run_ids[key] = run_id
         return run
-
-    def _note_run(self, key: str, run_id: int) -> None:
-        """Remember run key ``key``'s run, here and in the file: a child may start
-        after its run's top process has ended, and after this service has left."""
-        if self.run_ids.get(key) != run_id:
-            self.run_ids[key] = run_id
-            self._open().execute("INSERT OR REPLACE INTO service_runs VALUES (?, ?)", [key, run_id])
 
     def _run_for_key(self, key: str) -> int | None:
         """The run of run key ``key``, if a service began it."""

@@ -14,7 +14,7 @@ import datetime as dt
 import threading
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import duckdb
@@ -120,11 +120,12 @@ class RecordingWriter:
         if self.opened:
             self.con.close()
 
-    def begin(self, info: RunInfo) -> int:
-        """Insert the run's row; returns its id."""
-        return self._insert_run(info)
+    def begin(self, info: RunInfo, also: Callable[[int], object] | None = None) -> int:
+        """Insert the run's row; returns its id.  ``also`` is called with the id inside
+        the same transaction (a recording service notes the run's key)."""
+        return self._insert_run(info, also)
 
-    def _insert_run(self, info: RunInfo) -> int:
+    def _insert_run(self, info: RunInfo, also: Callable[[int], object] | None = None) -> int:
         self.con.execute("BEGIN")
         row = self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM run").fetchone()
         self.run_id = int(row[0]) if row else 1
@@ -153,6 +154,8 @@ class RecordingWriter:
             "INSERT INTO event VALUES (?, ?, ?, 'start', ?, NULL)",
             [self.run_id, info.pid, info.start_ns, " ".join(info.argv)],
         )
+        if also is not None:
+            also(self.run_id)
         self.con.execute("COMMIT")
         self._pid = info.pid
         return self.run_id
@@ -540,6 +543,7 @@ class DeferredWriter(RecordingWriter):
         self.path = path
         self._opened = False
         self._info: RunInfo | None = None
+        self._also: Callable[[int], object] | None = None
         self._batch: Batch | None = None
         #: audit events drained before the first call, waiting for the file
         self._held: list[Event] = []
@@ -550,9 +554,9 @@ class DeferredWriter(RecordingWriter):
         """Whether the file exists yet."""
         return self._opened
 
-    def begin(self, info: RunInfo) -> int:
+    def begin(self, info: RunInfo, also: Callable[[int], object] | None = None) -> int:
         """Keep the run's row for when the file is made."""
-        self._info = info
+        self._info, self._also = info, also
         return 0
 
     def attach(self, batch: Batch) -> None:
@@ -563,7 +567,7 @@ class DeferredWriter(RecordingWriter):
         assert self._info is not None
         self.con = database.open_for_writing(self.path)
         self._opened = True
-        self._insert_run(self._info)
+        self._insert_run(self._info, self._also)
         if self._batch is not None:
             self._register(self._batch)
 
