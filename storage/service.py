@@ -234,8 +234,9 @@ class Service:
             for producer in self.producers.values():
                 producer.run = None
         self.runs.clear()
-        self.con.close()
-        self.con = None
+        con, self.con = self.con, None
+        with contextlib.suppress(duckdb.Error):  # a disk gone read-only: it is let go of
+            con.close()
 
     def _idle(self) -> bool:
         with self._lock:
@@ -262,8 +263,9 @@ class Service:
         for producer in self.producers.values():
             producer.reader.close()
         if self.con is not None:
-            self.con.close()
-            self.con = None
+            con, self.con = self.con, None
+            with contextlib.suppress(duckdb.Error):
+                con.close()
 
     # ---- the socket ----
 
@@ -511,7 +513,7 @@ class Service:
                 producer.stored_to = [p for p in stored_to if p[0] != LOG_SLOT]
                 _pass_stored(producer)
         else:  # where a service taking over after this one finds the run
-            live.write_assignment(folder, run_id, number, 0)
+            _assign(folder, run_id, number, 0)
         with self._lock:
             self.producers[folder] = producer
 
@@ -620,7 +622,7 @@ class Service:
         run.next_number += 1
         producer.reader.set_process(number)
         self._add_process(run, producer, producer.note)
-        live.write_assignment(producer.folder, run.writer.run_id, number, producer.log_stored)
+        _assign(producer.folder, run.writer.run_id, number, producer.log_stored)
         pending, producer.pending = producer.pending, []
         self._apply_log(producer, pending)
 
@@ -688,9 +690,7 @@ class Service:
             return
         if moved:
             assert producer.number is not None
-            live.write_assignment(
-                producer.folder, writer.run_id, producer.number, producer.log.offset
-            )
+            _assign(producer.folder, writer.run_id, producer.number, producer.log.offset)
             producer.log_stored = producer.log.offset
 
     def _drain(self, producer: Producer) -> int:
@@ -808,6 +808,13 @@ def _refuse(root: str, why: str) -> None:
         )
         with os.fdopen(descriptor, "w") as f:
             f.write(" ".join(why.split()))
+
+
+def _assign(folder: str, run: int, number: int, log: int) -> None:
+    """Note in a producer's folder what it was given, if its disk lets it: on a disk
+    that fails, storing fails too, and a service taking over has nothing to resume."""
+    with contextlib.suppress(OSError):
+        live.write_assignment(folder, run, number, log)
 
 
 def _drained_sql(run: RunFeed, producer: Producer) -> str:
