@@ -706,6 +706,9 @@ class Service:
         run.writer._pid = producer.pid
         moved = 0
         while self._batch.drain(producer.reader).records:
+            # A module's functions are logged before any of them runs: read now, the
+            # log has those of every call drained, for naming their values.
+            self._read_log(producer)
             moved += self._batch.counts.records
             if run.failure is None:
                 try:

@@ -679,3 +679,26 @@ open("child-done", "w").close()
     ((run, calls_stored),) = query("SELECT status, calls_stored FROM run")
     assert (run, calls_stored) == ("complete", stored)
     assert query("SELECT number, exit_status FROM process ORDER BY number") == [(0, 0), (1, 0)]
+
+
+IMPORTS_AND_CALLS = """
+import importlib, sys
+sys.path.insert(0, "modules")
+for i in range(150):
+    importlib.import_module(f"m{i}").f(i)
+"""
+
+
+def test_values_are_named_when_their_module_came_while_the_service_drained(
+    write, project, query
+):
+    # Each module is planned (logged) just before its function runs: a service that
+    # read the log before the plan came, then drained the call, once named no value.
+    for i in range(150):
+        write(f"modules/m{i}.py", "def f(x):\n    return x\n")
+    write("imports.py", IMPORTS_AND_CALLS)
+    for _ in range(3):
+        assert record(project, "--level", "args", "imports.py").returncode == 0
+    (unnamed,) = query("SELECT count(*) FROM value WHERE role = 'argument' AND name IS NULL")
+    assert unnamed == (0,)
+    assert query("SELECT count(*) FROM value WHERE role = 'argument'") == [(450,)]
