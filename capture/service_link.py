@@ -26,7 +26,7 @@ from typing import Any
 from scope.native import live
 
 from scope import native
-from scope.errors import NotARecording, RecordingError
+from scope.errors import NotARecording, RecordingError, RecordingInUse
 
 #: seconds to wait for a service to take a connection (it may be starting)
 CONNECT_TIMEOUT = 10.0
@@ -72,6 +72,27 @@ class ServiceLink:
         native.unfinished_into_rings(True)
         if self._request({"op": "hello"}, timeout=0) is None:  # one try: none is running
             start_service(self.db)
+        if self.top and _has_content(self.db):
+            self._check()
+
+    def _check(self) -> None:
+        """Raise ``RecordingError`` if the service cannot store into the file (one
+        that is not a recording), before the program runs: as without the service."""
+        answer = self._request({"op": "check"}, timeout=None)
+        if answer is not None:
+            refused = (
+                None if answer.get("ok") else (str(answer.get("code")), str(answer.get("error")))
+            )
+        else:  # the service left as it refused, or died: the end says what was lost
+            refused = self._refused()
+        if refused is None or refused[0] == RecordingInUse.code:
+            return  # a file held by a query: the records wait in the rings
+        native.stop_sharing(remove=True)
+        assert self.folder is not None
+        live.remove_process_folder(self.folder)
+        self.folder = None
+        code, why = refused
+        raise (NotARecording if code == NotARecording.code else RecordingError)(why)
 
     def _log(self, record: dict[str, object]) -> None:
         if self.folder is None or not live.append_log(self.folder, record):
@@ -157,11 +178,17 @@ class ServiceLink:
 
     def refusal(self) -> str | None:
         """Why the service said it cannot store the recording, if it said so."""
+        refused = self._refused()
+        return None if refused is None else refused[1]
+
+    def _refused(self) -> tuple[str, str] | None:
+        """The service's refusal: the error's code and message."""
         try:
             with open(os.path.join(live.live_root(self.db), live.REFUSAL)) as f:
-                return f.read(2000).strip() or None
+                code, _, why = f.read(2000).partition("\n")
         except OSError:
             return None
+        return (code, why.strip()) if why.strip() else None
 
     def _request(
         self, message: dict[str, object], timeout: float | None
@@ -192,6 +219,13 @@ class ServiceLink:
                 return live.receive(stream)
         except OSError:
             return None
+
+
+def _has_content(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
 
 
 #: where a DuckDB file says it is one (its header's magic bytes)

@@ -65,6 +65,8 @@ class NotARecording(RecordingError):
 class RecordingInUse(RecordingError):
     """Another process writes the recording: DuckDB lets nobody else open it meanwhile."""
 
+    code = "in-use"
+
 
 class QueryError(ScopeError):
     """A question about a recording cannot be answered (unknown run or call, ...)."""

@@ -171,7 +171,7 @@ class Service:
                     self._hello.wait(INTERVAL)
                     self._hello.clear()
             except RecordingError as exc:  # said by each producer at its end
-                _refuse(self.root, str(exc))
+                _refuse(self.root, exc)
                 raise
             return 0
         finally:
@@ -311,12 +311,29 @@ class Service:
                 if op == "hello":
                     self._hello.set()
                     live.send(connection, {"ok": True})
+                elif op == "check":
+                    live.send(connection, self._check())
                 elif op == "ended":
                     live.send(connection, self._wait_stored(str(message.get("folder", ""))))
                 elif op == "sql":
                     live.send(connection, self._query(message))
                 else:
                     live.send(connection, {"ok": False, "error": f"unknown request {op!r}"})
+
+    def _check(self) -> dict[str, object]:
+        """Whether the recording can be stored (a new run asks before its program runs).
+
+        A file held by another process (a query) is no reason to refuse: the run's
+        records wait in its rings until the file is free.
+        """
+        if self.con is not None:
+            return {"ok": True}  # open for writing: it is a recording
+        try:
+            with self._db_lock:
+                self._open()
+        except RecordingError as exc:
+            return {"ok": False, "code": exc.code, "error": str(exc)}
+        return {"ok": True}
 
     def _query(self, message: dict[str, object]) -> dict[str, object]:
         """Run a query's SQL on what is stored so far, in a transaction rolled back after."""
@@ -801,8 +818,9 @@ class Service:
             _finish_child(writer, producer, threads, rings, exit_status, ended_by, problems, events)
 
 
-def _refuse(root: str, why: str) -> None:
-    """Leave why the recording cannot be stored where producers look for it."""
+def _refuse(root: str, why: RecordingError) -> None:
+    """Leave why the recording cannot be stored where producers look for it: the
+    error's code on the first line, its message on the second."""
     with contextlib.suppress(OSError):
         descriptor = os.open(
             os.path.join(root, live.REFUSAL),
@@ -810,7 +828,7 @@ def _refuse(root: str, why: str) -> None:
             0o600,
         )
         with os.fdopen(descriptor, "w") as f:
-            f.write(" ".join(why.split()))
+            f.write(f"{why.code}\n{' '.join(str(why).split())}")
 
 
 def _assign(folder: str, run: int, number: int, log: int) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,35 @@ def run(
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wait_for_service_to_leave(project: Path, timeout: float = 60.0) -> None:
+    """Wait until every process folder is stored and no service holds the recording."""
+    root = project / ".scope" / "scope.duckdb.live"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            left = [n for n in os.listdir(root) if "-" in n]
+        except FileNotFoundError:
+            left = []  # the service removed the live folder as it left
+        if not left and lock_free(root / "service.lock"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the service did not store everything and leave: {os.listdir(root)}")
+
+
+def lock_free(lock: Path) -> bool:
+    try:
+        descriptor = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ its own, and what it recorded is stored however it ends, once.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from scope.storage import database
 
 from scope.errors import RecordingError
 
-from .conftest import clean_env, unavailable
+from .conftest import clean_env, lock_free, unavailable, wait_for_service_to_leave
 from .test_live_rings import KILLS_ITSELF
 
 
@@ -65,35 +64,6 @@ def plain(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args], cwd=project, env=clean_env(), capture_output=True, text=True
     )
-
-
-def wait_for_service_to_leave(project: Path, timeout: float = 60.0) -> None:
-    """Wait until every process folder is stored and no service holds the recording."""
-    root = project / ".scope" / "scope.duckdb.live"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            left = [n for n in os.listdir(root) if "-" in n]
-        except FileNotFoundError:
-            left = []  # the service removed the live folder as it left
-        if not left and _lock_free(root / "service.lock"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the service did not store everything and leave: {os.listdir(root)}")
-
-
-def _lock_free(lock: Path) -> bool:
-    try:
-        descriptor = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    finally:
-        os.close(descriptor)
-    return True
 
 
 COUNTS_ITS_THREADS = """
@@ -353,7 +323,7 @@ def service_pid(project: Path, timeout: float = 30.0) -> int:
             text = lock.read_text()
         except FileNotFoundError:
             text = ""
-        if text.strip() and not _lock_free(lock):
+        if text.strip() and not lock_free(lock):
             return int(text)
         time.sleep(0.02)
     raise AssertionError("no service took the recording")
@@ -689,9 +659,7 @@ for i in range(150):
 """
 
 
-def test_values_are_named_when_their_module_came_while_the_service_drained(
-    write, project, query
-):
+def test_values_are_named_when_their_module_came_while_the_service_drained(write, project, query):
     # Each module is planned (logged) just before its function runs: a service that
     # read the log before the plan came, then drained the call, once named no value.
     for i in range(150):
