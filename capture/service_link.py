@@ -135,17 +135,14 @@ class ServiceLink:
         """
         if self.folder is None:
             return None
-        self._log(
-            {
-                "end": {
-                    "ended_by": ended_by,
-                    "exit_status": exit_status,
-                    "problems": list(problems),
-                    "thread_names": thread_names,
-                    "final": final,
-                }
-            }
-        )
+        end: dict[str, object] = {
+            "ended_by": ended_by,
+            "exit_status": exit_status,
+            "problems": list(problems),
+            "thread_names": thread_names,
+            "final": final,
+        }
+        self._log({"end": end})
         native.note_process_end(ended_by, exit_status)
         if not final:
             native.note_exit_status(None)
@@ -155,7 +152,7 @@ class ServiceLink:
             if self._request({"op": "hello"}, timeout=0.2) is None:
                 start_service(self.db)  # one must store the rest
             return {"ok": True}
-        message: dict[str, object] = {"op": "ended", "folder": self.folder}
+        message: dict[str, object] = {"op": "ended", "folder": self.folder, "end": end}
         answer = self._request(message, timeout=0.5)
         for _ in range(3):
             # No service (it was killed, or left, perhaps as it answered): a new one

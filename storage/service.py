@@ -314,7 +314,9 @@ class Service:
                 elif op == "check":
                     live.send(connection, self._check())
                 elif op == "ended":
-                    live.send(connection, self._wait_stored(str(message.get("folder", ""))))
+                    end = message.get("end")
+                    folder = str(message.get("folder", ""))
+                    live.send(connection, self._wait_stored(folder, end))
                 elif op == "sql":
                     live.send(connection, self._query(message))
                 else:
@@ -357,8 +359,12 @@ class Service:
         encoded = [[encode_value(v) for v in row] for row in rows]
         return {"ok": True, "columns": columns, "rows": encoded}
 
-    def _wait_stored(self, folder: str) -> dict[str, object]:
-        """Wait until the producer in ``folder`` is stored; what to answer it."""
+    def _wait_stored(self, folder: str, end: object = None) -> dict[str, object]:
+        """Wait until the producer in ``folder`` is stored; what to answer it.
+
+        ``end`` is how it ended, as its log says it too: a log that could not take
+        it (a disk turned read-only) does not leave the producer waiting forever.
+        """
         done = threading.Event()
         deadline = time.monotonic() + 5.0
         while True:
@@ -368,6 +374,8 @@ class Service:
                 producer = self.producers.get(folder)
                 if producer is not None:
                     producer.waiters.append(done)
+                    if isinstance(end, dict) and not producer.end:
+                        producer.end = dict(end)
                     break
             # A folder not attached yet is waited for (the recording may be held by
             # a query for a while); one that is not there, for a few seconds.

@@ -68,16 +68,19 @@ def run(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def wait_for_service_to_leave(project: Path, timeout: float = 60.0) -> None:
-    """Wait until every process folder is stored and no service holds the recording."""
-    root = project / ".scope" / "scope.duckdb.live"
+def wait_for_service_to_leave(
+    project: Path, timeout: float = 60.0, db: Path | None = None, stored: bool = True
+) -> None:
+    """Wait until every process folder is stored (unless not ``stored``: a disk that
+    failed keeps them) and no service holds the recording (the project's, or ``db``)."""
+    root = Path(f"{db or project / '.scope' / 'scope.duckdb'}.live")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             left = [n for n in os.listdir(root) if "-" in n]
         except FileNotFoundError:
             left = []  # the service removed the live folder as it left
-        if not left and lock_free(root / "service.lock"):
+        if not (left and stored) and lock_free(root / "service.lock"):
             return
         time.sleep(0.05)
     raise AssertionError(f"the service did not store everything and leave: {os.listdir(root)}")

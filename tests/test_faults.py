@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import clean_env, unavailable
+from .conftest import clean_env, run, unavailable, wait_for_service_to_leave
 
 PROGRAM = """
 def f(i):
@@ -35,6 +36,15 @@ print(t)
 REQUIRE_MOUNT = "SCOPE_TEST_REQUIRE_MOUNT"
 
 
+def unmount(mount_point: Path) -> None:
+    """Unmount, once a service that has just left has closed its files there."""
+    deadline = time.monotonic() + 10
+    while subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            subprocess.run(["umount", str(mount_point)], check=True)
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     mount_point = tmp_path / "tiny"
@@ -47,7 +57,7 @@ def tiny_disk(tmp_path):
     if mounted.returncode != 0:
         unavailable(f"cannot mount a tmpfs without root: {mounted.stderr.strip()}", REQUIRE_MOUNT)
     yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    unmount(mount_point)
 
 
 @pytest.fixture
@@ -78,19 +88,30 @@ def failing_disk(tmp_path):
         trigger.write_text("scope test\n")
 
     yield mount_point, fail
-    subprocess.run(["umount", str(mount_point)], check=True)
+    unmount(mount_point)
 
 
-def test_a_full_disk_loses_calls_not_the_program(write, python, scope, tiny_disk):
+@pytest.mark.parametrize("service", ["0", "1"], ids=["in the program", "by the service"])
+def test_a_full_disk_loses_calls_not_the_program(write, python, project, tiny_disk, service):
     write("many.py", PROGRAM)
     plain = python("many.py")
-    recorded = scope("run", "--db", str(tiny_disk / "rec.duckdb"), "many.py", timeout=300)
+    db = tiny_disk / "rec.duckdb"
+    recorded = run(
+        [sys.executable, "-m", "scope", "run", "--db", str(db), "many.py"],
+        project,
+        clean_env({"SCOPE_SERVICE": service}),
+        timeout=300,
+    )
+    wait_for_service_to_leave(project, db=db)  # before the disk is unmounted
     assert (recorded.returncode, recorded.stdout) == (plain.returncode, plain.stdout)
     (warning,) = recorded.stderr.splitlines()
     # One line, naming the real cause and what was lost.
-    assert warning.startswith("scope: warning: the recording stopped storing calls")
     assert "No space left on device" in warning or "disk" in warning.lower(), warning
-    assert "events lost" in warning
+    if service == "0":
+        assert warning.startswith("scope: warning: the recording stopped storing calls")
+        assert "events lost" in warning
+    else:  # the rings' files do not fit either: nothing drains them
+        assert "could not be made as files" in warning and "events dropped" in warning
 
 
 TWO_PHASES = """
@@ -110,12 +131,14 @@ print("second", t)
 """
 
 
-def two_phases(command: list[str], cwd: Path, between=lambda: None) -> tuple[int, str, str]:
+def two_phases(
+    command: list[str], cwd: Path, between=lambda: None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run TWO_PHASES; ``between()`` runs once the first phase is done."""
     process = subprocess.Popen(
         command,
         cwd=cwd,
-        env=clean_env(),
+        env=env or clean_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -128,14 +151,31 @@ def two_phases(command: list[str], cwd: Path, between=lambda: None) -> tuple[int
     return process.returncode, first + out, err
 
 
-def test_a_disk_turned_read_only_mid_run_loses_calls_not_the_program(write, project, failing_disk):
+@pytest.mark.parametrize("service", ["0", "1"], ids=["in the program", "by the service"])
+def test_a_disk_turned_read_only_mid_run_loses_calls_not_the_program(
+    write, project, failing_disk, service
+):
     mount_point, fail = failing_disk
     write("phases.py", TWO_PHASES)
     plain = two_phases([sys.executable, "phases.py"], project)
-    db = str(mount_point / "rec.duckdb")
+    db = mount_point / "rec.duckdb"
+    live = mount_point / "rec.duckdb.live"
+
+    def fail_once_stored() -> None:
+        # The service may still be starting: the disk fails once it stores the run.
+        deadline = time.monotonic() + 60
+        stored = db.exists if service == "0" else lambda: any(live.glob("*/assigned.json"))
+        while not stored() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fail()
+
     recorded = two_phases(
-        [sys.executable, "-m", "scope", "run", "--db", db, "phases.py"], project, between=fail
+        [sys.executable, "-m", "scope", "run", "--db", str(db), "phases.py"],
+        project,
+        between=fail_once_stored,
+        env=clean_env({"SCOPE_SERVICE": service}),
     )
+    wait_for_service_to_leave(project, db=db, stored=False)  # before the disk is unmounted
     assert recorded[:2] == plain[:2] and plain[0] == 0
     (warning,) = recorded[2].splitlines()
     assert warning.startswith("scope: warning: the recording stopped storing calls"), warning
