@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 
-from .conftest import clean_env
+from .conftest import clean_env, wait_for_service_to_leave
 
 LOOP = """
 import signal, sys, time
@@ -61,6 +61,7 @@ def test_sigterm_stores_everything_then_dies_of_sigterm(project, write, query):
     recorded = run_until_terminated([sys.executable, "-m", "scope", "run", "loop.py"], project)
     assert plain[0] == -signal.SIGTERM
     assert recorded == plain
+    wait_for_service_to_leave(project)  # with the service, it stores after the death
     ((calls, status, exit_status),) = query("SELECT calls_stored, status, exit_status FROM run")
     assert calls >= 20_000 and status == "complete" and exit_status == 128 + signal.SIGTERM
     assert query("SELECT exit_status, ended_by FROM process") == [(143, "SIGTERM")]
