@@ -48,8 +48,12 @@ set_runtime_objects: Any = _native.set_runtime_objects
 #: ``flush_on_sigterm(callback) -> bool``: on SIGTERM (while it has its default
 #: action), call ``callback`` on a watcher thread, then die of SIGTERM as python would.
 flush_on_sigterm: Any = _native.flush_on_sigterm
-#: ``no_flush_on_sigterm()``: SIGTERM's default action back; the callback is dropped.
+#: ``no_flush_on_sigterm()``: SIGTERM's default action back (if scope's handler is
+#: still there); the callback is dropped.
 no_flush_on_sigterm: Any = _native.no_flush_on_sigterm
+#: ``note_sigterm() -> bool``: on SIGTERM (while it has its default action), note the
+#: signal in the process header and die of it at once: the service records it.
+note_sigterm: Any = _native.note_sigterm
 #: ``run_at_bottom(func, *args)``: call ``func`` with no Python frame below it.
 run_at_bottom: Any = _native.run_at_bottom
 #: ``wrap_builtin(builtin, before[, after])``: a builtin that looks like ``builtin``,
@@ -95,6 +99,8 @@ unfinish_open: Any = _native.unfinish_open
 
 SLOT_SHIFT: int = lib.SCOPE_SLOT_SHIFT
 PROCESS_SHIFT: int = lib.SCOPE_PROCESS_SHIFT
+#: a thread's open calls its ring file keeps, for a reader once the process is dead
+RING_FRAMES: int = lib.SCOPE_RING_FRAMES
 RETURN: int = lib.SCOPE_RETURN
 RAISE: int = lib.SCOPE_RAISE
 UNFINISHED: int = lib.SCOPE_UNFINISHED
@@ -425,6 +431,15 @@ class Reader:
             "scope_ring_position *", {"slot": slot, "read": read, "arena_read": arena}
         )
         return bool(lib.scope_reader_skip_to(self.handle, position))
+
+    def unfinish(self) -> tuple[int, int]:
+        """Once the process is dead: write the calls its threads still had open, which
+        their ring files keep, into the rings as unfinished, for the next drain.
+        Returns (written, missing): missing could not be (a stack deeper than a ring
+        file keeps, or a full ring).  Done once: the stacks are emptied."""
+        missing = ffi.new("size_t *")
+        written = int(lib.scope_reader_unfinish(self.handle, missing))
+        return written, int(missing[0])
 
     def refresh(self) -> int:
         """Map the ring files made since; returns how many."""

@@ -201,7 +201,7 @@ static void end_call(uint64_t tagged, PyObject *value) {
         scope_record_value(t, f, SCOPE_ROLE_RETURN, 0, value, flags & SCOPE_FLAG_FULL, 0);
         f = scope_top_of(t); /* a user repr may have grown the stack */
     }
-    t->depth--;
+    scope_set_depth(t, t->depth - 1);
     scope_finish_call(t, f, 0);
 }
 

@@ -245,9 +245,31 @@ static void on_sigterm(int signum) {
     errno = saved;
 }
 
+/* With a recording service, nothing is stored in the dying process: the
+ * handler notes the signal in the process header, for the service to record how
+ * the process ended, and dies of it at once, as without scope. */
+static void on_sigterm_note(int signum) {
+    scope_live_signalled(signum);
+    signal(signum, SIG_DFL);
+    raise(signum); /* blocked until this handler returns, then fatal */
+}
+
 static int sigterm_is_ours(void) {
     struct sigaction current;
-    return sigaction(SIGTERM, NULL, &current) == 0 && current.sa_handler == on_sigterm;
+    return sigaction(SIGTERM, NULL, &current) == 0 &&
+           (current.sa_handler == on_sigterm || current.sa_handler == on_sigterm_note);
+}
+
+/* Installs handler for SIGTERM if it still has its default action. */
+static int take_sigterm(void (*handler)(int)) {
+    struct sigaction current;
+    if (sigaction(SIGTERM, NULL, &current) != 0 || current.sa_handler != SIG_DFL) return 0;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = handler;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    return sigaction(SIGTERM, &action, NULL) == 0;
 }
 
 static void *watch_sigterm(void *arg) {
@@ -315,13 +337,13 @@ static PyObject *py_flush_on_sigterm(PyObject *self, PyObject *const *args, Py_s
     }
     Py_INCREF(args[0]);
     Py_XSETREF(g_term_callback, args[0]);
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_sigterm;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &action, NULL);
+    take_sigterm(on_sigterm);
     Py_RETURN_TRUE;
+}
+
+/* note_sigterm() -> bool: installed (SIGTERM had its default action). */
+static PyObject *py_note_sigterm(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    return PyBool_FromLong(take_sigterm(on_sigterm_note));
 }
 
 /* no_flush_on_sigterm(): SIGTERM's default action back (if still ours), callback dropped. */
@@ -434,7 +456,10 @@ PyMethodDef scope_process_methods[] = {
     {"flush_on_sigterm", SCOPE_FASTCALL(py_flush_on_sigterm),
      "flush_on_sigterm(callback) -> bool: on SIGTERM, call it, then die of SIGTERM."},
     {"no_flush_on_sigterm", SCOPE_FASTCALL(py_no_flush_on_sigterm),
-     "no_flush_on_sigterm(): undo flush_on_sigterm (if the program has not replaced it)."},
+     "no_flush_on_sigterm(): undo flush_on_sigterm or note_sigterm (if the program has not "
+     "replaced it)."},
+    {"note_sigterm", SCOPE_FASTCALL(py_note_sigterm),
+     "note_sigterm() -> bool: on SIGTERM, note it in the process header, then die of it."},
     {"forked_child", SCOPE_FASTCALL(py_forked_child),
      "forked_child() -> bool: quiet the inherited recording's objects at this child's exit."},
     {"note_exit_status", SCOPE_FASTCALL(py_note_exit_status),

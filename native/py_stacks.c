@@ -20,7 +20,7 @@ static void lose_call(scope_thread *t, scope_frame *f) {
 }
 
 void scope_park_top(scope_thread *t) {
-    scope_frame *f = &t->stack[--t->depth];
+    scope_frame *f = &t->stack[scope_set_depth(t, t->depth - 1)];
     f->suspensions++;
     f->parked_at = scope_ticks();
     if ((f->call_id >> SCOPE_SLOT_SHIFT) == t->slot) f->last_own_id = t->id_base | t->seq;
@@ -38,9 +38,10 @@ scope_frame *scope_unpark(scope_thread *t, scope_parked *p) {
         lose_call(t, &call);
         return NULL;
     }
-    scope_frame *f = &t->stack[t->depth++];
+    scope_frame *f = &t->stack[t->depth];
     *f = call;
     f->suspended_ticks += (uint64_t)(scope_ticks() - f->parked_at);
+    scope_set_depth(t, t->depth + 1);
     return f;
 }
 
@@ -52,11 +53,11 @@ static void unwind_above(scope_thread *t, uint32_t i) {
         if ((top->flags & SCOPE_FLAG_RESUMABLE) && top->frame) {
             scope_park_top(t);
         } else if (top->flags & SCOPE_FLAG_EXPRESSION) {
-            t->depth--; /* a lambda whose exception is now leaving a call below it */
+            scope_set_depth(t, t->depth - 1); /* a lambda whose exception leaves a call below */
             scope_finish_call(t, top, 1);
         } else {
             atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
-            t->depth--;
+            scope_set_depth(t, t->depth - 1);
             lose_call(t, top);
         }
     }
@@ -86,7 +87,7 @@ void scope_drop_raised_lambdas(scope_thread *t, const void *frame) {
         for (int steps = 0; f && steps < SCOPE_WALK_LIMIT; f = scope_frame_caller(f), steps++)
             if (f == top->frame) return;
         if (f) return; /* too deep to tell: assume it is still running */
-        t->depth--;
+        scope_set_depth(t, t->depth - 1);
         scope_finish_call(t, top, 1);
     }
 }

@@ -146,16 +146,22 @@ int scope_is_enabled(void) { return atomic_load(&scope_g_enabled); }
 
 static void hold_unfinished_locked(scope_thread *into, const scope_frame *f, uint64_t end_id);
 
+/* The thread is done with its stack: it has no open call left. */
+static void release_stack(scope_thread *t) {
+    if (!t->stack_in_ring) free(t->stack);
+    t->stack = NULL;
+    t->stack_capacity = 0;
+    t->stack_in_ring = 0;
+    scope_set_depth(t, 0);
+}
+
 static void thread_died(void *arg) {
     scope_thread *t = (scope_thread *)arg;
     pthread_mutex_lock(&g_lock);
     /* Calls a thread still had open when it ended never return. */
     for (uint32_t i = 0; i < t->depth; i++)
         if (t->stack[i].recorded) hold_unfinished_locked(t, &t->stack[i], scope_end_id(t, &t->stack[i]));
-    free(t->stack);
-    t->stack = NULL;
-    t->stack_capacity = 0;
-    t->depth = 0;
+    release_stack(t);
     int64_t now = scope_monotonic_ns();
     if (t->slot - 1 < g_infos_len) g_infos[t->slot - 1].end_ns = now;
     atomic_store_explicit(&t->h->end_ns, now, memory_order_relaxed);
@@ -250,10 +256,7 @@ static void unmap_ring(scope_thread *t, int remove) {
  * open calls were written as unfinished when their recording stopped; the drainer
  * frees the ring once it is empty. */
 static void retire_old_ring(scope_thread *old) {
-    free(old->stack);
-    old->stack = NULL;
-    old->stack_capacity = 0;
-    old->depth = 0;
+    release_stack(old);
     atomic_store_explicit(&old->h->end_ns, scope_monotonic_ns(), memory_order_relaxed);
     atomic_store_explicit(&old->h->dead, 1, memory_order_release);
 }
@@ -262,9 +265,6 @@ scope_thread *scope_thread_create(void) {
     pthread_once(&g_key_once, make_key);
     scope_thread *t = calloc(1, sizeof *t);
     if (!t) goto fail;
-    t->stack_capacity = 256;
-    t->stack = malloc(t->stack_capacity * sizeof(scope_frame));
-    if (!t->stack) goto fail;
     pthread_mutex_lock(&g_lock);
     if (!g_atfork_registered) g_atfork_registered = pthread_atfork(NULL, NULL, atfork_child) == 0;
     if (scope_tls_thread) retire_old_ring(scope_tls_thread);
@@ -281,7 +281,11 @@ scope_thread *scope_thread_create(void) {
     t->mask = t->capacity - 1;
     t->records = (scope_record *)((uint8_t *)t->h + SCOPE_RING_HEADER_BYTES);
     t->arena = (uint8_t *)(t->records + t->capacity);
+    t->stack = scope_ring_frames(t->h, t->capacity, t->arena_capacity);
+    t->stack_capacity = scope_g_max_depth < SCOPE_RING_FRAMES ? scope_g_max_depth : SCOPE_RING_FRAMES;
+    t->stack_in_ring = 1;
     scope_ring_header *h = t->h;
+    atomic_store_explicit(&h->stack_in_ring, 1, memory_order_relaxed);
     h->magic = SCOPE_RING_MAGIC;
     h->version = SCOPE_SHARED_VERSION;
     h->header_bytes = SCOPE_RING_HEADER_BYTES;
@@ -305,10 +309,7 @@ scope_thread *scope_thread_create(void) {
     return t;
 fail:
     atomic_fetch_add(&g_setup_failures, 1);
-    if (t) {
-        free(t->stack);
-        free(t);
-    }
+    free(t); /* its stack was in the ring it could not have */
     return NULL;
 }
 
@@ -350,15 +351,20 @@ void scope_live_ended(uint32_t state, int32_t exit_status) {
     pthread_mutex_unlock(&g_lock);
 }
 
-void scope_live_exited(int status) {
-    /* Called by the C library's exit handlers: no lock (a thread may hold it, and
-     * this process is ending). */
+/* Notes an end in the header with no lock: called from the C library's exit
+ * handlers and from a signal handler (a thread may hold the lock, and this
+ * process is ending).  Only atomic stores and getpid: async-signal-safe. */
+static void note_end_unlocked(uint32_t state, int32_t exit_status) {
     scope_process_header *p = g_process;
-    if (!p || p->pid != getpid()) return;
-    atomic_store(&p->exit_status, status);
+    if (!p || p->pid != getpid()) return; /* a forked child's inherited mapping */
+    atomic_store(&p->exit_status, exit_status);
     atomic_store(&p->end_ns, scope_monotonic_ns());
-    atomic_store_explicit(&p->state, SCOPE_PROCESS_EXITED, memory_order_release);
+    atomic_store_explicit(&p->state, state, memory_order_release);
 }
+
+void scope_live_exited(int status) { note_end_unlocked(SCOPE_PROCESS_EXITED, status); }
+
+void scope_live_signalled(int signum) { note_end_unlocked(SCOPE_PROCESS_SIGNALLED, 128 + signum); }
 
 void scope_live_close(int remove) {
     pthread_mutex_lock(&g_lock);
@@ -411,8 +417,17 @@ int scope_grow_stack(scope_thread *t) {
     if (t->stack_capacity >= scope_g_max_depth || !t->stack) return 0;
     uint32_t cap = t->stack_capacity * 2;
     if (cap > scope_g_max_depth) cap = scope_g_max_depth;
-    scope_frame *grown = realloc(t->stack, (size_t)cap * sizeof *grown);
-    if (!grown) return 0;
+    scope_frame *grown;
+    if (t->stack_in_ring) { /* deeper than the ring holds: a reader sees only the count */
+        grown = malloc((size_t)cap * sizeof *grown);
+        if (!grown) return 0;
+        memcpy(grown, t->stack, (size_t)t->depth * sizeof *grown);
+        t->stack_in_ring = 0;
+        atomic_store_explicit(&t->h->stack_in_ring, 0, memory_order_relaxed);
+    } else {
+        grown = realloc(t->stack, (size_t)cap * sizeof *grown);
+        if (!grown) return 0;
+    }
     t->stack = grown;
     t->stack_capacity = cap;
     return 1;
@@ -896,7 +911,7 @@ void scope_after_fork_child(void) {
     while (t) {
         scope_thread *next = t->next;
         free(t->path);
-        free(t->stack);
+        if (!t->stack_in_ring) free(t->stack); /* else in a ring not mapped here */
         free(t);
         t = next;
     }
@@ -938,7 +953,7 @@ void scope_emit_exit(uint64_t func_id, int raised) {
         atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
         return;
     }
-    scope_frame *f = &t->stack[--t->depth];
+    scope_frame *f = &t->stack[scope_set_depth(t, t->depth - 1)];
     scope_record_exit(t, f, raised);
 }
 

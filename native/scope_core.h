@@ -25,26 +25,6 @@
  * another summed call (end_id's other bits hold its self time). */
 #define SCOPE_DIRECT_CHILD (1ull << 63)
 
-/* One open call on a thread's shadow stack (or parked while suspended). */
-typedef struct {
-    uint64_t call_id;
-    uint64_t parent_id;
-    uint64_t func_id;
-    int64_t start;     /* clock reading at entry */
-    const void *frame; /* the call's interpreter frame, NULL when not known */
-    void *token;       /* owned context-variable token of a coroutine, or NULL */
-    uint32_t depth;    /* recorded calls above it, across suspensions */
-    uint32_t suspensions;
-    int64_t parked_at;        /* clock reading when it last suspended */
-    uint64_t suspended_ticks; /* clock ticks spent suspended so far */
-    uint64_t last_own_id;     /* largest id begun on its own thread while it ran there */
-    uint8_t raised;
-    uint8_t recorded; /* its record is still to be written (cleared once unfinished) */
-    uint8_t flags;    /* SCOPE_FLAG_* of the function */
-    uint8_t summed;   /* past its function's budget: written as SCOPE_SUMMED_* */
-    uint64_t stored_ancestor; /* summed: the nearest enclosing call that is stored */
-    uint64_t child_ticks;     /* active time of the recorded calls it made, so far */
-} scope_frame;
 
 /* An exception seen leaving a call (scope_python.c links the calls one exception
  * left, innermost first, by these). */
@@ -65,9 +45,10 @@ typedef struct scope_thread {
     uint64_t tail_cache;
     uint64_t seq;
     uint64_t id_base;
-    scope_frame *stack;
-    uint32_t depth;
+    scope_frame *stack; /* in its ring's mapping (stack_in_ring), else malloc'd */
+    uint32_t depth;     /* published as h->open_calls (scope_set_depth) */
     uint32_t stack_capacity;
+    uint8_t stack_in_ring;
     uint32_t overflow_depth; /* calls entered beyond max_depth, not on the stack */
     uint32_t suppressed;     /* calls made by scope itself (user repr), not recorded */
     uint8_t named;           /* its name was looked up (scope_python.c) */
@@ -210,6 +191,14 @@ static inline void scope_value_push(scope_thread *t, uint64_t call_id, uint64_t 
     scope_ring_publish(t);
 }
 
+/* Sets thread t's stack depth, and publishes it for a reader of a dead process
+ * (h->open_calls); returns it. */
+static inline uint32_t scope_set_depth(scope_thread *t, uint32_t depth) {
+    t->depth = depth;
+    atomic_store_explicit(&t->h->open_calls, depth, memory_order_relaxed);
+    return depth;
+}
+
 /* Pushes a new call on the stack; NULL when over the bound.  Nothing is written
  * until it ends. */
 static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, uint64_t parent_id,
@@ -219,7 +208,7 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
         atomic_fetch_add_explicit(&t->h->stack_overflow, 1, memory_order_relaxed);
         return NULL;
     }
-    scope_frame *f = &t->stack[t->depth++];
+    scope_frame *f = &t->stack[t->depth];
     uint64_t id = t->id_base | ++t->seq;
     f->call_id = id;
     f->parent_id = parent_id;
@@ -237,6 +226,7 @@ static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, ui
     f->stored_ancestor = parent_id;
     f->child_ticks = 0;
     f->start = scope_ticks();
+    scope_set_depth(t, t->depth + 1); /* after the entry: a reader never sees it half made */
     return f;
 }
 
@@ -320,5 +310,7 @@ void scope_record_unfinished(scope_thread *t, const scope_frame *f);
 void scope_hold_unfinished(const scope_frame *f, uint64_t end_id);
 /* The process exits with status: said in its process header, if it has one. */
 void scope_live_exited(int status);
+/* The same for a death by signal signum, from its handler: async-signal-safe. */
+void scope_live_signalled(int signum);
 
 #endif

@@ -88,7 +88,8 @@
 #define SCOPE_OVERFLOW_BLOCK 1
 
 /* The version of the shared-memory file formats (scope_shared.h). */
-#define SCOPE_SHARED_VERSION 1
+#define SCOPE_SHARED_VERSION 2
+#define SCOPE_RING_FRAMES 1024 /* a thread's first open calls, kept in its ring file */
 
 /* How a recorded process ended, as its process header says (scope_shared.h). */
 #define SCOPE_PROCESS_RUNNING 1
@@ -281,6 +282,11 @@ void scope_reader_clock(scope_reader *r, scope_clock *out);
 /* Fills at most capacity rows, one per mapped ring; returns how many rings. */
 size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_t capacity);
 void scope_reader_close(scope_reader *r);
+/* Once the process is dead: writes every thread's open calls, which it left in
+ * its ring files, into its rings as unfinished calls, for the next drain.
+ * Returns how many; *missing gets those it could not write.  Only for a process
+ * that is gone: it writes as the producer would. */
+size_t scope_reader_unfinish(scope_reader *r, size_t *missing);
 /* Where a reader has drained one ring to: what a store of the records drained so
  * far notes in the same transaction, so that a reader opened after one killed
  * between storing and scope_reader_commit does not store them again. */

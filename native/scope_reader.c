@@ -229,6 +229,52 @@ size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_
     return r->count;
 }
 
+/* Writes a dead thread's open calls into its ring as unfinished, as its process
+ * would have at its end; returns those written, and adds to *missing those it
+ * could not (its stack was deeper than its file holds, or its ring was full). */
+static size_t unfinish_ring(scope_ring_header *h, scope_process_header *p, size_t *missing) {
+    uint32_t open = atomic_load_explicit(&h->open_calls, memory_order_relaxed);
+    if (!open) return 0;
+    size_t written = 0;
+    if (atomic_load_explicit(&h->stack_in_ring, memory_order_relaxed) && open <= SCOPE_RING_FRAMES) {
+        const scope_frame *frames = scope_ring_frames(h, h->capacity, h->arena_capacity);
+        scope_record *records = (scope_record *)((uint8_t *)h + SCOPE_RING_HEADER_BYTES);
+        uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+        uint64_t slot_ids = (uint64_t)h->slot << SCOPE_SLOT_SHIFT;
+        for (uint32_t i = 0; i < open; i++) {
+            const scope_frame *f = &frames[i];
+            if (!f->recorded) continue; /* written as unfinished already, or never kept */
+            if (head - tail >= h->capacity) {
+                (*missing)++;
+                continue;
+            }
+            /* It never ended: every call its thread began after it is under it. */
+            uint64_t end_id = (f->call_id >> SCOPE_SLOT_SHIFT) == h->slot
+                                  ? slot_ids | ((1ull << SCOPE_SLOT_SHIFT) - 1)
+                                  : f->last_own_id;
+            scope_fill_record(&records[head & (h->capacity - 1)], f, end_id, SCOPE_UNFINISHED, -1,
+                              -1);
+            head++;
+            written++;
+        }
+        atomic_fetch_add_explicit(&h->calls, written, memory_order_relaxed);
+        atomic_store_explicit(&h->head, head, memory_order_release);
+    } else {
+        *missing += open;
+    }
+    atomic_store_explicit(&h->open_calls, 0, memory_order_relaxed); /* once */
+    atomic_fetch_add(&p->unfinished, written);
+    return written;
+}
+
+size_t scope_reader_unfinish(scope_reader *r, size_t *missing) {
+    size_t written = 0;
+    *missing = 0;
+    for (size_t i = 0; i < r->count; i++) written += unfinish_ring(r->rings[i].h, r->process, missing);
+    return written;
+}
+
 size_t scope_reader_positions(const scope_reader *r, scope_ring_position *out, size_t capacity) {
     for (size_t i = 0; i < r->count && i < capacity; i++) {
         const mapped_ring *m = &r->rings[i];

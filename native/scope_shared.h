@@ -10,7 +10,8 @@
  * when a ring is made, and never as SIGBUS on a later write.
  *
  * A ring file: a SCOPE_RING_HEADER_BYTES header, then capacity records of 64
- * bytes, then the value arena.  The producer writes the header's producer line
+ * bytes, then the value arena, then the first SCOPE_RING_FRAMES entries of the
+ * thread's stack of open calls.  The producer writes the header's producer line
  * and publishes records with a release store of head; whoever drains writes the
  * drainer line and frees space with a release store of tail.  Atomics of 4 and
  * 8 bytes are lock-free here, so they work across processes.
@@ -30,6 +31,29 @@
 #define SCOPE_PROCESS_MAGIC 0x31636f7270706373ull /* "scpproc1" */
 #define SCOPE_RING_HEADER_BYTES 4096
 #define SCOPE_PROCESS_HEADER_BYTES 4096
+
+/* One open call on a thread's shadow stack (or parked while suspended).  The
+ * first SCOPE_RING_FRAMES of a thread's stack live in its ring file: a reader
+ * of a process that died without ending its calls finds them there. */
+typedef struct {
+    uint64_t call_id;
+    uint64_t parent_id;
+    uint64_t func_id;
+    int64_t start;     /* clock reading at entry */
+    const void *frame; /* the call's interpreter frame, NULL when not known */
+    void *token;       /* owned context-variable token of a coroutine, or NULL */
+    uint32_t depth;    /* recorded calls above it, across suspensions */
+    uint32_t suspensions;
+    int64_t parked_at;        /* clock reading when it last suspended */
+    uint64_t suspended_ticks; /* clock ticks spent suspended so far */
+    uint64_t last_own_id;     /* largest id begun on its own thread while it ran there */
+    uint8_t raised;
+    uint8_t recorded; /* its record is still to be written (cleared once unfinished) */
+    uint8_t flags;    /* SCOPE_FLAG_* of the function */
+    uint8_t summed;   /* past its function's budget: written as SCOPE_SUMMED_* */
+    uint64_t stored_ancestor; /* summed: the nearest enclosing call that is stored */
+    uint64_t child_ticks;     /* active time of the recorded calls it made, so far */
+} scope_frame;
 
 typedef struct {
     /* Written once, before the ring is linked anywhere. */
@@ -56,6 +80,11 @@ typedef struct {
     _Atomic uint64_t stack_overflow;
     _Atomic uint64_t unmatched_exits;
     _Atomic uint64_t values_lost;
+    /* The thread's open calls (its stack's depth); the first SCOPE_RING_FRAMES are
+     * in the file while stack_in_ring is set.  Relaxed stores: read once the
+     * process is dead. */
+    _Atomic uint32_t open_calls;
+    _Atomic uint32_t stack_in_ring;
     /* The drainer's: tail and arena_tail free space. */
     _Alignas(64) _Atomic uint64_t tail;
     _Atomic uint32_t arena_tail;
@@ -85,9 +114,17 @@ _Static_assert(sizeof(scope_process_header) <= SCOPE_PROCESS_HEADER_BYTES,
                "process header too big");
 _Static_assert(sizeof(scope_record) == 64, "records are 64 bytes");
 
-/* The bytes of a ring file (or private mapping) with these sizes. */
+/* The bytes of a ring file (or private mapping) with these sizes: header,
+ * records, value arena, stack entries. */
 static inline uint64_t scope_ring_bytes(uint64_t capacity, uint32_t arena_capacity) {
-    return SCOPE_RING_HEADER_BYTES + capacity * sizeof(scope_record) + arena_capacity;
+    return SCOPE_RING_HEADER_BYTES + capacity * sizeof(scope_record) + arena_capacity +
+           SCOPE_RING_FRAMES * sizeof(scope_frame);
+}
+
+/* Where a ring's stack entries begin in its mapping. */
+static inline scope_frame *scope_ring_frames(void *ring, uint64_t capacity, uint32_t arena_capacity) {
+    return (scope_frame *)((uint8_t *)ring + SCOPE_RING_HEADER_BYTES +
+                           capacity * sizeof(scope_record) + arena_capacity);
 }
 
 #endif

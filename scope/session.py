@@ -244,6 +244,8 @@ class Recorder:
         if self._pipeline is not None:  # scope's threads run in this process
             native.flush_on_sigterm(self._terminated)
             forks.install(self._pause_threads, self._resume_threads)
+        else:  # the service stores: SIGTERM only leaves a note of itself
+            native.note_sigterm()
         native.set_enabled(True)
 
     def _begin_writer(self, info: RunInfo) -> None:

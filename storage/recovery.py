@@ -112,13 +112,14 @@ def _store(con: duckdb.DuckDBPyConnection, reader: native.Reader, run: int) -> R
     ).fetchall():
         reader.numbering.seed(key, number)
         writer._names[number] = (tuple(params or ()), tuple(attributes or ()))
+    _, missing = reader.unfinish()  # the calls it left open, from its ring files
     batch = Batch(BATCH_RECORDS, 1 << 22)
     writer.attach(batch)
     while batch.drain(reader).records:
         writer.write_batch(batch)
         reader.commit()
     _name_unknown_functions(con, run)
-    _finish(con, writer, reader, process)
+    _finish(con, writer, reader, process, missing)
     return Recovered(run, process.pid, writer.calls_stored, process.ended_by)
 
 
@@ -139,6 +140,7 @@ def _finish(
     writer: RecordingWriter,
     reader: native.Reader,
     process: native.ProcessInfo,
+    missing: int,
 ) -> None:
     end_ns = process.end_ns or max(
         [t.end_ns or t.start_ns for t in reader.threads()] + [process.start_ns]
@@ -147,8 +149,8 @@ def _finish(
     exit_status = process.exit_status if said else None
     problem = (
         f"recovered: process {process.pid} ended ({process.ended_by}) before storing "
-        f"everything; {writer.calls_stored} calls were stored from its rings afterwards, "
-        "and the calls still open when it ended are missing"
+        f"everything; {writer.calls_stored} calls were stored from its rings afterwards"
+        + (f", and {missing} calls still open when it ended are missing" if missing else "")
     )
     con.execute("BEGIN")
     writer.store_threads(reader.threads())

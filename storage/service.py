@@ -34,7 +34,7 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -105,6 +105,8 @@ class Producer:
     log_stored: int = 0
     #: (slot, record, arena): where a killed service had stored its rings to
     stored_to: list[tuple[int, int, int]] = field(default_factory=list)
+    #: calls it left open, dying without a word: (written as unfinished, missing)
+    left_open: tuple[int, int] | None = None
 
 
 @dataclass
@@ -412,6 +414,8 @@ class Service:
                 if code is not None:
                     producer.end.setdefault("how", code)
                     gone = True
+            if gone and "ended_by" not in producer.end and producer.left_open is None:
+                producer.left_open = producer.reader.unfinish()  # its stacks, from its files
             # A child's end is its process's end: its exit status comes after its atexit.
             ended = (bool(producer.end) and producer.end.get("final", True)) or gone
             if producer.number is None and (_has_rows(producer.pending) or _produced(producer)):
@@ -682,16 +686,17 @@ class Service:
         if run is None:
             return
         writer = run.writer
+        number = producer.number or 0
         events: list[Event] = []
         for record in records:
             if "plan" in record:
                 writer.add_plan(base64.b64decode(str(record["plan"])))
             elif "event" in record:
-                events.append(_event(record["event"]))
+                events.append(_event(record["event"], number))
             elif "tests" in record:
-                writer.add_test_phases([TestPhase(**t) for t in record["tests"]])
+                writer.add_test_phases([_test_phase(t, number) for t in record["tests"]])
             elif "discard" in record:
-                writer.discard_calls_under([int(c) for c in record["discard"]])
+                writer.discard_calls_under([_in_run(int(c), number) for c in record["discard"]])
         moved = producer.number is not None and producer.log.offset != producer.log_stored
         if not (events or moved):
             return
@@ -799,12 +804,14 @@ class Service:
             if not thread.name and str(thread.ident) in names:
                 object.__setattr__(thread, "name", names[str(thread.ident)])
         problems = list(problems)
-        if "ended_by" not in end:
+        missing = producer.left_open[1] if producer.left_open else 0
+        if "ended_by" not in end and missing:
             problems.append(
-                f"process {producer.pid} ended ({ended_by}) before it said so: the calls "
-                "still open then are missing"
+                f"process {producer.pid} ended ({ended_by}) before it said so: {missing:,} "
+                f"calls still open then are missing (deeper than {native.RING_FRAMES:,} "
+                "calls, or a full ring)"
             )
-        events = [_event(e) for e in end.get("events") or ()]
+        events = [_event(e, producer.number or 0) for e in end.get("events") or ()]
         writer._pid = producer.pid
         rings = _ring_stats(threads, process)
         if producer.number == 0:
@@ -886,10 +893,24 @@ def _produced(producer: Producer) -> int:
     return sum(t.calls for t in producer.reader.threads())
 
 
-def _event(fields: Any) -> Event:
-    """An event as a log carries it: [time_ns, kind, detail, call]."""
+def _in_run(call: int, number: int) -> int:
+    """A call id as the producer numbered it, as its run does: with the number of
+    its process in the high bits (the rings' records get them in C, ``set_process``)."""
+    return call | number << native.PROCESS_SHIFT if call else 0
+
+
+def _event(fields: Any, number: int) -> Event:
+    """An event as the log of process ``number`` carries it: [time_ns, kind, detail, call]."""
     time_ns, kind, detail, call = fields
-    return Event(int(time_ns), str(kind), str(detail), int(call))
+    return Event(int(time_ns), str(kind), str(detail), _in_run(int(call), number))
+
+
+def _test_phase(fields: dict[str, Any], number: int) -> TestPhase:
+    """A test phase as the log of process ``number`` carries it."""
+    phase = TestPhase(**fields)
+    return replace(
+        phase, call=_in_run(phase.call, number), raised_in=_in_run(phase.raised_in, number)
+    )
 
 
 def _how_it_ended(process: native.ProcessInfo, end: dict[str, Any]) -> tuple[str, int | None]:

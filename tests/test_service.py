@@ -114,6 +114,63 @@ def test_every_call_a_killed_program_made_is_stored(write, project, query, scope
     ]
 
 
+KILLED_INSIDE_ITS_CALLS = """
+import os, signal, sys
+
+def helper(i):
+    return i
+
+def inner(depth):
+    if depth:
+        return inner(depth - 1)
+    print("deep", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def outer(depth):
+    for i in range(3):
+        helper(i)
+    inner(depth)
+
+sys.setrecursionlimit(10_000)
+outer(int(sys.argv[1]))
+"""
+
+
+def test_calls_a_killed_program_left_open_are_stored_as_unfinished(write, project, query):
+    write("inside.py", KILLED_INSIDE_ITS_CALLS)
+    result = record(project, "inside.py", "10")
+    assert result.returncode == -signal.SIGKILL and result.stdout == "deep\n", result.stderr
+    wait_for_service_to_leave(project)
+    stored = query(
+        "SELECT f.qualname, c.outcome, count(*) FROM call c JOIN function f "
+        "ON f.run = c.run AND f.id = c.function GROUP BY ALL ORDER BY ALL"
+    )
+    assert stored == [
+        ("helper", "returned", 3),
+        ("inner", "unfinished", 11),
+        ("outer", "unfinished", 1),
+    ]
+    # The open calls keep their tree: each inner under the one before, all under outer.
+    ((outer, end_id),) = query(
+        "SELECT c.id, c.end_id FROM call c JOIN function f ON f.run = c.run AND "
+        "f.id = c.function WHERE f.qualname = 'outer'"
+    )
+    ((under,),) = query(f"SELECT count(*) FROM call WHERE id > {outer} AND id <= {end_id}")
+    assert under == 14
+    assert query("SELECT calls_unfinished, problems FROM run") == [(12, [])]
+
+
+def test_open_calls_deeper_than_a_ring_file_keeps_are_counted_missing(write, project, query):
+    write("inside.py", KILLED_INSIDE_ITS_CALLS)
+    result = record(project, "inside.py", "2000")
+    assert result.returncode == -signal.SIGKILL and result.stdout == "deep\n", result.stderr
+    wait_for_service_to_leave(project)
+    ((problems,),) = query("SELECT problems FROM run")
+    (problem,) = problems
+    assert "before it said so: 2,002 calls still open then are missing" in problem
+    assert query("SELECT outcome, count(*) FROM call GROUP BY ALL") == [("returned", 3)]
+
+
 @pytest.mark.parametrize(
     "busy",
     [
@@ -145,6 +202,9 @@ print("ready", flush=True)
     wait_for_service_to_leave(project)
     ((stored,),) = query("SELECT count(*) FROM call WHERE run = 1")
     assert stored >= 1000
+    # scope's handler noted the signal on the way: the service knows how it ended.
+    assert query("SELECT ended_by, exit_status FROM process") == [("SIGTERM", 143)]
+    assert query("SELECT exit_status, problems FROM run") == [(143, [])]
 
 
 @pytest.mark.parametrize("first", [3, 0])
