@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     scope = [sys.executable, "-m", "scope", "run", "empty.py"]
     variants = {
         "plain python": ([sys.executable, "empty.py"], clean_env(), None),
-        "scope run, storing in the program": (scope, clean_env(), None),
+        "scope run, storing in the program": (scope, clean_env(SCOPE_SERVICE="0"), None),
         "scope run, service already running": (scope, clean_env(SCOPE_SERVICE="1"), "warm"),
         "scope run, service started by the run": (scope, clean_env(SCOPE_SERVICE="1"), "cold"),
     }

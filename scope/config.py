@@ -82,7 +82,8 @@ class Config:
     #: pytest records every test without being given --scope
     pytest: bool = False
     #: a recording service process stores the recording, not the recorded program
-    service: bool = False
+    #: (false: scope's writer threads store it from inside the program)
+    service: bool = True
     #: with the service, ``scope run`` returns only once the run is stored
     wait: bool = True
     #: whose calls ``pytest --scope`` keeps: all, failed, slow:SECONDS (comma-separated)

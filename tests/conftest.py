@@ -41,12 +41,12 @@ def unavailable(reason: str, required_by: str) -> None:
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment without any SCOPE_* setting, plus ``extra``.
 
-    ``SCOPE_TESTS_SERVICE=1`` runs every recording a test starts through the
-    recording service (``SCOPE_SERVICE=1``).
+    ``SCOPE_TESTS_SERVICE=0`` stores every recording a test starts from inside
+    the recorded program (``SCOPE_SERVICE=0``), not by the recording service.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPE_")}
-    if os.environ.get("SCOPE_TESTS_SERVICE") == "1":
-        env["SCOPE_SERVICE"] = "1"
+    if os.environ.get("SCOPE_TESTS_SERVICE") == "0":
+        env["SCOPE_SERVICE"] = "0"
     env.pop("PYTHONPATH", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
@@ -98,6 +98,13 @@ def lock_free(lock: Path) -> bool:
     finally:
         os.close(descriptor)
     return True
+
+
+@pytest.fixture
+def in_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recordings this test starts are stored from inside the program, by scope's
+    writer threads, not by the recording service (``service = false``)."""
+    monkeypatch.setenv("SCOPE_TESTS_SERVICE", "0")
 
 
 @pytest.fixture

@@ -13,9 +13,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .conftest import clean_env
 
 
+@pytest.mark.usefixtures("in_program")  # the service stores it all: test_service.py
 def test_sigkill_mid_run_leaves_every_committed_batch_readable(write, project, scope, query):
     write(
         "busy.py",

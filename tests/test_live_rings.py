@@ -165,6 +165,7 @@ def live_root(project) -> str:
     return os.path.join(project, ".scope", "scope.duckdb.live")
 
 
+@pytest.mark.usefixtures("in_program")  # the service stores a killed program's rings itself
 def test_a_recording_keeps_its_rings_in_private_files_and_removes_them_at_the_end(
     write, project, scope
 ):
@@ -181,6 +182,7 @@ def test_a_recording_keeps_its_rings_in_private_files_and_removes_them_at_the_en
     assert not os.path.exists(live_root(project))  # everything stored: nothing left
 
 
+@pytest.mark.usefixtures("in_program")  # the service stores a killed program's rings itself
 def test_calls_a_killed_program_made_are_stored_by_the_next_run(write, project, scope, query):
     calls = 300_000
     write("kill.py", KILLS_ITSELF)
@@ -208,6 +210,7 @@ def test_calls_a_killed_program_made_are_stored_by_the_next_run(write, project, 
     assert note.startswith("run 1 ")
 
 
+@pytest.mark.usefixtures("in_program")  # the service stores a killed program's rings itself
 def test_scope_recover_stores_what_was_left_and_says_so(write, project, scope, query):
     write("kill.py", KILLS_ITSELF)
     run_killed(project, 5_000)
@@ -220,6 +223,7 @@ def test_scope_recover_stores_what_was_left_and_says_so(write, project, scope, q
     assert again.returncode == 0 and again.stdout == "nothing to recover\n"
 
 
+@pytest.mark.usefixtures("in_program")  # the service stores a killed program's rings itself
 def test_a_live_folder_of_a_running_program_is_left_alone(write, project, scope, query):
     write("kill.py", KILLS_ITSELF)
     run_killed(project, 10)
@@ -237,6 +241,7 @@ def test_a_live_folder_of_a_running_program_is_left_alone(write, project, scope,
     assert os.listdir(live_root(project)) == [left]
 
 
+@pytest.mark.usefixtures("in_program")  # the service stores a killed program's rings itself
 def test_files_that_are_not_rings_are_left_out(write, project, scope, query):
     write("kill.py", KILLS_ITSELF)
     run_killed(project, 2_000)
