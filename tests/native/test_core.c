@@ -389,6 +389,69 @@ static void test_a_reader_drains_shared_rings_and_refuses_damaged_files(void) {
     CHECK(rmdir(dir) != 0); /* scope_live_close removed it already */
 }
 
+typedef struct {
+    uint32_t open;                /* calls to leave open */
+    _Atomic int entered, release; /* handshakes with the reader */
+} open_calls_work;
+
+static void *enter_and_wait(void *arg) {
+    open_calls_work *w = arg;
+    for (uint32_t i = 0; i < w->open; i++) scope_emit_enter(100 + i);
+    scope_emit_enter(99); /* ended: not open */
+    scope_emit_exit(99, 0);
+    atomic_store(&w->entered, 1);
+    while (!atomic_load(&w->release)) usleep(1000);
+    for (uint32_t i = w->open; i-- > 0;) scope_emit_exit(100 + i, 0);
+    return NULL;
+}
+
+/* A reader finds a thread's open calls in its ring file, as it would those of a
+ * process that died: written once as unfinished, under one another; a stack
+ * deeper than the file keeps is only counted. */
+static void test_a_reader_writes_the_open_calls_a_ring_file_keeps(void) {
+    puts("open calls from the ring file");
+    CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1 << 16, SCOPE_CLOCK_MONOTONIC) == 0);
+    char dir[] = "/tmp/scope-test-core-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(scope_live_open(dir, 0) == 0);
+    uint32_t depths[] = {3, SCOPE_RING_FRAMES + 10};
+    for (int k = 0; k < 2; k++) {
+        open_calls_work w = {.open = depths[k]};
+        pthread_t thread;
+        CHECK(pthread_create(&thread, NULL, enter_and_wait, &w) == 0);
+        while (!atomic_load(&w.entered)) usleep(1000);
+        scope_reader *reader = scope_reader_open(dir);
+        CHECK(reader != NULL);
+        size_t used = 0, missing = 0;
+        while (scope_reader_drain(reader, out, 1 << 16, arena_out, sizeof arena_out, &used))
+            scope_reader_commit(reader);
+        size_t written = scope_reader_unfinish(reader, &missing);
+        size_t again = 0;
+        CHECK(scope_reader_unfinish(reader, &again) == 0 && again == 0); /* once */
+        if (k == 0) {
+            CHECK(written == 3 && missing == 0);
+            CHECK(scope_reader_drain(reader, out, 1 << 16, arena_out, sizeof arena_out, &used) == 3);
+            for (int i = 0; i < 3; i++) {
+                CHECK(kind_of(&out[i]) == SCOPE_UNFINISHED && func_of(&out[i]) == 100u + i);
+                CHECK(out[i].duration_ns == -1 && out[i].depth == (uint32_t)i);
+                if (i) CHECK(out[i].parent_id == out[i - 1].call_id);
+                /* every later call of its thread is under it, 99's too */
+                CHECK(out[i].end_id > out[i].call_id && (out[i].end_id >> SCOPE_SLOT_SHIFT) ==
+                                                            (out[i].call_id >> SCOPE_SLOT_SHIFT));
+            }
+        } else {
+            CHECK(written == 0 && missing == SCOPE_RING_FRAMES + 10);
+        }
+        scope_reader_commit(reader);
+        scope_reader_close(reader);
+        atomic_store(&w.release, 1);
+        pthread_join(thread, NULL);
+        drain_all();
+    }
+    scope_live_close(1);
+    CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, SCOPE_CLOCK_MONOTONIC) == 0);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, SCOPE_CLOCK_MONOTONIC) == 0);
@@ -407,6 +470,7 @@ int main(void) {
     test_stress_both_policies();
     test_stress_with_the_mover();
     test_a_reader_drains_shared_rings_and_refuses_damaged_files();
+    test_a_reader_writes_the_open_calls_a_ring_file_keeps();
     puts("all passed");
     return 0;
 }
