@@ -33,8 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -104,6 +102,9 @@ class ChildPropagation:
         if self.run_key is None:  # each child writes a file there, merged at the end
             os.makedirs(self.children_dir, exist_ok=True)
         if self.run_key is None:
+            import shutil  # storing in the program only: the service's children need neither
+            import tempfile
+
             self.hook_dir = tempfile.mkdtemp(prefix="scope-hook-")
             shutil.copy(os.path.join(HOOK_DIR, "sitecustomize.py"), self.hook_dir)
         else:  # a child started late still finds it; it is its service's to store
@@ -126,6 +127,8 @@ class ChildPropagation:
             else:
                 os.putenv(name, value)
         if self.hook_dir != HOOK_DIR:
+            import shutil
+
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.hook_dir)
         self.hook_dir = None

@@ -26,7 +26,6 @@ nothing is written when ``sys.dont_write_bytecode`` is set (``python -B``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import marshal
 import os
@@ -36,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
 
-from scope.instrument.plan import ModulePlan, PlanSettings
+from scope.instrument.plan import ModulePlan, PlanSettings, blake2b
 from scope.instrument.rewrite import REWRITE_REVISION
 
 from scope import __version__
@@ -84,7 +83,7 @@ def entry_key(module: str, path: str, settings: PlanSettings) -> bytes:
     made_from = repr(
         (__version__, REWRITE_REVISION, module, path, settings.digest(), sys.flags.optimize)
     ).encode()
-    return hashlib.blake2b(made_from, digest_size=_KEY_BYTES).digest()
+    return blake2b(made_from, digest_size=_KEY_BYTES).digest()
 
 
 def load(

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import marshal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
+
+try:  # hashlib loads OpenSSL's library first: a few ms in every recorded process
+    # (scope.instrument.cache takes it from here)
+    from _blake2 import blake2b as blake2b
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import blake2b as blake2b
 
 from scope.interpreter import PYBEHAVIOR
 
@@ -194,7 +199,7 @@ def unpack_plan(plan: PackedPlan) -> ModulePlan:
 
 def function_id(module: str, qualname: str, occurrence: int) -> int:
     """The stable id of the ``occurrence``-th function named ``qualname`` in ``module``."""
-    digest = hashlib.blake2b(f"{module}\0{qualname}\0{occurrence}".encode(), digest_size=7)
+    digest = blake2b(f"{module}\0{qualname}\0{occurrence}".encode(), digest_size=7)
     return int.from_bytes(digest.digest(), "big") or 1
 
 
@@ -265,7 +270,7 @@ class PlanSettings:
 def _settings_digest(settings: PlanSettings) -> str:
     text = repr((settings.level, settings.levels, settings.include, settings.exclude))
     text += repr(settings.redact)
-    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+    return blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def make_plan(

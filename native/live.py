@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import stat
-import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -83,7 +81,7 @@ def make_process_folder(db: str, run: int, pid: int, **more: object) -> str:
     for attempt in range(3):  # another process may remove the root as it empties
         _private_folder(root)
         try:
-            folder = tempfile.mkdtemp(prefix=f"{pid}-", dir=root)  # 0700, a new name
+            folder = _new_folder(root, f"{pid}-")
             break
         except FileNotFoundError:
             if attempt == 2:
@@ -155,9 +153,33 @@ def write_assignment(folder: str, run: int, number: int, log: int) -> None:
     os.replace(temporary, path)
 
 
+def _new_folder(root: str, prefix: str) -> str:
+    """A new folder (0700) in ``root`` whose name starts with ``prefix``: what
+    ``tempfile.mkdtemp`` makes, without importing tempfile and random into every
+    recorded process."""
+    while True:
+        path = os.path.join(root, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
 def remove_process_folder(folder: str) -> None:
     """Remove a process's folder, and the live folder once it is empty."""
-    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:  # files only, as scope makes them
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+    try:
+        os.rmdir(folder)
+    except FileNotFoundError:
+        pass
+    except OSError:  # something else was put in it
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(folder))
 

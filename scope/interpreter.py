@@ -19,7 +19,6 @@ its extension.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -77,10 +76,36 @@ def free_threaded() -> bool:
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
+def implementation() -> str:
+    """The interpreter's name as ``platform.python_implementation()`` says it
+    (``CPython``), without importing ``platform`` into every recorded process."""
+    name = sys.implementation.name
+    return {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython"}.get(name, name)
+
+
+def version_text() -> str:
+    """The interpreter's version as ``platform.python_version()`` says it (``3.12.1``)."""
+    return sys.version.split()[0]
+
+
+def machine() -> str:
+    """The machine as ``platform.platform()`` says it on Linux
+    (``Linux-6.1.0-x86_64-with-glibc2.36``), without the subprocess and the scan of
+    the executable it runs for that."""
+    system = os.uname()
+    text = f"{system.sysname}-{system.release}-{system.machine}"
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    name, _, number = libc.partition(" ")
+    return f"{text}-with-{name}{number}" if number else text
+
+
 def describe() -> str:
     """This interpreter in a few words: ``CPython 3.12.1``."""
     build = " (free-threaded)" if free_threaded() else ""
-    return f"{platform.python_implementation()} {platform.python_version()}{build}"
+    return f"{implementation()} {version_text()}{build}"
 
 
 def _supported_text() -> str:
@@ -94,7 +119,7 @@ def check(environ: dict[str, str] | None = None) -> str | None:
     run's problems when an untested version is let through by ``ALLOW_UNTESTED``.
     """
     env = os.environ if environ is None else environ
-    if platform.python_implementation() != "CPython":
+    if implementation() != "CPython":
         raise UnsupportedInterpreter(
             f"scope records CPython only, not {describe()} (supported: {_supported_text()})"
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import platform
 import signal
 import sys
 import threading
@@ -165,8 +164,8 @@ class Recorder:
         info = RunInfo(
             argv=list(sys.argv),
             cwd=os.getcwd(),
-            python=f"{platform.python_implementation()} {platform.python_version()}",
-            platform=platform.platform(),
+            python=f"{interpreter.implementation()} {interpreter.version_text()}",
+            platform=interpreter.machine(),
             pid=os.getpid(),
             parent_pid=os.getppid(),
             executable=sys.executable,

@@ -149,6 +149,9 @@ class Service:
         self._listener: socket.socket | None = None
         self._batch = Batch(BATCH_RECORDS, 1 << 22)
         self.con: duckdb.DuckDBPyConnection | None = None
+        #: the recording as this service last closed it (``_file_identity``): a
+        #: file unchanged since is a recording, and a new run needs no wait to know
+        self._closed_as: tuple[int, ...] | None = None
 
     # ---- life ----
 
@@ -237,8 +240,12 @@ class Service:
                 producer.run = None
         self.runs.clear()
         con, self.con = self.con, None
-        with contextlib.suppress(duckdb.Error):  # a disk gone read-only: it is let go of
+        try:
             con.close()
+        except duckdb.Error:  # a disk gone read-only: it is let go of
+            self._closed_as = None
+        else:
+            self._closed_as = _file_identity(self.db)
 
     def _idle(self) -> bool:
         with self._lock:
@@ -332,6 +339,9 @@ class Service:
         """
         if self.con is not None:
             return {"ok": True}  # open for writing: it is a recording
+        if self._closed_as is not None and _file_identity(self.db) == self._closed_as:
+            self._hello.set()  # the loop opens it while the program starts
+            return {"ok": True}  # as this service left it: a recording
         try:
             with self._db_lock:
                 self._open()
@@ -891,6 +901,15 @@ def _produced(producer: Producer) -> int:
     """Calls the producer's threads have written so far (audit events alone do not
     count: a process that ran none of the program's code leaves no row)."""
     return sum(t.calls for t in producer.reader.threads())
+
+
+def _file_identity(path: str) -> tuple[int, ...] | None:
+    """What changes if anyone else writes or replaces the file at ``path``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _in_run(call: int, number: int) -> int:

@@ -151,6 +151,14 @@ def test_a_tested_version_is_accepted_quietly():
     assert interpreter.check({}) is None
 
 
+def test_the_interpreter_and_machine_are_named_as_the_platform_module_names_them():
+    import platform
+
+    assert interpreter.implementation() == platform.python_implementation()
+    assert interpreter.version_text() == platform.python_version()
+    assert interpreter.machine() == platform.platform()
+
+
 def test_a_free_threaded_build_is_refused(monkeypatch):
     monkeypatch.setattr(interpreter, "free_threaded", lambda: True)
     with pytest.raises(interpreter.UnsupportedInterpreter, match="free-threaded"):

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 from scope.native import live
 from scope.query.api import Recording
@@ -730,3 +731,28 @@ def test_values_are_named_when_their_module_came_while_the_service_drained(write
     (unnamed,) = query("SELECT count(*) FROM value WHERE role = 'argument' AND name IS NULL")
     assert unnamed == (0,)
     assert query("SELECT count(*) FROM value WHERE role = 'argument'") == [(450,)]
+
+
+@pytest.mark.parametrize("change", ["replaced", "written"])
+def test_a_file_changed_while_the_service_lingers_is_checked_again(write, project, change):
+    # The service answers a new run's check at once for the file as it left it;
+    # a file anyone else has touched since is opened and checked again.
+    write("ok.py", "print('ran')\n")
+    lingering = {**service_env(), "SCOPE_SERVICE_LINGER": "5"}
+    first = record(project, "ok.py", env=lingering)
+    assert first.returncode == 0 and first.stdout == "ran\n", first.stderr
+    db = project / ".scope" / "scope.duckdb"
+    if change == "replaced":
+        other = project / "other.duckdb"
+        con = duckdb.connect(str(other))
+        con.execute("CREATE TABLE t (x INTEGER)")
+        con.close()
+        os.replace(other, db)
+    else:
+        con = duckdb.connect(str(db))
+        con.execute("DROP TABLE meta")
+        con.close()
+    second = record(project, "ok.py", env=lingering)
+    assert second.returncode == 1 and second.stdout == "", second  # the program never ran
+    assert "not a scope recording" in second.stderr
+    wait_for_service_to_leave(project, stored=False)
