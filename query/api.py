@@ -145,15 +145,25 @@ class Recording:
             [run_id],
         ).fetchall()
         processes = self.con.execute(
-            """SELECT pid, parent_pid, exit_status, ended_by
-               FROM process WHERE run = ? ORDER BY start_ns""",
+            """SELECT p.pid, p.parent_pid, p.exit_status, p.ended_by,
+                      TRY_CAST(regexp_extract(e.detail, 'p50 ([0-9]+)', 1) AS BIGINT),
+                      TRY_CAST(regexp_extract(e.detail, 'p99 ([0-9]+)', 1) AS BIGINT)
+               FROM process p LEFT JOIN event e
+                 ON e.run = p.run AND e.pid = p.pid AND e.kind = 'service lag'
+               WHERE p.run = ? ORDER BY p.start_ns""",
             [run_id],
         ).fetchall()
+        recovered = self.con.execute(
+            "SELECT count(*) FROM event WHERE run = ? AND kind = 'recovered' AND "
+            "detail LIKE 'process %'",
+            [run_id],
+        ).fetchone()
         values: list[object] = [
             run_id,
             *row,
             [ThreadHealth(*t) for t in threads],
             [ProcessHealth(*p) for p in processes],
+            int(recovered[0]) if recovered else 0,
         ]
         return RunHealth(*values)  # type: ignore[arg-type]
 

@@ -124,12 +124,13 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
     return table
 
 
+def count(value: int | None) -> str:
+    """A count as a table shows it: with thousands separators, "-" when unknown."""
+    return "-" if value is None else f"{value:,}"
+
+
 def health_table(health: RunHealth) -> Table:
     """A run's telemetry: totals, then one row per thread."""
-
-    def count(value: int | None) -> str:
-        return "-" if value is None else f"{value:,}"
-
     table = Table(title=f"Run {health.run}: {health.status}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -148,6 +149,7 @@ def health_table(health: RunHealth) -> Table:
         ("writer lag (most events waiting)", count(health.writer_lag)),
         ("threads seen", count(len(health.threads))),
         ("processes seen", count(len(health.processes))),
+        ("processes taken over from a stopped service", count(health.recoveries)),
         ("clock", clock),
     ):
         table.add_row(name, value)
@@ -183,11 +185,19 @@ def threads_table(health: RunHealth) -> Table:
 def processes_table(health: RunHealth) -> Table:
     """The recorded processes of a run."""
     table = Table(title="Processes")
-    for name in ("pid", "parent pid", "exit status", "ended by"):
+    for name in ("pid", "parent pid", "exit status", "ended by", "waiting p50", "waiting p99"):
         table.add_column(name, justify="right" if name != "ended by" else "left")
     for p in health.processes:
         status = "-" if p.exit_status is None else str(p.exit_status)
-        table.add_row(str(p.pid), str(p.parent_pid or "-"), status, p.ended_by or "running")
+        table.add_row(
+            str(p.pid),
+            str(p.parent_pid or "-"),
+            status,
+            p.ended_by or "running",
+            count(p.lag_p50),
+            count(p.lag_p99),
+        )
+    table.caption = "waiting: records in its rings when the recording service drained them"
     return table
 
 

@@ -69,6 +69,10 @@ class ProcessHealth:
     parent_pid: int | None
     exit_status: int | None
     ended_by: str | None
+    #: records that waited for the recording service: median and 99th percentile
+    #: over its drains (None: stored from inside the program)
+    lag_p50: int | None = None
+    lag_p99: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class RunHealth:
     problems: list[str]
     threads: list[ThreadHealth]
     processes: list[ProcessHealth]
+    #: processes a recording service took over from one that stopped before storing them
+    recoveries: int = 0
 
     @property
     def writer_lag(self) -> int:

@@ -312,7 +312,9 @@ def recover(db: str | None) -> None:
 @json_option
 def status(db: str | None, run_id: int | None, as_json: bool) -> None:
     """A run's health: what was captured, stored and lost, the writer's lag, the
-    processes and threads seen and who started each thread.
+    processes and threads seen and who started each thread, how many records
+    waited for the recording service (median and 99th percentile of each
+    process's drains), and processes taken over from a service that stopped.
 
     \b
     Examples:

@@ -9,6 +9,7 @@ file, never a DuckDB traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import duckdb
@@ -94,6 +95,15 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("COMMIT")
 
 
+def _forget_if_empty(path: str) -> None:
+    """Remove ``path`` if it is an empty file: DuckDB leaves one when killed as it
+    creates a database (a recording service killed as it starts), and then calls it
+    "not a valid DuckDB database" for good.  An empty file holds nothing to lose."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_size == 0 and not os.path.exists(path + ".wal"):
+            os.unlink(path)
+
+
 def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
     """Open ``path`` for recording, creating the file, its folder and the schema if needed."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -105,6 +115,7 @@ def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
         raise RecordingError(f"cannot write recording {path}: folder {folder} is not writable")
     if os.path.isdir(path):
         raise RecordingError(f"cannot write recording {path}: it is a directory")
+    _forget_if_empty(path)
     con = _connect(path, read_only=False)
     try:
         _check_version(con, path, empty_ok=True)

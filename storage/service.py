@@ -107,6 +107,10 @@ class Producer:
     stored_to: list[tuple[int, int, int]] = field(default_factory=list)
     #: calls it left open, dying without a word: (written as unfinished, missing)
     left_open: tuple[int, int] | None = None
+    #: records waiting in its rings each time a drain found some (its lag)
+    waiting: list[int] = field(default_factory=list)
+    #: an earlier recording service had taken it up and stopped before storing it all
+    taken_over: bool = False
 
 
 @dataclass
@@ -530,6 +534,7 @@ class Service:
             note,
         )
         if assigned is not None:
+            producer.taken_over = True
             producer.log.offset = producer.log_stored = assigned["log"]
             # The end may be in what a killed service read already: it is read again.
             for record in live.LogReader(folder).read():
@@ -759,6 +764,8 @@ class Service:
             if run.failure is not None:
                 run.records_lost += self._batch.counts.records
             producer.reader.commit()  # only now: a service killed before stores it again
+        if moved:
+            producer.waiting.append(moved)
         return moved
 
     def _finish(self, producer: Producer) -> dict[str, object]:
@@ -822,6 +829,7 @@ class Service:
                 "calls, or a full ring)"
             )
         events = [_event(e, producer.number or 0) for e in end.get("events") or ()]
+        events += _service_events(producer, process.end_ns or native.now_ns())
         writer._pid = producer.pid
         rings = _ring_stats(threads, process)
         if producer.number == 0:
@@ -901,6 +909,30 @@ def _produced(producer: Producer) -> int:
     """Calls the producer's threads have written so far (audit events alone do not
     count: a process that ran none of the program's code leaves no row)."""
     return sum(t.calls for t in producer.reader.threads())
+
+
+#: the event that says how far behind the service was with a process (``scope status``)
+LAG_EVENT = "service lag"
+
+
+def _service_events(producer: Producer, time_ns: int) -> list[Event]:
+    """What the service itself has to say of a process it stored: how many records
+    waited for it (median and 99th percentile over the drains that found some),
+    and whether it took the process over from a service that stopped."""
+    events = []
+    if producer.waiting:
+        waiting = sorted(producer.waiting)
+        p50 = waiting[len(waiting) // 2]
+        p99 = waiting[min(len(waiting) - 1, len(waiting) * 99 // 100)]
+        detail = f"records waiting: p50 {p50}, p99 {p99}, over {len(waiting)} drains"
+        events.append(Event(time_ns, LAG_EVENT, detail, 0))
+    if producer.taken_over:
+        detail = (
+            f"process {producer.pid} was taken over from a recording service that stopped "
+            "before storing all of it"
+        )
+        events.append(Event(time_ns, "recovered", detail, 0))
+    return events
 
 
 def _file_identity(path: str) -> tuple[int, ...] | None:

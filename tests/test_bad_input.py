@@ -6,6 +6,7 @@ exactly as ``python`` does (tests/test_runner.py).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -199,3 +200,15 @@ def test_combine_reports_its_progress_source_by_source(project, write, scope):
     sources = [str(project / "a.duckdb"), str(project / "b.duckdb")]
     copied = combine(target, sources, lambda done, total: told.append((done, total)))
     assert told == [(1, 2), (2, 2)] and [c.run for c in copied] == [1, 2]
+
+
+def test_an_empty_file_where_the_recording_goes_becomes_the_recording(project: Path, write, scope):
+    # What DuckDB leaves when it is killed as it creates a file (a recording
+    # service killed as it starts): nothing in it to lose.
+    (project / ".scope").mkdir()
+    (project / ".scope" / "scope.duckdb").write_bytes(b"")
+    write("ok.py", "def f():\n    return 1\nf()\n")
+    result = scope("run", "ok.py")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    runs = scope("runs", "--json")
+    assert runs.returncode == 0 and len(json.loads(runs.stdout)) == 1, runs.stderr

@@ -341,7 +341,7 @@ print(json.dumps({name: stat.S_IMODE(os.lstat(os.path.join(root, name)).st_mode)
     assert os.stat(project / ".scope" / "scope.duckdb.live").st_mode & 0o777 == 0o700
 
 
-def test_a_killed_service_is_replaced_and_nothing_is_lost(write, project, query):
+def test_a_killed_service_is_replaced_and_nothing_is_lost(write, project, query, scope):
     write(
         "phases.py",
         """
@@ -362,6 +362,11 @@ for i in range(20_000):
     assert process.stdout is not None and process.stdin is not None
     assert process.stdout.readline() == "first\n"
     service = service_pid(project)
+    live_root = project / ".scope" / "scope.duckdb.live"
+    deadline = time.monotonic() + 30
+    while not list(live_root.glob("*/assigned.json")):  # the service took the process up
+        assert time.monotonic() < deadline, "the service never took the program up"
+        time.sleep(0.01)
     os.kill(service, signal.SIGKILL)
     while (
         os.path.exists(f"/proc/{service}") and "Z" not in Path(f"/proc/{service}/stat").read_text()
@@ -373,6 +378,13 @@ for i in range(20_000):
     assert query("SELECT status, calls_stored FROM run") == [("complete", 70_000)]
     ((stored, distinct),) = query("SELECT count(*), count(DISTINCT id) FROM call")
     assert stored == distinct == 70_000
+    # scope status says the process was taken over, and how far behind its services were.
+    status = scope("status", "--json")
+    assert status.returncode == 0, status.stderr
+    health = json.loads(status.stdout)
+    assert health["recoveries"] == 1
+    ((process),) = health["processes"]
+    assert 1 <= process["lag_p50"] <= process["lag_p99"] <= 70_000
 
 
 def service_pid(project: Path, timeout: float = 30.0) -> int:
@@ -756,3 +768,27 @@ def test_a_file_changed_while_the_service_lingers_is_checked_again(write, projec
     assert second.returncode == 1 and second.stdout == "", second  # the program never ran
     assert "not a scope recording" in second.stderr
     wait_for_service_to_leave(project, stored=False)
+
+
+@pytest.mark.parametrize("service", ["1", "0"], ids=["by the service", "in the program"])
+def test_scope_status_says_how_many_records_waited_for_the_service(write, project, scope, service):
+    write("calls.py", "def work(n):\n    return n + 1\n\nfor i in range(100_000):\n    work(i)\n")
+    result = record(
+        project,
+        "--max-calls-per-function",
+        "0",
+        "calls.py",
+        env=clean_env({"SCOPE_SERVICE": service}),
+    )
+    assert result.returncode == 0, result.stderr
+    status = scope("status", "--json")
+    assert status.returncode == 0, status.stderr
+    health = json.loads(status.stdout)
+    ((process),) = health["processes"]
+    if service == "1":
+        assert 1 <= process["lag_p50"] <= process["lag_p99"] <= 100_000
+    else:  # no service: nothing waited for one
+        assert process["lag_p50"] is None and process["lag_p99"] is None
+    assert health["recoveries"] == 0
+    shown = scope("status")
+    assert "waiting p99" in shown.stdout and "taken over from a stopped service" in shown.stdout
