@@ -677,8 +677,8 @@ LATE_CHILDREN = {
 }
 
 
-@pytest.mark.parametrize("start", list(LATE_CHILDREN))
-def test_a_child_that_outlives_its_parent_is_stored_in_its_run(write, project, query, start):
+@pytest.mark.parametrize("when", list(LATE_CHILDREN))
+def test_a_child_that_outlives_its_parent_is_stored_in_its_run(write, project, query, when):
     write(
         "parent.py",
         f"""
@@ -689,7 +689,7 @@ def work(n):
 
 for i in range(50):
     work(i)
-subprocess.Popen({LATE_CHILDREN[start]})  # not waited for
+subprocess.Popen({LATE_CHILDREN[when]})  # not waited for
 print("parent done")
 """,
     )
