@@ -380,6 +380,8 @@ class ProcessInfo:
     setup_failures: int
     unfinished: int
     unshared: int
+    #: suspended calls open (generators, coroutines), which no ring file keeps
+    parked: int
 
     @property
     def ended_by(self) -> str:

@@ -55,13 +55,13 @@ int scope_parked_insert(scope_thread *t, const scope_frame *call) {
     }
     g_parked[i].key = call->frame;
     g_parked[i].call = *call;
-    scope_g_parked_len++;
+    scope_live_parked(++scope_g_parked_len);
     return 1;
 }
 
 void scope_parked_remove(scope_parked *p) {
     p->key = SCOPE_TOMBSTONE;
-    scope_g_parked_len--;
+    scope_live_parked(--scope_g_parked_len);
 }
 
 size_t scope_parked_unfinish_all(void) {

@@ -362,6 +362,11 @@ static void note_end_unlocked(uint32_t state, int32_t exit_status) {
     atomic_store_explicit(&p->state, state, memory_order_release);
 }
 
+void scope_live_parked(size_t parked) {
+    scope_process_header *p = g_process; /* changed only with the GIL held, as here */
+    if (p) atomic_store_explicit(&p->parked, parked, memory_order_relaxed);
+}
+
 void scope_live_exited(int status) { note_end_unlocked(SCOPE_PROCESS_EXITED, status); }
 
 void scope_live_signalled(int signum) { note_end_unlocked(SCOPE_PROCESS_SIGNALLED, 128 + signum); }

@@ -308,6 +308,9 @@ void scope_ring_counters(const scope_ring_header *h, scope_thread_info *info);
 void scope_record_unfinished(scope_thread *t, const scope_frame *f);
 /* Writes frame f as unfinished into held memory; any thread may call it. */
 void scope_hold_unfinished(const scope_frame *f, uint64_t end_id);
+/* How many suspended calls are open (the GIL held): said in the process header,
+ * for a reader of a process that dies with them. */
+void scope_live_parked(size_t parked);
 /* The process exits with status: said in its process header, if it has one. */
 void scope_live_exited(int status);
 /* The same for a death by signal signum, from its handler: async-signal-safe. */

@@ -262,6 +262,7 @@ typedef struct {
     uint64_t setup_failures;
     uint64_t unfinished;
     uint64_t unshared;
+    uint64_t parked; /* suspended calls open */
 } scope_process_info;
 
 /* Maps the process header and ring files of folder dir; NULL with errno set if

@@ -205,6 +205,7 @@ void scope_reader_process(const scope_reader *r, scope_process_info *out) {
     out->setup_failures = atomic_load(&p->setup_failures);
     out->unfinished = atomic_load(&p->unfinished);
     out->unshared = atomic_load(&p->unshared);
+    out->parked = atomic_load(&p->parked);
 }
 
 size_t scope_reader_threads(const scope_reader *r, scope_thread_info *out, size_t capacity) {

@@ -107,6 +107,8 @@ typedef struct {
     _Atomic uint64_t setup_failures; /* events lost: a ring could not be made */
     _Atomic uint64_t unfinished;     /* calls written as unfinished */
     _Atomic uint64_t unshared;       /* rings kept in private memory: no file could be made */
+    _Atomic uint64_t parked;         /* suspended calls open (generators, coroutines): not in
+                                      * any ring file, lost if the process dies */
 } scope_process_header;
 
 _Static_assert(sizeof(scope_ring_header) <= SCOPE_RING_HEADER_BYTES, "ring header too big");

@@ -113,6 +113,8 @@ def _store(con: duckdb.DuckDBPyConnection, reader: native.Reader, run: int) -> R
         reader.numbering.seed(key, number)
         writer._names[number] = (tuple(params or ()), tuple(attributes or ()))
     _, missing = reader.unfinish()  # the calls it left open, from its ring files
+    if reader.process().ended_by == "killed":  # suspended ones are in no file
+        missing += reader.process().parked
     batch = Batch(BATCH_RECORDS, 1 << 22)
     writer.attach(batch)
     while batch.drain(reader).records:

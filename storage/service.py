@@ -821,12 +821,12 @@ class Service:
             if not thread.name and str(thread.ident) in names:
                 object.__setattr__(thread, "name", names[str(thread.ident)])
         problems = list(problems)
-        missing = producer.left_open[1] if producer.left_open else 0
+        missing = (producer.left_open[1] + process.parked) if producer.left_open else 0
         if "ended_by" not in end and missing:
             problems.append(
                 f"process {producer.pid} ended ({ended_by}) before it said so: {missing:,} "
-                f"calls still open then are missing (deeper than {native.RING_FRAMES:,} "
-                "calls, or a full ring)"
+                f"calls still open then are missing (suspended generators or coroutines, "
+                f"stacks deeper than {native.RING_FRAMES:,} calls, or a full ring)"
             )
         events = [_event(e, producer.number or 0) for e in end.get("events") or ()]
         events += _service_events(producer, process.end_ns or native.now_ns())

@@ -172,6 +172,42 @@ def test_open_calls_deeper_than_a_ring_file_keeps_are_counted_missing(write, pro
     assert query("SELECT outcome, count(*) FROM call GROUP BY ALL") == [("returned", 3)]
 
 
+def test_suspended_calls_a_killed_program_left_are_counted_missing(write, project, query):
+    # A suspended generator's call is in no ring file: it cannot be stored, so it
+    # is counted, and the calls on the stack are stored as unfinished.
+    write(
+        "suspended.py",
+        """
+import os, signal
+
+def numbers():
+    yield 1
+    yield 2
+
+def outer():
+    first, second = numbers(), numbers()
+    next(first), next(second)
+    inner()
+
+def inner():
+    print("deep", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+outer()
+""",
+    )
+    result = record(project, "suspended.py")
+    assert result.returncode == -signal.SIGKILL and result.stdout == "deep\n", result.stderr
+    wait_for_service_to_leave(project)
+    stored = query(
+        "SELECT f.qualname, c.outcome FROM call c JOIN function f "
+        "ON f.run = c.run AND f.id = c.function ORDER BY ALL"
+    )
+    assert stored == [("inner", "unfinished"), ("outer", "unfinished")]
+    ((problems,),) = query("SELECT problems FROM run")
+    assert len(problems) == 1 and "2 calls still open then are missing" in problems[0]
+
+
 @pytest.mark.parametrize(
     "busy",
     [
