@@ -195,7 +195,7 @@ static int record_info(scope_thread *t) {
 /* The folder of this process's ring files ("" while rings are private), and its
  * process header.  A path, not a descriptor: the program may close any fd. */
 static char g_live_dir[4096] = "";
-static scope_process_header *g_process = NULL;
+static scope_process_header *_Atomic g_process = NULL; /* read by signal handlers too */
 
 static int g_atfork_registered = 0;
 static void atfork_child(void);
@@ -331,8 +331,11 @@ int scope_live_open(const char *dir, int64_t parent_pid) {
     p->clock_source = scope_g_clock_source;
     atomic_store(&p->state, SCOPE_PROCESS_RUNNING);
     pthread_mutex_lock(&g_lock);
-    if (g_process) munmap(g_process, SCOPE_PROCESS_HEADER_BYTES);
+    /* A signal handler may read g_process at any moment (scope_live_signalled):
+     * it never sees a header that is already unmapped. */
+    scope_process_header *old = g_process;
     g_process = p;
+    if (old) munmap(old, SCOPE_PROCESS_HEADER_BYTES);
     strcpy(g_live_dir, dir);
     atomic_fetch_add(&scope_g_ring_generation, 1); /* every thread's next ring: in dir */
     pthread_mutex_unlock(&g_lock);
@@ -383,8 +386,9 @@ void scope_live_close(int remove) {
         char path[sizeof g_live_dir + 32];
         snprintf(path, sizeof path, "%s/process", g_live_dir);
         if (remove) unlink(path);
-        if (g_process) munmap(g_process, SCOPE_PROCESS_HEADER_BYTES);
-        g_process = NULL;
+        scope_process_header *old = g_process;
+        g_process = NULL; /* before the unmap: see scope_live_open */
+        if (old) munmap(old, SCOPE_PROCESS_HEADER_BYTES);
         if (remove) rmdir(g_live_dir);
         g_live_dir[0] = 0;
     }
