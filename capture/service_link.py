@@ -219,8 +219,10 @@ class ServiceLink:
 
 
 def _has_content(path: str) -> bool:
+    """Whether the service must look at ``path`` before a run: a file with something
+    in it, or a link (an empty plain file is made into the recording)."""
     try:
-        return os.path.getsize(path) > 0
+        return os.path.islink(path) or os.path.getsize(path) > 0
     except OSError:
         return False
 
@@ -233,6 +235,8 @@ def refuse_unusable(db: str) -> None:
     """Raise ``RecordingError`` if ``db`` is a folder, or a file that is not DuckDB's."""
     if os.path.isdir(db):
         raise RecordingError(f"cannot write recording {db}: it is a directory")
+    if os.path.exists(db) and not os.path.isfile(db):  # a fifo: opening it would block
+        raise RecordingError(f"cannot write recording {db}: it is not a regular file")
     try:
         with open(db, "rb") as f:
             head = f.read(16)

@@ -38,9 +38,11 @@ def exit_code(pid: int) -> int | None:
 
     The kernel shows it (field 52 of /proc/<pid>/stat) until the process's parent
     reaps it: whoever is not the parent can still learn a signal's number this way.
+    A main thread that ended by itself (``pthread_exit``) is a zombie too while
+    the process's other threads run on (field 20 counts them): not ended.
     """
     fields = _stat_fields(pid)
-    if fields is None or len(fields) < 50 or fields[0] != b"Z":
+    if fields is None or len(fields) < 50 or fields[0] != b"Z" or int(fields[17]) > 1:
         return None
     return int(fields[49])
 

@@ -337,8 +337,7 @@ static PyObject *py_flush_on_sigterm(PyObject *self, PyObject *const *args, Py_s
     }
     Py_INCREF(args[0]);
     Py_XSETREF(g_term_callback, args[0]);
-    take_sigterm(on_sigterm);
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(take_sigterm(on_sigterm));
 }
 
 /* note_sigterm() -> bool: installed (SIGTERM had its default action). */

@@ -159,8 +159,11 @@ static void thread_died(void *arg) {
     scope_thread *t = (scope_thread *)arg;
     pthread_mutex_lock(&g_lock);
     /* Calls a thread still had open when it ended never return. */
-    for (uint32_t i = 0; i < t->depth; i++)
-        if (t->stack[i].recorded) hold_unfinished_locked(t, &t->stack[i], scope_end_id(t, &t->stack[i]));
+    for (uint32_t i = 0; i < t->depth; i++) {
+        if (!t->stack[i].recorded) continue;
+        hold_unfinished_locked(t, &t->stack[i], scope_end_id(t, &t->stack[i]));
+        t->stack[i].recorded = 0; /* a reader of its ring file must not write it again */
+    }
     release_stack(t);
     int64_t now = scope_monotonic_ns();
     if (t->slot - 1 < g_infos_len) g_infos[t->slot - 1].end_ns = now;
@@ -420,6 +423,16 @@ int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed) 
     atomic_fetch_add_explicit(&t->h->blocked_ns, (uint64_t)(scope_monotonic_ns() - start),
                               memory_order_relaxed);
     return has_space;
+}
+
+void scope_stack_to_ring(scope_thread *t) {
+    scope_frame *frames = scope_ring_frames(t->h, t->capacity, t->arena_capacity);
+    memcpy(frames, t->stack, (size_t)t->depth * sizeof *frames);
+    free(t->stack);
+    t->stack = frames;
+    t->stack_capacity = scope_g_max_depth < SCOPE_RING_FRAMES ? scope_g_max_depth : SCOPE_RING_FRAMES;
+    t->stack_in_ring = 1;
+    atomic_store_explicit(&t->h->stack_in_ring, 1, memory_order_release);
 }
 
 int scope_grow_stack(scope_thread *t) {

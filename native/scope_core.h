@@ -97,6 +97,9 @@ scope_thread *scope_thread_create(void);
 void scope_batch_after_fork(void);
 int scope_wait_for_space(scope_thread *t, uint64_t head, uint32_t arena_needed);
 int scope_grow_stack(scope_thread *t);
+/* Moves a stack that grew onto the heap back into the ring file, once it is
+ * shallow again (the caller's frame pointers are stale after, as after a grow). */
+void scope_stack_to_ring(scope_thread *t);
 
 static inline int64_t scope_monotonic_ns(void) {
     struct timespec ts;
@@ -203,6 +206,8 @@ static inline uint32_t scope_set_depth(scope_thread *t, uint32_t depth) {
  * until it ends. */
 static inline scope_frame *scope_push_call(scope_thread *t, uint64_t func_id, uint64_t parent_id,
                                            uint32_t depth, const void *frame, uint8_t flags) {
+    if (__builtin_expect(!t->stack_in_ring, 0) && t->depth < SCOPE_RING_FRAMES / 2 && t->stack)
+        scope_stack_to_ring(t); /* a reader of its file sees its open calls again */
     if (t->overflow_depth || (t->depth >= t->stack_capacity && !scope_grow_stack(t))) {
         t->overflow_depth++;
         atomic_fetch_add_explicit(&t->h->stack_overflow, 1, memory_order_relaxed);

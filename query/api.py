@@ -148,10 +148,12 @@ class Recording:
             """SELECT p.pid, p.parent_pid, p.exit_status, p.ended_by,
                       TRY_CAST(regexp_extract(e.detail, 'p50 ([0-9]+)', 1) AS BIGINT),
                       TRY_CAST(regexp_extract(e.detail, 'p99 ([0-9]+)', 1) AS BIGINT)
-               FROM process p LEFT JOIN event e
-                 ON e.run = p.run AND e.pid = p.pid AND e.kind = 'service lag'
-               WHERE p.run = ? ORDER BY p.start_ns""",
-            [run_id],
+               FROM process p LEFT JOIN (
+                   SELECT pid, arg_max(detail, time_ns) AS detail FROM event
+                   WHERE run = $run AND kind = 'service lag' GROUP BY pid
+               ) e ON e.pid = p.pid
+               WHERE p.run = $run ORDER BY p.start_ns""",
+            {"run": run_id},
         ).fetchall()
         recovered = self.con.execute(
             "SELECT count(*) FROM event WHERE run = ? AND kind = 'recovered' AND "

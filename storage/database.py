@@ -9,8 +9,9 @@ file, never a DuckDB traceback.
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import os
+import stat
 
 import duckdb
 from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
@@ -96,12 +97,26 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _forget_if_empty(path: str) -> None:
-    """Remove ``path`` if it is an empty file: DuckDB leaves one when killed as it
-    creates a database (a recording service killed as it starts), and then calls it
-    "not a valid DuckDB database" for good.  An empty file holds nothing to lose."""
-    with contextlib.suppress(OSError):
-        if os.stat(path).st_size == 0 and not os.path.exists(path + ".wal"):
+    """Remove ``path`` if it is an empty regular file that no process holds: DuckDB
+    leaves one when killed as it creates a database (a recording service killed as
+    it starts), and then calls it "not a valid DuckDB database" for good.  An empty
+    file holds nothing to lose.  Not a device, not a symlink, and not a file being
+    created right now (DuckDB locks it the moment it makes it)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode) or found.st_size or os.path.exists(path + ".wal"):
+            return
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: someone holds it
+        if os.stat(path, follow_symlinks=False).st_ino == found.st_ino:
             os.unlink(path)
+    except OSError:
+        return
+    finally:
+        os.close(descriptor)  # lets go of the lock
 
 
 def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
@@ -115,6 +130,8 @@ def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
         raise RecordingError(f"cannot write recording {path}: folder {folder} is not writable")
     if os.path.isdir(path):
         raise RecordingError(f"cannot write recording {path}: it is a directory")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise RecordingError(f"cannot write recording {path}: it is not a regular file")
     _forget_if_empty(path)
     con = _connect(path, read_only=False)
     try:
@@ -141,6 +158,8 @@ def open_for_reading(path: str) -> duckdb.DuckDBPyConnection:
         raise RecordingError(f"no recording at {path} (record one with 'scope run')")
     if os.path.isdir(path):
         raise RecordingError(f"{path} is a directory, not a recording")
+    if not os.path.isfile(path):  # a fifo or a device: opening it could block
+        raise NotARecording(f"{path} is not a scope recording (not a regular file)")
     con = _connect(path, read_only=True)
     try:
         _check_version(con, path, empty_ok=False)

@@ -112,6 +112,7 @@ def _store(con: duckdb.DuckDBPyConnection, reader: native.Reader, run: int) -> R
     ).fetchall():
         reader.numbering.seed(key, number)
         writer._names[number] = (tuple(params or ()), tuple(attributes or ()))
+    reader.refresh()
     _, missing = reader.unfinish()  # the calls it left open, from its ring files
     if reader.process().ended_by == "killed":  # suspended ones are in no file
         missing += reader.process().parked

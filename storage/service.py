@@ -429,6 +429,7 @@ class Service:
                     producer.end.setdefault("how", code)
                     gone = True
             if gone and "ended_by" not in producer.end and producer.left_open is None:
+                producer.reader.refresh()  # a thread's ring made just before the end too
                 producer.left_open = producer.reader.unfinish()  # its stacks, from its files
             # A child's end is its process's end: its exit status comes after its atexit.
             ended = (bool(producer.end) and producer.end.get("final", True)) or gone
@@ -826,7 +827,7 @@ class Service:
             problems.append(
                 f"process {producer.pid} ended ({ended_by}) before it said so: {missing:,} "
                 f"calls still open then are missing (suspended generators or coroutines, "
-                f"stacks deeper than {native.RING_FRAMES:,} calls, or a full ring)"
+                f"a stack that had grown past {native.RING_FRAMES:,} calls, or a full ring)"
             )
         events = [_event(e, producer.number or 0) for e in end.get("events") or ()]
         events += _service_events(producer, process.end_ns or native.now_ns())

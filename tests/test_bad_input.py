@@ -7,6 +7,8 @@ exactly as ``python`` does (tests/test_runner.py).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import duckdb
@@ -212,3 +214,25 @@ def test_an_empty_file_where_the_recording_goes_becomes_the_recording(project: P
     assert result.returncode == 0 and result.stderr == "", result.stderr
     runs = scope("runs", "--json")
     assert runs.returncode == 0 and len(json.loads(runs.stdout)) == 1, runs.stderr
+
+
+@pytest.mark.parametrize("kind", ["symlink to an empty file", "fifo"])
+def test_an_empty_path_that_is_no_plain_file_is_left_alone(project: Path, write, scope, kind):
+    (project / ".scope").mkdir()
+    path = project / ".scope" / "scope.duckdb"
+    elsewhere = project / "elsewhere"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        elsewhere.write_bytes(b"")
+        path.symlink_to(elsewhere)
+    write("ok.py", "print('ran')\n")
+    result = scope("run", "ok.py")
+    if kind == "fifo":
+        assert_one_line_error(result, "not a regular file")
+    else:
+        assert_one_line_error(result, "not a scope recording")
+    if kind == "fifo":
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    else:
+        assert path.is_symlink() and elsewhere.read_bytes() == b""

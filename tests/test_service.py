@@ -172,6 +172,31 @@ def test_open_calls_deeper_than_a_ring_file_keeps_are_counted_missing(write, pro
     assert query("SELECT outcome, count(*) FROM call GROUP BY ALL") == [("returned", 3)]
 
 
+def test_a_stack_that_was_deep_once_is_kept_again_once_shallow(write, project, query):
+    write(
+        "once_deep.py",
+        KILLED_INSIDE_ITS_CALLS.replace(
+            "outer(int(sys.argv[1]))",
+            "def down(n):\n    return down(n - 1) if n else 0\n\n"
+            "down(2000)\nouter(int(sys.argv[1]))",
+        ),
+    )
+    result = record(project, "once_deep.py", "3")
+    assert result.returncode == -signal.SIGKILL and result.stdout == "deep\n", result.stderr
+    wait_for_service_to_leave(project)
+    stored = query(
+        "SELECT f.qualname, c.outcome, count(*) FROM call c JOIN function f "
+        "ON f.run = c.run AND f.id = c.function GROUP BY ALL ORDER BY ALL"
+    )
+    assert stored == [
+        ("down", "returned", 2001),
+        ("helper", "returned", 3),
+        ("inner", "unfinished", 4),
+        ("outer", "unfinished", 1),
+    ]
+    assert query("SELECT problems FROM run") == [([],)]
+
+
 def test_suspended_calls_a_killed_program_left_are_counted_missing(write, project, query):
     # A suspended generator's call is in no ring file: it cannot be stored, so it
     # is counted, and the calls on the stack are stored as unfinished.
@@ -828,3 +853,33 @@ def test_scope_status_says_how_many_records_waited_for_the_service(write, projec
     assert health["recoveries"] == 0
     shown = scope("status")
     assert "waiting p99" in shown.stdout and "taken over from a stopped service" in shown.stdout
+
+
+LEADER_EXITS = """
+import ctypes, threading, time
+
+def work(n):
+    return n + 1
+
+def worker():
+    time.sleep(0.5)
+    for i in range(20_000):
+        work(i)
+    print("worker done", flush=True)
+
+threading.Thread(target=worker).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_process_whose_main_thread_ended_first_is_stored_once_it_ends(write, project, query):
+    # Its main thread is a zombie while a worker runs on: the process has not ended.
+    write("leader.py", LEADER_EXITS)
+    recorded = record(project, "--max-calls-per-function", "0", "leader.py")
+    assert (recorded.returncode, recorded.stdout) == (0, "worker done\n"), recorded.stderr
+    wait_for_service_to_leave(project)
+    ((calls,),) = query(
+        "SELECT count(*) FROM call c JOIN function f ON f.run = c.run AND f.id = c.function "
+        "WHERE f.qualname = 'work' AND c.outcome = 'returned'"
+    )
+    assert calls == 20_000
