@@ -50,6 +50,8 @@ class ServiceLink:
         self.failure: str | None = None
         #: whether the last request found no service to connect to
         self._unreachable = False
+        #: the service running is another scope's, which cannot read this one's rings
+        self.foreign = False
 
     def start(self) -> None:
         """Make the folder, share the rings, and make sure a service stores them.
@@ -70,9 +72,14 @@ class ServiceLink:
             self.folder = None
             raise
         native.unfinished_into_rings(True)
-        if self._request({"op": "hello"}, timeout=0) is None:  # one try: none is running
+        hello = self._request({"op": "hello"}, timeout=0)  # one try: none is running
+        if hello is not None and hello.get("format") != native.SHARED_FORMAT:
+            # Another scope's service (an upgrade while it lingers): ours waits for it to
+            # leave, then stores this process; nothing can confirm that before it ends.
+            self.foreign = True
+        if hello is None or self.foreign:
             start_service(self.db)
-        if self.top and _has_content(self.db):
+        if self.top and _has_content(self.db) and not self.foreign:
             self._check()
 
     def _check(self) -> None:
@@ -147,6 +154,13 @@ class ServiceLink:
         if not final:
             native.note_exit_status(None)
             return {"ok": True}
+        if self.foreign:
+            native.stop_sharing(remove=False)
+            self.failure = (
+                "a recording service of another scope version holds the recording; "
+                "this one's stores it once that one has left"
+            )
+            return None
         if not wait:
             native.stop_sharing(remove=False)
             if self._request({"op": "hello"}, timeout=0.2) is None:

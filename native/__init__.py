@@ -101,6 +101,8 @@ SLOT_SHIFT: int = lib.SCOPE_SLOT_SHIFT
 PROCESS_SHIFT: int = lib.SCOPE_PROCESS_SHIFT
 #: a thread's open calls its ring file keeps, for a reader once the process is dead
 RING_FRAMES: int = lib.SCOPE_RING_FRAMES
+#: the version of the ring and header files: a recording service reads only its own
+SHARED_FORMAT: int = lib.SCOPE_SHARED_VERSION
 RETURN: int = lib.SCOPE_RETURN
 RAISE: int = lib.SCOPE_RAISE
 UNFINISHED: int = lib.SCOPE_UNFINISHED

@@ -323,7 +323,7 @@ class Service:
                 op = message.get("op")
                 if op == "hello":
                     self._hello.set()
-                    live.send(connection, {"ok": True})
+                    live.send(connection, {"ok": True, "format": native.SHARED_FORMAT})
                 elif op == "check":
                     live.send(connection, self._check())
                 elif op == "ended":

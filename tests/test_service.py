@@ -9,10 +9,12 @@ its own, and what it recorded is stored however it ends, once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -883,3 +885,52 @@ def test_a_process_whose_main_thread_ended_first_is_stored_once_it_ends(write, p
         "WHERE f.qualname = 'work' AND c.outcome = 'returned'"
     )
     assert calls == 20_000
+
+
+class OldService:
+    """Stands in for another scope version's recording service: it holds the
+    recording's service lock and says hello, with no ring format of its own."""
+
+    def __init__(self, project: Path) -> None:
+        db = str(project / ".scope" / "scope.duckdb")
+        os.makedirs(live.live_root(db), mode=0o700)
+        self.lock = os.open(os.path.join(live.live_root(db), live.LOCK), os.O_RDWR | os.O_CREAT)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self.path = live.service_socket(db)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with live.socket_address(self.path) as address:
+            self.listener.bind(address)
+        self.listener.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection, connection.makefile("rb") as stream:
+                while live.receive(stream) is not None:
+                    live.send(connection, {"ok": True})
+
+    def leave(self) -> None:
+        os.unlink(self.path)
+        self.listener.close()
+        os.close(self.lock)  # lets go of the lock: a waiting service takes it
+
+
+def test_a_run_while_another_scopes_service_lingers_is_stored_after_it(write, project, query):
+    write(
+        "calls.py",
+        "def work(n):\n    return n + 1\n\nfor i in range(1000):\n    work(i)\nprint('done')\n",
+    )
+    old = OldService(project)
+    try:
+        result = record(project, "calls.py")  # it does not wait for the old one
+    finally:
+        old.leave()
+    assert (result.returncode, result.stdout) == (0, "done\n")
+    assert "another scope version" in result.stderr
+    wait_for_service_to_leave(project)
+    ((calls,),) = query("SELECT count(*) FROM call")
+    assert calls == 1000
