@@ -139,16 +139,21 @@ outer(int(sys.argv[1]))
 """
 
 
-def test_calls_a_killed_program_left_open_are_stored_as_unfinished(write, project, query):
-    write("inside.py", KILLED_INSIDE_ITS_CALLS)
-    result = record(project, "inside.py", "10")
+def killed_inside(project: Path, query, script: str, depth: str) -> list[tuple[object, ...]]:
+    """Record ``script`` until it kills itself ``depth`` calls deep; (function, outcome,
+    calls) as stored."""
+    result = record(project, script, depth)
     assert result.returncode == -signal.SIGKILL and result.stdout == "deep\n", result.stderr
     wait_for_service_to_leave(project)
-    stored = query(
+    return query(
         "SELECT f.qualname, c.outcome, count(*) FROM call c JOIN function f "
         "ON f.run = c.run AND f.id = c.function GROUP BY ALL ORDER BY ALL"
     )
-    assert stored == [
+
+
+def test_calls_a_killed_program_left_open_are_stored_as_unfinished(write, project, query):
+    write("inside.py", KILLED_INSIDE_ITS_CALLS)
+    assert killed_inside(project, query, "inside.py", "10") == [
         ("helper", "returned", 3),
         ("inner", "unfinished", 11),
         ("outer", "unfinished", 1),
@@ -183,14 +188,7 @@ def test_a_stack_that_was_deep_once_is_kept_again_once_shallow(write, project, q
             "down(2000)\nouter(int(sys.argv[1]))",
         ),
     )
-    result = record(project, "once_deep.py", "3")
-    assert result.returncode == -signal.SIGKILL and result.stdout == "deep\n", result.stderr
-    wait_for_service_to_leave(project)
-    stored = query(
-        "SELECT f.qualname, c.outcome, count(*) FROM call c JOIN function f "
-        "ON f.run = c.run AND f.id = c.function GROUP BY ALL ORDER BY ALL"
-    )
-    assert stored == [
+    assert killed_inside(project, query, "once_deep.py", "3") == [
         ("down", "returned", 2001),
         ("helper", "returned", 3),
         ("inner", "unfinished", 4),
