@@ -12,6 +12,7 @@ published that was not stored.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -107,6 +108,27 @@ def read_note(folder: str, name: str = RUN_FILE) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return note if isinstance(note, dict) else None
+
+
+def service_running(db: str) -> bool:
+    """Whether a recording service holds ``db``'s service lock (it is storing, or
+    about to leave)."""
+    return lock_held(os.path.join(live_root(db), LOCK))
+
+
+def lock_held(path: str) -> bool:
+    """Whether a process holds the ``flock`` of the file at ``path``."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def producer_running(db: str) -> bool:

@@ -282,7 +282,9 @@ def recover(db: str | None) -> None:
 
     A program killed while recording (SIGKILL, a crash) leaves its rings in the
     recording's live folder: every call it published and nobody stored.  This
-    stores them into the runs they belong to, marked "recovered".
+    stores them into the runs they belong to, marked "recovered".  What a
+    recording service stopped with its programs left, a service started for the
+    purpose stores, and this waits until it has.
 
     \b
     Examples:
@@ -290,9 +292,13 @@ def recover(db: str | None) -> None:
       scope recover --db .scope/other.duckdb
     """
     from scope.storage import database
+    from scope.storage.recovery import left_to_a_service
     from scope.storage.recovery import recover as recover_runs
 
     path = _config(db).db
+    by_service = _stored_by_a_service(path, left_to_a_service(path))
+    for pid in by_service:
+        click.echo(f"process {pid}: stored by the recording service")
     con = database.open_for_writing(path)
     try:
         recovered = recover_runs(con, path)
@@ -302,8 +308,31 @@ def recover(db: str | None) -> None:
         click.echo(
             f"run {done.run}: process {done.pid} ({done.ended_by}), {done.calls:,} calls recovered"
         )
-    if not recovered:
+    if not recovered and not by_service:
         click.echo("nothing to recover")
+
+
+def _stored_by_a_service(db: str, pids: list[int], timeout: float = 120.0) -> list[int]:
+    """Have a recording service store what ``pids`` left (a service that was
+    stopped with them left it), and wait until it has; returns the pids stored."""
+    import time
+
+    from scope.capture.service_link import start_service
+    from scope.native import live
+    from scope.storage.recovery import left_to_a_service
+
+    if not pids:
+        return []
+    start_service(db)  # one that is running already keeps the lock: this one leaves
+    deadline = time.monotonic() + timeout
+    while left_to_a_service(db) or live.service_running(db):
+        if time.monotonic() > deadline:
+            raise ScopeError(
+                f"the recording service did not store what was left in {live.live_root(db)} "
+                f"in {timeout:.0f} s (see its service.log there)"
+            )
+        time.sleep(0.05)
+    return pids
 
 
 @cli.command()

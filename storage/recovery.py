@@ -66,6 +66,23 @@ def _note(folder: str) -> _Note | None:
         return None
 
 
+def left_to_a_service(db: str) -> list[int]:
+    """The pids of processes that recorded for a recording service and are gone,
+    whose folders no service has stored yet (the service was stopped too)."""
+    pids = []
+    for folder in sorted(glob.glob(os.path.join(live.live_root(db), "*-*"))):
+        data = live.read_note(folder)
+        if data is None or not data.get("run_key"):
+            continue
+        try:
+            pid, start = int(data["pid"]), data.get("start")
+        except (KeyError, TypeError, ValueError):
+            continue
+        if live.process_start(pid) != start:
+            pids.append(pid)
+    return pids
+
+
 def left_folders(db: str) -> list[str]:
     """The process folders in ``db``'s live folder whose process is gone."""
     found = []

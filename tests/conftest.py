@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from scope.native import live
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,8 @@ def wait_for_service_to_leave(
 
 
 def lock_free(lock: Path) -> bool:
-    try:
-        descriptor = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    finally:
-        os.close(descriptor)
-    return True
+    """Whether no process holds ``lock`` (a service's lock: it has left)."""
+    return not live.lock_held(str(lock))
 
 
 @pytest.fixture

@@ -932,3 +932,28 @@ def test_a_run_while_another_scopes_service_lingers_is_stored_after_it(write, pr
     wait_for_service_to_leave(project)
     ((calls,),) = query("SELECT count(*) FROM call")
     assert calls == 1000
+
+
+def test_scope_recover_has_what_a_stopped_service_left_stored(write, project, query, scope):
+    write(
+        "busy.py",
+        "import sys\n\ndef work(n):\n    return n + 1\n\nfor i in range(20_000):\n    work(i)\n"
+        "print('ready', flush=True)\nsys.stdin.readline()\n",
+    )
+    process = start(project, "--max-calls-per-function", "0", "busy.py")
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    service = service_pid(project)
+    os.kill(service, signal.SIGKILL)  # the service, then its program: nothing is left to store
+    process.kill()
+    process.communicate(timeout=30)
+    while (
+        os.path.exists(f"/proc/{service}") and "Z" not in Path(f"/proc/{service}/stat").read_text()
+    ):
+        time.sleep(0.01)
+    recovered = scope("recover")
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout == f"process {process.pid}: stored by the recording service\n"
+    ((calls,),) = query("SELECT count(*) FROM call")
+    assert calls == 20_000
+    again = scope("recover")
+    assert again.stdout == "nothing to recover\n"
