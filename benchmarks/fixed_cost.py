@@ -8,8 +8,9 @@ with the recording service (``SCOPE_SERVICE=1``), and prints the median wall
 time to the shell prompt, the peak RSS of the recorded process (the service's
 own memory is its own process's, shown apart) and the threads the program has.
 The service rows are measured twice: with a service already running (a run
-right after another) and with none (each run starts one; the program's end
-waits for it to store the run).
+right after another into the same file, unchanged since) and with none (each run
+starts one; the program's end waits for it to store the run).  Each variant
+records into a file of its own.
 """
 
 from __future__ import annotations
@@ -82,15 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: dict[str, list[tuple[float, int, int]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="scope-bench-") as name:
-        folder = Path(name)
-        (folder / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
-        (folder / "empty.py").write_text(EMPTY)
-        for command, env, _ in variants.values():  # warm the code cache and the OS
-            run_once(command, folder, env)
+        folders = {variant: Path(name) / str(i) for i, variant in enumerate(variants)}
+        for folder in folders.values():
+            folder.mkdir()
+            (folder / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
+            (folder / "empty.py").write_text(EMPTY)
+        for variant, (command, env, _) in variants.items():  # warm the code cache and the OS
+            run_once(command, folders[variant], env)
         for _ in range(args.repeat):
             for variant, (command, env, service) in variants.items():
+                folder = folders[variant]
                 if service == "cold":
                     wait_for_no_service(folder)
+                elif service == "warm":  # the run before it, as when a developer re-runs
+                    run_once(command, folder, env)
                 results[variant].append(run_once(command, folder, env))
     plain = statistics.median(r[0] for r in results["plain python"])
     print(f"Python {sys.version.split()[0]}; medians of {args.repeat} runs of an empty program")
