@@ -428,6 +428,10 @@ class Reader:
         count = int(lib.scope_reader_positions(self.handle, buf, count))
         return [(int(buf[i].slot), int(buf[i].read), int(buf[i].arena_read)) for i in range(count)]
 
+    def waiting(self) -> int:
+        """Records the rings hold that were not drained yet (published ones only)."""
+        return int(lib.scope_reader_waiting(self.handle))
+
     def skip_to(self, slot: int, read: int, arena: int) -> bool:
         """Pass over, and free, ring ``slot``'s records up to a position ``positions``
         gave (they are stored); False if no ring of that slot is mapped yet."""

@@ -302,6 +302,20 @@ class LogReader:
         return records
 
 
+def ask_service(db: str, message: dict[str, object]) -> dict[str, object] | None:
+    """Send ``message`` to ``db``'s recording service if one is listening, and wait
+    for its answer; None if none is listening or it did not answer."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with connection, socket_address(service_socket(db)) as address:
+            connection.connect(address)
+            with connection.makefile("rb") as stream:
+                send(connection, message)
+                return receive(stream)
+    except OSError:
+        return None
+
+
 def send(connection: socket.socket, message: dict[str, object]) -> None:
     """Send one message (a JSON line) on a service connection."""
     connection.sendall((json.dumps(message, separators=(",", ":")) + "\n").encode())

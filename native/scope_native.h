@@ -298,6 +298,9 @@ typedef struct {
 } scope_ring_position;
 /* Fills at most capacity positions, one per mapped ring; returns how many rings. */
 size_t scope_reader_positions(const scope_reader *r, scope_ring_position *out, size_t capacity);
+/* Records published in the mapped rings and not drained yet: how far behind the
+ * reader is (the recording service's lag). */
+uint64_t scope_reader_waiting(const scope_reader *r);
 /* Moves the cursor of ring p->slot on to p (records up to there are stored) and
  * frees their space; a cursor already past p stays.  Returns 0 if no ring of that
  * slot is mapped, 1 otherwise. */

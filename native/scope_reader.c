@@ -288,6 +288,16 @@ size_t scope_reader_positions(const scope_reader *r, scope_ring_position *out, s
     return r->count;
 }
 
+uint64_t scope_reader_waiting(const scope_reader *r) {
+    uint64_t waiting = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        const mapped_ring *m = &r->rings[i];
+        uint64_t head = atomic_load_explicit(&m->h->head, memory_order_acquire);
+        if (head > m->cursor.read) waiting += head - m->cursor.read;
+    }
+    return waiting;
+}
+
 int scope_reader_skip_to(scope_reader *r, const scope_ring_position *p) {
     for (size_t i = 0; i < r->count; i++) {
         mapped_ring *m = &r->rings[i];

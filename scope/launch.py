@@ -165,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from scope.runner import Program, prepare
 
         config = config_for(request.options)
+        if config.service:
+            # A service that lingers after a run opens the file while this one starts.
+            from scope.native import live
+
+            live.ask_service(config.db, {"op": "hello", "open": True})
         program = Program(request.kind, request.target, request.args)
         prepare(program)
         record(program, config)

@@ -107,7 +107,7 @@ class Producer:
     stored_to: list[tuple[int, int, int]] = field(default_factory=list)
     #: calls it left open, dying without a word: (written as unfinished, missing)
     left_open: tuple[int, int] | None = None
-    #: records waiting in its rings each time a drain found some (its lag)
+    #: records waiting in its rings each time a batch was drained (its lag)
     waiting: list[int] = field(default_factory=list)
     #: an earlier recording service had taken it up and stopped before storing it all
     taken_over: bool = False
@@ -149,10 +149,16 @@ class Service:
         #: held by the loop while it uses the recording, and to make a query's cursor
         self._db_lock = threading.Lock()
         self._hello = threading.Event()
+        #: a run is starting: open the recording before its program asks
+        self._open_asked = False
+        #: when the recording was last opened because a run asked (0: not so)
+        self._opened_asked_at = 0.0
         self._last_activity = time.monotonic()
         self._listener: socket.socket | None = None
         self._batch = Batch(BATCH_RECORDS, 1 << 22)
         self.con: duckdb.DuckDBPyConnection | None = None
+        #: DuckDB, kept while the service lives: the recording is attached to it
+        self._engine = database.Engine()
         #: the recording as this service last closed it (``_file_identity``): a
         #: file unchanged since is a recording, and a new run needs no wait to know
         self._closed_as: tuple[int, ...] | None = None
@@ -172,6 +178,7 @@ class Service:
                     self._open()
                 while True:
                     with self._db_lock:
+                        self._open_if_asked()
                         moved = self._round()
                     if moved >= BATCH_RECORDS // 2:
                         continue  # a backlog: drain again at once, in full batches
@@ -200,28 +207,29 @@ class Service:
         with contextlib.suppress(OSError):
             os.rmdir(self.root)  # only if nothing is left in it
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
+    def _open(self, wait: bool = True) -> duckdb.DuckDBPyConnection:
         """The recording, opened for writing (and what killed programs left, stored).
 
         A query may hold the file read-only a moment (between two runs, or as the
         first run starts): waited for, up to ``READER_WAIT`` seconds, after which
         the recording is refused and the producers' folders stay for the next
-        command.
+        command.  Without ``wait``, a file held by a reader raises ``RecordingInUse``.
         """
         if self.con is None:
             deadline = time.monotonic() + READER_WAIT
             while self.con is None:
                 try:
-                    con = database.open_for_writing(self.db)
+                    con = self._engine.open_for_writing(self.db)
                     try:
                         con.execute(DRAINED_DDL)
                         con.execute(RUNS_DDL)
                     except duckdb.Error as exc:
-                        con.close()
+                        with contextlib.suppress(duckdb.Error):
+                            self._engine.release()
                         raise RecordingError(f"cannot write recording {self.db}: {exc}") from None
                     self.con = con
                 except RecordingInUse:
-                    if time.monotonic() > deadline:
+                    if not wait or time.monotonic() > deadline:
                         raise
                     time.sleep(0.02)
             with contextlib.suppress(OSError):
@@ -229,10 +237,29 @@ class Service:
             recover(self.con, self.db)
         return self.con
 
+    def _open_if_asked(self) -> None:
+        """Open the recording now if a run that is starting asked, and the file is as
+        this service closed it: that run's own check and first records find it open.
+        Anything else (a file changed since, or held by a reader) waits for the run."""
+        if self._open_asked:
+            self._open_asked = False
+            if self.con is None and self._closed_as == _file_identity(self.db):
+                with contextlib.suppress(RecordingError):
+                    self._open(wait=False)
+                    self._opened_asked_at = time.monotonic()
+        elif self._opened_asked_at and time.monotonic() - self._opened_asked_at > LINGER / 2:
+            # The run that asked never came (its program could not start): let go.
+            self._opened_asked_at = 0.0
+            with self._lock:
+                unattached = not self.producers
+            if unattached:
+                self._release_file()
+
     def _release_file(self) -> None:
         """Close the recording once no producer is left that has rows in it: queries
         can open it.  Producers that recorded nothing yet (multiprocessing's helpers,
         which live as long as their parent) take it up again if they ever do."""
+        self._opened_asked_at = 0.0
         if self.con is None:
             return
         with self._lock:
@@ -243,9 +270,9 @@ class Service:
             for producer in self.producers.values():
                 producer.run = None
         self.runs.clear()
-        con, self.con = self.con, None
+        self.con = None
         try:
-            con.close()
+            self._engine.release()
         except duckdb.Error:  # a disk gone read-only: it is let go of
             self._closed_as = None
         else:
@@ -275,10 +302,9 @@ class Service:
         self._stop_listening()
         for producer in self.producers.values():
             producer.reader.close()
-        if self.con is not None:
-            con, self.con = self.con, None
-            with contextlib.suppress(duckdb.Error):
-                con.close()
+        self.con = None
+        with contextlib.suppress(duckdb.Error):
+            self._engine.close()
 
     # ---- the socket ----
 
@@ -322,6 +348,7 @@ class Service:
                 self._last_activity = time.monotonic()
                 op = message.get("op")
                 if op == "hello":
+                    self._open_asked = self._open_asked or bool(message.get("open"))
                     self._hello.set()
                     live.send(connection, {"ok": True, "format": native.SHARED_FORMAT})
                 elif op == "check":
@@ -358,7 +385,7 @@ class Service:
         with self._db_lock:
             if self.con is None:
                 return {"ok": False, "error": "the recording is not open here: open it directly"}
-            cursor = self.con.cursor()
+            cursor = self._engine.cursor()
         try:
             cursor.execute("BEGIN TRANSACTION")
             try:
@@ -751,7 +778,10 @@ class Service:
             return 0
         run.writer._pid = producer.pid
         moved = 0
-        while self._batch.drain(producer.reader).records:
+        while waiting := producer.reader.waiting():
+            if not self._batch.drain(producer.reader).records:
+                break
+            producer.waiting.append(waiting)
             # A module's functions are logged before any of them runs: read now, the
             # log has those of every call drained, for naming their values.
             self._read_log(producer)
@@ -765,8 +795,6 @@ class Service:
             if run.failure is not None:
                 run.records_lost += self._batch.counts.records
             producer.reader.commit()  # only now: a service killed before stores it again
-        if moved:
-            producer.waiting.append(moved)
         return moved
 
     def _finish(self, producer: Producer) -> dict[str, object]:
@@ -918,14 +946,14 @@ LAG_EVENT = "service lag"
 
 def _service_events(producer: Producer, time_ns: int) -> list[Event]:
     """What the service itself has to say of a process it stored: how many records
-    waited for it (median and 99th percentile over the drains that found some),
+    waited for it (median and 99th percentile over the batches it drained),
     and whether it took the process over from a service that stopped."""
     events = []
     if producer.waiting:
         waiting = sorted(producer.waiting)
         p50 = waiting[len(waiting) // 2]
         p99 = waiting[min(len(waiting) - 1, len(waiting) * 99 // 100)]
-        detail = f"records waiting: p50 {p50}, p99 {p99}, over {len(waiting)} drains"
+        detail = f"records waiting: p50 {p50}, p99 {p99}, over {len(waiting)} batches"
         events.append(Event(time_ns, LAG_EVENT, detail, 0))
     if producer.taken_over:
         detail = (

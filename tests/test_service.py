@@ -27,6 +27,7 @@ from scope.native import live
 from scope.query.api import Recording
 from scope.storage import database
 
+from scope import native
 from scope.errors import RecordingError
 
 from .conftest import clean_env, lock_free, unavailable, wait_for_service_to_leave
@@ -831,6 +832,42 @@ def test_a_file_changed_while_the_service_lingers_is_checked_again(write, projec
     wait_for_service_to_leave(project, stored=False)
 
 
+def _file_is_open_in_the_service(db: str, want: bool, timeout: float = 30.0) -> bool:
+    """Wait until ``db``'s service has the file open for writing (it answers SQL)
+    or, with ``want`` false, has let go of it; whether it did in ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = live.ask_service(db, {"op": "sql", "sql": "SELECT 1"})
+        if answer is not None and bool(answer.get("ok")) == want:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def test_a_lingering_service_opens_the_file_as_a_run_starts_and_lets_go_if_none_came(
+    write, project
+):
+    # scope run says hello before it imports the rest of scope, so the service opens
+    # the file meanwhile; a run that never comes (its program could not start)
+    # does not keep it from other processes.
+    write("ok.py", "print('ran')\n")
+    lingering = {**service_env(), "SCOPE_SERVICE_LINGER": "4"}
+    assert record(project, "ok.py", env=lingering).returncode == 0
+    db = str(project / ".scope" / "scope.duckdb")
+    assert _file_is_open_in_the_service(db, want=False, timeout=0)  # stored, let go of
+    assert live.ask_service(db, {"op": "hello", "open": True}) == {
+        "ok": True,
+        "format": native.SHARED_FORMAT,
+    }
+    assert _file_is_open_in_the_service(db, want=True)
+    assert _file_is_open_in_the_service(db, want=False)  # half its linger later
+    other = duckdb.connect(db, read_only=True)
+    assert other.execute("SELECT count(*) FROM run").fetchone() == (1,)
+    other.close()
+    wait_for_service_to_leave(project)
+
+
 @pytest.mark.parametrize("service", ["1", "0"], ids=["by the service", "in the program"])
 def test_scope_status_says_how_many_records_waited_for_the_service(write, project, scope, service):
     write("calls.py", "def work(n):\n    return n + 1\n\nfor i in range(100_000):\n    work(i)\n")
@@ -853,6 +890,19 @@ def test_scope_status_says_how_many_records_waited_for_the_service(write, projec
     assert health["recoveries"] == 0
     shown = scope("status")
     assert "waiting p99" in shown.stdout and "taken over from a stopped service" in shown.stdout
+
+
+def test_records_waiting_are_never_more_than_the_rings_hold(write, project, scope):
+    # The lag is what waited in the rings when the service drained a batch, not
+    # everything it drained in one go: with a small ring, a fast program keeps
+    # it full, and no more than a ring's worth can ever have waited.
+    write("calls.py", "def work(n):\n    return n + 1\n\nfor i in range(300_000):\n    work(i)\n")
+    env = clean_env({"SCOPE_SERVICE": "1", "SCOPE_RING_SIZE": "4096"})
+    result = record(project, "--max-calls-per-function", "0", "calls.py", env=env)
+    assert result.returncode == 0, result.stderr
+    status = scope("status", "--json")
+    ((process),) = json.loads(status.stdout)["processes"]
+    assert 1 <= process["lag_p50"] <= process["lag_p99"] <= 4096
 
 
 LEADER_EXITS = """
