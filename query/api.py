@@ -8,12 +8,12 @@ over parent links.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from types import TracebackType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import duckdb
 from scope.native import live
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
 from scope.query.diff import Side, compare
@@ -41,9 +41,11 @@ from scope.query.results import (
     ThreadHealth,
     combined_outcome,
 )
-from scope.storage.database import open_for_reading
 
 from scope.errors import QueryError, RecordingError, RecordingInUse
+
+if TYPE_CHECKING:  # loaded only when this process opens the file itself
+    import duckdb
 
 #: what ``Recording.calls`` keeps when given no filter
 EVERY_CALL = CallFilter()
@@ -54,16 +56,26 @@ SERVICE_WAIT = 5.0
 
 
 def _open(path: str) -> duckdb.DuckDBPyConnection:
-    """The recording, read-only; or, while its recording service writes it, the service.
+    """The recording: asked of its recording service if one is running, else opened
+    read-only here.
 
-    A service holds the file from just before it answers on its socket, and lets
-    go of it a moment after its last program ends: either way is tried again
-    until one works, for at most ``SERVICE_WAIT`` seconds.  So is a file that is
-    not there yet (or not yet a recording) while a program recording into it
-    runs: its service is making it.
+    A service that writes the recording holds the file, and one that lingers
+    after its runs has DuckDB loaded, which takes a query's own process longer
+    than a short query does (see ``scope.query.remote``).  A service holds the
+    file from just before it answers on its socket, and lets go of it a moment
+    after its last program ends: either way is tried again until one works, for
+    at most ``SERVICE_WAIT`` seconds.  So is a file that is not there yet (or
+    not yet a recording) while a program recording into it runs: its service
+    is making it.
     """
     deadline = time.monotonic() + SERVICE_WAIT
     while True:
+        remote = _service_connection(path)
+        if remote is not None:
+            # It has the part of a connection the queries use (see scope.query.remote).
+            return cast("duckdb.DuckDBPyConnection", remote)
+        from scope.storage.database import open_for_reading
+
         try:
             return open_for_reading(path)
         except RecordingInUse:
@@ -74,10 +86,6 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
             # has a service that is making it.
             if time.monotonic() > deadline or not live.producer_running(path):
                 raise
-        remote = _service_connection(path)
-        if remote is not None:
-            # It has the part of a connection the queries use (see scope.query.remote).
-            return cast(duckdb.DuckDBPyConnection, remote)
         time.sleep(0.05)
 
 
@@ -93,6 +101,12 @@ def _service_connection(path: str) -> ServiceConnection | None:
         remote.close()
         return None
     return remote
+
+
+def _query_errors() -> tuple[type[Exception], ...]:
+    """What a statement that failed raises: DuckDB's error, if DuckDB is loaded."""
+    duckdb = sys.modules.get("duckdb")
+    return (RemoteError,) if duckdb is None else (RemoteError, duckdb.Error)
 
 
 class Recording:
@@ -449,7 +463,7 @@ class Recording:
             cursor = self.con.execute(query, params or [])
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall() if columns else []
-        except (duckdb.Error, RemoteError) as exc:
+        except _query_errors() as exc:
             raise QueryError(str(exc).strip()) from None
         return SqlResult(columns, rows)
 

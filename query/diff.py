@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
 from scope.query.results import CountChange, ExceptionChange, RecordingDiff, ReturnChange
+
+if TYPE_CHECKING:  # loaded only by the queries that open the file themselves
+    import duckdb
 
 #: distinct return values listed per function and side
 SHOWN_RETURNS = 5

@@ -10,9 +10,13 @@ call it was raised in).
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
 from scope.query.calls import CALL_ROW_COLUMNS, name_condition
 from scope.query.results import CallNode, ExceptionPath
+
+if TYPE_CHECKING:  # loaded only by the queries that open the file themselves
+    import duckdb
 
 
 def find_exceptions(

@@ -11,8 +11,12 @@ are in the order the writer stored them, which follows time batch by batch.
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
 from scope.query.results import AttributeWrite
+
+if TYPE_CHECKING:  # loaded only by the queries that open the file themselves
+    import duckdb
 
 
 def attribute_writes(

@@ -13,6 +13,10 @@ import decimal
 import uuid
 from typing import Any
 
+#: the code of a service's answer that declines a query for its many rows (the
+#: query then reads the file itself)
+TOO_MANY_ROWS = "too-many-rows"
+
 #: how a value that JSON has no type for travels: {"$": kind, "v": text}
 _TAGGED: dict[str, Any] = {
     "datetime": dt.datetime.fromisoformat,

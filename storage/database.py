@@ -213,6 +213,31 @@ class Engine:
             raise _recording_error(path, exc) from None
         return con
 
+    def open_for_reading(self, path: str) -> duckdb.DuckDBPyConnection:
+        """Attach ``path`` read-only (as ``open_for_reading`` opens it), as the default
+        database of the connection returned; ``release`` it, never close it."""
+        assert self.attached is None, "one recording at a time"
+        if not os.path.isfile(path):
+            raise RecordingError(f"no recording at {path}")
+        if self._con is None:
+            self._con = _connect(":memory:", read_only=False)
+        con = self._con
+        quoted = path.replace("'", "''")
+        try:
+            con.execute(f"ATTACH '{quoted}' AS {self.ALIAS} (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise _recording_error(path, exc) from None
+        self.attached = path
+        try:
+            con.execute(f"USE {self.ALIAS}")
+            _check_version(con, path, empty_ok=False)
+        except (RecordingError, duckdb.Error) as exc:
+            self.release()
+            if isinstance(exc, RecordingError):
+                raise
+            raise _recording_error(path, exc) from None
+        return con
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """Another connection to the attached recording (for a thread of its own)."""
         assert self._con is not None and self.attached is not None

@@ -41,7 +41,7 @@ import duckdb
 from scope.native import live
 from scope.native.batch import Batch
 from scope.storage import database
-from scope.storage.answers import decode_value, encode_value
+from scope.storage.answers import TOO_MANY_ROWS, decode_value, encode_value
 from scope.storage.recovery import recover
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
@@ -56,6 +56,9 @@ INTERVAL = 0.01
 LINGER = float(os.environ.get("SCOPE_SERVICE_LINGER", "1.0"))
 #: seconds to wait for another process (a query reading it) to let go of the recording
 READER_WAIT = float(os.environ.get("SCOPE_SERVICE_READER_WAIT", "10.0"))
+#: rows the service answers a query with while it stores no run: more, and the
+#: query is better off opening the file itself than reading them as JSON
+QUERY_ROWS = 10_000
 #: The service's own table: where it has drained each ring of each process to,
 #: noted in the transaction that stores what it drained.  A service killed after
 #: that commit but before it freed the rings' space leaves the records in the
@@ -350,7 +353,11 @@ class Service:
                 if op == "hello":
                     self._open_asked = self._open_asked or bool(message.get("open"))
                     self._hello.set()
-                    live.send(connection, {"ok": True, "format": native.SHARED_FORMAT})
+                    writing = self.con is not None  # the file is open for writing
+                    live.send(
+                        connection,
+                        {"ok": True, "format": native.SHARED_FORMAT, "writing": writing},
+                    )
                 elif op == "check":
                     live.send(connection, self._check())
                 elif op == "ended":
@@ -381,18 +388,48 @@ class Service:
         return {"ok": True}
 
     def _query(self, message: dict[str, object]) -> dict[str, object]:
-        """Run a query's SQL on what is stored so far, in a transaction rolled back after."""
+        """Run a query's SQL on what is stored so far, in a transaction rolled back after.
+
+        While no run is being stored, the file is attached read-only for the one
+        statement (other readers are not kept out), and an answer of more than
+        ``QUERY_ROWS`` rows is declined: the query opens the file itself, which is
+        faster for it than rows as JSON.  The service has DuckDB loaded already,
+        so a short query (``scope top`` right after ``scope run``) is answered
+        sooner than the query's own process could load it.
+        """
         with self._db_lock:
             if self.con is None:
-                return {"ok": False, "error": "the recording is not open here: open it directly"}
+                return self._query_file(message)
             cursor = self._engine.cursor()
+        return self._run_query(cursor, message, limit=None)
+
+    def _query_file(self, message: dict[str, object]) -> dict[str, object]:
+        """``_query`` while nothing is being stored (``_db_lock`` held)."""
+        try:
+            self._engine.open_for_reading(self.db)
+        except RecordingError as exc:
+            return {"ok": False, "code": exc.code, "error": str(exc)}
+        try:
+            return self._run_query(self._engine.cursor(), message, limit=QUERY_ROWS)
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._engine.release()
+
+    def _run_query(
+        self, cursor: duckdb.DuckDBPyConnection, message: dict[str, object], limit: int | None
+    ) -> dict[str, object]:
         try:
             cursor.execute("BEGIN TRANSACTION")
             try:
                 params = decode_value(message.get("params"))
                 result = cursor.execute(str(message.get("sql")), params or [])
                 columns = [d[0] for d in result.description or []]
-                rows = result.fetchall() if columns else []
+                if limit is None:
+                    rows = result.fetchall() if columns else []
+                else:
+                    rows = result.fetchmany(limit + 1) if columns else []
+                    if len(rows) > limit:
+                        return {"ok": False, "code": TOO_MANY_ROWS, "error": "too many rows"}
             finally:
                 cursor.execute("ROLLBACK")
         except duckdb.Error as exc:

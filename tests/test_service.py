@@ -833,12 +833,12 @@ def test_a_file_changed_while_the_service_lingers_is_checked_again(write, projec
 
 
 def _file_is_open_in_the_service(db: str, want: bool, timeout: float = 30.0) -> bool:
-    """Wait until ``db``'s service has the file open for writing (it answers SQL)
-    or, with ``want`` false, has let go of it; whether it did in ``timeout``."""
+    """Wait until ``db``'s service has the file open for writing or, with ``want``
+    false, has let go of it; whether it did in ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
-        answer = live.ask_service(db, {"op": "sql", "sql": "SELECT 1"})
-        if answer is not None and bool(answer.get("ok")) == want:
+        answer = live.ask_service(db, {"op": "hello"})
+        if answer is not None and answer.get("writing") is want:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -859,6 +859,7 @@ def test_a_lingering_service_opens_the_file_as_a_run_starts_and_lets_go_if_none_
     assert live.ask_service(db, {"op": "hello", "open": True}) == {
         "ok": True,
         "format": native.SHARED_FORMAT,
+        "writing": False,
     }
     assert _file_is_open_in_the_service(db, want=True)
     assert _file_is_open_in_the_service(db, want=False)  # half its linger later
@@ -866,6 +867,81 @@ def test_a_lingering_service_opens_the_file_as_a_run_starts_and_lets_go_if_none_
     assert other.execute("SELECT count(*) FROM run").fetchone() == (1,)
     other.close()
     wait_for_service_to_leave(project)
+
+
+#: asks the recording in the cwd a question; says how many rows, and whether this
+#: process loaded DuckDB to answer (it did not if the service answered)
+ASKS = """
+import json, sys
+from scope.query.api import Recording
+with Recording(".scope/scope.duckdb") as recording:
+    top = [(f.qualname, f.calls) for f in recording.function_stats()]
+    ids = recording.sql(sys.argv[1]).rows
+print(json.dumps({"top": top, "rows": len(ids), "duckdb": "duckdb" in sys.modules}))
+"""
+
+
+def ask(project: Path, sql: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-c", ASKS, sql], cwd=project, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("rows", [100, 30_000], ids=["a few rows", "many rows"])
+def test_a_lingering_service_answers_short_queries_and_declines_long_ones(
+    write, project, tmp_path, rows
+):
+    # Right after a run, its service has DuckDB loaded and answers a short query
+    # sooner than the query's process could load DuckDB; an answer of many rows it
+    # declines, and the query opens the file itself.  Both answer as the file does.
+    write("calls.py", f"def f(n):\n    return n\n\nfor i in range({rows}):\n    f(i)\n")
+    lingering = {**service_env(), "SCOPE_SERVICE_LINGER": "5"}
+    assert record(project, "calls.py", env=lingering).returncode == 0
+    db = project / ".scope" / "scope.duckdb"
+    lock = project / ".scope" / "scope.duckdb.live" / "service.lock"
+    assert _file_is_open_in_the_service(str(db), want=False, timeout=0)
+    answered = ask(project, "SELECT id FROM call")
+    assert not lock_free(lock)  # it lingered all along: it answered, or declined
+    assert answered["duckdb"] == (rows > 10_000)
+    copy = tmp_path / "copy.duckdb"  # no service for this one: read here
+    shutil.copy(db, copy)
+    with Recording(str(copy)) as direct:
+        top = [[f.qualname, f.calls] for f in direct.function_stats()]
+        (count,) = direct.sql("SELECT count(*) FROM call").rows[0]
+    assert answered["top"] == top and ["f", rows] in top
+    assert answered["rows"] == count == rows
+    wait_for_service_to_leave(project)
+
+
+def test_a_parquet_export_a_service_answers_is_written_where_it_was_asked(write, project, scope):
+    write("ok.py", "def f():\n    return 1\n\nf()\n")
+    lingering = {**service_env(), "SCOPE_SERVICE_LINGER": "30"}
+    assert record(project, "ok.py", env=lingering).returncode == 0
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scope",
+            "export",
+            "--db",
+            "../.scope/scope.duckdb",
+            "--format",
+            "parquet",
+            "-o",
+            "out",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (elsewhere / "out" / "call.parquet").is_file()
+    assert not (project / "out").exists()
 
 
 @pytest.mark.parametrize("service", ["1", "0"], ids=["by the service", "in the program"])

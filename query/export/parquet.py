@@ -35,7 +35,8 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
     described = []
     for table in tables:
         key = "id" if table.name == "run" else "run"
-        target = os.path.join(path, f"{table.name}.parquet")
+        # Absolute: a recording service that answers the query writes it, from its own cwd.
+        target = os.path.abspath(os.path.join(path, f"{table.name}.parquet"))
         con.execute(
             f"COPY (SELECT * FROM {table.name} WHERE {key} = {int(run)}) "
             f"TO {_quoted(target)} (FORMAT parquet)"
