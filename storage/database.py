@@ -188,14 +188,18 @@ class Engine:
     def __init__(self) -> None:
         self._con: duckdb.DuckDBPyConnection | None = None
         self.attached: str | None = None
+        #: the threads DuckDB runs on (as started: WRITER_CONFIG's)
+        self._threads = int(WRITER_CONFIG["threads"])
 
     def open_for_writing(self, path: str) -> duckdb.DuckDBPyConnection:
         """Attach ``path`` (as ``open_for_writing`` opens it) and make it the default
-        database of the connection returned; ``release`` it, never close it."""
+        database of the connection returned; ``release`` it, never close it.
+        DuckDB runs on one thread while it is attached (``WRITER_CONFIG``)."""
         assert self.attached is None, "one recording at a time"
         _writable(path)
         if self._con is None:
             self._con = _connect(":memory:", read_only=False)
+        self.use_threads(int(WRITER_CONFIG["threads"]))
         con = self._con
         quoted = path.replace("'", "''")
         try:
@@ -238,6 +242,12 @@ class Engine:
             raise _recording_error(path, exc) from None
         return con
 
+    def use_threads(self, threads: int) -> None:
+        """Run DuckDB's work on ``threads`` threads from now on (kept until changed)."""
+        if self._con is not None and threads != self._threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+            self._threads = threads
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """Another connection to the attached recording (for a thread of its own)."""
         assert self._con is not None and self.attached is not None
@@ -264,6 +274,7 @@ class Engine:
         """Detach what is attached and stop DuckDB."""
         con, self._con = self._con, None
         self.attached = None
+        self._threads = int(WRITER_CONFIG["threads"])
         if con is not None:
             con.close()
 

@@ -410,6 +410,9 @@ class Service:
         except RecordingError as exc:
             return {"ok": False, "code": exc.code, "error": str(exc)}
         try:
+            # Every core for queries, as their own process would have; storing takes
+            # one again (more is slower for inserts) when the next run is attached.
+            self._engine.use_threads(os.cpu_count() or 1)
             return self._run_query(self._engine.cursor(), message, limit=QUERY_ROWS)
         finally:
             with contextlib.suppress(duckdb.Error):
