@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import stat
+from collections.abc import Callable
 
 import duckdb
 from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
@@ -195,46 +196,38 @@ class Engine:
         """Attach ``path`` (as ``open_for_writing`` opens it) and make it the default
         database of the connection returned; ``release`` it, never close it.
         DuckDB runs on one thread while it is attached (``WRITER_CONFIG``)."""
-        assert self.attached is None, "one recording at a time"
         _writable(path)
-        if self._con is None:
-            self._con = _connect(":memory:", read_only=False)
-        self.use_threads(int(WRITER_CONFIG["threads"]))
-        con = self._con
-        quoted = path.replace("'", "''")
-        try:
-            con.execute(f"ATTACH '{quoted}' AS {self.ALIAS}")
-        except duckdb.Error as exc:
-            raise _recording_error(path, exc) from None
-        self.attached = path
-        try:
-            con.execute(f"USE {self.ALIAS}")
-            _prepare(con, path)
-        except (RecordingError, duckdb.Error) as exc:
-            self.release()
-            if isinstance(exc, RecordingError):
-                raise
-            raise _recording_error(path, exc) from None
-        return con
+        return self._attach(path, "", lambda con: _prepare(con, path))
 
     def open_for_reading(self, path: str) -> duckdb.DuckDBPyConnection:
         """Attach ``path`` read-only (as ``open_for_reading`` opens it), as the default
         database of the connection returned; ``release`` it, never close it."""
-        assert self.attached is None, "one recording at a time"
         if not os.path.isfile(path):
             raise RecordingError(f"no recording at {path}")
+        return self._attach(
+            path, " (READ_ONLY)", lambda con: _check_version(con, path, empty_ok=False)
+        )
+
+    def _attach(
+        self, path: str, options: str, check: Callable[[duckdb.DuckDBPyConnection], None]
+    ) -> duckdb.DuckDBPyConnection:
+        """Attach ``path`` with ``options`` as the default database, then ``check`` it
+        (a ``RecordingError`` detaches it again)."""
+        assert self.attached is None, "one recording at a time"
         if self._con is None:
             self._con = _connect(":memory:", read_only=False)
+        if not options:
+            self.use_threads(int(WRITER_CONFIG["threads"]))
         con = self._con
         quoted = path.replace("'", "''")
         try:
-            con.execute(f"ATTACH '{quoted}' AS {self.ALIAS} (READ_ONLY)")
+            con.execute(f"ATTACH '{quoted}' AS {self.ALIAS}{options}")
         except duckdb.Error as exc:
             raise _recording_error(path, exc) from None
         self.attached = path
         try:
             con.execute(f"USE {self.ALIAS}")
-            _check_version(con, path, empty_ok=False)
+            check(con)
         except (RecordingError, duckdb.Error) as exc:
             self.release()
             if isinstance(exc, RecordingError):
