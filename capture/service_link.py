@@ -52,6 +52,8 @@ class ServiceLink:
         self._unreachable = False
         #: the service running is another scope's, which cannot read this one's rings
         self.foreign = False
+        #: when this process began to record (a refusal from before is not about it)
+        self._began = time.time()
 
     def start(self) -> None:
         """Make the folder, share the rings, and make sure a service stores them.
@@ -201,6 +203,14 @@ class ServiceLink:
             return None
         return (code, why.strip()) if why.strip() else None
 
+    def _refused_lately(self) -> bool:
+        """Whether a service has refused the recording since this process began."""
+        try:
+            written = os.stat(os.path.join(live.live_root(self.db), live.REFUSAL)).st_mtime
+        except OSError:
+            return False
+        return written >= self._began
+
     def _request(
         self, message: dict[str, object], timeout: float | None
     ) -> dict[str, object] | None:
@@ -220,7 +230,9 @@ class ServiceLink:
                 break
             except OSError:
                 connection.close()
-                if time.monotonic() >= deadline:
+                # A service that refused the recording since this process began has
+                # left: none will answer.
+                if time.monotonic() >= deadline or self._refused_lately():
                     self._unreachable = True
                     return None
                 time.sleep(0.01)

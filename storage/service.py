@@ -306,7 +306,8 @@ class Service:
         for producer in self.producers.values():
             producer.reader.close()
         self.con = None
-        with contextlib.suppress(duckdb.Error):
+        # Not under a check or a query that is using DuckDB: closing it interrupts them.
+        with self._db_lock, contextlib.suppress(duckdb.Error):
             self._engine.close()
 
     # ---- the socket ----

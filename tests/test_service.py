@@ -968,17 +968,44 @@ def test_scope_status_says_how_many_records_waited_for_the_service(write, projec
     assert "waiting p99" in shown.stdout and "taken over from a stopped service" in shown.stdout
 
 
+def test_a_run_stops_waiting_for_a_service_that_refused_the_recording(tmp_path, monkeypatch):
+    # A lingering service can refuse a changed file and leave before the run's
+    # check reaches it; the run then reads the refusal instead of waiting for a
+    # service that will not come (it waited 10 s).  The wait is made endless here:
+    # only the refusal can end it.
+    from scope.capture import service_link
+
+    monkeypatch.setattr(service_link, "CONNECT_TIMEOUT", 1e9)
+    db = str(tmp_path / ".scope" / "scope.duckdb")
+    link = service_link.ServiceLink(db, "key", True, {}, ())
+    os.makedirs(live.live_root(db))
+    answers: list[object] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(link._request({"op": "check"}, None)), daemon=True
+    )
+    asking.start()
+    time.sleep(0.2)
+    with open(os.path.join(live.live_root(db), live.REFUSAL), "w") as refusal:
+        refusal.write("not-a-recording\nit is not one\n")
+    asking.join(timeout=60)
+    assert not asking.is_alive() and answers == [None]
+    assert link.refusal() == "it is not one"
+
+
 def test_records_waiting_are_never_more_than_the_rings_hold(write, project, scope):
     # The lag is what waited in the rings when the service drained a batch, not
     # everything it drained in one go: with a small ring, a fast program keeps
     # it full, and no more than a ring's worth can ever have waited.
+    # The measure before counted each drain loop's whole take: 283,616 "waiting" here.
+    ring = 4096
     write("calls.py", "def work(n):\n    return n + 1\n\nfor i in range(300_000):\n    work(i)\n")
-    env = clean_env({"SCOPE_SERVICE": "1", "SCOPE_RING_SIZE": "4096"})
+    env = clean_env({"SCOPE_SERVICE": "1", "SCOPE_RING_SIZE": str(ring)})
     result = record(project, "--max-calls-per-function", "0", "calls.py", env=env)
     assert result.returncode == 0, result.stderr
     status = scope("status", "--json")
+    assert status.returncode == 0, status.stderr
     ((process),) = json.loads(status.stdout)["processes"]
-    assert 1 <= process["lag_p50"] <= process["lag_p99"] <= 4096
+    assert 1 <= process["lag_p50"] <= process["lag_p99"] <= ring
 
 
 LEADER_EXITS = """
