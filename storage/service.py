@@ -165,6 +165,11 @@ class Service:
         #: the recording as this service last closed it (``_file_identity``): a
         #: file unchanged since is a recording, and a new run needs no wait to know
         self._closed_as: tuple[int, ...] | None = None
+        #: the lock file this service holds, as (device, inode)
+        self._lock_identity: tuple[int, int] | None = None
+        #: the live folder at ``root`` is no longer this service's (it was removed,
+        #: ``rm -rf .scope``, and maybe made again by a new run): touch nothing there
+        self._evicted = False
 
     # ---- life ----
 
@@ -174,12 +179,14 @@ class Service:
             lock = _take_lock(os.path.join(self.root, live.LOCK))
         except FileNotFoundError:
             return 0  # the live folder is gone: the service before stored everything
+        held = os.fstat(lock)
+        self._lock_identity = (held.st_dev, held.st_ino)
         try:
             self._listen()
             try:
                 with self._db_lock:
                     self._open()
-                while True:
+                while self._still_ours():
                     with self._db_lock:
                         self._open_if_asked()
                         moved = self._round()
@@ -198,9 +205,25 @@ class Service:
             self._tidy()
             os.close(lock)
 
+    def _still_ours(self) -> bool:
+        """Whether the live folder at ``root`` is still this service's: its lock file is
+        the one this service holds.  Once it is not, the service leaves at once and
+        never touches a path there again: those are another service's now."""
+        if not self._evicted:
+            try:
+                current = os.stat(os.path.join(self.root, live.LOCK))
+                self._evicted = (current.st_dev, current.st_ino) != self._lock_identity
+            except FileNotFoundError:
+                self._evicted = True
+            except OSError:
+                pass  # cannot tell (EIO, EACCES): keep going, as before the check
+        return not self._evicted
+
     def _tidy(self) -> None:
         """Leave no trace in the live folder but what must stay (the lock is still held,
         so a service starting meanwhile finds the lock file gone and makes its own)."""
+        if not self._still_ours():
+            return
         log = os.path.join(self.root, live.SERVICE_LOG)
         with contextlib.suppress(OSError):
             if os.path.getsize(log) == 0:
@@ -291,6 +314,8 @@ class Service:
             return False
         # Stop taking connections, then look once more: a producer that made its
         # folder meanwhile starts a service of its own if this one is gone.
+        if not self._still_ours():
+            return True
         self._stop_listening()
         with self._db_lock:
             self._scan()
@@ -330,8 +355,9 @@ class Service:
     def _stop_listening(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.root, live.SOCKET))
+            if self._still_ours():
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.root, live.SOCKET))
             listener.close()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -518,6 +544,8 @@ class Service:
         return moved
 
     def _scan(self) -> None:
+        if not self._still_ours():
+            return
         try:
             names = os.listdir(self.root)
         except OSError:

@@ -832,6 +832,26 @@ def test_a_file_changed_while_the_service_lingers_is_checked_again(write, projec
     wait_for_service_to_leave(project, stored=False)
 
 
+@pytest.mark.parametrize("removed", [".scope", ".scope/scope.duckdb.live"])
+def test_a_run_after_the_recording_was_removed_under_a_lingering_service(
+    write, project, query, removed
+):
+    # `rm -rf .scope` while a service lingers: the old service must leave the new
+    # live folder (socket, lock, producer folders) to the new run's service.
+    write("ok.py", "print('ran')\n")
+    lingering = {**service_env(), "SCOPE_SERVICE_LINGER": "3"}
+    assert record(project, "ok.py", env=lingering).returncode == 0
+    old_pid = service_pid(project)
+    shutil.rmtree(project / removed)
+    second = record(project, "ok.py", env=lingering)
+    assert second.returncode == 0 and second.stdout == "ran\n", second.stderr
+    assert second.stderr == "", second.stderr
+    assert service_pid(project) != old_pid
+    wait_for_service_to_leave(project)
+    expected = 1 if removed == ".scope" else 2
+    assert query("SELECT count(*) FROM run WHERE status = 'complete'") == [(expected,)]
+
+
 def _file_is_open_in_the_service(db: str, want: bool, timeout: float = 30.0) -> bool:
     """Wait until ``db``'s service has the file open for writing or, with ``want``
     false, has let go of it; whether it did in ``timeout``."""
