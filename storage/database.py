@@ -34,7 +34,19 @@ def _describe(exc: BaseException) -> str:
 #: threads (CPython 3.12+ warns at every fork of a multi-threaded process).
 #: DuckDB starts its worker and asynchronous I/O threads when the database
 #: opens, so both counts are set there.
-WRITER_CONFIG = {"threads": 1, "async_threads": 0}
+#:
+#: DuckDB checkpoints (compresses what was appended into the file) whenever its
+#: write-ahead log passes a threshold, and each checkpoint rewrites the row groups
+#: the one before left half full.  At DuckDB's default of 16 MB, storing raytrace's
+#: 1M calls took the recording service 0.61-0.63 s of inserting and checkpointing;
+#: at 64 MB, 0.48-0.51 s (``benchmarks/workloads.py``), for at most 64 MB more of
+#: the writer's memory.
+WRITER_THREADS = 1
+WRITER_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "threads": WRITER_THREADS,
+    "async_threads": 0,
+    "checkpoint_threshold": "64MB",
+}
 
 
 def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -46,7 +58,8 @@ def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "async_threads" not in str(exc):
             raise
         # a DuckDB that has no asynchronous I/O threads to turn off
-        return duckdb.connect(path, config={"threads": 1})
+        config = {k: v for k, v in WRITER_CONFIG.items() if k != "async_threads"}
+        return duckdb.connect(path, config=config)
 
 
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -189,8 +202,10 @@ class Engine:
     def __init__(self) -> None:
         self._con: duckdb.DuckDBPyConnection | None = None
         self.attached: str | None = None
+        #: the attached recording is being written (not read)
+        self._writing = False
         #: the threads DuckDB runs on (as started: WRITER_CONFIG's)
-        self._threads = int(WRITER_CONFIG["threads"])
+        self._threads = WRITER_THREADS
 
     def open_for_writing(self, path: str) -> duckdb.DuckDBPyConnection:
         """Attach ``path`` (as ``open_for_writing`` opens it) and make it the default
@@ -217,7 +232,7 @@ class Engine:
         if self._con is None:
             self._con = _connect(":memory:", read_only=False)
         if not options:
-            self.use_threads(int(WRITER_CONFIG["threads"]))
+            self.use_threads(WRITER_THREADS)
         con = self._con
         quoted = path.replace("'", "''")
         try:
@@ -225,6 +240,7 @@ class Engine:
         except duckdb.Error as exc:
             raise _recording_error(path, exc) from None
         self.attached = path
+        self._writing = not options
         try:
             con.execute(f"USE {self.ALIAS}")
             check(con)
@@ -250,12 +266,19 @@ class Engine:
 
     def release(self) -> None:
         """Detach the recording: checkpointed, and its lock let go of.  Raises
-        ``duckdb.Error`` if the checkpoint fails (a full disk); it is detached anyway."""
+        ``duckdb.Error`` if the checkpoint fails (a full disk); it is detached anyway.
+
+        A recording written is released once its programs have ended, and whoever
+        waits for it to be stored waits for this last checkpoint: it runs on every
+        core (a third faster on two).
+        """
         if self._con is None or self.attached is None:
             return
         self.attached = None
         con = self._con
         try:
+            if self._writing:
+                self.use_threads(os.cpu_count() or 1)
             con.execute("USE memory")
             con.execute(f"DETACH {self.ALIAS}")
         except duckdb.Error:
@@ -267,7 +290,7 @@ class Engine:
         """Detach what is attached and stop DuckDB."""
         con, self._con = self._con, None
         self.attached = None
-        self._threads = int(WRITER_CONFIG["threads"])
+        self._threads = WRITER_THREADS
         if con is not None:
             con.close()
 
