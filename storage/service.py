@@ -197,7 +197,8 @@ class Service:
                     self._hello.wait(INTERVAL)
                     self._hello.clear()
             except RecordingError as exc:  # said by each producer at its end
-                _refuse(self.root, exc)
+                if self._still_ours():
+                    _refuse(self.root, exc)
                 raise
             return 0
         finally:
