@@ -6,9 +6,17 @@ see ``scope.storage.service``.
 
 from __future__ import annotations
 
+import os
 import sys
 
-from scope.storage.service import main
+# The service never multiplies matrices, but numpy's BLAS starts a thread per
+# core as numpy loads, and OpenBLAS's threads spin while idle: 5% of a 2-core
+# machine's samples, taken from the recorded program (perf, raytrace).  Read
+# once, as numpy loads: so before the import below.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+from scope.storage.service import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
