@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, cast
@@ -55,9 +56,15 @@ EVERY_CALL = CallFilter()
 SERVICE_WAIT = 5.0
 
 
-def _open(path: str) -> duckdb.DuckDBPyConnection:
+def _open(
+    path: str,
+    settings: Mapping[str, str | bool | int] | None = None,
+    writable_folder: str | None = None,
+) -> duckdb.DuckDBPyConnection:
     """The recording: asked of its recording service if one is running, else opened
-    read-only here.
+    read-only here, as a sandbox (``open_for_reading``: ``settings`` and
+    ``writable_folder`` are its).  One that is to write files under
+    ``writable_folder`` is opened here in any case: a service writes no file.
 
     A service that writes the recording holds the file, and one that lingers
     after its runs has DuckDB loaded, which takes a query's own process longer
@@ -70,14 +77,14 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
     """
     deadline = time.monotonic() + SERVICE_WAIT
     while True:
-        remote = _service_connection(path)
+        remote = None if writable_folder else _service_connection(path)
         if remote is not None:
             # It has the part of a connection the queries use (see scope.query.remote).
             return cast("duckdb.DuckDBPyConnection", remote)
         from scope.storage.database import open_for_reading
 
         try:
-            return open_for_reading(path)
+            return open_for_reading(path, settings, writable_folder)
         except RecordingInUse:
             if time.monotonic() > deadline:
                 raise
@@ -112,9 +119,16 @@ def _query_errors() -> tuple[type[Exception], ...]:
 class Recording:
     """A recording file opened for reading (or the service writing it, meanwhile)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self, path: str, progress_bar: bool = False, writable_folder: str | None = None
+    ) -> None:
+        """Open the recording at ``path``.  ``progress_bar``: DuckDB shows one for a
+        query that runs over a second (when it reads the file itself).
+        ``writable_folder``: its SQL may write files there, and nowhere else (an
+        export's ``COPY``)."""
         self.path = path
-        self.con: duckdb.DuckDBPyConnection = _open(path)
+        settings = {"enable_progress_bar": True, "progress_bar_time": 1000} if progress_bar else {}
+        self.con: duckdb.DuckDBPyConnection = _open(path, settings, writable_folder)
 
     def __enter__(self) -> Recording:
         return self
@@ -458,7 +472,13 @@ class Recording:
         return Side(f"{result.nodeid} (run {run_id})", run_id, result.roots, result.outcome)
 
     def sql(self, query: str, params: list[object] | None = None) -> SqlResult:
-        """Run SQL on the recording (read-only); DuckDB's error becomes a ``QueryError``."""
+        """Run one SQL statement on the recording (read-only); DuckDB's error becomes
+        a ``QueryError``.  A recording service checks the statement itself."""
+        local = self.con.direct if isinstance(self.con, ServiceConnection) else self.con
+        if local is not None:
+            from scope.storage.database import one_statement
+
+            one_statement(local, query)
         try:
             cursor = self.con.execute(query, params or [])
             columns = [d[0] for d in cursor.description or []]

@@ -12,6 +12,7 @@ outside click, which would otherwise turn ``KeyboardInterrupt`` into "Aborted!".
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -60,15 +61,14 @@ def _config(db: str | None = None, **flags: object) -> Config:
     return load_config(overrides={"db": db, **flags})
 
 
-def _recording(db: str | None) -> Recording:
+def _recording(db: str | None, writable_folder: str | None = None) -> Recording:
     """The recording a query command reads.  On a terminal, a query that runs for more
-    than a second shows DuckDB's progress bar."""
+    than a second shows DuckDB's progress bar.  Its SQL writes no file, except under
+    ``writable_folder``."""
     from scope.query.api import Recording
 
-    recording = Recording(_config(db).db)
-    if sys.stdout.isatty() and sys.stderr.isatty():
-        recording.con.execute("SET enable_progress_bar = true; SET progress_bar_time = 1000")
-    return recording
+    tty = sys.stdout.isatty() and sys.stderr.isatty()
+    return Recording(_config(db).db, progress_bar=tty, writable_folder=writable_folder)
 
 
 db_option = click.option(
@@ -627,7 +627,9 @@ def export(db: str | None, run_id: int | None, format_name: str, output: str | N
     from scope.query.export import export as write_export
 
     chosen = ALIASES.get(format_name, format_name)
-    with _recording(db) as recording, _progress("exporting") as progress:
+    # DuckDB writes Parquet (COPY): there, and only there (the default is in the cwd).
+    folder = (output or os.getcwd()) if chosen == "parquet" else None
+    with _recording(db, folder) as recording, _progress("exporting") as progress:
         resolved = recording.resolve_run(run_id)
         path = output or default_path(chosen, resolved)
         with _writing(path):

@@ -13,12 +13,12 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
 from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
 
-from scope.errors import NotARecording, RecordingError, RecordingInUse
+from scope.errors import NotARecording, QueryError, RecordingError, RecordingInUse
 
 
 def _describe(exc: BaseException) -> str:
@@ -42,16 +42,58 @@ def _describe(exc: BaseException) -> str:
 #: at 64 MB, 0.48-0.51 s (``benchmarks/workloads.py``), for at most 64 MB more of
 #: the writer's memory.
 WRITER_THREADS = 1
+#: every DuckDB scope starts loads no extension by itself, nor downloads one: a
+#: SQLite file given as ``--db`` would otherwise fetch ``sqlite_scanner``, and a
+#: query could ``INSTALL`` anything.  Scope needs none (Parquet is built in).
+NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+}
 WRITER_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    **NO_EXTENSIONS,
     "threads": WRITER_THREADS,
     "async_threads": 0,
     "checkpoint_threshold": "64MB",
 }
 
 
+def confine(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[str] = (),
+    folders: Sequence[str] = (),
+    lock: bool = True,
+) -> None:
+    """Let the DuckDB of ``con`` open no file but ``paths`` and what is under
+    ``folders``, for good: ``COPY ... TO``, ``ATTACH``, ``read_text``, ``glob`` and
+    ``EXPORT DATABASE`` fail on anything else.  With ``lock``, no setting can be
+    changed after (DuckDB's ``lock_configuration``), so a query cannot undo it.
+
+    The recording ``con`` has open stays readable: DuckDB checks paths as it
+    opens files, and it has opened it.
+    """
+    if paths:
+        con.execute("SET allowed_paths = ?", [list(paths)])
+    if folders:
+        con.execute("SET allowed_directories = ?", [[os.path.join(f, "") for f in folders]])
+    con.execute("SET enable_external_access = false")
+    if lock:
+        con.execute("SET lock_configuration = true")
+
+
+def sql_string(text: str) -> str:
+    """``text`` as an SQL string literal (for statements that take no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def recording_files(path: str) -> tuple[list[str], list[str]]:
+    """The files and folders DuckDB uses for the recording at ``path``: the file,
+    its write-ahead log and the log's checkpoint copy; its spill folder."""
+    return [path, f"{path}.wal", f"{path}.wal.checkpoint"], [f"{path}.tmp"]
+
+
 def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     if read_only:
-        return duckdb.connect(path, read_only=True)
+        return duckdb.connect(path, read_only=True, config=dict(NO_EXTENSIONS))
     try:
         return duckdb.connect(path, config=dict(WRITER_CONFIG))
     except duckdb.InvalidInputException as exc:
@@ -74,6 +116,8 @@ def _recording_error(path: str, exc: duckdb.Error) -> RecordingError:
     message = _describe(exc)
     if "not a valid DuckDB database" in message or "Invalid Input Error" in message:
         return NotARecording(f"{path} is not a scope recording (not a DuckDB file)")
+    if "sqlite_scanner" in message:  # DuckDB knows the format, and would load that
+        return NotARecording(f"{path} is not a scope recording (a SQLite database)")
     if "lock" in message.lower():
         return RecordingInUse(
             f"{path} is in use by another process (DuckDB allows one writer): {message}"
@@ -206,6 +250,8 @@ class Engine:
         self._writing = False
         #: the threads DuckDB runs on (as started: WRITER_CONFIG's)
         self._threads = WRITER_THREADS
+        #: the recording whose files alone DuckDB may open (``confine``)
+        self._confined_to: str | None = None
 
     def open_for_writing(self, path: str) -> duckdb.DuckDBPyConnection:
         """Attach ``path`` (as ``open_for_writing`` opens it) and make it the default
@@ -229,8 +275,11 @@ class Engine:
         """Attach ``path`` with ``options`` as the default database, then ``check`` it
         (a ``RecordingError`` detaches it again)."""
         assert self.attached is None, "one recording at a time"
+        if self._con is not None and self._confined_to != os.path.abspath(path):
+            self.close()  # confined to another recording's files: DuckDB starts anew
         if self._con is None:
-            self._con = _connect(":memory:", read_only=False)
+            self._con = _confined_engine(os.path.abspath(path))
+            self._confined_to = os.path.abspath(path)
         if not options:
             self.use_threads(WRITER_THREADS)
         con = self._con
@@ -291,12 +340,35 @@ class Engine:
         con, self._con = self._con, None
         self.attached = None
         self._threads = WRITER_THREADS
+        self._confined_to = None
         if con is not None:
             con.close()
 
 
-def open_for_reading(path: str) -> duckdb.DuckDBPyConnection:
-    """Open an existing recording read-only, checking that it is one."""
+def _confined_engine(path: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB of its own (in memory) that may open the recording at ``path`` and
+    its files, and no other file: a query a recording service answers runs in it.
+    Its settings stay open to the engine (threads); queries cannot change them, as
+    the service runs none but ``SELECT`` (``query_statement``)."""
+    con = _connect(":memory:", read_only=False)
+    files, folders = recording_files(path)
+    con.execute(f"SET temp_directory = {sql_string(folders[0])}")
+    confine(con, files, folders, lock=False)
+    return con
+
+
+def open_for_reading(
+    path: str,
+    settings: Mapping[str, str | bool | int] | None = None,
+    writable_folder: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open an existing recording read-only, checking that it is one.
+
+    The connection is a sandbox (``confine``): it can read the recording and write
+    nothing, except files under ``writable_folder`` (an export's folder).
+    ``settings`` are DuckDB settings to make first (a progress bar): none can be
+    changed after.
+    """
     if not os.path.exists(path):
         raise RecordingError(f"no recording at {path} (record one with 'scope run')")
     if os.path.isdir(path):
@@ -306,7 +378,32 @@ def open_for_reading(path: str) -> duckdb.DuckDBPyConnection:
     con = _connect(path, read_only=True)
     try:
         _check_version(con, path, empty_ok=False)
+        for name, value in (settings or {}).items():
+            con.execute(f"SET {name} = {sql_string(str(value))}")
+        confine(con, folders=[os.path.abspath(writable_folder)] if writable_folder else ())
     except RecordingError:
         con.close()
         raise
     return con
+
+
+#: what a recording service runs of a query's SQL: it holds the recording open
+#: for writing, so nothing that could change it, or its settings, runs there
+SERVICE_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def one_statement(con: duckdb.DuckDBPyConnection, sql: str, kinds: Sequence[str] = ()) -> None:
+    """Raise ``QueryError`` unless ``sql`` is one statement (of one of ``kinds``, if
+    given): a query runs one statement, so none can end its transaction (the
+    service's, rolled back after) and run more."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc).strip()) from None
+    if len(statements) != 1:
+        raise QueryError(f"a query is one SQL statement; this has {len(statements)}")
+    kind = statements[0].type.name
+    if kinds and kind not in kinds:
+        raise QueryError(
+            f"read-only: the recording service runs {' and '.join(kinds)} statements, not {kind}"
+        )

@@ -47,7 +47,7 @@ from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
 
 from scope import native
-from scope.errors import RecordingError, RecordingInUse
+from scope.errors import QueryError, RecordingError, RecordingInUse
 
 #: seconds between two rounds of draining: long enough for a batch to be worth its
 #: transaction (a few ms each), short enough for a ring (2^18 records) not to fill
@@ -449,6 +449,11 @@ class Service:
     def _run_query(
         self, cursor: duckdb.DuckDBPyConnection, message: dict[str, object], limit: int | None
     ) -> dict[str, object]:
+        try:
+            database.one_statement(cursor, str(message.get("sql")), database.SERVICE_STATEMENTS)
+        except QueryError as exc:
+            cursor.close()
+            return {"ok": False, "error": str(exc)}
         try:
             cursor.execute("BEGIN TRANSACTION")
             try:
