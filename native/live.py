@@ -73,6 +73,13 @@ def _private_folder(path: str) -> None:
         os.chmod(path, 0o700)
 
 
+def make_recording_folder(db: str) -> None:
+    """Make the folder the recording ``db`` goes in, if it is not there: one only
+    this user can enter (0700, as ssh and gpg keep theirs), for recordings hold
+    arguments and values.  A folder that exists keeps its permissions."""
+    os.makedirs(os.path.dirname(os.path.abspath(db)), mode=0o700, exist_ok=True)
+
+
 def make_process_folder(db: str, run: int, pid: int, **more: object) -> str:
     """Create this process's folder in ``db``'s live folder; returns its path.
 
@@ -80,7 +87,7 @@ def make_process_folder(db: str, run: int, pid: int, **more: object) -> str:
     is to say) and holds ``more``.  Raises ``OSError`` if it cannot be made private.
     """
     root = live_root(db)
-    os.makedirs(os.path.dirname(root), exist_ok=True)
+    make_recording_folder(db)
     for attempt in range(3):  # another process may remove the root as it empties
         _private_folder(root)
         try:

@@ -15,6 +15,9 @@ import sys
 # once, as numpy loads: so before the import below.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
+# Every file the service makes (the recording, its write-ahead log and spill
+# files) holds the program's arguments and values: this user's alone.
+os.umask(0o077)
 
 from scope.storage.service import main  # noqa: E402
 

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
+from scope.native import live
 from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
 
 from scope.errors import NotARecording, QueryError, RecordingError, RecordingInUse
@@ -202,7 +203,7 @@ def _writable(path: str) -> None:
     folder is made); an empty file a killed writer left is removed."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(folder, exist_ok=True)
+        live.make_recording_folder(path)
     except OSError as exc:
         raise RecordingError(f"cannot create folder for recording {path}: {exc.strerror}") from None
     if not os.access(folder, os.W_OK):
@@ -214,11 +215,20 @@ def _writable(path: str) -> None:
     _forget_if_empty(path)
 
 
+def _make_private(path: str) -> None:
+    """Let only this user read the new recording at ``path`` (0600): it holds
+    arguments and values.  A file that existed keeps its permissions."""
+    for name in recording_files(path)[0]:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
 def _prepare(con: duckdb.DuckDBPyConnection, path: str) -> None:
     """Check the open recording's schema version; create or migrate its schema."""
     try:
         _check_version(con, path, empty_ok=True)
         if schema_version(con) is None:
+            _make_private(path)  # a new file: before anything is written into it
             con.execute("BEGIN")
             for statement in create_statements():
                 con.execute(statement)
