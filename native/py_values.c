@@ -45,12 +45,24 @@ static void put_text(summary *s, PyObject *text, uint32_t limit) {
     }
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
-    uint8_t out[4];
+    static const char hex[] = "0123456789abcdef";
+    uint8_t out[6];
     uint32_t used = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
         uint32_t w;
-        if (c < 0x80) {
+        if (c >= 0xDC80 && c <= 0xDCFF) { /* a byte surrogateescape kept: \xNN, as storage/text.py */
+            out[0] = '\\';
+            out[1] = 'x';
+            out[2] = (uint8_t)hex[((c - 0xDC00) >> 4) & 0xF];
+            out[3] = (uint8_t)hex[c & 0xF];
+            w = 4;
+        } else if (c >= 0xD800 && c <= 0xDFFF) { /* any other lone surrogate: \uNNNN */
+            out[0] = '\\';
+            out[1] = 'u';
+            for (int d = 0; d < 4; d++) out[2 + d] = (uint8_t)hex[(c >> (12 - 4 * d)) & 0xF];
+            w = 6;
+        } else if (c < 0x80) {
             out[0] = (uint8_t)c;
             w = 1;
         } else if (c < 0x800) {
@@ -58,7 +70,6 @@ static void put_text(summary *s, PyObject *text, uint32_t limit) {
             out[1] = 0x80 | (c & 0x3F);
             w = 2;
         } else if (c < 0x10000) {
-            if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD; /* lone surrogate */
             out[0] = 0xE0 | (c >> 12);
             out[1] = 0x80 | ((c >> 6) & 0x3F);
             out[2] = 0x80 | (c & 0x3F);

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import duckdb
 from scope.native import live
 from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
+from scope.storage.text import storable, text_safe
 
 from scope.errors import NotARecording, QueryError, RecordingError, RecordingInUse
 
@@ -92,7 +93,25 @@ def recording_files(path: str) -> tuple[list[str], list[str]]:
     return [path, f"{path}.wal", f"{path}.wal.checkpoint"], [f"{path}.tmp"]
 
 
+def duckdb_path(path: str) -> str:
+    """``path`` as DuckDB can take it.  DuckDB takes file names as UTF-8, and Python
+    holds a folder's name that is not UTF-8 with surrogates: such a path is given
+    relative to the cwd (a recording service works in its recording's folder).
+    Raises ``RecordingError`` when neither is UTF-8."""
+    for candidate in (path, os.path.relpath(path)):
+        try:
+            candidate.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        return candidate
+    raise RecordingError(
+        f"cannot open recording {storable(path)}: DuckDB takes only UTF-8 file names "
+        "(name another with --db)"
+    )
+
+
 def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    path = duckdb_path(path)
     if read_only:
         return duckdb.connect(path, read_only=True, config=dict(NO_EXTENSIONS))
     try:
@@ -195,7 +214,7 @@ def open_for_writing(path: str) -> duckdb.DuckDBPyConnection:
     except RecordingError:
         con.close()
         raise
-    return con
+    return text_safe(con)
 
 
 def _writable(path: str) -> None:
@@ -268,7 +287,7 @@ class Engine:
         database of the connection returned; ``release`` it, never close it.
         DuckDB runs on one thread while it is attached (``WRITER_CONFIG``)."""
         _writable(path)
-        return self._attach(path, "", lambda con: _prepare(con, path))
+        return text_safe(self._attach(path, "", lambda con: _prepare(con, path)))
 
     def open_for_reading(self, path: str) -> duckdb.DuckDBPyConnection:
         """Attach ``path`` read-only (as ``open_for_reading`` opens it), as the default
@@ -288,12 +307,12 @@ class Engine:
         if self._con is not None and self._confined_to != os.path.abspath(path):
             self.close()  # confined to another recording's files: DuckDB starts anew
         if self._con is None:
-            self._con = _confined_engine(os.path.abspath(path))
+            self._con = _confined_engine(duckdb_path(os.path.abspath(path)))
             self._confined_to = os.path.abspath(path)
         if not options:
             self.use_threads(WRITER_THREADS)
         con = self._con
-        quoted = path.replace("'", "''")
+        quoted = duckdb_path(path).replace("'", "''")
         try:
             con.execute(f"ATTACH '{quoted}' AS {self.ALIAS}{options}")
         except duckdb.Error as exc:

@@ -1200,8 +1200,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m scope.service RECORDING\n")
         return 2
+    db = os.path.abspath(args[0])
     try:
-        return Service(args[0]).serve()
+        # Its recording's folder: DuckDB is given a path from there where the
+        # absolute one is not UTF-8 (``database.duckdb_path``).
+        with contextlib.suppress(OSError):  # gone: the service finds nothing to do
+            os.chdir(os.path.dirname(db))
+        return Service(db).serve()
     except Exception as exc:  # said in the service's log, where producers point
         _say(f"{type(exc).__name__}: {exc}")
         return 1
