@@ -22,7 +22,7 @@ import click
 
 from scope import __version__
 from scope.config import Config, load_config
-from scope.errors import ExportError, ScopeError
+from scope.errors import ExportError, QueryError, ScopeError
 from scope.launch import fail, record, split_levels
 
 if TYPE_CHECKING:  # rich and the query API load only for the commands that use them
@@ -856,6 +856,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ScopeError as exc:
         fail(exc)
+    except Exception as exc:
+        duckdb = sys.modules.get("duckdb")
+        if duckdb is None or not isinstance(exc, duckdb.Error):
+            raise
+        # A query that a file changed by other tools fails: one line, not DuckDB's traceback.
+        fail(QueryError(f"the recording could not answer: {str(exc).strip().splitlines()[0]}"))
     if isinstance(result, _ProgramToRun):
         try:
             record(result.program, result.config)

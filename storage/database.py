@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
 from scope.native import live
-from scope.storage.schema import MIGRATIONS, SCHEMA_VERSION, create_statements, readable
+from scope.storage.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    create_statements,
+    readable,
+)
 from scope.storage.text import storable, text_safe
 
 from scope.errors import NotARecording, QueryError, RecordingError, RecordingInUse
@@ -138,7 +144,9 @@ def _recording_error(path: str, exc: duckdb.Error) -> RecordingError:
         return NotARecording(f"{path} is not a scope recording (not a DuckDB file)")
     if "sqlite_scanner" in message:  # DuckDB knows the format, and would load that
         return NotARecording(f"{path} is not a scope recording (a SQLite database)")
-    if "lock" in message.lower():
+    if "checksum" in message.lower() or "corrupt" in message.lower():
+        return NotARecording(f"{path} is a damaged recording (its checksums fail): {message}")
+    if "Could not set lock" in message or "Conflicting lock" in message:
         return RecordingInUse(
             f"{path} is in use by another process (DuckDB allows one writer): {message}"
         )
@@ -151,11 +159,19 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except duckdb.CatalogException:
         return None
-    return int(row[0]) if row else None
+    if not row:
+        return None
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        raise NotARecording(f"its schema version is {str(row[0])[:40]!r}, not a number") from None
 
 
 def _check_version(con: duckdb.DuckDBPyConnection, path: str, empty_ok: bool) -> None:
-    version = schema_version(con)
+    try:
+        version = schema_version(con)
+    except NotARecording as exc:
+        raise NotARecording(f"{path} is a damaged recording: {exc}") from None
     if version is None:
         tables = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
@@ -168,6 +184,28 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: str, empty_ok: bool) ->
             f"{path} has recording schema version {version}; "
             f"this scope reads version {SCHEMA_VERSION}"
         )
+    if version == SCHEMA_VERSION:
+        _check_tables(con, path)
+
+
+def _check_tables(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Raise ``NotARecording`` unless every table of the schema is there with its
+    columns: a file changed by other tools would fail each query on its own."""
+    found: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        """SELECT table_name, column_name FROM duckdb_columns()
+           WHERE database_name = current_database() AND schema_name = 'main'"""
+    ).fetchall():
+        found.setdefault(table, set()).add(column)
+    for table in TABLES:
+        if table.name not in found:
+            raise NotARecording(f"{path} is a damaged recording: it has no {table.name} table")
+        missing = [c.name for c in table.columns if c.name not in found[table.name]]
+        if missing:
+            raise NotARecording(
+                f"{path} is a damaged recording: its {table.name} table has no "
+                f"{', '.join(missing)} column{'s' if len(missing) > 1 else ''}"
+            )
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import clean_env
+from .conftest import clean_env, wait_for_service_to_leave
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -236,3 +236,41 @@ def test_an_empty_path_that_is_no_plain_file_is_left_alone(project: Path, write,
         assert stat.S_ISFIFO(os.lstat(path).st_mode)
     else:
         assert path.is_symlink() and elsewhere.read_bytes() == b""
+
+
+def damage(db: Path, how: str) -> None:
+    """Damage a recording as disks and other tools do."""
+    if how == "checksums":
+        data = bytearray(db.read_bytes())
+        for offset in range(12288 + 64, len(data), 4096):  # past DuckDB's headers
+            data[offset] ^= 0xFF
+        db.write_bytes(bytes(data))
+        return
+    con = duckdb.connect(str(db))
+    if how == "version":
+        con.execute("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
+    else:  # a table replaced by one of another shape
+        con.execute("DROP TABLE call")
+        con.execute("CREATE TABLE call (x INTEGER)")
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        ("checksums", "its checksums fail"),
+        ("version", "its schema version is 'abc', not a number"),
+        ("table", "its call table has no run, id"),
+    ],
+)
+def test_a_damaged_recording_is_named_as_such_in_one_line(project: Path, write, scope, how, said):
+    write("ok.py", "def f():\n    return 1\n\nf()\n")
+    assert scope("run", "ok.py").returncode == 0
+    wait_for_service_to_leave(project)
+    damage(project / ".scope" / "scope.duckdb", how)
+    for command in (["runs"], ["calls"], ["sql", "SELECT count(*) FROM call"]):
+        result = scope(*command)
+        assert_one_line_error(result, "is a damaged recording", said)
+        assert "in use" not in result.stderr
+    result = scope("run", "ok.py")
+    assert_one_line_error(result, "is a damaged recording")
