@@ -91,6 +91,18 @@ def lock_free(lock: Path) -> bool:
     return not live.lock_held(str(lock))
 
 
+def assert_no_count_is_negative(query: Callable[..., list[tuple[object, ...]]]) -> None:
+    """Every counter of the recording's runs and threads is 0 or more: a count made
+    twice on the way (once by a signal's note, once at the end) once showed as -1."""
+    counters = query(
+        """SELECT events_captured, events_stored, events_dropped, calls_stored, calls_unfinished
+           FROM run"""
+    ) + query("SELECT events_produced, events_dropped, ring_high_water, blocked_ns FROM thread")
+    assert counters and all(isinstance(n, int) and n >= 0 for row in counters for n in row), (
+        counters
+    )
+
+
 @pytest.fixture
 def in_program(monkeypatch: pytest.MonkeyPatch) -> None:
     """Recordings this test starts are stored from inside the program, by scope's

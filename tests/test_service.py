@@ -30,7 +30,13 @@ from scope.storage import database
 from scope import native
 from scope.errors import RecordingError
 
-from .conftest import clean_env, lock_free, unavailable, wait_for_service_to_leave
+from .conftest import (
+    assert_no_count_is_negative,
+    clean_env,
+    lock_free,
+    unavailable,
+    wait_for_service_to_leave,
+)
 from .test_live_rings import KILLS_ITSELF
 
 
@@ -268,6 +274,7 @@ print("ready", flush=True)
     # scope's handler noted the signal on the way: the service knows how it ended.
     assert query("SELECT ended_by, exit_status FROM process") == [("SIGTERM", 143)]
     assert query("SELECT exit_status, problems FROM run") == [(143, [])]
+    assert_no_count_is_negative(query)
 
 
 @pytest.mark.parametrize("first", [3, 0])

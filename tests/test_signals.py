@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 
-from .conftest import clean_env, wait_for_service_to_leave
+from .conftest import assert_no_count_is_negative, clean_env, wait_for_service_to_leave
 
 LOOP = """
 import signal, sys, time
@@ -66,6 +66,7 @@ def test_sigterm_stores_everything_then_dies_of_sigterm(project, write, query):
     assert calls >= 20_000 and status == "complete" and exit_status == 128 + signal.SIGTERM
     assert query("SELECT exit_status, ended_by FROM process") == [(143, "SIGTERM")]
     assert query("SELECT count(*) FROM call WHERE outcome = 'unfinished'") == [(0,)]
+    assert_no_count_is_negative(query)
 
 
 def test_a_programs_own_sigterm_handler_wins(project, write):
