@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - an interpreter built without it
     from hashlib import blake2b as blake2b
 
 from scope.interpreter import PYBEHAVIOR
+from scope.redaction import name_is_secret
 
 if TYPE_CHECKING:  # analyze imports libcst, which a cached run never needs
     from scope.instrument.analyze import FunctionInfo
@@ -59,10 +60,6 @@ def comprehension_name(node_type: str) -> str | None:
 RESUMABLE_KINDS = frozenset({"generator", "coroutine", "async_generator"})
 ASYNC_KINDS = frozenset({"coroutine", "async_generator"})
 
-#: Names whose values never leave the process, matched case-insensitively as
-#: substrings (``redact`` in the configuration adds more, as fnmatch patterns).
-DEFAULT_REDACT = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization")
-
 # The high byte of the id instrumented code passes; matches SCOPE_FLAG_* in scope_native.h.
 FLAG_SHIFT = 56
 FLAG_ARGS = 1
@@ -72,14 +69,8 @@ FLAG_ASYNC = 8
 FLAG_EXPRESSION = 16
 #: only on suspension reports: made from inside a comprehension (see rewrite.py)
 FLAG_IN_COMPREHENSION = 32
-
-
-def is_secret(name: str, extra_patterns: Sequence[str] = ()) -> bool:
-    """Whether values named ``name`` must be redacted."""
-    lowered = name.lower()
-    if any(word in lowered for word in DEFAULT_REDACT):
-        return True
-    return any(fnmatch.fnmatchcase(lowered, p.lower()) for p in extra_patterns)
+#: its name is a secret's (``get_api_key``): what it returns is redacted
+FLAG_SECRET = 64
 
 
 @dataclass(frozen=True)
@@ -101,6 +92,8 @@ class FunctionPlan:
     attributes: tuple[str, ...] = ()
     #: parameters and attributes whose values are replaced by "redacted"
     redacted: frozenset[str] = frozenset()
+    #: its name is a secret's (``scope.redaction``): its return value is redacted
+    secret: bool = False
     #: first line of the ``def`` (of a scope's first lambda); 0 until the rewriter sets it
     line: int = 0
 
@@ -118,6 +111,8 @@ class FunctionPlan:
             flags |= FLAG_ASYNC
         if self.kind == "lambda":
             flags |= FLAG_EXPRESSION
+        if self.secret:
+            flags |= FLAG_SECRET
         return flags
 
     @property
@@ -237,7 +232,7 @@ class PlanSettings:
     #: the include and exclude patterns; only ``module:qualname`` ones matter here
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    #: extra fnmatch patterns for names whose values are never recorded
+    #: extra patterns for names whose values are never recorded (``scope.redaction``)
     redact: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -304,7 +299,8 @@ def make_plan(
                 reason=reason,
                 params=named_params,
                 attributes=info.self_attributes if records_values else (),
-                redacted=frozenset(n for n in names if is_secret(n, settings.redact)),
+                redacted=frozenset(n for n in names if name_is_secret(n, settings.redact)),
+                secret=records_values and name_is_secret(info.name, settings.redact),
             )
         )
     return ModulePlan(module=module, path=path, functions=tuple(plans))

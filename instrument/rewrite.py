@@ -54,7 +54,7 @@ from scope.instrument.plan import (
 
 #: Raised whenever the rewriter's output changes, so that cached code made by an
 #: earlier one (under the same scope version, in a source checkout) is remade.
-REWRITE_REVISION = 5
+REWRITE_REVISION = 6
 
 ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"

@@ -178,6 +178,16 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
+/* A call's return value, or "redacted" if its function's name is a secret's. */
+static void record_return(scope_thread *t, scope_frame *f, PyObject *value, uint8_t flags) {
+    if (!(flags & SCOPE_FLAG_SECRET)) {
+        scope_record_value(t, f, SCOPE_ROLE_RETURN, 0, value, flags & SCOPE_FLAG_FULL, 0);
+    } else if (f->recorded && !f->summed) {
+        scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_RETURN, 0, SCOPE_TAG_REDACTED, 0,
+                         NULL, 0, 0);
+    }
+}
+
 /* The innermost call of this frame returns; `value` is its return value when the
  * call reports one (a lambda at args level), else NULL. */
 static void end_call(uint64_t tagged, PyObject *value) {
@@ -198,7 +208,7 @@ static void end_call(uint64_t tagged, PyObject *value) {
     }
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
     if (value && (flags & SCOPE_FLAG_ARGS) && scope_enabled()) {
-        scope_record_value(t, f, SCOPE_ROLE_RETURN, 0, value, flags & SCOPE_FLAG_FULL, 0);
+        record_return(t, f, value, flags);
         f = scope_top_of(t); /* a user repr may have grown the stack */
     }
     scope_set_depth(t, t->depth - 1);
@@ -256,9 +266,7 @@ static PyObject *py_returning(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (t && !t->overflow_depth && scope_enabled() && read_tagged(args, nargs, &tagged) &&
         nargs == 2) {
         scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
-        if (f)
-            scope_record_value(t, f, SCOPE_ROLE_RETURN, 0, args[1],
-                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
+        if (f) record_return(t, f, args[1], (uint8_t)(tagged >> SCOPE_FLAG_SHIFT));
     }
     return passed(args, nargs, 1);
 }

@@ -87,18 +87,36 @@ static void put_text(summary *s, PyObject *text, uint32_t limit) {
     }
 }
 
-static int is_secret_name(PyObject *key) {
-    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key)) return 0;
-    const char *name = (const char *)PyUnicode_DATA(key);
-    size_t n = (size_t)PyUnicode_GET_LENGTH(key);
-    for (size_t p = 0; p < g_pattern_count; p++) {
-        size_t m = strlen(g_patterns[p]);
-        for (size_t i = 0; m && i + m <= n; i++) {
-            size_t j = 0;
-            while (j < m && (char)tolower((unsigned char)name[i + j]) == g_patterns[p][j]) j++;
-            if (j == m) return 1;
+/* Whether the whole of name[0..n) matches pattern, ignoring case: '*' stands for
+ * any characters, every other character for itself (scope/redaction.py's rule). */
+static int glob_matches(const char *pattern, const char *name, size_t n) {
+    size_t p = 0, i = 0, star = SIZE_MAX, resume = 0;
+    while (i < n) {
+        if (pattern[p] == '*') {
+            star = p++;
+            resume = i;
+        } else if (pattern[p] && pattern[p] == (char)tolower((unsigned char)name[i])) {
+            p++;
+            i++;
+        } else if (star != SIZE_MAX) {
+            p = star + 1;
+            i = ++resume;
+        } else {
+            return 0;
         }
     }
+    while (pattern[p] == '*') p++;
+    return pattern[p] == 0;
+}
+
+/* A dict key that names a secret: a str (a subclass too, read without running
+ * its code) that one of the patterns matches. */
+static int is_secret_name(PyObject *key) {
+    if (!PyUnicode_Check(key) || !PyUnicode_IS_ASCII(key)) return 0;
+    const char *name = (const char *)PyUnicode_DATA(key);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(key);
+    for (size_t p = 0; p < g_pattern_count; p++)
+        if (glob_matches(g_patterns[p], name, n)) return 1;
     return 0;
 }
 

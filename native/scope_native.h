@@ -80,6 +80,8 @@
 /* a suspension reported from inside a comprehension: the call is the frame
  * that runs the comprehension (on 3.11 a comprehension has a frame of its own) */
 #define SCOPE_FLAG_IN_COMPREHENSION 32
+/* its name is a secret's (scope/redaction.py): its return value is redacted */
+#define SCOPE_FLAG_SECRET 64
 /* An attribute index with this bit set names a redacted attribute. */
 #define SCOPE_ATTR_REDACTED 32768
 

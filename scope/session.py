@@ -38,9 +38,10 @@ from scope.instrument.hook import (
     loaded_plans,
     uninstall,
 )
-from scope.instrument.plan import DEFAULT_REDACT, PackedPlan
+from scope.instrument.plan import PackedPlan
 from scope.instrument.select import ModuleSelector, default_roots
 from scope.native import live
+from scope.redaction import native_patterns
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 
 if TYPE_CHECKING:  # imported only when used: a recorded program must not find them loaded
@@ -158,7 +159,7 @@ class Recorder:
             self.config.value_bytes,
             self.config.value_items,
             self.config.call_repr,
-            DEFAULT_REDACT + tuple(p.replace("*", "") for p in self.config.redact),
+            native_patterns(self.config.redact),
         )
         native.set_budget(self.config.max_calls_per_function)
         info = RunInfo(

@@ -1,4 +1,5 @@
-"""Strings DuckDB can store, made from any Python string without losing what it says.
+"""Strings DuckDB can store, made from any Python string without losing what it says
+(but its secrets: ``scope.redaction``).
 
 Python keeps bytes that are not UTF-8 (in ``sys.argv``, paths, the cwd, file
 names, environment values) as lone surrogates (``surrogateescape``: byte 0xff
@@ -15,6 +16,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from scope.redaction import scrub
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -29,12 +32,13 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def storable(value: Any) -> Any:
-    """``value`` with every string in it storable (see the module's doc); lists,
+    """``value`` with every string in it storable (see the module's doc), and
+    scrubbed of what looks like a secret (``scope.redaction.scrub``); lists,
     tuples and dicts are walked, anything else is returned as it is."""
     if isinstance(value, str):
-        if value.isascii():
-            return value
-        return _SURROGATE.sub(_escape, value)
+        if not value.isascii():
+            value = _SURROGATE.sub(_escape, value)
+        return scrub(value)
     if isinstance(value, list):
         return [storable(item) for item in value]
     if isinstance(value, tuple):
@@ -46,7 +50,8 @@ def storable(value: Any) -> Any:
 
 class TextSafeConnection:
     """A DuckDB connection whose statements' parameters are made ``storable`` first:
-    every row scope writes goes through one, so no string can fail a statement."""
+    every row scope writes goes through one, so no string can fail a statement,
+    and none stores a secret."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con

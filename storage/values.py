@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scope.native.batch import function_ids
+from scope.storage.text import storable
 
 from scope import native
 
@@ -226,7 +227,7 @@ def value_columns(
             strict=True,
         ):
             summary = summarize(tag, value, buffer[pos : pos + size])
-            text[i], types[i] = summary.text, summary.type
+            text[i], types[i] = storable(summary.text), summary.type
             length[i], object_id[i] = summary.length, summary.object_id
     return {
         "call": values["call_id"].view(np.int64),

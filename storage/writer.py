@@ -28,6 +28,7 @@ from scope.storage.schema import OUTCOMES
 from scope.storage.values import summarize, value_columns
 
 from scope import native
+from scope.redaction import scrub_argv
 
 _OUTCOME_SQL = (
     "CASE outcome "
@@ -135,7 +136,7 @@ class RecordingWriter:
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')""",
             [
                 self.run_id,
-                list(info.argv),
+                scrub_argv(info.argv),
                 info.cwd,
                 info.python,
                 info.platform,
@@ -152,7 +153,7 @@ class RecordingWriter:
         )
         self.con.execute(
             "INSERT INTO event VALUES (?, ?, ?, 'start', ?, NULL)",
-            [self.run_id, info.pid, info.start_ns, " ".join(info.argv)],
+            [self.run_id, info.pid, info.start_ns, " ".join(scrub_argv(info.argv))],
         )
         if also is not None:
             also(self.run_id)

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scope.capture import runtime
 from scope.instrument.analyze import analyze_source
-from scope.instrument.plan import DEFAULT_REDACT, PlanSettings, make_plan
+from scope.instrument.plan import PlanSettings, make_plan
 from scope.instrument.rewrite import compile_instrumented
 from scope.native.batch import RECORD_DTYPE, VALUE_DTYPE, drain, kinds
 from scope.storage.values import value_columns
 
 from scope import native
+from scope.redaction import native_patterns
 from tests.calls import OUTCOME_UNFINISHED, split_batch
 
 
@@ -123,7 +124,7 @@ def record(
     runtime.install_entry_points()
     gc.collect()  # earlier tests' suspended generators end now, unrecorded
     native.configure(1 << 20, "drop", 0, max_depth, arena_bytes=arena_bytes)
-    native.configure_values(max_bytes, items, call_repr, DEFAULT_REDACT + redact)
+    native.configure_values(max_bytes, items, call_repr, native_patterns(redact))
     drain_everything()
     before = native.stats()
     failure: list[BaseException] = []
