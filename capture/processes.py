@@ -8,9 +8,10 @@ reached through the environment it inherits:
 
 * ``SCOPE_CHILD_OF`` holds the recording's settings as JSON (``ChildSettings``);
 * ``PYTHONPATH`` gains a folder holding a ``sitecustomize.py``, which Python
-  imports at start-up.  It takes its folder off ``sys.path`` again, hands over to
-  the program's own ``sitecustomize`` if there is one, and starts recording
-  (``scope.child``).  With a recording service, the folder is scope's own
+  imports at start-up.  It takes its folder off ``sys.path`` again, starts
+  recording (``scope.child``) and hands over to the program's own
+  ``sitecustomize`` if there is one; in an interpreter without scope, it only
+  steps aside.  With a recording service, the folder is scope's own
   ``hook`` folder: a child whose interpreter starts after its parent has ended
   (a ``Popen`` not waited for) still finds it.  Without one, it is a temporary
   copy, removed when the recording ends: the merge of the children's files is
@@ -148,9 +149,3 @@ def hide_from_environ(settings: ChildSettings) -> None:
         data.pop(key, None)
     else:
         data[key] = environ.encodevalue(settings.python_path)
-
-
-def without_hook_dir(path: list[str], hook_dir: str) -> None:
-    """Take the hook folder off ``path`` (``sys.path``) in place."""
-    real = os.path.realpath(hook_dir)
-    path[:] = [p for p in path if os.path.realpath(p or os.curdir) != real]

@@ -10,14 +10,13 @@ nothing is ever printed in a child, whose output its parent may be reading.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import fields
 
 from scope import native
-from scope.capture.processes import ChildSettings, hide_from_environ, without_hook_dir
+from scope.capture.processes import ChildSettings, hide_from_environ
 from scope.config import Config
 from scope.instrument.hook import file_reader
 from scope.session import Recorder, current_recorder
@@ -26,13 +25,15 @@ from scope.session import Recorder, current_recorder
 _TUPLES = ("include", "exclude", "redact", "audit")
 
 
-def start(hook_file: str) -> None:
-    """Start recording this interpreter if its parent is recorded (from sitecustomize)."""
+def start() -> None:
+    """Start recording this interpreter if its parent is recorded (from sitecustomize).
+
+    The hook has taken its folder off ``sys.path``; it hands over to the
+    program's own ``sitecustomize`` after this, which is then recorded too.
+    """
     settings = ChildSettings.from_environment()
-    without_hook_dir(sys.path, os.path.dirname(os.path.abspath(hook_file)))
     if settings is not None:
         hide_from_environ(settings)
-    _hand_over_sitecustomize()
     if settings is not None and current_recorder() is None:
         recorder = record_child(settings)
         if recorder is not None:
@@ -89,19 +90,6 @@ def _take_over_main(recorder: Recorder) -> None:
         return instrumenter.compile("__main__", filename, read)
 
     native.take_over_main(filename, compile_main)
-
-
-def _hand_over_sitecustomize() -> None:
-    """Run the program's own ``sitecustomize``, which scope's stood in front of, if any."""
-    ours = sys.modules.pop("sitecustomize", None)
-    try:
-        importlib.import_module("sitecustomize")
-    except ModuleNotFoundError as exc:
-        if exc.name != "sitecustomize":
-            raise
-        # importlib expects the module it is executing to be there when it ends
-        if ours is not None:
-            sys.modules["sitecustomize"] = ours
 
 
 def child_config(settings: ChildSettings) -> Config:
