@@ -4,7 +4,9 @@ Every secret is made at run time from ``S`` and a number saying which place it
 went to, so a search of the recording for ``S`` finds any that was stored.
 """
 
-import os, sys, warnings
+import os
+import sys
+import warnings
 
 S = "S3CR" + "3T"
 
