@@ -4,6 +4,7 @@ Every secret is made at run time from ``S`` and a number saying which place it
 went to, so a search of the recording for ``S`` finds any that was stored.
 """
 
+import contextlib
 import os
 import sys
 import warnings
@@ -48,10 +49,8 @@ def shapes(a, b, c, d, e, f):
     return 0
 
 
-try:
+with contextlib.suppress(ValueError):
     fail(1)
-except ValueError:
-    pass
 get_api_key()
 Client("u", S)
 login(*(S + f"-8{i}" for i in range(8)))
@@ -67,5 +66,5 @@ shapes(
     "ok",
 )
 os.system("true --password=" + S + "-5")
-warnings.warn("using token " + S + "-6")
+warnings.warn("using token " + S + "-6", stacklevel=1)
 sys.exit("token: " + S + "-2")
