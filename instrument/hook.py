@@ -62,10 +62,14 @@ def may_define_functions(source: bytes) -> bool:
 
 
 def compiles(source: bytes, path: str) -> bool:
-    """Whether Python compiles ``source``: if not, libcst's refusal was no failure of scope's."""
+    """Whether Python compiles ``source``: if not, scope's refusal was no failure of scope's.
+
+    Python's own refusals include ``RecursionError`` and ``MemoryError`` for
+    source nested too deep, besides ``SyntaxError`` and ``ValueError``.
+    """
     try:
         compile(source, path, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
+    except Exception:
         return False
     return True
 
@@ -84,7 +88,12 @@ class Instrumenter:
         self.on_failure = on_failure
 
     def plan(self, module: str, path: str, source: bytes | str) -> ModulePlan:
-        """The plan for ``source`` (raises libcst's parser error if libcst cannot read it)."""
+        """The plan for ``source``.
+
+        Raises what ``analyze_source`` raises: Python's own error for source Python
+        refuses, ``TooComplex`` for source beyond scope's budget, libcst's parser
+        error for source libcst cannot read.
+        """
         from scope.instrument.analyze import analyze_source  # libcst: only on a cache miss
 
         return make_plan(module, path, analyze_source(source), self.settings)
@@ -94,9 +103,12 @@ class Instrumenter:
 
         The plan and code come from ``scope.instrument.cache`` when a valid entry
         exists (``read_source`` is then called only if the file's size or time
-        changed), and go there when they were made.  A ``SyntaxError`` is not
-        scope's failure: the caller compiles the source normally so that Python
-        raises its own error.
+        changed), and go there when they were made.  Source Python refuses
+        (``SyntaxError``; ``RecursionError`` when nested too deep) is not scope's
+        failure: the caller compiles it normally so that Python raises its own
+        error.  Any other failure, a module beyond the analysis' budget
+        (``TooComplex``) among them, goes to ``on_failure`` and the module is
+        loaded as is.
         """
         with native.scope_work():  # its file reads and imports are not the program's
             return self._compile(module, path, read_source)

@@ -20,7 +20,9 @@ recursion limit see what they see under ``python``.
 from __future__ import annotations
 
 import builtins
+import codecs
 import os
+import re
 import runpy
 import signal
 import sys
@@ -163,6 +165,53 @@ def check_program(program: Program) -> None:
         raise ProgramCannotStart(message, 2) from None
 
 
+#: A coding declaration, as Python's tokenizer finds one (PEP 263).
+_CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+", re.ASCII)
+#: A first line after which the second may still declare the coding: blank, or a comment.
+_BLANK = re.compile(rb"^[ \t\f]*(?:[#\r\n]|$)", re.ASCII)
+
+
+def undeclared_non_utf8(source: bytes, filename: str) -> SyntaxError | None:
+    """The error Python reports for a script that is not UTF-8 and declares no encoding.
+
+    ``None`` if ``source`` is UTF-8, starts with a UTF-8 BOM or declares its
+    coding.  Python reads a script from its file a line at a time and refuses
+    the first line that is not UTF-8 before its parser reports anything, with
+    the message built here; ``compile``, given the same bytes, decodes only
+    string literals (a bad byte there is an "(unicode error)") and lets a
+    comment pass.  As Python's tokenizer does, this splits lines at line
+    feeds and carriage returns, looks for the declaration on the first line
+    and, after a blank or comment line, on the second, and leaves a line that
+    holds a null byte (Python's error then is about that byte) to ``compile``.
+    """
+    if source.startswith(codecs.BOM_UTF8):
+        return None
+    try:
+        source.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return None
+    seeking_coding = True
+    for number, line in enumerate(source.splitlines(keepends=True), 1):
+        if seeking_coding and number <= 2:
+            if _CODING.match(line):
+                return None
+            seeking_coding = _BLANK.match(line) is not None
+        text = line.split(b"\0", 1)[0]
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return SyntaxError(
+                f"Non-UTF-8 code starting with '\\x{text[exc.start]:02x}' in file {filename} "
+                f"on line {number}, but no encoding declared; "
+                "see https://peps.python.org/pep-0263/ for details"
+            )
+        if len(text) < len(line):
+            return None
+    return None
+
+
 def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) -> None:
     if os.path.isdir(program.target):
         native.run_at_bottom(runpy._run_module_as_main, "__main__", False)  # type: ignore[attr-defined]
@@ -170,6 +219,9 @@ def _run_script(program: Program, main: types.ModuleType, recorder: Recorder) ->
     path = _as_python_names(program.target)
     with native.scope_work(), open(path, "rb") as f:
         source = f.read()
+    error = undeclared_non_utf8(source, path)
+    if error is not None:
+        raise error
     native.run_at_bottom(_compile_main(recorder, path, source), main.__dict__)
 
 
