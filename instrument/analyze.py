@@ -10,11 +10,34 @@ matched by source order, which keeps analysis close to libcst's parse speed.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass, field
 
 import libcst as cst
 from scope.instrument.plan import comprehension_name
+
+#: The deepest nesting analysed, in levels of libcst's tree.  libcst's parser takes
+#: time growing with the square of the nesting (400 subscripts: 0.15 s; 1,000:
+#: 1 s; 3,000: 18 s), holding the GIL, so that even SIGTERM waits, and its native
+#: stack overflows (the process dies of SIGSEGV) past 5,000 to 8,000 levels; the
+#: walk below takes one or two Python frames a level, within the program's
+#: recursion limit (1,000 by default) and under the frames of the import that
+#: asked.  Hand-written code nests 20 to 30 levels deep.
+MAX_NESTING = 400
+#: The most ``ast`` nodes analysed.  libcst's tree costs about 2 KB and 15 to 40 us
+#: a node: 250,000 nodes (ten times the standard library's biggest module,
+#: ``_pydecimal``) would take 0.5 GB and several seconds.
+MAX_NODES = 250_000
+
+
+class TooComplex(ValueError):
+    """A module nested too deep or too big for scope to analyse in reasonable time.
+
+    Raised before libcst sees the source, so that the module is loaded as
+    Python loads it, uninstrumented, instead of hanging or crashing the program.
+    """
+
 
 #: Dunders that scope's own machinery could trigger while recording a value.
 SCOPE_SENSITIVE_DUNDERS = frozenset(
@@ -318,9 +341,28 @@ class _Collector:
         ):
             d.attributes.add(target.attr.value)
 
+    def _note_attribute_writes(self, target: cst.BaseExpression) -> None:
+        """Note the attributes of ``self`` a target stores to, unpacking included."""
+        if isinstance(target, cst.Tuple | cst.List):
+            for element in target.elements:
+                self._note_attribute_writes(element.value)
+        else:
+            self._note_attribute_write(target)
+
     def visit_Assign(self, node: cst.Assign) -> None:
-        if len(node.targets) == 1:
-            self._note_attribute_write(node.targets[0].target)
+        for target in node.targets:
+            self._note_attribute_writes(target.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._note_attribute_write(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._note_attribute_writes(node.target)
+
+    def visit_With(self, node: cst.With) -> None:
+        for item in node.items:
+            if item.asname is not None:
+                self._note_attribute_writes(item.asname.name)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         if node.value is not None:
@@ -357,6 +399,8 @@ def _describe(d: _Def) -> FunctionInfo:
     else:
         kind = "method"
     is_dunder = d.name.startswith("__") and d.name.endswith("__") and len(d.name) > 4
+    # Methods of every kind (async and generator ones too) get self first.
+    bound = d.class_name is not None and not last_parts & {"staticmethod", "classmethod"}
     return FunctionInfo(
         name=d.name,
         qualname=d.qualname,
@@ -368,7 +412,7 @@ def _describe(d: _Def) -> FunctionInfo:
         is_dunder=is_dunder,
         scope_sensitive=is_dunder and d.name in SCOPE_SENSITIVE_DUNDERS,
         params=d.params,
-        self_attributes=tuple(sorted(d.attributes)) if kind in ("method", "property") else (),
+        self_attributes=tuple(sorted(d.attributes)) if bound else (),
     )
 
 
@@ -388,11 +432,53 @@ def _describe_lambdas(qualname: str, params: tuple[str, ...]) -> FunctionInfo:
     )
 
 
+def libcst_nesting(node: ast.AST) -> int:
+    """How many levels deep libcst's tree of ``node`` is nested, as ``ast`` tells it.
+
+    ``ast`` and libcst nest alike, but for what ``ast`` keeps flat and libcst
+    nests a level per part: the operands of ``and`` and ``or``, and the names
+    of a dotted import.  Raises ``TooComplex`` past ``MAX_NESTING`` levels or
+    ``MAX_NODES`` nodes; iterative, so that it never meets the recursion limit.
+    """
+    deepest = nodes = 0
+    pending: list[tuple[ast.AST, int]] = [(node, 0)]
+    while pending:
+        current, depth = pending.pop()
+        nodes += 1
+        depth += 1
+        if isinstance(current, ast.BoolOp):
+            depth += len(current.values) - 1
+        elif isinstance(current, ast.alias):
+            depth += current.name.count(".")
+        elif isinstance(current, ast.ImportFrom) and current.module:
+            depth += current.module.count(".")
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_NESTING:
+                raise TooComplex(
+                    f"nested more than {MAX_NESTING} levels deep (the most scope analyses)"
+                )
+        if nodes > MAX_NODES:
+            raise TooComplex(f"more than {MAX_NODES} syntax nodes (the most scope analyses)")
+        for name in current._fields:
+            value = getattr(current, name, None)
+            if isinstance(value, ast.AST):
+                pending.append((value, depth))
+            elif isinstance(value, list):
+                pending.extend((item, depth) for item in value if isinstance(item, ast.AST))
+    return deepest
+
+
 def analyze_source(source: str | bytes) -> list[FunctionInfo]:
     """Return a description of every ``def`` in ``source``, in source order.
 
-    Raises ``libcst.ParserSyntaxError`` for source that does not parse.
+    Python parses ``source`` first, so that what it refuses fails as Python
+    fails (``SyntaxError``, ``RecursionError``, ``MemoryError``), and what is
+    beyond the budget (``MAX_NESTING``, ``MAX_NODES``) raises ``TooComplex``,
+    both before libcst sees it.  Raises ``libcst.ParserSyntaxError`` for source
+    libcst does not parse.
     """
+    libcst_nesting(ast.parse(source))
     module = cst.parse_module(source)
     collector = _Collector()
     collector.walk(module)

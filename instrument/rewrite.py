@@ -22,7 +22,10 @@ wrapped in pass-through calls that return their argument unchanged:
   ``yield v`` becomes ``__scope_resume__(TAG, (yield __scope_yield__(TAG, v)))``,
   and the same for ``yield from`` and ``await``;
 * at ``args`` level, ``return v`` becomes ``return __scope_return__(TAG, v)``
-  and ``self.x = v`` becomes ``self.x = __scope_attr__(TAG, INDEX, v)``.
+  and a statement that stores to ``self.x`` (``=``, ``+=``, unpacking, chained
+  targets) is followed by ``__scope_wrote__(TAG, INDEX, self, "x")``, which
+  reads the stored value back; the target of a ``for`` or ``with`` gets that
+  call first in its body.  Only stores that completed are recorded.
 
 No original node moves, and every new node takes the position of the node it
 wraps, so tracebacks, PEP 657 carets, ``co_firstlineno`` and ``inspect``
@@ -54,7 +57,7 @@ from scope.instrument.plan import (
 
 #: Raised whenever the rewriter's output changes, so that cached code made by an
 #: earlier one (under the same scope version, in a source checkout) is remade.
-REWRITE_REVISION = 6
+REWRITE_REVISION = 7
 
 ENTER_NAME = "__scope_enter__"
 EXIT_NAME = "__scope_exit__"
@@ -62,6 +65,7 @@ LEAVE_NAME = "__scope_leave__"
 UNWIND_NAME = "__scope_unwind__"
 RETURN_NAME = "__scope_return__"
 ATTR_NAME = "__scope_attr__"
+WROTE_NAME = "__scope_wrote__"
 YIELD_NAME = "__scope_yield__"
 RESUME_NAME = "__scope_resume__"
 REDACTED_NAME = "__scope_redacted__"
@@ -208,23 +212,75 @@ class _BodyRewriter(ast.NodeTransformer):
             return index | ATTR_REDACTED if target.attr in self.redacted else index
         return None
 
-    def visit_Assign(self, node: ast.Assign) -> ast.AST:
-        self.generic_visit(node)
-        index = self._attribute_index(node.targets[0]) if len(node.targets) == 1 else None
-        if index is not None:
-            node.value = _place_over(
-                _call(ATTR_NAME, self._tag(), ast.Constant(index), node.value), node.value
+    def _written(self, targets: list[ast.expr]) -> list[tuple[ast.Attribute, int]]:
+        """The attributes of ``self`` that ``targets`` store to (unpacking included)."""
+        found: list[tuple[ast.Attribute, int]] = []
+        stack = list(reversed(targets))
+        while stack:
+            target = stack.pop()
+            if isinstance(target, ast.Tuple | ast.List):
+                stack.extend(reversed(target.elts))
+            elif isinstance(target, ast.Starred):
+                stack.append(target.value)
+            else:
+                index = self._attribute_index(target)
+                if index is not None and isinstance(target, ast.Attribute):
+                    found.append((target, index))
+        return found
+
+    def _records(self, targets: list[ast.expr]) -> list[ast.stmt]:
+        """``__scope_wrote__`` calls for the attribute writes ``targets`` just made.
+
+        Each takes the position of the first target's start, where the store's own
+        instructions already are, so a tracer sees no line it would not see anyway.
+        """
+        records: list[ast.stmt] = []
+        if not targets:
+            return records
+        for target, index in self._written(targets):
+            call = _call_stmt(
+                WROTE_NAME,
+                self._tag(),
+                ast.Constant(index),
+                ast.Name(self.self_name or "self", ast.Load()),
+                ast.Constant(target.attr),
             )
+            for child in ast.walk(call):
+                if "lineno" in child._attributes:
+                    ast.copy_location(child, target)
+                    child.end_lineno = child.lineno  # type: ignore[attr-defined]
+                    child.end_col_offset = child.col_offset  # type: ignore[attr-defined]
+            records.append(call)
+        return records
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
+        self.generic_visit(node)
+        return [node, *self._records(node.targets)]
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
+        self.generic_visit(node)
+        return [node, *self._records([node.target])]
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | list[ast.stmt]:
+        self.generic_visit(node)
+        return [node, *self._records([node.target] if node.value is not None else [])]
+
+    def _loop(self, node: ast.For | ast.AsyncFor) -> ast.AST:
+        self.generic_visit(node)
+        node.body = [*self._records([node.target]), *node.body]
         return node
 
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+    visit_For = _loop
+    visit_AsyncFor = _loop
+
+    def _with(self, node: ast.With | ast.AsyncWith) -> ast.AST:
         self.generic_visit(node)
-        index = self._attribute_index(node.target) if node.value is not None else None
-        if index is not None and node.value is not None:
-            node.value = _place_over(
-                _call(ATTR_NAME, self._tag(), ast.Constant(index), node.value), node.value
-            )
+        targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
+        node.body = [*self._records(targets), *node.body]
         return node
+
+    visit_With = _with
+    visit_AsyncWith = _with
 
 
 def _place_over_stmt(node: ast.stmt) -> ast.Constant:
@@ -254,7 +310,8 @@ def wrap_function(node: FunctionNode, function: FunctionPlan) -> None:
         raise PlanMismatch(f"plan has parameters {function.params} for {node.name!r}")
     self_name = arguments[0].arg if arguments and function.attributes else None
     rewriter = _BodyRewriter(function, self_name)
-    node.body = [rewriter.visit(stmt) for stmt in node.body]
+    visited = [rewriter.visit(stmt) for stmt in node.body]
+    node.body = [s for v in visited for s in (v if isinstance(v, list) else [v])]
 
     body = list(node.body)
     docstring = body[:1] if _is_docstring(body[0]) else []

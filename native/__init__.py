@@ -42,6 +42,7 @@ leave: Any = _native.leave
 unwind: Any = _native.unwind
 returning: Any = _native.returning
 assigning: Any = _native.assigning
+wrote: Any = _native.wrote
 suspending: Any = _native.suspending
 resumed: Any = _native.resumed
 set_runtime_objects: Any = _native.set_runtime_objects

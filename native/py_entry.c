@@ -4,6 +4,7 @@
  * the extension module.  See py_recorder.h for the model.
  */
 #include "py_recorder.h"
+#include "structmember.h"
 
 PyObject *scope_g_redacted = NULL;
 PyObject *scope_g_call_var = NULL;
@@ -292,6 +293,64 @@ static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t 
     return passed(args, nargs, 2);
 }
 
+/* What a write records when the value does not stay on the instance (a property's
+ * setter, a __setattr__ that keeps it elsewhere). */
+static const char NOT_KEPT[] = "\0<not kept on the instance>"; /* no type name, then text */
+
+/* obj's own stored value for attribute name, as a new reference, without running
+ * Python code: a slot through its member descriptor, else the instance dict.
+ * NULL (no error set) when the value is not kept there. */
+static PyObject *stored_attribute(PyObject *obj, PyObject *name) {
+    PyObject *descr = _PyType_Lookup(Py_TYPE(obj), name);
+    if (descr && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyObject *value = PyMember_GetOne((const char *)obj, ((PyMemberDescrObject *)descr)->d_member);
+        if (!value) PyErr_Clear();
+        return value;
+    }
+    if (descr && Py_TYPE(descr)->tp_descr_set) return NULL; /* a property or the like */
+    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+    if (!dict) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *value = PyDict_Check(dict) ? PyDict_GetItemWithError(dict, name) : NULL;
+    Py_XINCREF(value);
+    Py_DECREF(dict);
+    PyErr_Clear();
+    return value;
+}
+
+/* wrote(tagged_id, index, obj, name): the statement just run set obj.<name>, the
+ * attribute numbered index; its value is read back from where it is stored. */
+static PyObject *py_wrote(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tagged;
+    scope_thread *t = active_thread();
+    if (t && !t->overflow_depth && scope_enabled() && nargs == 4 &&
+        read_tagged(args, nargs, &tagged) && PyUnicode_CheckExact(args[3])) {
+        long index = PyLong_AsLong(args[1]);
+        scope_frame *f = index >= 0 ? scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK) : NULL;
+        if (f && (f->summed || !f->recorded)) f = NULL; /* no row to hang it on */
+        uint16_t position = (uint16_t)(index & (SCOPE_ATTR_REDACTED - 1));
+        if (f && (index & SCOPE_ATTR_REDACTED)) {
+            scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR, position,
+                             SCOPE_TAG_REDACTED, 0, NULL, 0, 0);
+        } else if (f) {
+            PyObject *value = stored_attribute(args[2], args[3]);
+            if (value) {
+                scope_record_value(t, f, SCOPE_ROLE_ATTR, position, value,
+                                   (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
+                Py_DECREF(value);
+            } else {
+                scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR, position,
+                                 SCOPE_TAG_REPR, 0, (const uint8_t *)NOT_KEPT,
+                                 (uint32_t)(sizeof NOT_KEPT - 1), 0);
+            }
+        }
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
 /* The frame of the call a suspension report belongs to: the current one, or for
  * an await inside comprehensions, the frame that runs the outermost of them. */
 static const void *suspending_frame(uint64_t tagged) {
@@ -400,6 +459,8 @@ PyMethodDef scope_entry_methods[] = {
      "returning(tagged_id, value) -> value: it returns."},
     {"assigning", SCOPE_FASTCALL(py_assigning),
      "assigning(tagged_id, index, value) -> value: it sets an attribute of self."},
+    {"wrote", SCOPE_FASTCALL(py_wrote),
+     "wrote(tagged_id, index, obj, name): the statement just run set obj.<name>."},
     {"suspending", SCOPE_FASTCALL(py_suspending),
      "suspending(tagged_id, value) -> value: it yields or awaits value."},
     {"resumed", SCOPE_FASTCALL(py_resumed), "resumed(tagged_id, value) -> value: it continues."},
