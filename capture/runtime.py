@@ -59,7 +59,6 @@ ENTRY_POINTS = {
     rewrite.LEAVE_NAME: native.leave,
     rewrite.UNWIND_NAME: native.unwind,
     rewrite.RETURN_NAME: native.returning,
-    rewrite.ATTR_NAME: native.assigning,
     rewrite.WROTE_NAME: native.wrote,
     rewrite.YIELD_NAME: native.suspending,
     rewrite.RESUME_NAME: native.resumed,

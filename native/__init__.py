@@ -1,6 +1,6 @@
 """The native recorder: per-thread C rings, value arenas, shadow call stacks and the clock.
 
-``enter``, ``exit``, ``unwind``, ``returning``, ``assigning``, ``suspending``
+``enter``, ``exit``, ``unwind``, ``returning``, ``wrote``, ``suspending``
 and ``resumed`` are the ``METH_FASTCALL`` functions that instrumented code
 calls (see ``scope.instrument.rewrite`` for where each goes); everything else is
 bound through cffi and used by the writer threads (``drain`` copies records
@@ -41,7 +41,6 @@ exit: Any = _native.exit
 leave: Any = _native.leave
 unwind: Any = _native.unwind
 returning: Any = _native.returning
-assigning: Any = _native.assigning
 wrote: Any = _native.wrote
 suspending: Any = _native.suspending
 resumed: Any = _native.resumed

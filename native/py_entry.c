@@ -1,5 +1,5 @@
 /* The entry points instrumented code calls (enter, exit, leave, unwind,
- * returning, assigning, suspending, resumed), the questions the Python side
+ * returning, wrote, suspending, resumed), the questions the Python side
  * asks about open calls, and the installation of every file's functions into
  * the extension module.  See py_recorder.h for the model.
  */
@@ -272,27 +272,6 @@ static PyObject *py_returning(PyObject *self, PyObject *const *args, Py_ssize_t 
     return passed(args, nargs, 1);
 }
 
-/* assigning(tagged_id, index, value) -> value: self.<attribute index> = value. */
-static PyObject *py_assigning(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t tagged;
-    scope_thread *t = active_thread();
-    if (t && !t->overflow_depth && scope_enabled() && nargs == 3 &&
-        read_tagged(args, nargs, &tagged)) {
-        long index = PyLong_AsLong(args[1]);
-        scope_frame *f = index >= 0 ? scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK) : NULL;
-        if (f && f->summed) f = NULL; /* a summed call has no row to hang it on */
-        if (f && (index & SCOPE_ATTR_REDACTED))
-            scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_ATTR,
-                             (uint16_t)(index & (SCOPE_ATTR_REDACTED - 1)), SCOPE_TAG_REDACTED, 0,
-                             NULL, 0, 0);
-        else if (f && f->recorded)
-            scope_record_value(t, f, SCOPE_ROLE_ATTR, (uint16_t)index, args[2],
-                         (tagged >> SCOPE_FLAG_SHIFT) & SCOPE_FLAG_FULL, 0);
-        PyErr_Clear();
-    }
-    return passed(args, nargs, 2);
-}
-
 /* What a write records when the value does not stay on the instance (a property's
  * setter, a __setattr__ that keeps it elsewhere). */
 static const char NOT_KEPT[] = "\0<not kept on the instance>"; /* no type name, then text */
@@ -457,8 +436,6 @@ PyMethodDef scope_entry_methods[] = {
      "unwind(tagged_id): the call is ending by an exception."},
     {"returning", SCOPE_FASTCALL(py_returning),
      "returning(tagged_id, value) -> value: it returns."},
-    {"assigning", SCOPE_FASTCALL(py_assigning),
-     "assigning(tagged_id, index, value) -> value: it sets an attribute of self."},
     {"wrote", SCOPE_FASTCALL(py_wrote),
      "wrote(tagged_id, index, obj, name): the statement just run set obj.<name>."},
     {"suspending", SCOPE_FASTCALL(py_suspending),
