@@ -124,6 +124,7 @@ def record(
     runtime.install_entry_points()
     gc.collect()  # earlier tests' suspended generators end now, unrecorded
     native.configure(1 << 20, "drop", 0, max_depth, arena_bytes=arena_bytes)
+    native.set_budget(0)  # every call stored, whatever budget an earlier test left
     native.configure_values(max_bytes, items, call_repr, native_patterns(redact))
     drain_everything()
     before = native.stats()
@@ -168,7 +169,9 @@ def record(
     def name_of(func: int, role: str, index: int) -> str | None:
         f = functions[func]
         names = f.params if role == "argument" else f.attributes
-        return names[index] if role in ("argument", "attribute") else None
+        # A scope's lambdas share one plan: their arguments are known by position only.
+        known = role in ("argument", "attribute") and index < len(names)
+        return names[index] if known else None
 
     rows = value_columns(values, arena, name_of)
     for call_id, role, name, text in zip(
