@@ -13,6 +13,9 @@ nothing) taken off, and its ratio to the plain call measured in the same run:
   discards the batches: storage has its own benchmark);
 * the same two hot entry points bound through cffi's generated wrappers
   instead of the METH_FASTCALL functions scope uses (the design comparison);
+* the body wrapped in ``enter; try/finally: exit`` (what scope did before its
+  ``with`` block), which costs less but gives tracers, pdb and coverage.py a
+  line event of its own on the way out (the design comparison);
 * VizTracer (with and without argument logging) and cProfile, the peers.
 
 The second table repeats the scope and cffi rows while another thread keeps
@@ -48,6 +51,17 @@ def g(x):
         return x + 1
     finally:
         exit(ID, 0)
+"""
+TRY_FINALLY_SOURCE = """
+def g(x):
+    __scope_enter__(ID)
+    try:
+        return x + 1
+    except:
+        __scope_unwind__(ID)
+        raise
+    finally:
+        __scope_exit__(ID)
 """
 LOOP_SOURCE = """
 from itertools import repeat
@@ -177,10 +191,20 @@ def build_variants(with_peers: bool) -> list[Variant]:
         None,
         {"enter": native.lib.scope_emit_enter, "exit": native.lib.scope_emit_exit},
     )
+    try_finally_g = compiled(
+        TRY_FINALLY_SOURCE.replace("ID", str(tag)),
+        None,
+        {
+            "__scope_enter__": native.enter,
+            "__scope_exit__": native.exit,
+            "__scope_unwind__": native.unwind,
+        },
+    )
     variants = [
         Variant("(the loop alone)", compiled(ONE_ARG, None), loop="loop_empty"),
         Variant("plain call", compiled(ONE_ARG, None)),
         Variant("scope, calls level", compiled(ONE_ARG, "calls"), False, start, stop),
+        Variant("scope body in try/finally (before)", try_finally_g, False, start, stop),
         Variant("scope entry points bound by cffi", cffi_g, False, start, stop),
         Variant("plain call, 2 args", compiled(TWO_ARGS, None), True),
         Variant("scope, args level, 2 args", compiled(TWO_ARGS, "args"), True, start, stop),

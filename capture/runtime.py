@@ -55,9 +55,8 @@ CALLER: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("scope.
 
 ENTRY_POINTS = {
     rewrite.ENTER_NAME: native.enter,
-    rewrite.EXIT_NAME: native.exit,
+    rewrite.CALL_NAME: native.call_body,
     rewrite.LEAVE_NAME: native.leave,
-    rewrite.UNWIND_NAME: native.unwind,
     rewrite.RETURN_NAME: native.returning,
     rewrite.WROTE_NAME: native.wrote,
     rewrite.YIELD_NAME: native.suspending,

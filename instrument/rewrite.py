@@ -4,15 +4,12 @@ Each instrumented function's body becomes::
 
     def f(a, b):
         "docstring stays first"
-        __scope_enter__(TAG)                  # at args level: __scope_enter__(TAG, a, b)
-        try:
+        pass                       # on the line of the body's first instruction
+        with __scope_call__[TAG]:  # at args level: __scope_call__[TAG, a, b]
             <original body, every node at its original line and column>
-        except:
-            __scope_unwind__(TAG)
-            raise
-        finally:
-            __scope_exit__(TAG)
 
+``__scope_call__[...]`` reports that the call begins and returns the block the
+body runs in; leaving the block by any path reports that it ended, and how.
 ``TAG`` is the function's id with its flags in the high byte (see
 ``FunctionPlan.tagged_id``).  Inside the original body, expressions are
 wrapped in pass-through calls that return their argument unchanged:
@@ -29,9 +26,15 @@ wrapped in pass-through calls that return their argument unchanged:
 
 No original node moves, and every new node takes the position of the node it
 wraps, so tracebacks, PEP 657 carets, ``co_firstlineno`` and ``inspect``
-answers stay those of the original source.  The wrapper adds no local
-variable, no closure cell and no frame; a bare ``raise`` keeps the exception's
-traceback as it was.  The names are builtins installed by
+answers stay those of the original source.  Tracers, debuggers and coverage
+see the ``line``, ``return`` and ``exception`` events they would see without
+scope: the ``pass`` gives the beginning the line of the body's first
+instruction (the compiler drops it, and lends its line to what follows), the
+``with`` has no position (its exits take the line of what ran before them),
+and its exceptional exit puts the frame back on the instruction that raised.
+A ``try``/``finally`` could do neither: its exits run on a line of their own.
+The wrapper adds no local variable, no closure cell, no frame and no level of
+recursion, and an exception leaves with the traceback it had.  The names are builtins installed by
 ``scope.capture.runtime``, so the rewritten module imports nothing and gains no
 global.  Nested functions, classes and lambdas are left to their own plans.
 An ``await`` inside a list, set or dict comprehension is wrapped with a flag
@@ -45,6 +48,7 @@ native side notices those suspensions on its own.
 from __future__ import annotations
 
 import ast
+import dis
 from types import CodeType
 
 from scope.instrument.plan import (
@@ -57,12 +61,11 @@ from scope.instrument.plan import (
 
 #: Raised whenever the rewriter's output changes, so that cached code made by an
 #: earlier one (under the same scope version, in a source checkout) is remade.
-REWRITE_REVISION = 7
+REWRITE_REVISION = 8
 
 ENTER_NAME = "__scope_enter__"
-EXIT_NAME = "__scope_exit__"
+CALL_NAME = "__scope_call__"
 LEAVE_NAME = "__scope_leave__"
-UNWIND_NAME = "__scope_unwind__"
 RETURN_NAME = "__scope_return__"
 WROTE_NAME = "__scope_wrote__"
 YIELD_NAME = "__scope_yield__"
@@ -94,12 +97,21 @@ def _call_stmt(name: str, *args: ast.expr) -> ast.Expr:
     return ast.Expr(_call(name, *args))
 
 
-def _place(node: ast.AST, anchor: ast.stmt) -> None:
-    """Give a new node and its children the (zero-width) position of ``anchor``'s start."""
-    for child in ast.walk(node):
-        if "lineno" in child._attributes:
-            child.lineno = child.end_lineno = anchor.lineno  # type: ignore[attr-defined]
-            child.col_offset = child.end_col_offset = anchor.col_offset  # type: ignore[attr-defined]
+def _place_nowhere(node: ast.AST) -> None:
+    """Give a new node no position of its own (the compiler lends it its predecessor's line).
+
+    Only ``node`` itself: a statement's body keeps the positions it has.
+    """
+    for name in ("lineno", "end_lineno", "col_offset", "end_col_offset"):
+        if name in node._attributes:
+            setattr(node, name, -1)
+
+
+def _placed_on_line(node: ast.stmt, line: int) -> ast.stmt:
+    """``node``, given ``line`` and no columns."""
+    node.lineno = node.end_lineno = line
+    node.col_offset = node.end_col_offset = -1
+    return node
 
 
 def _place_over(new: ast.expr, original: ast.expr) -> ast.expr:
@@ -300,8 +312,18 @@ def _arguments(node: FunctionNode | ast.Lambda) -> list[ast.arg]:
     return names
 
 
-def wrap_function(node: FunctionNode, function: FunctionPlan) -> None:
-    """Rewrite ``node``'s body in place to report entry, exit, unwinding and values."""
+def wrap_function(
+    node: FunctionNode, function: FunctionPlan, first_line: int | None = None
+) -> None:
+    """Rewrite ``node``'s body in place to report entry, exit, unwinding and values.
+
+    ``first_line`` is the line of the body's first instruction in the plain
+    compiled function (``first_body_lines``): the beginning takes it, so that a
+    tracer's first ``line`` event is the one it would see without scope.
+    Everything else the wrapper adds has no position, so the compiler gives it
+    the line of the instruction before it: a ``return`` keeps its own line and
+    an exception leaving the body keeps the line that raised.
+    """
     tag = function.tagged_id
     arguments = _arguments(node)
     values = function.level in ("args", "full")
@@ -310,37 +332,30 @@ def wrap_function(node: FunctionNode, function: FunctionPlan) -> None:
     self_name = arguments[0].arg if arguments and function.attributes else None
     rewriter = _BodyRewriter(function, self_name)
     visited = [rewriter.visit(stmt) for stmt in node.body]
-    node.body = [s for v in visited for s in (v if isinstance(v, list) else [v])]
+    body = [s for v in visited for s in (v if isinstance(v, list) else [v])]
 
-    body = list(node.body)
     docstring = body[:1] if _is_docstring(body[0]) else []
     rest = body[len(docstring) :]
-    anchor = rest[0] if rest else body[0]
-    handler = ast.ExceptHandler(
-        type=None,  # a bare except: the same as BaseException, in less bytecode
-        name=None,
-        body=[_call_stmt(UNWIND_NAME, ast.Constant(tag)), ast.Raise(exc=None, cause=None)],
-    )
-    wrapper = ast.Try(
-        body=rest or [ast.Pass()],
-        handlers=[handler],
-        orelse=[],
-        finalbody=[_call_stmt(EXIT_NAME, ast.Constant(tag))],
-    )
     passed: list[ast.expr] = []
     if values:
         passed = [
             ast.Name(REDACTED_NAME if a.arg in function.redacted else a.arg, ast.Load())
             for a in arguments
         ]
-    enter = _call_stmt(ENTER_NAME, ast.Constant(tag), *passed)
-    for new in (enter, handler, wrapper.finalbody[0]):
-        _place(new, anchor)
+    key: ast.expr = (
+        ast.Tuple([ast.Constant(tag), *passed], ast.Load()) if passed else ast.Constant(tag)
+    )
+    begin = ast.Subscript(ast.Name(CALL_NAME, ast.Load()), key, ast.Load())
+    block = ast.With(
+        items=[ast.withitem(context_expr=begin, optional_vars=None)], body=rest or [ast.Pass()]
+    )
+    for new in (block, *ast.walk(begin)):
+        _place_nowhere(new)
     if not rest:
-        _place(wrapper.body[0], anchor)
-    wrapper.lineno = wrapper.end_lineno = anchor.lineno
-    wrapper.col_offset = wrapper.end_col_offset = anchor.col_offset
-    node.body = [*docstring, enter, wrapper]
+        _place_nowhere(block.body[0])
+    # The compiler drops a ``pass``, and gives its line to the instruction after it.
+    lend_line = [_placed_on_line(ast.Pass(), first_line)] if first_line is not None else []
+    node.body = [*docstring, *lend_line, block]
 
 
 def wrap_lambda(node: ast.Lambda, function: FunctionPlan) -> None:
@@ -502,10 +517,40 @@ def annotations_evaluated(tree: ast.Module) -> bool:
     )
 
 
-def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> dict[int, int]:
+def first_body_lines(code: CodeType) -> dict[tuple[int, str], int | None]:
+    """The line of each function's first instruction after its prologue, by
+    ``(co_firstlineno, co_name)``, for every function compiled into ``code``.
+
+    ``None`` where that instruction has no line (the compiler made it up).
+    """
+    lines: dict[tuple[int, str], int | None] = {}
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
+        after_resume = False
+        for instruction in dis.get_instructions(current):
+            if after_resume:
+                lines[current.co_firstlineno, current.co_name] = instruction.positions.lineno  # type: ignore[union-attr]
+                break
+            after_resume = instruction.opname == "RESUME"
+    return lines
+
+
+def _first_line_of(node: FunctionNode) -> int:
+    """Where a function's code object begins: its first decorator, else ``def``."""
+    return node.decorator_list[0].lineno if node.decorator_list else node.lineno
+
+
+def rewrite_tree(
+    tree: ast.Module,
+    plan: ModulePlan,
+    body_lines: dict[tuple[int, str], int | None] | None = None,
+) -> dict[int, int]:
     """Apply ``plan`` to ``tree`` (in place); return each function's first line by plan index.
 
     A scope's lambdas share a plan: theirs is the first line of the first one.
+    ``body_lines`` is ``first_body_lines`` of the tree compiled as it was.
     """
     nodes = function_nodes(tree)
     defs = plan.defs
@@ -518,7 +563,8 @@ def rewrite_tree(tree: ast.Module, plan: ModulePlan) -> dict[int, int]:
     # Innermost first: a function's rewriter never descends into nested defs.
     for node, function in reversed(list(zip(nodes, defs, strict=True))):
         if function.level != "off":
-            wrap_function(node, function)
+            first = body_lines.get((_first_line_of(node), node.name)) if body_lines else None
+            wrap_function(node, function, first)
     lambdas = plan.lambdas
     if lambdas:
         qualnames = {
@@ -536,7 +582,8 @@ def instrument_source(
 ) -> tuple[CodeType, ModulePlan]:
     """Compile ``source`` with ``plan`` applied; also return the plan with first lines."""
     tree = ast.parse(source, filename=path)
-    lines = rewrite_tree(tree, plan)
+    plain = compile(tree, path, "exec", dont_inherit=True)
+    lines = rewrite_tree(tree, plan, first_body_lines(plain))
     code = compile(tree, path, "exec", dont_inherit=True)
     return code, plan.with_lines(lines)
 

@@ -38,6 +38,8 @@ if lib.scope_install_entry_points(_native.__name__.encode()) != 0:  # pragma: no
 capabilities: Any = _native.capabilities
 enter: Any = _native.enter
 exit: Any = _native.exit
+#: the block instrumented bodies run in (``with __scope_call__:``): leaving it ends the call
+call_body: Any = _native.call_body
 leave: Any = _native.leave
 unwind: Any = _native.unwind
 returning: Any = _native.returning

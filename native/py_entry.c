@@ -122,15 +122,15 @@ static void name_thread(scope_thread *t) {
     Py_XDECREF(module_name);
 }
 
-/* enter(tagged_id, *args): a call begins; args are its parameters at args level. */
-static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* A call begins: args are its tagged id, then its parameters at args level. */
+static void enter_call(PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
-    if (!scope_enabled() || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
+    if (!scope_enabled() || !read_tagged(args, nargs, &tagged)) return;
     scope_thread *t = scope_current_thread();
-    if (!t) Py_RETURN_NONE;
+    if (!t) return;
     if (t->suppressed) {
         t->suppressed++;
-        Py_RETURN_NONE;
+        return;
     }
     if (!t->named) name_thread(t);
     uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
@@ -140,6 +140,11 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
         scope_drop_raised_lambdas(t, frame);
         parent = scope_top_of(t);
     }
+    /* A debugger jumped back to the body's first line, which begins with the block:
+     * the call running in this frame goes on.  (Only a lambda that raised, dropped
+     * above, can stay open after its frame is gone, whose memory a new frame reuses.) */
+    if (frame && parent && parent->frame == frame && !(parent->flags & SCOPE_FLAG_EXPRESSION))
+        return;
     scope_frame delegator;
     int delegated = 0;
     uint64_t created_by = 0; /* for a task's coroutine: the coroutine that created it */
@@ -157,7 +162,7 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
     int parent_summed = parent && parent->call_id == parent_id && parent->summed;
     uint64_t parent_stored = parent_summed ? parent->stored_ancestor : parent_id;
     scope_frame *f = scope_push_call(t, tagged & SCOPE_FUNC_MASK, parent_id, depth, frame, flags);
-    if (!f) Py_RETURN_NONE;
+    if (!f) return;
     if (scope_past_budget(f->func_id)) {
         /* Summed, not stored: its sum goes to the nearest stored call around it. */
         f->summed = 1;
@@ -176,6 +181,11 @@ static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t narg
             f = scope_top_of(t); /* a user repr may have grown the stack */
         }
     }
+}
+
+/* enter(tagged_id, *args): a call begins; args are its parameters at args level. */
+static PyObject *py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    enter_call(args, nargs);
     Py_RETURN_NONE;
 }
 
@@ -216,6 +226,14 @@ static void end_call(uint64_t tagged, PyObject *value) {
     scope_finish_call(t, f, 0);
 }
 
+/* The innermost call of this frame ends (it left its `with __scope_call__` block). */
+static void end_call_of_frame(void) {
+    scope_thread *t = scope_tls_thread;
+    scope_frame *top = t ? scope_top_of(t) : NULL;
+    /* Without frames, calls are known by function: the innermost is the one ending. */
+    end_call(scope_current_frame() || !top ? 0 : top->func_id, NULL);
+}
+
 /* exit(tagged_id): the innermost call of this frame ends (from its finally block). */
 static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
@@ -231,33 +249,132 @@ static PyObject *py_leave(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return passed(args, nargs, 1);
 }
 
-/* unwind(tagged_id): the call is ending by an exception (from its except block). */
+/* Records that `exc` is leaving call f, which ends by it. */
+static void record_unwind(scope_thread *t, scope_frame *f, PyObject *exc, uint8_t flags) {
+    f->raised = 1;
+    if (!scope_enabled() || !f->recorded || f->summed || !PyExceptionInstance_Check(exc)) return;
+    /* Every level keeps which exception left the call (its id links the calls it
+     * passed through); its message is a value, kept from args level on. */
+    uint64_t raised_in = scope_link_unwind(t, f, exc);
+    if (flags & SCOPE_FLAG_ARGS) {
+        scope_record_value(t, f, SCOPE_ROLE_RAISE, 0, exc, flags & SCOPE_FLAG_FULL, raised_in);
+    } else {
+        const char *name = Py_TYPE(exc)->tp_name;
+        scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_RAISE, 0, SCOPE_TAG_EXCEPTION_TYPE,
+                         (int64_t)(uintptr_t)exc, (const uint8_t *)name, (uint32_t)strlen(name),
+                         raised_in);
+    }
+}
+
+/* unwind(tagged_id): the call is ending by the exception being handled (for calls
+ * scope makes itself, such as a test's phases). */
 static PyObject *py_unwind(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
     scope_thread *t = active_thread();
     if (!t || t->overflow_depth || !read_tagged(args, nargs, &tagged)) Py_RETURN_NONE;
     scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
-    if (!f) Py_RETURN_NONE;
-    f->raised = 1;
-    uint8_t flags = (uint8_t)(tagged >> SCOPE_FLAG_SHIFT);
-    if (scope_enabled() && f->recorded && !f->summed) {
-        /* Every level keeps which exception left the call (its id links the calls
-         * it passed through); its message is a value, kept from args level on. */
-        PyObject *exc = PyErr_GetHandledException();
-        if (exc && PyExceptionInstance_Check(exc)) {
-            uint64_t raised_in = scope_link_unwind(t, f, exc);
-            if (flags & SCOPE_FLAG_ARGS) {
-                scope_record_value(t, f, SCOPE_ROLE_RAISE, 0, exc, flags & SCOPE_FLAG_FULL, raised_in);
-            } else {
-                const char *name = Py_TYPE(exc)->tp_name;
-                scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_RAISE, 0,
-                                 SCOPE_TAG_EXCEPTION_TYPE, (int64_t)(uintptr_t)exc,
-                                 (const uint8_t *)name, (uint32_t)strlen(name), raised_in);
-            }
-        }
-        Py_XDECREF(exc);
-    }
+    PyObject *exc = f ? PyErr_GetHandledException() : NULL;
+    if (exc) record_unwind(t, f, exc, (uint8_t)(tagged >> SCOPE_FLAG_SHIFT));
+    Py_XDECREF(exc);
     Py_RETURN_NONE;
+}
+
+/* ---- The body of an instrumented function: `with __scope_call__: <body>` ----
+ *
+ * Leaving the block by any path ends the call running in this frame, and an
+ * exception leaving it is recorded first.  A `with` rather than try/finally: its
+ * exceptional exit (RERAISE with the lasti it saved) puts the frame back on the
+ * instruction that raised, so a tracer's 'return' event reports the line that
+ * raised, as without scope.  BEFORE_WITH looks __enter__ and __exit__ up on the
+ * type and binds neither when they are not descriptors: both are plain builtin
+ * functions in the type's dict, so entering and leaving allocate nothing.
+ */
+
+static PyObject *body_enter(PyObject *self, PyObject *const *args, size_t nargsf,
+                            PyObject *kwnames) {
+    Py_RETURN_NONE;
+}
+
+/* __exit__(type, exc, traceback) -> None: never suppresses the exception. */
+static PyObject *body_exit(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames) {
+    PyObject *exc = PyVectorcall_NARGS(nargsf) == 3 ? args[1] : Py_None;
+    scope_thread *t = scope_tls_thread;
+    if (exc != Py_None && t && !t->suppressed && !t->overflow_depth) {
+        const void *frame = scope_current_frame();
+        scope_frame *top = scope_top_of(t);
+        scope_frame *f = scope_running_call(t, frame, frame || !top ? 0 : top->func_id);
+        if (f) record_unwind(t, f, exc, f->flags);
+        PyErr_Clear(); /* a value's repr may have failed; the program's exception stands */
+    }
+    end_call_of_frame();
+    Py_RETURN_NONE;
+}
+
+/* __enter__ and __exit__: callables with their own vectorcall, unlike builtin
+ * functions, which count a level of recursion: a recorded function must reach
+ * the same depth as without scope. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+} body_hook;
+
+static PyMemberDef body_hook_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(body_hook, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+static PyType_Slot body_hook_slots[] = {
+    {Py_tp_doc, "__enter__ or __exit__ of scope's CallBody."},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, body_hook_members},
+    {0, NULL},
+};
+static PyType_Spec body_hook_spec = {"scope.native.CallBodyHook", sizeof(body_hook), 0,
+                                     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+                                     body_hook_slots};
+
+static PyObject *new_body_hook(PyObject *type, vectorcallfunc call) {
+    body_hook *hook = (body_hook *)PyType_GenericAlloc((PyTypeObject *)type, 0);
+    if (hook) hook->vectorcall = call;
+    return (PyObject *)hook;
+}
+
+/* call_body[tagged_id] or call_body[tagged_id, *args] -> call_body: the call begins
+ * (as enter() would), and the block it runs in is entered next. */
+static PyObject *body_begin(PyObject *self, PyObject *key) {
+    if (PyTuple_CheckExact(key))
+        enter_call(&PyTuple_GET_ITEM(key, 0), PyTuple_GET_SIZE(key));
+    else
+        enter_call(&key, 1);
+    return Py_NewRef(self);
+}
+
+static PyType_Slot body_slots[] = {
+    {Py_tp_doc, "The block an instrumented function's body runs in: leaving it ends the call."},
+    {Py_mp_subscript, body_begin},
+    {0, NULL},
+};
+static PyType_Spec body_spec = {"scope.native.CallBody", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT,
+                                body_slots};
+
+/* The one CallBody object, added to the module as `call_body`; -1 on failure. */
+static int add_call_body(PyObject *module) {
+    PyObject *type = PyType_FromSpec(&body_spec);
+    PyObject *hook_type = type ? PyType_FromSpec(&body_hook_spec) : NULL;
+    PyObject *enter = hook_type ? new_body_hook(hook_type, body_enter) : NULL;
+    PyObject *exit = enter ? new_body_hook(hook_type, body_exit) : NULL;
+    int rc = exit && PyObject_SetAttrString(type, "__enter__", enter) == 0 &&
+                     PyObject_SetAttrString(type, "__exit__", exit) == 0
+                 ? 0
+                 : -1;
+    PyObject *body = rc == 0 ? PyType_GenericAlloc((PyTypeObject *)type, 0) : NULL;
+    if (!body || PyModule_AddObjectRef(module, "call_body", body) != 0) rc = -1;
+    Py_XDECREF(body);
+    Py_XDECREF(exit);
+    Py_XDECREF(enter);
+    Py_XDECREF(hook_type);
+    Py_XDECREF(type);
+    return rc;
 }
 
 /* returning(tagged_id, value) -> value: the call returns value (args level). */
@@ -462,6 +579,7 @@ int scope_install_entry_points(const char *module_name) {
         rc = 0;
         for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof *tables; i++)
             rc = PyModule_AddFunctions(module, tables[i]);
+        if (rc == 0) rc = add_call_body(module);
         Py_DECREF(module);
     }
     if (rc != 0) PyErr_Clear();

@@ -30,6 +30,7 @@ def test_call_overhead_prints_every_row():
     for row in (
         "plain call",
         "scope, calls level",
+        "scope body in try/finally (before)",
         "scope entry points bound by cffi",
         "scope, args level, 2 args",
         "cProfile",
