@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from importlib.machinery import PathFinder, SourceFileLoader
 
 from scope.instrument.hook import Instrumenter
-from scope.instrument.plan import FunctionPlan, PlanSettings
+from scope.instrument.plan import FunctionPlan, ModulePlan, PlanSettings
 from scope.instrument.select import ModuleSelector, default_roots
+from scope.instrument.unmatched import describe, unmatched_patterns
 
 from scope.errors import ProgramError
 
@@ -37,6 +38,8 @@ class ModuleReport:
     functions: tuple[FunctionPlan, ...] = ()
     #: why the module would be loaded as is although it is the user's (it does not parse)
     error: str | None = None
+    #: the module or path pattern that decided, if one did
+    pattern: str | None = None
 
 
 def module_name(path: str) -> str:
@@ -107,19 +110,42 @@ def explain(
     reports = []
     for module, path, script in targets_to_modules(targets):
         selector = ModuleSelector(
-            default_roots(project_root, script), include=settings.include, exclude=settings.exclude
+            default_roots(project_root, script),
+            include=settings.include,
+            exclude=settings.exclude,
+            only=settings.only,
         )
         decision = selector.decide(module, path)
         if not decision.instrument:
-            reports.append(ModuleReport(module, path, False, decision.reason))
+            reports.append(
+                ModuleReport(module, path, False, decision.reason, pattern=decision.pattern)
+            )
             continue
         try:
             with open(path, "rb") as f:
                 source = f.read()
-            plan = instrument_source(source, path, instrumenter.plan(module, path, source))[1]
+            limited = settings.limited_to(decision.functions)
+            plan = instrument_source(
+                source, path, instrumenter.plan(module, path, source, limited)
+            )[1]
         except Exception as exc:  # what the hook would do: load it as is
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            reports.append(ModuleReport(module, path, True, decision.reason, error=error))
+            reports.append(
+                ModuleReport(
+                    module, path, True, decision.reason, error=error, pattern=decision.pattern
+                )
+            )
             continue
-        reports.append(ModuleReport(module, path, True, decision.reason, plan.functions))
+        reports.append(
+            ModuleReport(
+                module, path, True, decision.reason, plan.functions, pattern=decision.pattern
+            )
+        )
     return reports
+
+
+def unmatched_in(reports: Sequence[ModuleReport], settings: PlanSettings) -> list[str]:
+    """A line for each pattern that named none of the modules explained, nor their functions."""
+    decided_by = {r.pattern for r in reports if r.pattern is not None}
+    plans = [ModulePlan(r.module, r.path, r.functions) for r in reports if r.functions]
+    return describe(unmatched_patterns(settings, decided_by, plans), "in the modules explained")

@@ -87,8 +87,10 @@ class Instrumenter:
         self.on_plan = on_plan
         self.on_failure = on_failure
 
-    def plan(self, module: str, path: str, source: bytes | str) -> ModulePlan:
-        """The plan for ``source``.
+    def plan(
+        self, module: str, path: str, source: bytes | str, settings: PlanSettings | None = None
+    ) -> ModulePlan:
+        """The plan for ``source`` (with ``settings``, else the instrumenter's).
 
         Raises what ``analyze_source`` raises: Python's own error for source Python
         refuses, ``TooComplex`` for source beyond scope's budget, libcst's parser
@@ -96,10 +98,18 @@ class Instrumenter:
         """
         from scope.instrument.analyze import analyze_source  # libcst: only on a cache miss
 
-        return make_plan(module, path, analyze_source(source), self.settings)
+        return make_plan(module, path, analyze_source(source), settings or self.settings)
 
-    def compile(self, module: str, path: str, read_source: Callable[[], bytes]) -> CodeType | None:
+    def compile(
+        self,
+        module: str,
+        path: str,
+        read_source: Callable[[], bytes],
+        functions: Sequence[str] = (),
+    ) -> CodeType | None:
         """Instrumented code for the module at ``path``, or ``None`` if scope could not.
+
+        ``functions``: the only functions to record, by pattern (see ``Decision``).
 
         The plan and code come from ``scope.instrument.cache`` when a valid entry
         exists (``read_source`` is then called only if the file's size or time
@@ -110,13 +120,16 @@ class Instrumenter:
         (``TooComplex``) among them, goes to ``on_failure`` and the module is
         loaded as is.
         """
+        settings = self.settings.limited_to(functions)
         with native.scope_work():  # its file reads and imports are not the program's
-            return self._compile(module, path, read_source)
+            return self._compile(module, path, read_source, settings)
 
-    def _compile(self, module: str, path: str, read_source: Callable[[], bytes]) -> CodeType | None:
-        key = cache.entry_key(module, path, self.settings)
+    def _compile(
+        self, module: str, path: str, read_source: Callable[[], bytes], settings: PlanSettings
+    ) -> CodeType | None:
+        key = cache.entry_key(module, path, settings)
         facts = cache.SourceFacts.of(path)
-        cached = cache.load(path, self.settings, key, facts, read_source)
+        cached = cache.load(path, settings, key, facts, read_source)
         plan: PackedPlan
         if cached is not None:
             plan, code = cached
@@ -124,7 +137,8 @@ class Instrumenter:
             source = read_source()
             try:
                 if may_define_functions(source):
-                    code, made = instrument_source(source, path, self.plan(module, path, source))
+                    plan_made = self.plan(module, path, source, settings)
+                    code, made = instrument_source(source, path, plan_made)
                 else:  # nothing to instrument: Python's own code, and no libcst to import
                     code = compile(source, path, "exec", dont_inherit=True)
                     made = ModulePlan(module, path, ())
@@ -134,7 +148,7 @@ class Instrumenter:
                 if self.on_failure is not None and compiles(source, path):
                     self.on_failure(module, path, exc)
                 return None
-            cache.store(path, self.settings, key, (facts, source), made, code)
+            cache.store(path, settings, key, (facts, source), made, code)
             plan = made
         _loaded[module, path] = plan
         if self.on_plan is not None:
@@ -210,10 +224,13 @@ class ScopeFinder:
         spec = PathFinder.find_spec(fullname, path, target)
         if spec is None or type(spec.loader) is not SourceFileLoader or not spec.origin:
             return None
-        if not self.selector.decide(fullname, spec.origin).instrument:
+        decision = self.selector.decide(fullname, spec.origin)
+        if not decision.instrument:
             return None
         loader = spec.loader
-        code = self.instrumenter.compile(fullname, spec.origin, loader_source(loader))
+        code = self.instrumenter.compile(
+            fullname, spec.origin, loader_source(loader), decision.functions
+        )
         if code is not None:
             instrumented = InstrumentedCode(code, loader, self.instrumenter)
             loader.get_code = instrumented  # type: ignore[method-assign]
@@ -268,8 +285,9 @@ class RunPathHook:
         name = os.fsdecode(fname)
         path = os.path.abspath(name)
         module = run_name or "<run_path>"
-        if path.endswith(".py") and self.selector.decide(module, path).instrument:
-            code = self.instrumenter.compile(module, name, file_reader(path))
+        decision = self.selector.decide(module, path) if path.endswith(".py") else None
+        if decision is not None and decision.instrument:
+            code = self.instrumenter.compile(module, name, file_reader(path), decision.functions)
             if code is not None:
                 return (code, fname) if PYBEHAVIOR.runpy_code_with_name else code
         return self._patch.original(*args)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import marshal
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -221,6 +222,18 @@ def pattern_matches(pattern: str, module: str, qualname: str | None = None) -> b
     return qualname is None or not function_part or _name_matches(function_part, qualname)
 
 
+#: the names a script runs under: python's main module, multiprocessing's children's
+MAIN_NAMES = ("__main__", "__mp_main__")
+
+
+def script_names(module: str, path: str) -> tuple[str, ...]:
+    """The other name patterns know module ``module`` at ``path`` by: a script running
+    as ``__main__`` is also the module its file would be if imported (its stem)."""
+    if module in MAIN_NAMES and path.endswith(".py"):
+        return (os.path.splitext(os.path.basename(path))[0],)
+    return ()
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """The configuration that decides each function's level (and so a module's plan)."""
@@ -229,11 +242,17 @@ class PlanSettings:
     level: str = "calls"
     #: (pattern, level) pairs in order; the last pattern that matches a function decides
     levels: tuple[tuple[str, str], ...] = ()
-    #: the include and exclude patterns; only ``module:qualname`` ones matter here
+    #: the include, exclude and only patterns (``scope.instrument.select`` reads
+    #: them for modules); ``module:qualname`` ones in exclude turn functions off,
+    #: and in ``only`` leave every other function of their modules off
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     #: extra patterns for names whose values are never recorded (``scope.redaction``)
     redact: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    #: ``module:qualname`` patterns naming the only functions recorded in a module
+    #: that is recorded for them alone (an include pattern that names functions)
+    limit: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for level in (self.level, *(level for _, level in self.levels)):
@@ -244,27 +263,36 @@ class PlanSettings:
         """A short hash of every setting (part of the cache's file names and keys)."""
         return _settings_digest(self)
 
-    def decide(self, module: str, qualname: str) -> tuple[str, str]:
-        """The level of function ``qualname`` of ``module``, and why."""
+    def limited_to(self, patterns: Sequence[str]) -> PlanSettings:
+        """These settings, recording only the functions ``patterns`` name."""
+        return replace(self, limit=tuple(patterns)) if patterns else self
+
+    def decide(self, module: str, qualname: str, aliases: Sequence[str] = ()) -> tuple[str, str]:
+        """The level of function ``qualname`` of ``module`` (also known as ``aliases``),
+        and why."""
+        names = (module, *aliases)
+
+        def named_by(pattern: str, qualname: str | None = qualname) -> bool:
+            return any(pattern_matches(pattern, name, qualname) for name in names)
+
         level, reason = self.level, "default level"
         for pattern, pattern_level in self.levels:
-            if pattern_matches(pattern, module, qualname):
+            if named_by(pattern):
                 level, reason = pattern_level, f"level {pattern_level} by {pattern!r}"
         for pattern in self.exclude:
-            if is_function_pattern(pattern) and pattern_matches(pattern, module, qualname):
+            if is_function_pattern(pattern) and named_by(pattern):
                 return "off", f"excluded by {pattern!r}"
-        includes = [
-            p for p in self.include if is_function_pattern(p) and pattern_matches(p, module)
-        ]
-        if includes and not any(pattern_matches(p, module, qualname) for p in includes):
-            return "off", "not matched by any include pattern"
+        for patterns, source in ((self.only, "only"), (self.limit, "include")):
+            mine = [p for p in patterns if is_function_pattern(p) and named_by(p, None)]
+            if mine and not any(named_by(p) for p in mine):
+                return "off", f"not named by any {source} pattern ({', '.join(mine)})"
         return level, reason
 
 
 @functools.cache
 def _settings_digest(settings: PlanSettings) -> str:
     text = repr((settings.level, settings.levels, settings.include, settings.exclude))
-    text += repr(settings.redact)
+    text += repr((settings.redact, settings.only, settings.limit))
     return blake2b(text.encode(), digest_size=6).hexdigest()
 
 
@@ -275,12 +303,13 @@ def make_plan(
     settings: PlanSettings,
 ) -> ModulePlan:
     """Decide each function's id and level from its description and the settings."""
+    aliases = script_names(module, path)
     seen: Counter[str] = Counter()
     plans = []
     for index, info in enumerate(functions):
         occurrence = seen[info.qualname]
         seen[info.qualname] += 1
-        function_level, reason = settings.decide(module, info.qualname)
+        function_level, reason = settings.decide(module, info.qualname, aliases)
         if function_level not in ("off", "calls") and info.scope_sensitive:
             # Summaries never call these, but a value's repr (if asked for) might.
             function_level, reason = "calls", f"{info.name} may run while scope records a value"

@@ -3,12 +3,16 @@
 By default a module is the user's when its source file lies under one of the
 roots (the project root and the script's folder) and not in the standard
 library, a site-packages folder, a virtual environment or scope itself.
-``include`` and ``exclude`` patterns refine that: a pattern with a ``/`` or
-ending in ``.py`` matches file paths, any other matches dotted module names
-(both with ``fnmatch`` wildcards; a module pattern also matches submodules),
-and a ``module:function`` pattern names functions: in ``include`` it includes
-its module, in ``exclude`` it is left to the plan, which turns those functions
-off.  Exclusion wins over inclusion; scope itself is never instrumented.
+Patterns change that: ``include`` adds modules to those, ``only`` replaces
+them (``include`` still adds to what ``only`` selects), and ``exclude`` takes
+modules away, whatever else names them.  A pattern with a ``/`` or ending in
+``.py`` matches file paths, any other matches dotted module names (both with
+``fnmatch`` wildcards; a module pattern also matches submodules), and a
+``module:function`` pattern names functions: in ``include`` it adds those
+functions of a module otherwise left alone; in ``only`` it selects its module,
+and the plan leaves every function it does not name off; in ``exclude`` the
+plan turns those functions off.  A script running as ``__main__`` is matched
+under its file's stem too.  Scope itself is never instrumented.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scope.instrument.plan import is_function_pattern, pattern_matches
+from scope.instrument.plan import is_function_pattern, pattern_matches, script_names
 
 _SCOPE_PACKAGES = ("scope", "instrument", "capture", "native", "storage", "query")
 _THIRD_PARTY_PARTS = frozenset({"site-packages", "dist-packages"})
@@ -32,6 +36,11 @@ class Decision:
 
     instrument: bool
     reason: str
+    #: ``module:function`` patterns naming the only functions to record (an include
+    #: pattern adding functions of a module that is not otherwise recorded)
+    functions: tuple[str, ...] = ()
+    #: the module or path pattern that decided, if one did
+    pattern: str | None = None
 
 
 def _real(path: str) -> str:
@@ -75,12 +84,13 @@ def _in_virtualenv(folder: str) -> bool:
 
 
 def _matches(
-    patterns: Sequence[str], module: str, path: str, functions: bool = False
+    patterns: Sequence[str], names: Sequence[str], path: str, functions: bool = False
 ) -> str | None:
-    """The first pattern that names the module; ``module:function`` ones only if ``functions``."""
+    """The first pattern that names the module (known as any of ``names``) or its file;
+    ``module:function`` ones only if ``functions``."""
     for pattern in patterns:
         if is_function_pattern(pattern):
-            if functions and pattern_matches(pattern, module):
+            if functions and any(pattern_matches(pattern, name) for name in names):
                 return pattern
         elif "/" not in pattern and pattern.endswith(".py"):
             # A file name: ``*`` must not reach into the folders above it.
@@ -92,7 +102,10 @@ def _matches(
                 return pattern
             if _is_under(path, absolute):
                 return pattern
-        elif fnmatch.fnmatchcase(module, pattern) or fnmatch.fnmatchcase(module, f"{pattern}.*"):
+        elif any(
+            fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, f"{pattern}.*")
+            for name in names
+        ):
             return pattern
     return None
 
@@ -105,38 +118,65 @@ class ModuleSelector:
         roots: Iterable[str],
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        only: Sequence[str] = (),
     ) -> None:
         self.roots = tuple(dict.fromkeys(_real(r) for r in roots))
         self.include = tuple(include)
         self.exclude = tuple(exclude)
+        self.only = tuple(only)
         self._system = _system_dirs()
         self._scope = _scope_dirs()
         #: without patterns a decision depends on the folder alone: one per folder
-        self._by_folder: dict[str, Decision] | None = None if self.include or self.exclude else {}
+        patterns = self.include or self.exclude or self.only
+        self._by_folder: dict[str, Decision] | None = None if patterns else {}
+        #: the module and path patterns that have decided about a module so far
+        self.decided_by: set[str] = set()
 
     def decide(self, module: str, path: str) -> Decision:
         """Decide for the module ``module`` whose source file is ``path``."""
         if self._by_folder is None:
-            return self._decide(module, path)
+            decision = self._decide(module, path)
+            if decision.pattern is not None:
+                self.decided_by.add(decision.pattern)
+            return decision
         folder = os.path.dirname(path)
-        decision = self._by_folder.get(folder)
-        if decision is None:
-            decision = self._by_folder[folder] = self._decide(module, path)
-        return decision
+        known = self._by_folder.get(folder)
+        if known is None:
+            known = self._by_folder[folder] = self._decide(module, path)
+        return known
 
     def _decide(self, module: str, path: str) -> Decision:
         real = _real(path)
+        names = (module, *script_names(module, path))
         if any(_is_under(real, d) for d in self._scope):
             return Decision(False, "scope itself")
-        matched = _matches(self.exclude, module, real)
-        if matched:
-            return Decision(False, f"excluded by {matched!r}")
         # An exclude pattern that names functions turns those off, not the module.
-        matched = _matches(self.include, module, real, functions=True)
+        matched = _matches(self.exclude, names, real)
         if matched:
-            return Decision(True, f"included by {matched!r}")
-        if self.include:
-            return Decision(False, "not matched by any include pattern")
+            return Decision(False, f"excluded by {matched!r}", pattern=matched)
+        if self.only:
+            matched = _matches(self.only, names, real, functions=True)
+            if matched:
+                return Decision(True, f"selected by only {matched!r}", pattern=matched)
+            left = Decision(False, "not matched by any only pattern")
+        else:
+            left = self._decide_by_place(real)
+            if left.instrument:
+                return left
+        matched = _matches(self.include, names, real)
+        if matched:
+            return Decision(True, f"included by {matched!r}", pattern=matched)
+        naming = [
+            p
+            for p in self.include
+            if is_function_pattern(p) and any(pattern_matches(p, name) for name in names)
+        ]
+        if naming:
+            return Decision(True, f"included by {naming[0]!r}", tuple(naming))
+        return left
+
+    def _decide_by_place(self, real: str) -> Decision:
+        """The default: whether the file lies among the user's code."""
         if _THIRD_PARTY_PARTS & set(real.split(os.sep)):
             return Decision(False, "third-party (site-packages)")
         if any(_is_under(real, d) for d in self._system):

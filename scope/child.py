@@ -22,7 +22,7 @@ from scope.instrument.hook import file_reader
 from scope.session import Recorder, current_recorder
 
 #: Config fields that hold tuples (JSON brings them back as lists)
-_TUPLES = ("include", "exclude", "redact", "audit")
+_TUPLES = ("include", "exclude", "only", "redact", "audit")
 
 
 def start() -> None:
@@ -80,14 +80,15 @@ def _take_over_main(recorder: Recorder) -> None:
         read = value.encode
     else:
         filename = value if os.path.isabs(value) else os.path.join(os.getcwd(), value)
-        if not recorder.decides_user_code("__main__", filename):
-            return
         read = file_reader(filename)
+    decision = recorder.decision_for("__main__", filename)
+    if not decision.instrument:
+        return
 
     def compile_main(code: object) -> object:
         if current_recorder() is not recorder:
             return None
-        return instrumenter.compile("__main__", filename, read)
+        return instrumenter.compile("__main__", filename, read, decision.functions)
 
     native.take_over_main(filename, compile_main)
 

@@ -133,7 +133,15 @@ include_option = click.option(
     "--include",
     multiple=True,
     metavar="PATTERN",
-    help="Also instrument these modules or paths (module:function: only those functions).",
+    help="Record these modules or paths too, besides your own code (module:function: "
+    "those functions of a module otherwise left alone).",
+)
+only_option = click.option(
+    "--only",
+    multiple=True,
+    metavar="PATTERN",
+    help="Record only these modules, paths or module:function patterns, instead of your "
+    "whole project (--include still adds to them).",
 )
 exclude_option = click.option(
     "--exclude",
@@ -147,6 +155,7 @@ exclude_option = click.option(
 @db_option
 @level_option
 @include_option
+@only_option
 @exclude_option
 @click.option(
     "--max-calls-per-function",
@@ -168,6 +177,7 @@ def run(
     db: str | None,
     levels: tuple[str | None, tuple[tuple[str, str], ...]],
     include: tuple[str, ...],
+    only: tuple[str, ...],
     exclude: tuple[str, ...],
     max_calls_per_function: int | None,
     no_wait: bool,
@@ -195,6 +205,7 @@ def run(
         level=levels[0],
         levels=levels[1],
         include=include,
+        only=only,
         exclude=exclude,
         max_calls_per_function=max_calls_per_function,
         wait=False if no_wait else None,
@@ -209,12 +220,14 @@ def run(
 @click.argument("targets", nargs=-1, required=True, metavar="PATH_OR_MODULE...")
 @level_option
 @include_option
+@only_option
 @exclude_option
 @json_option
 def plan(
     targets: tuple[str, ...],
     levels: tuple[str | None, tuple[tuple[str, str], ...]],
     include: tuple[str, ...],
+    only: tuple[str, ...],
     exclude: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -230,12 +243,16 @@ def plan(
       scope plan app.py --level 'app:parse*=args'
       scope plan json            # the standard library: not instrumented
     """
-    from scope.instrument.explain import explain
+    from scope.instrument.explain import explain, unmatched_in
     from scope.query import render
 
-    config = _config(level=levels[0], levels=levels[1], include=include, exclude=exclude)
-    reports = explain(targets, config.project_root, config.plan_settings())
+    config = _config(level=levels[0], levels=levels[1], include=include, only=only, exclude=exclude)
+    settings = config.plan_settings()
+    reports = explain(targets, config.project_root, settings)
     _show(reports, as_json, render.plan_report)
+    if not as_json:
+        for line in unmatched_in(reports, settings):
+            click.echo(f"note: {line}")
 
 
 @cli.command()

@@ -50,9 +50,11 @@ class Config:
     project_root: str
     #: the recording file
     db: str
-    #: modules, paths or ``module:function`` patterns to instrument, or never to
+    #: modules, paths or ``module:function`` patterns to instrument too, or never to
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: patterns that replace the default choice of the user's code (include adds to them)
+    only: tuple[str, ...] = ()
     #: the capture level of every function no ``levels`` pattern names
     level: str = "calls"
     #: (pattern, level) pairs, in order: the last pattern that matches a function wins
@@ -98,7 +100,9 @@ class Config:
 
     def plan_settings(self) -> PlanSettings:
         """The settings that decide each function's capture level."""
-        return PlanSettings(self.level, self.levels, self.include, self.exclude, self.redact)
+        return PlanSettings(
+            self.level, self.levels, self.include, self.exclude, self.redact, only=self.only
+        )
 
 
 def _as_str(key: str, value: Any, where: str) -> str:
@@ -258,6 +262,7 @@ def _as_levels(key: str, value: Any, where: str) -> tuple[tuple[str, str], ...]:
 VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "db": _as_str,
     "include": _as_patterns,
+    "only": _as_patterns,
     "exclude": _as_patterns,
     "level": _as_choice(LEVELS),
     "levels": _as_levels,

@@ -26,10 +26,11 @@ _VALUE_OPTIONS = {
     "--db": "db",
     "--level": "level",
     "--include": "include",
+    "--only": "only",
     "--exclude": "exclude",
     "--max-calls-per-function": "max_calls_per_function",
 }
-_REPEATABLE = frozenset({"level", "include", "exclude"})
+_REPEATABLE = frozenset({"level", "include", "only", "exclude"})
 #: ``run``'s flags, and the setting each gives
 _FLAG_OPTIONS = {"--no-wait": ("wait", False)}
 
@@ -97,6 +98,7 @@ def read_run(words: Sequence[str]) -> RunRequest | None:
     except ValueError:
         return None
     options["include"] = tuple(values.get("include", []))
+    options["only"] = tuple(values.get("only", []))
     options["exclude"] = tuple(values.get("exclude", []))
     return RunRequest(kind, words[i], list(words[i + 1 :]), options)
 

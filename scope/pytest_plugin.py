@@ -65,6 +65,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--assert=plain).",
     )
     group.addoption(
+        "--scope-only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="Instrument only these modules, paths or module:function patterns "
+        "(--scope-include adds to them).",
+    )
+    group.addoption(
         "--scope-exclude",
         action="append",
         default=[],
@@ -130,6 +138,7 @@ def _config(early_config: pytest.Config, options: Any) -> Config:
     try:
         level, levels = split_levels(options.scope_level)
         include = tuple(options.scope_include)
+        only = tuple(options.scope_only)
         exclude = tuple(options.scope_exclude)
         config = load_config(
             overrides={
@@ -137,13 +146,14 @@ def _config(early_config: pytest.Config, options: Any) -> Config:
                 "level": level,
                 "levels": levels,
                 "include": include,
+                "only": only,
                 "exclude": exclude,
                 "keep": options.scope_keep,
             }
         )
     except (ConfigError, ValueError) as exc:
         raise pytest.UsageError(f"scope: {exc}") from None
-    if config.include:
+    if config.include or config.only:
         return config
     from dataclasses import replace
 

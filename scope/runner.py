@@ -231,19 +231,12 @@ def _compile_main(recorder: Recorder, filename: str, source: str | bytes) -> typ
     raw = source.encode() if isinstance(source, str) else source
     instrumenter = recorder.instrumenter
     code = None
-    if instrumenter is not None and recorder.decides_user_code(_main_name(filename), filename):
-        code = instrumenter.compile("__main__", filename, lambda: raw)
+    decision = recorder.decision_for("__main__", filename)
+    if instrumenter is not None and decision.instrument:
+        code = instrumenter.compile("__main__", filename, lambda: raw, decision.functions)
     if code is None:
         code = compile(source, filename, "exec", dont_inherit=True)
     return code
-
-
-def _main_name(filename: str) -> str:
-    """The name include and exclude patterns know a main script by: its file's stem,
-    the module it would be if imported (``-c`` code is ``__main__``)."""
-    if filename == "<string>":
-        return "__main__"
-    return os.path.splitext(os.path.basename(filename))[0]
 
 
 def _run_module(program: Program) -> None:

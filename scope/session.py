@@ -39,7 +39,7 @@ from scope.instrument.hook import (
     uninstall,
 )
 from scope.instrument.plan import PackedPlan
-from scope.instrument.select import ModuleSelector, default_roots
+from scope.instrument.select import Decision, ModuleSelector, default_roots
 from scope.native import live
 from scope.redaction import native_patterns
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
@@ -116,6 +116,8 @@ class Recorder:
         self.report: RecorderReport | None = None
         self._pid = os.getpid()
         self._problems: list[str] = []
+        #: problems stored with the run but not printed on the program's stderr
+        self._quiet: set[str] = set()
         #: for the event table
         self._events: list[Event] = []
         self._ended_by = "exit"
@@ -201,7 +203,9 @@ class Recorder:
             if self.child is not None
             else default_roots(self.config.project_root, self.script)
         )
-        selector = ModuleSelector(roots, include=self.config.include, exclude=self.config.exclude)
+        selector = ModuleSelector(
+            roots, include=self.config.include, exclude=self.config.exclude, only=self.config.only
+        )
         self.instrumenter = Instrumenter(
             self.config.plan_settings(),
             on_plan=self.add_functions,
@@ -410,9 +414,11 @@ class Recorder:
             self._ended_by = "exec"
         self.stop()
 
-    def decides_user_code(self, module: str, path: str) -> bool:
-        """Whether this recording instruments the module ``module`` at ``path``."""
-        return self._finder is not None and self._finder.selector.decide(module, path).instrument
+    def decision_for(self, module: str, path: str) -> Decision:
+        """Whether this recording instruments the module ``module`` at ``path``, and how."""
+        if self._finder is None:
+            return Decision(False, "not recording")
+        return self._finder.selector.decide(module, path)
 
     def child_settings(self) -> ChildSettings | None:
         """What a child process of this recording records with."""
@@ -448,6 +454,7 @@ class Recorder:
         settings = self.child_settings()
         if self._finder is not None:
             uninstall(self._finder)
+            self._note_unmatched_patterns(self._finder.selector)
         self._unwatch()
         self._propagation = None  # the environment and hook folder are the parent's
         if settings is not None:
@@ -479,6 +486,7 @@ class Recorder:
         forks.uninstall()
         if self._finder is not None:
             uninstall(self._finder)
+            self._note_unmatched_patterns(self._finder.selector)
         self._unwatch()
         if self._propagation is not None:
             self._propagation.uninstall()
@@ -497,10 +505,27 @@ class Recorder:
         # Only now: a SIGTERM during the store waits for it (stop() blocks), then kills.
         native.no_flush_on_sigterm()
         self._release()
-        if self._problems and self.child is None:  # a child's go to the run, not its stderr
-            sys.stderr.write(f"scope: warning: {'; '.join(self._problems)}\n")
+        loud = [problem for problem in self._problems if problem not in self._quiet]
+        if loud and self.child is None:  # a child's go to the run, not its stderr
+            sys.stderr.write(f"scope: warning: {'; '.join(loud)}\n")
             sys.stderr.flush()
         return self.report
+
+    def _note_unmatched_patterns(self, selector: ModuleSelector) -> None:
+        """Name in the run (not on stderr) each pattern that named nothing loaded.
+
+        A child process would name again what its parent does: only the program's
+        own process names them."""
+        if self.child is not None:
+            return
+        from scope.instrument.plan import unpack_plan
+        from scope.instrument.unmatched import describe, unmatched_patterns
+
+        plans = [unpack_plan(plan) for plan in loaded_plans()]
+        unmatched = unmatched_patterns(self.config.plan_settings(), selector.decided_by, plans)
+        for line in describe(unmatched, "that this run loaded"):
+            self._problems.append(line)
+            self._quiet.add(line)
 
     def _unwatch(self) -> None:
         for watch in reversed(self._watches):

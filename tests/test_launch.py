@@ -18,9 +18,9 @@ from scope.launch import read_run
 
 WORDS = [
     "--db", "x.duckdb", "--db=y.duckdb", "--level", "args", "--level=full", "app:f=off",
-    "--level", "loud", "--include", "pkg", "--exclude=pkg.tests", "--max-calls-per-function",
-    "10", "-1", "-m", "-c", "--", "app.py", "print(1)", "--help", "-h", "--verbose", "-",
-    "--dbx", "--le", "arg",
+    "--level", "loud", "--include", "pkg", "--only=app", "--exclude=pkg.tests",
+    "--max-calls-per-function", "10", "-1", "-m", "-c", "--", "app.py", "print(1)", "--help",
+    "-h", "--verbose", "-", "--dbx", "--le", "arg",
 ]  # fmt: skip
 
 
@@ -36,7 +36,8 @@ def clicks_reading(words: list[str]) -> dict[str, object] | None:
     default, patterns = params["levels"]
     kind = "module" if params["as_module"] else "code" if params["as_code"] else "script"
     options = {"level": default, "levels": patterns}
-    options["include"], options["exclude"] = params["include"], params["exclude"]
+    for key in ("include", "only", "exclude"):
+        options[key] = params[key]
     for key in ("db", "max_calls_per_function"):
         if params[key] is not None:
             options[key] = params[key]
@@ -58,6 +59,7 @@ def ours(words: list[str]) -> dict[str, object] | None:
         ["--db", "x.duckdb", "--level", "args", "--level", "app:f=off", "app.py", "a"],
         ["--db=x", "--db", "y", "-m", "pkg.tool", "--help"],
         ["--include", "a", "--include=b", "--exclude", "c", "-c", "print(1)", "-c"],
+        ["--only", "a", "--only=b:f", "--include", "c", "app.py"],
         ["--max-calls-per-function", "10", "--", "-weird-name.py"],
         ["-", "x"],
     ],

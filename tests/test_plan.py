@@ -48,8 +48,10 @@ def _pythons_own_qualname() -> str:
 PARSE_LAMBDA = _pythons_own_qualname()
 
 
-def levels(settings: PlanSettings, module: str = "app.api") -> dict[str, tuple[str, str]]:
-    plan = make_plan(module, "app/api.py", analyze_source(SOURCE), settings)
+def levels(
+    settings: PlanSettings, module: str = "app.api", path: str = "app/api.py"
+) -> dict[str, tuple[str, str]]:
+    plan = make_plan(module, path, analyze_source(SOURCE), settings)
     return {f.qualname: (f.level, f.reason) for f in plan.functions}
 
 
@@ -89,13 +91,28 @@ def test_the_last_matching_level_pattern_wins():
     assert levels(settings, module="other")["Model.save"] == ("calls", "default level")
 
 
-def test_function_include_and_exclude_patterns_turn_functions_off():
-    found = levels(PlanSettings(include=("app.api:handle", "app.api:parse"), exclude=("*:_*",)))
+def test_function_only_and_exclude_patterns_turn_functions_off():
+    found = levels(PlanSettings(only=("app.api:handle", "app.api:parse"), exclude=("*:_*",)))
     assert found["handle"][0] == found["parse"][0] == found[PARSE_LAMBDA][0] == "calls"
-    assert found["Model.save"] == ("off", "not matched by any include pattern")
+    assert found["Model.save"] == (
+        "off",
+        "not named by any only pattern (app.api:handle, app.api:parse)",
+    )
     assert found["_private"] == ("off", "excluded by '*:_*'")
-    # Include patterns of another module do not narrow this one.
-    assert levels(PlanSettings(include=("other:handle",)))["Model.save"][0] == "calls"
+    # Patterns of another module do not narrow this one.
+    assert levels(PlanSettings(only=("other:handle",)))["Model.save"][0] == "calls"
+    # Include adds: its function patterns narrow only a module recorded for them alone.
+    assert levels(PlanSettings(include=("app.api:handle",)))["Model.save"][0] == "calls"
+    limited = PlanSettings(include=("app.api:handle",)).limited_to(["app.api:handle"])
+    assert levels(limited)["Model.save"][0] == "off"
+    assert limited.digest() != PlanSettings(include=("app.api:handle",)).digest()
+
+
+def test_patterns_name_a_script_running_as_main_by_its_stem():
+    settings = PlanSettings(levels=(("api:Model.*", "full"),))
+    found = levels(settings, module="__main__", path="/project/api.py")
+    assert found["Model.save"][0] == "full"
+    assert found["handle"][0] == "calls"
 
 
 def test_lambdas_of_a_scope_share_one_plan_and_redact_by_name():
