@@ -165,7 +165,7 @@ class ThreadInfo:
     parent_slot: int = 0
     #: the innermost recorded call open on that thread then (0: none)
     started_by: int = 0
-    #: call records written (known to readers of shared rings; 0 otherwise)
+    #: call records written
     calls: int = 0
 
 

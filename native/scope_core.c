@@ -538,6 +538,7 @@ void scope_ring_counters(const scope_ring_header *h, scope_thread_info *info) {
     info->stack_overflow = atomic_load(&h->stack_overflow);
     info->unmatched_exits = atomic_load(&h->unmatched_exits);
     info->values_lost = atomic_load(&h->values_lost);
+    info->calls = atomic_load_explicit(&h->calls, memory_order_relaxed);
 }
 
 /* Drains every ring into out (g_lock held); returns how many records. */

@@ -171,7 +171,7 @@ typedef struct {
     char name[64]; /* threading's name for it at its first event, if it had one */
     uint32_t parent_slot; /* the thread that started it (threading.Thread.start), or 0 */
     uint64_t started_by;  /* the innermost recorded call open there at the time, or 0 */
-    uint64_t calls;       /* call records written (a reader's rows only) */
+    uint64_t calls;       /* call records written */
 } scope_thread_info;
 
 typedef struct {

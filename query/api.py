@@ -42,6 +42,7 @@ from scope.query.results import (
     ThreadHealth,
     combined_outcome,
 )
+from scope.storage.schema import NO_CALLS_PROBLEM
 
 from scope.errors import QueryError, RecordingError, RecordingInUse
 
@@ -129,6 +130,8 @@ class Recording:
         self.path = path
         settings = {"enable_progress_bar": True, "progress_bar_time": 1000} if progress_bar else {}
         self.con: duckdb.DuckDBPyConnection = _open(path, settings, writable_folder)
+        #: run -> why it recorded no calls, for each such run a query has read
+        self.why_empty: dict[int, str] = {}
 
     def __enter__(self) -> Recording:
         return self
@@ -198,16 +201,37 @@ class Recording:
         return RunHealth(*values)  # type: ignore[arg-type]
 
     def resolve_run(self, run: int | None = None) -> int:
-        """The run ``run`` if it exists, or the latest run when ``run`` is None."""
+        """The run ``run`` if it exists, or the latest run when ``run`` is None.
+
+        A finished run that recorded no calls is noted in ``why_empty``."""
         if run is None:
             row = self.con.execute("SELECT max(id) FROM run").fetchone()
             if row is None or row[0] is None:
                 raise QueryError(f"{self.path} holds no runs yet")
-            return int(row[0])
-        row = self.con.execute("SELECT count(*) FROM run WHERE id = ?", [run]).fetchone()
-        if not row or row[0] == 0:
-            raise QueryError(f"no run {run} in {self.path} (see 'scope runs')")
+            run = int(row[0])
+        else:
+            row = self.con.execute("SELECT count(*) FROM run WHERE id = ?", [run]).fetchone()
+            if not row or row[0] == 0:
+                raise QueryError(f"no run {run} in {self.path} (see 'scope runs')")
+        self._note_if_empty(run)
         return run
+
+    def _note_if_empty(self, run: int) -> None:
+        """Remember why run ``run`` recorded no calls, if it is over and recorded none."""
+        row = self.con.execute(
+            """SELECT coalesce(calls_stored, 0) + coalesce(calls_unfinished, 0)
+                      + coalesce(calls_summed, 0), coalesce(problems, [])
+               FROM run WHERE id = ? AND ended_at IS NOT NULL""",
+            [run],
+        ).fetchone()
+        if row is None or row[0] != 0:
+            return
+        problems: list[str] = row[1]
+        said = [
+            p.removeprefix(NO_CALLS_PROBLEM) for p in problems if p.startswith(NO_CALLS_PROBLEM)
+        ]
+        reason = said[0] if said else "nothing of yours ran while it recorded"
+        self.why_empty[run] = f"run {run} recorded no calls: {reason}"
 
     def function_stats(
         self,

@@ -68,7 +68,16 @@ def _recording(db: str | None, writable_folder: str | None = None) -> Recording:
     from scope.query.api import Recording
 
     tty = sys.stdout.isatty() and sys.stderr.isatty()
-    return Recording(_config(db).db, progress_bar=tty, writable_folder=writable_folder)
+    recording = Recording(_config(db).db, progress_bar=tty, writable_folder=writable_folder)
+    context = click.get_current_context(silent=True)
+    if context is not None:  # after the answer: why a run it read is empty
+        context.call_on_close(lambda: _say_why_empty(recording))
+    return recording
+
+
+def _say_why_empty(recording: Recording) -> None:
+    for line in recording.why_empty.values():
+        click.echo(f"scope: {line}", err=True)
 
 
 db_option = click.option(

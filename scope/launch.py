@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
 from scope.config import Config, load_config
@@ -132,7 +132,7 @@ def record(program: object, config: Config) -> None:
 
     assert isinstance(program, Program)
     script = program.target if program.kind == "script" else None
-    recorder = Recorder(config, script=script)
+    recorder = Recorder(with_requested_package(config, program.kind, program.target), script=script)
     recorder.start()
     try:
         outcome = run_program(program, recorder)
@@ -140,6 +140,20 @@ def record(program: object, config: Config) -> None:
         recorder.exit_status = 1
         raise
     outcome.finish(recorder)
+
+
+#: packages ``-m`` runs that run the user's code rather than being it: pytest records
+#: the tests into the program's recording through scope's plugin
+_RUNNERS = frozenset({"pytest"})
+
+
+def with_requested_package(config: Config, kind: str, target: str) -> Config:
+    """``config``, recording the package ``python -m scope run -m PACKAGE`` names too:
+    whether it is installed or the user's, it is what the user asked to look at."""
+    package = target.split(".")[0]
+    if kind != "module" or package in _RUNNERS or package in config.include:
+        return config
+    return replace(config, include=(*config.include, package))
 
 
 def fail(exc: ScopeError) -> NoReturn:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from .conftest import clean_env
+
 APP = """
 import colorsys
 
@@ -109,3 +111,45 @@ def test_a_pattern_that_names_nothing_is_pointed_out_once(write, scope, python, 
         "--level 'app:Acount.*' matched nothing that this run loaded",
         "--include 'jsn' matched nothing that this run loaded",
     ]
+
+
+TOOL = """
+def shout(text):
+    return text.upper()
+
+
+print(shout("installed tool ran"))
+"""
+
+
+def test_a_module_run_with_m_is_recorded_even_when_installed(project, write, scope, query):  # type: ignore[no-untyped-def]
+    # A package under a site-packages folder is third-party: never the user's code...
+    write("env/site-packages/tool/__init__.py", "")
+    write("env/site-packages/tool/__main__.py", TOOL)
+    write("app.py", "import runpy\nrunpy.run_module('tool', run_name='__main__')\n")
+    env = clean_env({"PYTHONPATH": str(project / "env" / "site-packages")})
+    assert scope("run", "app.py", env=env).stdout == "INSTALLED TOOL RAN\n"
+    assert recorded(query) == {}
+    # ...unless the user asked to run it: then it is what they want to look at.
+    result = scope("run", "-m", "tool", env=env)
+    assert result.returncode == 0, result.stderr
+    assert recorded(query) == {("tool.__main__", "shout"): "calls"}
+
+
+def test_every_query_of_a_run_without_calls_says_why_once(write, scope, python):  # type: ignore[no-untyped-def]
+    write("app.py", "print('no functions here')\n")
+    run = scope("run", "app.py")
+    assert (run.stdout, run.stderr) == (python("app.py").stdout, "")
+    for command in (["calls"], ["top"], ["tree"], ["exceptions"], ["calls", "--json"]):
+        answer = scope(*command)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stderr == "scope: run 1 recorded no calls: app.py: no function to record\n"
+    write("lib.py", "def unused():\n    pass\n")
+    write("app.py", "import lib\n")
+    assert scope("run", "--exclude", "lib", "app.py").returncode == 0
+    said = scope("calls").stderr
+    assert said.startswith("scope: run 2 recorded no calls: app.py: no function to record")
+    write("app.py", "import lib\n")
+    assert scope("run", "app.py").returncode == 0
+    said = scope("top").stderr
+    assert said == "scope: run 3 recorded no calls: no function of lib ran while it recorded\n"
