@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 from scope.instrument.explain import ModuleReport
+from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table, output_width
 from scope.query.results import (
     CallNode,
     CallTree,
@@ -100,19 +101,17 @@ def plan_report(reports: Sequence[ModuleReport]) -> Group:
 
 def runs_table(runs: Sequence[RunSummary]) -> Table:
     """The runs of a recording, one row each."""
-    table = Table(title="Runs")
-    for name, justify in (
-        ("run", "right"),
-        ("started", "left"),
-        ("program", "left"),
-        ("exit", "right"),
-        ("calls", "right"),
-        ("dropped", "right"),
-        ("status", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for run in runs:
-        table.add_row(
+    columns = [
+        Column("run", NUMBER),
+        Column("started", LABEL),
+        Column("program", NAME),
+        Column("exit", NUMBER),
+        Column("calls", NUMBER),
+        Column("dropped", NUMBER),
+        Column("status", TEXT),
+    ]
+    rows = [
+        [
             str(run.id),
             run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-",
             " ".join(run.argv),
@@ -120,8 +119,10 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             "-" if run.calls_stored is None else f"{run.calls_stored:,}",
             "-" if run.events_dropped is None else f"{run.events_dropped:,}",
             run.status + (" (" + "; ".join(run.problems) + ")" if run.problems else ""),
-        )
-    return table
+        ]
+        for run in runs
+    ]
+    return fitted_table(columns, rows, title="Runs")
 
 
 def count(value: int | None) -> str:
@@ -203,13 +204,12 @@ def processes_table(health: RunHealth) -> Table:
 
 def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls") -> Table:
     """Calls per function with total, self, mean and longest time."""
-    table = Table(title=f"{title} in run {run}")
-    table.add_column("function", no_wrap=True)
-    table.add_column("module")
-    for name in ("calls", "raised", "total", "self", "mean", "max"):
-        table.add_column(name, justify="right")
-    for s in stats:
-        table.add_row(
+    columns = [Column("function", NAME), Column("module", NAME)]
+    columns += [
+        Column(name, NUMBER) for name in ("calls", "raised", "total", "self", "mean", "max")
+    ]
+    rows = [
+        [
             s.qualname,
             s.module,
             f"{s.calls:,}",
@@ -218,8 +218,10 @@ def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls
             format_ns(s.self_ns),
             format_ns(s.mean_ns),
             format_ns(s.max_ns),
-        )
-    return table
+        ]
+        for s in stats
+    ]
+    return fitted_table(columns, rows, title=f"{title} in run {run}")
 
 
 def _label(node: CallNode, on_path: bool = False) -> Text:
@@ -284,14 +286,15 @@ def call_tree(
 
 def tests_table(tests: Sequence[TestResult], run: int) -> Table:
     """The tests of a run: outcome, duration, calls recorded under each."""
-    table = Table(title=f"Tests in run {run}")
-    table.add_column("test")
-    table.add_column("outcome")
-    table.add_column("duration", justify="right")
-    table.add_column("calls", justify="right")
     workers = any(t.worker for t in tests)
-    if workers:
-        table.add_column("worker")
+    columns = [
+        Column("test", NAME),
+        Column("outcome", LABEL),
+        Column("duration", NUMBER),
+        Column("calls", NUMBER),
+        *([Column("worker", LABEL)] if workers else []),
+    ]
+    rows = []
     for t in tests:
         kept = all(p.kept for p in t.phases)
         cells: list[str | Text] = [
@@ -302,19 +305,15 @@ def tests_table(tests: Sequence[TestResult], run: int) -> Table:
         ]
         if workers:
             cells.append(t.worker or "")
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return fitted_table(columns, rows, title=f"Tests in run {run}")
 
 
 def test_uses_table(uses: Sequence[TestUse], function: str, run: int) -> Table:
     """Which tests called the functions matching ``function``, and how often."""
-    table = Table(title=f"Tests calling {function!r} in run {run}")
-    table.add_column("test")
-    table.add_column("function")
-    table.add_column("calls", justify="right")
-    for use in uses:
-        table.add_row(use.nodeid, f"{use.module}.{use.qualname}", f"{use.calls:,}")
-    return table
+    columns = [Column("test", NAME), Column("function", NAME), Column("calls", NUMBER)]
+    rows = [[use.nodeid, f"{use.module}.{use.qualname}", f"{use.calls:,}"] for use in uses]
+    return fitted_table(columns, rows, title=f"Tests calling {function!r} in run {run}")
 
 
 def test_detail(detail: TestDetail, max_depth: int | None = None) -> Group:
@@ -375,5 +374,6 @@ def diff_view(diff: RecordingDiff) -> Group:
 
 
 def console() -> Console:
-    """A console for stdout; colours only on a terminal."""
-    return Console(highlight=False)
+    """A console for stdout; colours only on a terminal, and a pipe's lines as long as
+    they are (see ``scope.query.columns``)."""
+    return Console(highlight=False, width=output_width())

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table
 from scope.query.render import format_ns, outcome_text
 from scope.query.results import AttributeWrite, CallList, CallNode, ExceptionPath, SqlResult
 
@@ -17,27 +18,29 @@ def calls_table(found: CallList) -> Table:
     arguments and return value, wrapped in the width the other columns leave."""
     shown = len(found.calls)
     title = f"{shown:,} of {found.matched:,} calls in run {found.run}"
-    table = Table(title=title, caption=_summed_caption(found.summed))
     threads = len({call.thread for call in found.calls}) > 1
-    rows = []
+    columns = [
+        Column("call", NUMBER),
+        Column("function", NAME),
+        Column("duration", NUMBER),
+        Column("outcome", LABEL),
+        *([Column("thread", NUMBER)] if threads else []),
+        Column("arguments → return", TEXT),
+    ]
+    rows: list[list[str | Text]] = []
     for call in found.calls:
         given = ", ".join(call.arguments)
         flow = f"({given})" + (f" → {call.returned}" if call.returned is not None else "")
-        cells = [str(call.id), call.qualname, format_ns(call.duration_ns), call.outcome]
+        cells: list[str | Text] = [
+            str(call.id),
+            call.qualname,
+            format_ns(call.duration_ns),
+            outcome_text(call.outcome),
+        ]
         if threads:
             cells.append(str(call.thread))
         rows.append([*cells, flow if call.arguments or call.returned is not None else ""])
-    # The short columns keep their width; the arguments take what is left.
-    headers = ["call", "function", "duration", "outcome", *(["thread"] if threads else [])]
-    for i, header in enumerate(headers):
-        width = max([len(header), *(len(row[i]) for row in rows)])
-        justify = "left" if header in ("function", "outcome") else "right"
-        table.add_column(header, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
-    table.add_column("arguments → return", overflow="fold")
-    for row in rows:
-        outcome_at = 3
-        table.add_row(*row[:outcome_at], outcome_text(row[outcome_at]), *row[outcome_at + 1 :])
-    return table
+    return fitted_table(columns, rows, title=title, caption=_summed_caption(found.summed))
 
 
 def _summed_caption(summed: int) -> str | None:
@@ -86,16 +89,18 @@ def exceptions_view(found: Sequence[ExceptionPath]) -> Group:
 
 def history_table(writes: Sequence[AttributeWrite]) -> Table:
     """Attribute writes in order: which object, which attribute, what value, by which call."""
-    table = Table(title=f"{len(writes):,} attribute writes")
-    table.add_column("object", no_wrap=True)
-    table.add_column("attribute")
-    table.add_column("value")
-    table.add_column("written by", no_wrap=True)
-    table.add_column("call", justify="right", style="dim")
+    columns = [
+        Column("object", NAME),
+        Column("attribute", NAME),
+        Column("value", TEXT),
+        Column("written by", NAME),
+        Column("call", NUMBER, style="dim"),
+    ]
+    rows = []
     for w in writes:
         owner = f"{w.object_type or '?'} {w.object_id:#x}" if w.object_id else "?"
-        table.add_row(owner, w.attribute, w.value or "", w.qualname, str(w.call))
-    return table
+        rows.append([owner, w.attribute, w.value or "", w.qualname, str(w.call)])
+    return fitted_table(columns, rows, title=f"{len(writes):,} attribute writes")
 
 
 def sql_table(result: SqlResult) -> Table:

@@ -76,6 +76,8 @@ def _recording(db: str | None, writable_folder: str | None = None) -> Recording:
 
 
 def _say_why_empty(recording: Recording) -> None:
+    if sys.exc_info()[0] is not None:
+        return  # the command failed: its error is the one line to read
     for line in recording.why_empty.values():
         click.echo(f"scope: {line}", err=True)
 

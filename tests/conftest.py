@@ -39,7 +39,7 @@ def unavailable(reason: str, required_by: str) -> None:
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment without any SCOPE_* setting, plus ``extra``.
+    """The environment without any SCOPE_* setting or terminal size, plus ``extra``.
 
     ``SCOPE_TESTS_SERVICE=0`` stores every recording a test starts from inside
     the recorded program (``SCOPE_SERVICE=0``), not by the recording service.
@@ -48,6 +48,8 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if os.environ.get("SCOPE_TESTS_SERVICE") == "0":
         env["SCOPE_SERVICE"] = "0"
     env.pop("PYTHONPATH", None)
+    for size in ("COLUMNS", "LINES"):  # xdist's workers set them: output is piped here
+        env.pop(size, None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     return env
