@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from scope.native import live
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
@@ -328,13 +328,17 @@ class Recording:
         limit: int = 500,
         also: list[int] | None = None,
         fold: bool = True,
+        depth: int | None = None,
     ) -> CallTree:
         """The calls under ``call_id`` (itself included), or the whole run, in call order.
 
-        At most ``limit`` calls are fetched, and the calls ``also`` names (a path
-        that must show) whatever the limit; ``CallTree.total`` says how many there are.
-        With ``fold``, runs of alike sibling calls are shown as their first, counting
-        the others (``scope.query.folding``); the calls of ``also`` stay unfolded.
+        ``limit`` counts the lines the tree shows: with ``fold``, a run of alike
+        sibling calls is one line, its first, counting the others
+        (``scope.query.folding``), and with ``depth``, calls more than ``depth``
+        levels down are not fetched but counted on the call above them
+        (``CallNode.below``).  The calls ``also`` names (a path that must show)
+        are fetched whatever the limit, and stay unfolded.  ``CallTree.shown`` is
+        how many calls the lines stand for; ``total``, how many there are.
         """
         run_id = self.resolve_run(run)
         if call_id is not None:
@@ -344,39 +348,100 @@ class Recording:
                 "SELECT end_id FROM call WHERE run = ? AND id = ?", [run_id, call_id]
             ).fetchone()
             params: list[object] = [run_id, top.thread, call_id, end[0] if end else call_id]
+            top_depth = top.depth
         else:
             where = "c.run = ?"
             params = [run_id]
+            top_depth = 0
         total_row = self.con.execute(
             f"SELECT count(*) FROM call c WHERE {where}", params
         ).fetchone()
-        rows = self.con.execute(
-            f"""SELECT {CALL_ROW_COLUMNS} FROM call c
+        total = total_row[0] if total_row else 0
+        deepest = None if depth is None else top_depth + depth - 1
+        within = where if deepest is None else f"{where} AND c.depth <= {int(deepest)}"
+        rows: list[tuple[Any, ...]] = []
+        batch = max(limit, 1)
+        while True:
+            fetched = self._tree_rows(within, params, deepest, batch, len(rows))
+            rows += fetched
+            roots = self._build_tree(rows, call_id, (where, params, also), fold, run_id)
+            if _lines(roots) >= limit or len(fetched) < batch:
+                break
+            batch *= 2
+        roots, shown = _first_lines(roots, limit, keep=set(also or ()))
+        return CallTree(run=run_id, roots=roots, shown=shown, total=total)
+
+    def _tree_rows(
+        self,
+        where: str,
+        params: list[object],
+        deepest: int | None,
+        limit: int,
+        offset: int,
+    ) -> list[tuple[Any, ...]]:
+        """Call rows in call order, each with how many calls it has under it when it is
+        at the deepest level fetched (else 0)."""
+        below = "0"
+        if deepest is not None:
+            below = f"""CASE WHEN c.depth = {int(deepest)} AND c.end_id > c.id THEN
+                        (SELECT count(*) FROM call d WHERE d.run = c.run AND d.thread = c.thread
+                         AND d.id > c.id AND d.id <= c.end_id) ELSE 0 END"""
+        return self.con.execute(
+            f"""SELECT {CALL_ROW_COLUMNS}, {below} FROM call c
                 LEFT JOIN function f ON f.run = c.run AND f.id = c.function
-                WHERE {where} ORDER BY c.thread, c.id LIMIT ?""",
-            [*params, limit],
+                WHERE {where} ORDER BY c.thread, c.id LIMIT ? OFFSET ?""",
+            [*params, limit, offset],
         ).fetchall()
+
+    def _build_tree(
+        self,
+        rows: list[tuple[Any, ...]],
+        call_id: int | None,
+        path: tuple[str, list[object], list[int] | None],
+        fold: bool,
+        run_id: int,
+    ) -> list[CallNode]:
+        """The call tree of ``rows``, and of the calls of ``path`` (the condition of the
+        tree's calls, its parameters, and the calls that must show), folded if asked."""
+        nodes: dict[int, CallNode] = {}
+        for row in rows:
+            node = nodes[row[0]] = CallNode(*row[:-1])
+            node.below = int(row[-1])
+        where, params, also = path
         if also:
-            rows += self.con.execute(
+            for row in self.con.execute(
                 f"""SELECT {CALL_ROW_COLUMNS} FROM call c
                     LEFT JOIN function f ON f.run = c.run AND f.id = c.function
                     WHERE {where} AND c.id IN (SELECT unnest(?::BIGINT[]))""",
                 [*params, also],
-            ).fetchall()
-            rows.sort(key=lambda row: (row[1], row[0]))
-        nodes = {row[0]: CallNode(*row) for row in rows}
+            ).fetchall():
+                nodes.setdefault(row[0], CallNode(*row))
+        ordered = sorted(nodes.values(), key=lambda node: (node.thread, node.id))
         roots: list[CallNode] = []
-        for node in nodes.values():
+        for node in ordered:
             parent = nodes.get(node.parent) if node.parent is not None else None
             if parent is not None and node.id != call_id:
                 parent.children.append(node)
             else:
                 roots.append(node)
-        if fold:
-            roots = fold_similar(roots, keep=also or ())
-        return CallTree(
-            run=run_id, roots=roots, shown=len(nodes), total=total_row[0] if total_row else 0
-        )
+        phases = self._test_phases([node.id for node in roots], run_id)
+        for node in roots:
+            node.phase = phases.get(node.id)
+        return fold_similar(roots, keep=also or ()) if fold else roots
+
+    def _test_phases(self, calls: list[int], run_id: int) -> dict[int, str]:
+        """The phase of each of ``calls`` that is a test's root call (pytest --scope)."""
+        if not calls or not self._has_tests(run_id):
+            return {}
+        rows = self.con.execute(
+            "SELECT call, phase FROM test WHERE run = ? AND call IN (SELECT unnest(?::BIGINT[]))",
+            [run_id, calls],
+        ).fetchall()
+        return {int(call): str(phase) for call, phase in rows}
+
+    def _has_tests(self, run_id: int) -> bool:
+        row = self.con.execute("SELECT count(*) > 0 FROM test WHERE run = ?", [run_id]).fetchone()
+        return bool(row and row[0])
 
     def calls(
         self,
@@ -648,3 +713,40 @@ class Recording:
             {**params, "run": run_id},
         ).fetchall()
         return [TestUse(*row) for row in rows]
+
+
+def _lines(roots: list[CallNode]) -> int:
+    """How many calls a tree shows, one line each (a folded run of calls is one)."""
+    count, pending = 0, list(roots)
+    while pending:
+        node = pending.pop()
+        count += 1
+        pending.extend(node.children)
+    return count
+
+
+def _first_lines(roots: list[CallNode], limit: int, keep: set[int]) -> tuple[list[CallNode], int]:
+    """The tree cut after its first ``limit`` lines in call order (the calls of ``keep``
+    and the way to them stay), and how many calls the lines kept stand for."""
+    wanted: set[int] = set()
+    order: list[tuple[CallNode, CallNode | None]] = []
+    pending: list[tuple[CallNode, CallNode | None]] = [(n, None) for n in reversed(roots)]
+    while pending:
+        node, parent = pending.pop()
+        order.append((node, parent))
+        pending.extend((child, node) for child in reversed(node.children))
+    parents = {id(node): parent for node, parent in order}
+    for node, _ in order[:limit]:
+        wanted.add(id(node))
+    for node, _ in order:
+        if node.id in keep:
+            walk: CallNode | None = node
+            while walk is not None and id(walk) not in wanted:
+                wanted.add(id(walk))
+                walk = parents[id(walk)]
+    shown = 0
+    for node, _ in order:
+        if id(node) in wanted:
+            node.children = [child for child in node.children if id(child) in wanted]
+            shown += 1 + node.similar_calls + node.below
+    return [root for root in roots if id(root) in wanted], shown

@@ -25,12 +25,14 @@ def fold_similar(roots: list[CallNode], keep: Collection[int] = ()) -> list[Call
         preorder.append(node)
         pending.extend(node.children)
     looks: dict[int, int] = {}
-    sizes: dict[int, int] = {}  # calls in a node's subtree as fetched, folded ones included
+    # calls in a node's subtree, folded ones and those counted below the depth included
+    sizes: dict[int, int] = {}
     for node in reversed(preorder):  # every call after the calls it made
         node.children = _fold(node.children, looks, sizes, keep)
         shape = tuple(looks[id(child)] for child in node.children)
-        looks[id(node)] = hash((node.module, node.qualname, node.outcome, shape))
-        sizes[id(node)] = 1 + sum(sizes[id(c)] + c.similar_calls for c in node.children)
+        looks[id(node)] = hash((node.module, node.qualname, node.phase, node.outcome, shape))
+        below = node.below + sum(sizes[id(c)] + c.similar_calls for c in node.children)
+        sizes[id(node)] = 1 + below
     return _fold(roots, looks, sizes, keep)
 
 

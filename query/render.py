@@ -226,6 +226,8 @@ def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls
 
 def _label(node: CallNode, on_path: bool = False) -> Text:
     text = Text(node.qualname, style="bold red" if on_path else "bold")
+    if node.phase:
+        text.append(f" [{node.phase}]", style="magenta")
     text.append(f"  {format_ns(node.duration_ns)}", style="cyan")
     if node.similar:
         alike = f"{node.similar + 1:,} similar calls"
@@ -273,12 +275,14 @@ def call_tree(
             label.append(f"  ← {note}", style="red")
         child = branch.add(label)
         below_path = any(sub.id in on_path for sub in node.children)
+        below = node.below
         if max_depth is not None and level >= max_depth and node.children and not below_path:
-            below = _descendants(node)
+            below += _descendants(node)
+        else:
+            pending.extend((child, sub, level + 1) for sub in reversed(node.children))
+        if below:
             calls = "call" if below == 1 else "calls"
             child.add(Text(f"… {below:,} more {calls} below", style="dim"))
-            continue
-        pending.extend((child, sub, level + 1) for sub in reversed(node.children))
     if tree.shown < tree.total:
         root.add(Text(f"… {tree.total - tree.shown:,} more calls (raise --limit)", style="dim"))
     return root

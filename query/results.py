@@ -128,6 +128,10 @@ class CallNode(Call):
     similar: int = 0
     similar_ns: int = 0
     similar_calls: int = 0
+    #: calls under it that were not fetched (below the depth asked for)
+    below: int = 0
+    #: for a test's root call (pytest --scope): its phase, setup, call or teardown
+    phase: str | None = None
 
 
 @dataclass(frozen=True)

@@ -794,7 +794,7 @@ def tree(
     from scope.query import render
 
     with _recording(db) as recording:
-        answer = recording.tree(call_id, run=run_id, limit=limit)
+        answer = recording.tree(call_id, run=run_id, limit=limit, depth=depth)
     _show(answer, as_json, lambda found: render.call_tree(found, max_depth=depth))
 
 
