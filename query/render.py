@@ -13,6 +13,7 @@ from rich.text import Text
 from rich.tree import Tree
 from scope.instrument.explain import ModuleReport
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table, output_width
+from scope.query.ids import short_id
 from scope.query.results import (
     CallNode,
     CallTree,
@@ -234,7 +235,7 @@ def _label(node: CallNode, on_path: bool = False) -> Text:
         text.append(f"  × {alike}, {format_ns(node.duration_ns + node.similar_ns)} in all")
     if node.outcome != "returned":
         text.append(f"  {node.outcome}", style=_OUTCOME_STYLES.get(node.outcome, ""))
-    text.append(f"  #{node.id}", style="dim")
+    text.append(f"  #{short_id(node.id)}", style="dim")
     return text
 
 

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table
+from scope.query.ids import short_id
 from scope.query.render import format_ns, outcome_text
 from scope.query.results import AttributeWrite, CallList, CallNode, ExceptionPath, SqlResult
 
@@ -32,7 +33,7 @@ def calls_table(found: CallList) -> Table:
         given = ", ".join(call.arguments)
         flow = f"({given})" + (f" → {call.returned}" if call.returned is not None else "")
         cells: list[str | Text] = [
-            str(call.id),
+            short_id(call.id),
             call.qualname,
             format_ns(call.duration_ns),
             outcome_text(call.outcome),
@@ -56,7 +57,7 @@ def _call_line(node: CallNode, prefix: str = "") -> Text:
     if node.outcome != "returned":
         text.append("  ")
         text.append_text(outcome_text(node.outcome))
-    text.append(f"  #{node.id}", style="dim")
+    text.append(f"  #{short_id(node.id)}", style="dim")
     return text
 
 
@@ -99,7 +100,7 @@ def history_table(writes: Sequence[AttributeWrite]) -> Table:
     rows = []
     for w in writes:
         owner = f"{w.object_type or '?'} {w.object_id:#x}" if w.object_id else "?"
-        rows.append([owner, w.attribute, w.value or "", w.qualname, str(w.call)])
+        rows.append([owner, w.attribute, w.value or "", w.qualname, short_id(w.call)])
     return fitted_table(columns, rows, title=f"{len(writes):,} attribute writes")
 
 

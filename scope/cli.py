@@ -393,6 +393,22 @@ def status(db: str | None, run_id: int | None, as_json: bool) -> None:
     )
 
 
+class _CallId(click.ParamType[int]):
+    """A call id: short (1:42, or 3:1:42 in a child process) or the whole number."""
+
+    name = "call"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from scope.query.ids import parse_call_id
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_call_id(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class _Duration(click.ParamType[int]):
     """A duration option: 250ms, 1.5s, 40us, 900ns (a bare number is seconds)."""
 
@@ -489,14 +505,14 @@ def calls(
 @cli.command()
 @db_option
 @run_option
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=_CallId())
 @json_option
 def path(db: str | None, run_id: int | None, call_id: int, as_json: bool) -> None:
     """How the program got to a call: every call open when it began, outermost first.
 
     \b
     Examples:
-      scope path 1099511627790
+      scope path 1:14
       scope calls --outcome raised --limit 1    # find a call id, then ask
     """
     from scope.query.render_calls import path_view
@@ -772,7 +788,7 @@ def top(
 @cli.command()
 @db_option
 @run_option
-@click.argument("call_id", type=int, required=False)
+@click.argument("call_id", type=_CallId(), required=False)
 @depth_option
 @limit_option(500, "calls")
 @json_option
@@ -789,7 +805,7 @@ def tree(
     \b
     Examples:
       scope tree
-      scope tree 1099511627777 --depth 3
+      scope tree 1:1 --depth 3
     """
     from scope.query import render
 

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calc.py"
-CALL_LINE = re.compile(r"#\d+$")
+CALL_LINE = re.compile(r"#[\d:]+$")
 
 
 def call_lines(output: str) -> list[str]:
