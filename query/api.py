@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from scope.native import live
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
 from scope.query.diff import Side, compare
-from scope.query.exceptions import find_exceptions
+from scope.query.exceptions import find_exception_kinds, find_exceptions
 from scope.query.folding import fold_similar
 from scope.query.history import attribute_writes
 from scope.query.remote import RemoteError, ServiceConnection
@@ -28,6 +28,7 @@ from scope.query.results import (
     CallNode,
     CallRow,
     CallTree,
+    ExceptionKind,
     ExceptionPath,
     FunctionStats,
     ProcessHealth,
@@ -525,6 +526,13 @@ class Recording:
         ``type`` keeps those whose type name matches (a glob, or a part of it).
         """
         return find_exceptions(self.con, self.resolve_run(run), type, limit)
+
+    def exception_kinds(
+        self, run: int | None = None, type: str | None = None, limit: int = 100
+    ) -> list[ExceptionKind]:
+        """Exceptions that left recorded calls, grouped with those alike (type, message
+        shape, raising and catching function), the group with the newest first."""
+        return find_exception_kinds(self.con, self.resolve_run(run), type, limit)
 
     def history(
         self,

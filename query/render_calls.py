@@ -11,7 +11,14 @@ from rich.text import Text
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table
 from scope.query.ids import short_id
 from scope.query.render import format_ns, outcome_text
-from scope.query.results import AttributeWrite, CallList, CallNode, ExceptionPath, SqlResult
+from scope.query.results import (
+    AttributeWrite,
+    CallList,
+    CallNode,
+    ExceptionKind,
+    ExceptionPath,
+    SqlResult,
+)
 
 
 def calls_table(found: CallList) -> Table:
@@ -75,17 +82,42 @@ def exceptions_view(found: Sequence[ExceptionPath]) -> Group:
         return Group(Text("No exception left a recorded call.", style="dim"))
     parts: list[Text] = []
     for exc in found:
-        header = Text(exc.summary or exc.type or "?", style="bold red")
-        parts.append(header)
-        for i, node in enumerate(exc.left):
-            parts.append(_call_line(node, "  raised in " if i == 0 else "  left      "))
-        if exc.caught_in is not None:
-            parts.append(_call_line(exc.caught_in, "  caught in "))
-        elif exc.uncaught:
-            parts.append(Text("  ended the program (uncaught)", style="red"))
-        else:
-            parts.append(Text("  left every recorded call (caught outside your code)", style="dim"))
+        parts.append(Text(exc.summary or exc.type or "?", style="bold red"))
+        parts.extend(_exception_way(exc))
     return Group(*parts)
+
+
+def exception_kinds_view(kinds: Sequence[ExceptionKind]) -> Group:
+    """Exceptions alike as one: how many, then the way the newest of them went."""
+    if not kinds:
+        return Group(Text("No exception left a recorded call.", style="dim"))
+    parts: list[Text] = []
+    for kind in kinds:
+        header = Text(kind.example.summary or kind.example.type or "?", style="bold red")
+        if kind.count > 1:
+            shown = kind.example.summary or kind.example.type
+            like = f" like {kind.shape}" if kind.shape != shown else ""
+            header.append(f"  × {kind.count:,}{like}, the newest:", style="red")
+        parts.append(header)
+        parts.extend(_exception_way(kind.example))
+    return Group(*parts)
+
+
+def _exception_way(exc: ExceptionPath) -> list[Text]:
+    """The calls an exception left, innermost first, and where it stopped."""
+    lines = [
+        _call_line(node, "  raised in " if i == 0 else "  left      ")
+        for i, node in enumerate(exc.left)
+    ]
+    if exc.caught_in is not None:
+        lines.append(_call_line(exc.caught_in, "  caught in "))
+    elif exc.exit_status is not None:
+        lines.append(Text(f"  ended the program with status {exc.exit_status}", style="red"))
+    elif exc.uncaught:
+        lines.append(Text("  ended the program (uncaught)", style="red"))
+    else:
+        lines.append(Text("  left every recorded call (caught outside your code)", style="dim"))
+    return lines
 
 
 def history_table(writes: Sequence[AttributeWrite]) -> Table:

@@ -269,6 +269,21 @@ class ExceptionPath:
     caught_in: CallNode | None
     #: whether it ended the program (it left every recorded call and nothing caught it)
     uncaught: bool
+    #: the program's exit status, when this is the SystemExit that ended it
+    exit_status: int | None = None
+
+
+@dataclass(frozen=True)
+class ExceptionKind:
+    """Exceptions alike: the same type and message shape (numbers and addresses aside),
+    raised in the same function and caught in the same one."""
+
+    #: how many there were
+    count: int
+    #: the message with its numbers as N and addresses as 0x…
+    shape: str
+    #: the newest of them
+    example: ExceptionPath
 
 
 @dataclass(frozen=True)

@@ -528,24 +528,40 @@ def path(db: str | None, run_id: int | None, call_id: int, as_json: bool) -> Non
 @click.option(
     "--type", "type_pattern", metavar="PATTERN", help="Exception type: a part, or a glob."
 )
-@limit_option(50, "exceptions")
+@click.option("--all", "every", is_flag=True, help="Each exception, in the order raised.")
+@limit_option(50, "exceptions (kinds of exception, without --all)")
 @json_option
 def exceptions(
-    db: str | None, run_id: int | None, type_pattern: str | None, limit: int, as_json: bool
+    db: str | None,
+    run_id: int | None,
+    type_pattern: str | None,
+    every: bool,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Exceptions that left recorded calls: where each was raised, the calls it
     went through, and where it was caught (or that it ended the program).
 
+    Exceptions alike (type, message with its numbers aside, raising and
+    catching function) are one entry, counted, with the newest of them; the
+    entry with the newest exception comes first.  --all lists each.
+
     \b
     Examples:
       scope exceptions
-      scope exceptions --type KeyError --json
+      scope exceptions --all --type KeyError --json
     """
-    from scope.query.render_calls import exceptions_view
+    from scope.query.render_calls import exception_kinds_view, exceptions_view
 
     with _recording(db) as recording:
-        answer = recording.exceptions(run_id, type=type_pattern, limit=limit)
-    _show(answer, as_json, exceptions_view)
+        if every:
+            each = recording.exceptions(run_id, type=type_pattern, limit=limit)
+        else:
+            kinds = recording.exception_kinds(run_id, type=type_pattern, limit=limit)
+    if every:
+        _show(each, as_json, exceptions_view)
+    else:
+        _show(kinds, as_json, exception_kinds_view)
 
 
 def _object_id(text: str | None) -> int | None:

@@ -212,7 +212,7 @@ def test_the_commands_answer_as_the_api_does(shop, scope):
         "transfer",
         "Account.withdraw",
     ]
-    (exc,) = json.loads(scope("exceptions", "--run", "1", "--json").stdout)
+    (exc,) = json.loads(scope("exceptions", "--all", "--run", "1", "--json").stdout)
     assert exc["caught_in"]["qualname"] == "safe_transfer"
     writes = json.loads(scope("history", "--attribute", "balance", "--json").stdout)
     assert [w["value"] for w in writes] == ["0", "0", "100", "70", "30", "20", "80"]
