@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,7 +116,7 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
         [
             str(run.id),
             run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-",
-            " ".join(run.argv),
+            shlex.join(run.argv),
             "-" if run.exit_status is None else str(run.exit_status),
             "-" if run.calls_stored is None else f"{run.calls_stored:,}",
             "-" if run.events_dropped is None else f"{run.events_dropped:,}",

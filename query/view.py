@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from dataclasses import asdict
 
 from scope.query.api import Recording
@@ -102,7 +103,7 @@ def render_page(data: dict[str, object]) -> str:
     """The HTML page showing ``data`` (from ``page_data``)."""
     # Inside <script>, "</" would end the element: JSON lets "<" be escaped.
     payload = json.dumps(data).replace("<", "\\u003c")
-    title = html.escape(f"scope: run {data['run']} of {' '.join(map(str, data['argv']))}")  # type: ignore[call-overload]
+    title = html.escape(f"scope: run {data['run']} of {shlex.join(map(str, data['argv']))}")  # type: ignore[call-overload]
     return PAGE.replace("{{title}}", title).replace("{{data}}", payload)
 
 

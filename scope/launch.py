@@ -132,7 +132,8 @@ def record(program: object, config: Config) -> None:
 
     assert isinstance(program, Program)
     script = program.target if program.kind == "script" else None
-    recorder = Recorder(with_requested_package(config, program.kind, program.target), script=script)
+    config = with_requested_package(config, program.kind, program.target)
+    recorder = Recorder(config, script=script, command=program.command)
     recorder.start()
     try:
         outcome = run_program(program, recorder)

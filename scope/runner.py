@@ -52,6 +52,14 @@ class Program:
     args: Sequence[str] = ()
 
     @property
+    def command(self) -> list[str]:
+        """The program as the user typed it after ``scope run``: ``app.py x``, ``-m app x``
+        or ``-c 'code' x`` (what the run's ``argv`` keeps)."""
+        if self.kind == "script":
+            return [self.target, *self.args]
+        return [self.argv0, self.target, *self.args]
+
+    @property
     def argv0(self) -> str:
         """``sys.argv[0]`` before the program runs (runpy replaces it for modules)."""
         return {"script": self.target, "module": "-m", "code": "-c"}[self.kind]

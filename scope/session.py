@@ -106,10 +106,16 @@ class Recorder:
     """Records the current process into ``config.db`` between ``start`` and ``stop``."""
 
     def __init__(
-        self, config: Config, script: str | None = None, child: ChildSettings | None = None
+        self,
+        config: Config,
+        script: str | None = None,
+        child: ChildSettings | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.config = config
         self.script = script
+        #: the program as the user typed it (``-m app x``), else ``sys.argv`` is stored
+        self.command = command
         #: set in a child process of a recorded program: the run's settings
         self.child = child
         self.exit_status: int | None = None
@@ -165,7 +171,7 @@ class Recorder:
         )
         native.set_budget(self.config.max_calls_per_function)
         info = RunInfo(
-            argv=list(sys.argv),
+            argv=list(self.command) if self.command is not None else list(sys.argv),
             cwd=os.getcwd(),
             python=f"{interpreter.implementation()} {interpreter.version_text()}",
             platform=interpreter.machine(),
