@@ -217,6 +217,15 @@ class Recording:
         self._note_if_empty(run)
         return run
 
+    def records_values(self, run: int | None = None) -> bool:
+        """Whether the run recorded values: arguments, return values, attribute writes
+        (some function of it was at ``args`` or ``full`` level)."""
+        row = self.con.execute(
+            "SELECT count(*) > 0 FROM function WHERE run = ? AND level IN ('args', 'full')",
+            [self.resolve_run(run)],
+        ).fetchone()
+        return bool(row and row[0])
+
     def _note_if_empty(self, run: int) -> None:
         """Remember why run ``run`` recorded no calls, if it is over and recorded none."""
         row = self.con.execute(

@@ -75,6 +75,15 @@ def _recording(db: str | None, writable_folder: str | None = None) -> Recording:
     return recording
 
 
+def _say_no_values(run: int, asked: str) -> None:
+    click.echo(
+        f"scope: run {run} recorded no values (every function at calls level), so "
+        f"{asked} find nothing: record them with --level args (or "
+        "--level 'PATTERN=args' for some functions)",
+        err=True,
+    )
+
+
 def _say_why_empty(recording: Recording) -> None:
     if sys.exc_info()[0] is not None:
         return  # the command failed: its error is the one line to read
@@ -499,7 +508,11 @@ def calls(
             outcome=outcome,
         )
         answer = recording.calls(where, resolved, limit=limit, slowest=slowest)
+        asks_values = argument is not None or returned is not None
+        without_values = asks_values and not recording.records_values(resolved)
     _show(answer, as_json, calls_table)
+    if without_values:
+        _say_no_values(resolved, "--arg and --returned")
 
 
 @cli.command()
@@ -604,7 +617,11 @@ def history(
     wanted = _object_id(object_id)
     with _recording(db) as recording:
         answer = recording.history(wanted, attribute, owner_type, run=run_id, limit=limit)
+        resolved = recording.resolve_run(run_id)
+        without_values = not recording.records_values(resolved)
     _show(answer, as_json, history_table)
+    if without_values:
+        _say_no_values(resolved, "history")
 
 
 @cli.command()
