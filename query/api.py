@@ -275,6 +275,7 @@ class Recording:
             every AS (
                 SELECT c.function, 1 AS calls, (c.outcome = 'raised')::INT AS raised,
                        greatest(c.duration_ns, 0) AS total_ns,
+                       greatest(c.duration_ns - c.suspended_ns, 0) AS active_ns,
                        CASE WHEN c.duration_ns >= 0
                             THEN c.duration_ns - c.suspended_ns - coalesce(k.ns, 0)
                             ELSE 0 END AS self_ns,
@@ -283,21 +284,25 @@ class Recording:
                 FROM call c LEFT JOIN children_ns k ON k.parent = c.id
                 WHERE c.run = $run
                 UNION ALL
-                SELECT function, calls, raised, total_ns, coalesce(self_ns, 0), calls, max_ns
+                SELECT function, calls, raised, total_ns, total_ns, coalesce(self_ns, 0), calls,
+                       max_ns
                 FROM call_aggregate WHERE run = $run
             )
             SELECT e.function, coalesce(f.module, '?'),
                    coalesce(f.qualname, printf('<function %d>', e.function)),
                    sum(e.calls)::BIGINT, sum(e.raised)::BIGINT, sum(e.total_ns)::BIGINT,
                    sum(e.total_ns) / nullif(sum(e.timed), 0),
-                   max(e.max_ns), sum(e.self_ns)::BIGINT
+                   max(e.max_ns), sum(e.self_ns)::BIGINT, sum(e.active_ns)::BIGINT,
+                   100.0 * sum(e.active_ns) / nullif(
+                       (SELECT max(end_ns) - min(start_ns) FROM run WHERE id = $run), 0),
+                   any_value(f.file), any_value(f.line)
             FROM every e LEFT JOIN function f ON f.run = $run AND f.id = e.function
             WHERE {named}
-            GROUP BY ALL
+            GROUP BY e.function, f.module, f.qualname
         """
         conditions, params = function_clause(CallFilter(function=function))
         sql = sql.replace("{named}", " AND ".join(conditions) or "TRUE")
-        sql += " ORDER BY 9 DESC, 4 DESC, 3" if by == "self" else " ORDER BY 6 DESC, 4 DESC, 3"
+        sql += " ORDER BY 9 DESC, 4 DESC, 3" if by == "self" else " ORDER BY 10 DESC, 4 DESC, 3"
         params["run"] = run_id
         if limit is not None:
             sql += " LIMIT $limit"
@@ -314,6 +319,10 @@ class Recording:
                 mean_ns=float(r[6]) if r[6] is not None else -1.0,
                 max_ns=r[7],
                 self_ns=r[8],
+                active_ns=r[9],
+                percent=float(r[10]) if r[10] is not None else None,
+                file=r[11],
+                line=r[12],
             )
             for r in rows
         ]

@@ -23,7 +23,7 @@ from scope.errors import QueryError
 #: the columns of a listed call (``CallRow``), with the function's names
 CALL_ROW_COLUMNS = """c.id, c.thread, c.parent, c.depth, coalesce(f.module, '?'),
        coalesce(f.qualname, printf('<function %d>', c.function)),
-       c.start_ns, c.duration_ns, c.outcome"""
+       c.start_ns, c.duration_ns, c.outcome, f.file, f.line"""
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _UNITS.update(min=60 * _UNITS["s"], h=3600 * _UNITS["s"])

@@ -45,6 +45,8 @@ class Column:
     header: str
     kind: str = LABEL
     style: str | None = None
+    #: left out, last first, when the table cannot fit its width with it
+    optional: bool = False
 
 
 #: the width of output that goes to a pipe: as wide as its lines are
@@ -83,6 +85,35 @@ def _name_widths(natural: list[int], floors: list[int], room: int) -> list[int]:
     return widths
 
 
+def _least_width(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> int:
+    """The narrowest the table can be: whole numbers and labels, the shortest names."""
+    least = 3 * len(columns) + 1
+    for i, column in enumerate(columns):
+        widest = max([len(column.header), *(len(_plain(row[i])) for row in rows)])
+        if column.kind in (NUMBER, LABEL):
+            least += widest
+        elif column.kind == NAME:
+            least += min(widest, max(NAME_MIN, len(column.header)))
+        else:
+            least += TEXT_MIN
+    return least
+
+
+def _without_what_does_not_fit(
+    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int
+) -> tuple[list[Column], list[list[Cell]]]:
+    """The columns (and cells) left once optional ones are dropped, last first, until
+    the table fits ``width``."""
+    keep = list(range(len(columns)))
+    optional = [i for i, column in enumerate(columns) if column.optional]
+    while (
+        optional
+        and _least_width([columns[i] for i in keep], [[r[i] for i in keep] for r in rows]) > width
+    ):
+        keep.remove(optional.pop())
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
 def fitted_table(
     columns: Sequence[Column],
     rows: Sequence[Sequence[Cell]],
@@ -91,6 +122,7 @@ def fitted_table(
 ) -> Table:
     """A rich table of ``rows`` whose numbers and labels never wrap, in ``width``."""
     width = output_width() if width is None else width
+    columns, rows = _without_what_does_not_fit(columns, rows, width)
     natural = [
         max([len(column.header), *(len(_plain(row[i])) for row in rows)])
         for i, column in enumerate(columns)

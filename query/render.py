@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 from collections.abc import Sequence
 from typing import Any
@@ -205,17 +206,20 @@ def processes_table(health: RunHealth) -> Table:
 
 
 def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls") -> Table:
-    """Calls per function with total, self, mean and longest time."""
-    columns = [Column("function", NAME), Column("module", NAME)]
-    columns += [
-        Column(name, NUMBER) for name in ("calls", "raised", "total", "self", "mean", "max")
-    ]
+    """Calls per function: where it is, its active time (suspensions left out) as the
+    total and as a share of the run, its wall time, self, mean and longest time."""
+    columns = [Column("function", NAME), Column("where", NAME)]
+    numbers = ("calls", "raised", "total", "% run", "wall", "self", "mean", "max")
+    # On a narrow terminal, max, mean and wall give way, in that order.
+    columns += [Column(name, NUMBER, optional=name in ("wall", "mean", "max")) for name in numbers]
     rows = [
         [
             s.qualname,
-            s.module,
+            where(s.module, s.file, s.line),
             f"{s.calls:,}",
             f"{s.raised:,}" if s.raised else "",
+            format_ns(s.active_ns),
+            "" if s.percent is None else f"{s.percent:.1f}",
             format_ns(s.total_ns),
             format_ns(s.self_ns),
             format_ns(s.mean_ns),
@@ -223,13 +227,23 @@ def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls
         ]
         for s in stats
     ]
-    return fitted_table(columns, rows, title=f"{title} in run {run}")
+    caption = "total: time running (suspensions left out); wall: from call to return"
+    return fitted_table(columns, rows, title=f"{title} in run {run}", caption=caption)
+
+
+def where(module: str, file: str | None, line: int | None) -> str:
+    """``file:line`` of a function (its module when the file is not known)."""
+    if not file:
+        return module
+    return f"{file}:{line}" if line else file
 
 
 def _label(node: CallNode, on_path: bool = False) -> Text:
     text = Text(node.qualname, style="bold red" if on_path else "bold")
     if node.phase:
         text.append(f" [{node.phase}]", style="magenta")
+    if node.file:
+        text.append(f"  {os.path.basename(node.file)}:{node.line}", style="dim")
     text.append(f"  {format_ns(node.duration_ns)}", style="cyan")
     if node.similar:
         alike = f"{node.similar + 1:,} similar calls"

@@ -40,6 +40,14 @@ class FunctionStats:
     #: time in the function itself: its active time (suspensions left out) less
     #: the active time of the recorded calls it made; unfinished calls add none
     self_ns: int = 0
+    #: time its calls were running: wall time less the time they spent suspended
+    #: (a coroutine's awaits, a generator's yields)
+    active_ns: int = 0
+    #: its active time as a share of the run's wall time, in percent
+    percent: float | None = None
+    #: where it is defined
+    file: str | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class Call:
     start_ns: int
     duration_ns: int
     outcome: str
+    #: where its function is defined
+    file: str | None = None
+    line: int | None = None
 
 
 @dataclass

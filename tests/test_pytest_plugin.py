@@ -420,6 +420,7 @@ def test_scope_tests_and_scope_test_answer_about_the_recorded_session(suite):
             capture_output=True,
             text=True,
             timeout=120,
+            env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
         )
 
     listed = json.loads(scope("tests", "--json").stdout)

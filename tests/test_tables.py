@@ -83,10 +83,12 @@ def test_a_query_fits_its_width_and_a_pipe_gets_it_whole(write, scope):  # type:
     top = scope("top", env=narrow).stdout
     rows = [line.split("│")[1:-1] for line in top.splitlines() if "│" in line]
     assert len(rows) == 1  # one function, on one line
-    function, module, calls, raised, *times = (cell.strip() for cell in rows[0])
+    function, where, calls, raised, total, percent, *times = (cell.strip() for cell in rows[0])
     assert function.startswith("…") and function.endswith("_anything")
-    assert (module, calls, raised) == ("__main__", "200", "")
-    assert all(re.fullmatch(r"\d[\d.]* (ns|µs|ms|s)", time) for time in times), times
+    assert where.startswith("…") and where.endswith("app.py:3")
+    assert (calls, raised) == ("200", "")
+    assert re.fullmatch(r"\d+\.\d", percent)
+    assert all(re.fullmatch(r"\d[\d.]* (ns|µs|ms|s)", time) for time in [total, *times]), times
     whole = scope("top").stdout
     qualname = "AVeryLongClassNameForAParserThatNobodyWouldTypeTwice.parse_the_whole_document"
     assert f"│ {qualname}_without_caching_anything │" in whole
