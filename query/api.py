@@ -43,7 +43,6 @@ from scope.query.results import (
     ThreadHealth,
     combined_outcome,
 )
-from scope.storage.schema import NO_CALLS_PROBLEM
 
 from scope.errors import QueryError, RecordingError, RecordingInUse
 
@@ -227,20 +226,31 @@ class Recording:
         return bool(row and row[0])
 
     def _note_if_empty(self, run: int) -> None:
-        """Remember why run ``run`` recorded no calls, if it is over and recorded none."""
+        """Remember why run ``run`` recorded no calls, if it is over and recorded none:
+        no recorded function ran, or no module with one was recorded at all."""
         row = self.con.execute(
             """SELECT coalesce(calls_stored, 0) + coalesce(calls_unfinished, 0)
-                      + coalesce(calls_summed, 0), coalesce(problems, [])
+                      + coalesce(calls_summed, 0)
                FROM run WHERE id = ? AND ended_at IS NOT NULL""",
             [run],
         ).fetchone()
         if row is None or row[0] != 0:
             return
-        problems: list[str] = row[1]
-        said = [
-            p.removeprefix(NO_CALLS_PROBLEM) for p in problems if p.startswith(NO_CALLS_PROBLEM)
-        ]
-        reason = said[0] if said else "nothing of yours ran while it recorded"
+        recorded = self.con.execute(
+            """SELECT DISTINCT CASE WHEN module IN ('__main__', '__mp_main__')
+                                    THEN regexp_extract(file, '[^/]*$') ELSE module END
+               FROM function WHERE run = ? AND level != 'off' ORDER BY 1""",
+            [run],
+        ).fetchall()
+        names = [name for (name,) in recorded]
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            reason = f"no function of {shown} ran while it recorded"
+        else:
+            reason = (
+                "no module of yours with a function to record was loaded; name what to "
+                "record with --include or --only (scope plan shows why a module is left out)"
+            )
         self.why_empty[run] = f"run {run} recorded no calls: {reason}"
 
     def function_stats(

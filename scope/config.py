@@ -55,6 +55,9 @@ class Config:
     exclude: tuple[str, ...] = ()
     #: patterns that replace the default choice of the user's code (include adds to them)
     only: tuple[str, ...] = ()
+    #: the include and exclude patterns scope added itself (the package ``-m`` runs,
+    #: pytest's test files), which a run does not report as matching nothing
+    added_by_scope: tuple[str, ...] = ()
     #: the capture level of every function no ``levels`` pattern names
     level: str = "calls"
     #: (pattern, level) pairs, in order: the last pattern that matches a function wins

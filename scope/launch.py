@@ -154,7 +154,9 @@ def with_requested_package(config: Config, kind: str, target: str) -> Config:
     package = target.split(".")[0]
     if kind != "module" or package in _RUNNERS or package in config.include:
         return config
-    return replace(config, include=(*config.include, package))
+    return replace(
+        config, include=(*config.include, package), added_by_scope=(*config.added_by_scope, package)
+    )
 
 
 def fail(exc: ScopeError) -> NoReturn:

@@ -160,4 +160,8 @@ def _config(early_config: pytest.Config, options: Any) -> Config:
     # Test files are pytest's to load (its assertion rewriter claims them first
     # anyway); left out here too, so that --assert=plain changes nothing.
     test_files = ("conftest.py", *early_config.getini("python_files"))
-    return replace(config, exclude=config.exclude + tuple(test_files))
+    return replace(
+        config,
+        exclude=config.exclude + tuple(test_files),
+        added_by_scope=config.added_by_scope + tuple(test_files),
+    )

@@ -461,7 +461,6 @@ class Recorder:
         if self._finder is not None:
             uninstall(self._finder)
             self._note_unmatched_patterns(self._finder.selector)
-            self._note_why_no_calls(self._finder.selector)
         self._unwatch()
         self._propagation = None  # the environment and hook folder are the parent's
         if settings is not None:
@@ -494,7 +493,6 @@ class Recorder:
         if self._finder is not None:
             uninstall(self._finder)
             self._note_unmatched_patterns(self._finder.selector)
-            self._note_why_no_calls(self._finder.selector)
         self._unwatch()
         if self._propagation is not None:
             self._propagation.uninstall()
@@ -519,36 +517,6 @@ class Recorder:
             sys.stderr.flush()
         return self.report
 
-    def _note_why_no_calls(self, selector: ModuleSelector) -> None:
-        """If this program recorded no call, say why in the run (every query of it repeats
-        it), not on the program's stderr."""
-        if self.child is not None or any(t.calls for t in native.threads()):
-            return
-        from scope.instrument.plan import MAIN_NAMES, ModulePlan, unpack_plan
-        from scope.storage.schema import NO_CALLS_PROBLEM
-
-        plans = [unpack_plan(plan) for plan in loaded_plans()]
-
-        def listed(plans: list[ModulePlan]) -> str:
-            names = sorted({os.path.basename(p.path) if p.module in MAIN_NAMES else p.module
-                            for p in plans})  # fmt: skip
-            return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-        recorded = [p for p in plans if any(f.level != "off" for f in p.functions)]
-        if recorded:
-            why = f"no function of {listed(recorded)} ran while it recorded"
-        elif plans:
-            why = f"{listed(plans)}: no function to record"
-        else:
-            why = "no module of yours was imported"
-            if self.script is not None:
-                decision = selector.decide("__main__", os.path.abspath(self.script))
-                why = f"{why}, and the script is left out ({decision.reason})"
-            why += "; name what to record with --include or --only (scope plan shows why)"
-        line = NO_CALLS_PROBLEM + why
-        self._problems.append(line)
-        self._quiet.add(line)
-
     def _note_unmatched_patterns(self, selector: ModuleSelector) -> None:
         """Name in the run (not on stderr) each pattern that named nothing loaded.
 
@@ -561,7 +529,8 @@ class Recorder:
 
         plans = [unpack_plan(plan) for plan in loaded_plans()]
         unmatched = unmatched_patterns(self.config.plan_settings(), selector.decided_by, plans)
-        for line in describe(unmatched, "that this run loaded"):
+        users = [(o, p) for o, p in unmatched if p not in self.config.added_by_scope]
+        for line in describe(users, "that this run loaded"):
             self._problems.append(line)
             self._quiet.add(line)
 

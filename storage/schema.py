@@ -33,11 +33,6 @@ TEST_OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 TEST_PHASES = ("collect", "setup", "call", "teardown")
 
 
-#: how the problem that says why a run recorded no calls begins (``scope`` queries
-#: of such a run repeat it)
-NO_CALLS_PROBLEM = "recorded no calls: "
-
-
 @dataclass(frozen=True)
 class Column:
     """One column: its name, DuckDB type and meaning."""

@@ -143,13 +143,24 @@ def test_every_query_of_a_run_without_calls_says_why_once(write, scope, python):
     for command in (["calls"], ["top"], ["tree"], ["exceptions"], ["calls", "--json"]):
         answer = scope(*command)
         assert answer.returncode == 0, answer.stderr
-        assert answer.stderr == "scope: run 1 recorded no calls: app.py: no function to record\n"
+        assert answer.stderr.startswith("scope: run 1 recorded no calls: no module of yours with")
     write("lib.py", "def unused():\n    pass\n")
     write("app.py", "import lib\n")
     assert scope("run", "--exclude", "lib", "app.py").returncode == 0
     said = scope("calls").stderr
-    assert said.startswith("scope: run 2 recorded no calls: app.py: no function to record")
+    assert said.startswith("scope: run 2 recorded no calls: no module of yours with a function")
+    assert "--include or --only" in said
     write("app.py", "import lib\n")
     assert scope("run", "app.py").returncode == 0
     said = scope("top").stderr
     assert said == "scope: run 3 recorded no calls: no function of lib ran while it recorded\n"
+
+
+def test_patterns_scope_adds_itself_are_never_reported(write, scope, python, query):  # type: ignore[no-untyped-def]
+    # -m adds its package to include; pytest --scope adds the test files to exclude.
+    write("pkg/__init__.py", "")
+    write("pkg/tool.py", "def work():\n    return 1\n\nwork()\n")
+    assert scope("run", "-m", "pkg.tool").returncode == 0
+    write("test_one.py", "def test_one():\n    assert True\n")
+    assert python("-m", "pytest", "--scope", "-q", "-p", "no:cacheprovider").returncode == 0
+    assert query("SELECT problems FROM run ORDER BY id") == [([],), ([],)]
