@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -106,10 +107,9 @@ def test_chrome_trace_events_are_well_formed_and_nest_per_thread(recorded, scope
         assert isinstance(e["pid"], int) and isinstance(e["tid"], int)
         assert e["ts"] >= 0 and e["dur"] >= 0
     assert {m["name"] for m in metadata} == {"process_name", "thread_name"}
-    assert {m["args"]["name"] for m in metadata if m["name"] == "thread_name"} == {
-        "MainThread",
-        "helper",
-    }
+    named = {m["args"]["name"] for m in metadata if m["name"] == "thread_name"}
+    (pid,) = {m["pid"] for m in metadata}
+    assert named == {f"MainThread (pid {pid})", f"helper (pid {pid})"}
     assert {e["args"]["call"]: (e["name"], e["tid"]) for e in complete} == {
         call: (name, thread) for call, (name, thread, _, _) in calls.items()
     }
@@ -168,7 +168,9 @@ def test_speedscope_files_follow_its_schema_and_open_like_a_stack(
     jsonschema.validate(document, speedscope_schema)
     frames = document["shared"]["frames"]
     opened = 0
-    assert {p["name"] for p in document["profiles"]} == {"MainThread", "helper"}
+    names = {re.sub(r" \(pid \d+\)$", "", p["name"]) for p in document["profiles"]}
+    assert names == {"MainThread", "helper"}
+    assert all(re.search(r" \(pid \d+\)$", p["name"]) for p in document["profiles"])
     for profile in document["profiles"]:
         stack: list[int] = []
         last = 0

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
+from scope.storage.children import THREAD_SHIFT
 
 #: rows fetched from DuckDB at a time
 CHUNK = 65_536
@@ -42,7 +43,7 @@ class RunInfo:
     start_unix_ns: int
     #: process number (call.id >> 52) -> pid
     pids: dict[int, int]
-    #: thread slot -> name
+    #: thread slot -> its name and its process's pid, as the exports label it
     threads: dict[int, str]
     calls: int
 
@@ -81,7 +82,7 @@ def run_info(con: duckdb.DuckDBPyConnection, run: int) -> RunInfo:
         con.execute("SELECT coalesce(number, 0), pid FROM process WHERE run = ?", [run]).fetchall()
     )
     threads = {
-        slot: name or f"thread {slot}"
+        slot: f"{name or f'thread {slot}'} (pid {pids.get(slot >> THREAD_SHIFT, 0)})"
         for slot, name in con.execute("SELECT id, name FROM thread WHERE run = ?", [run]).fetchall()
     }
     return RunInfo(run, list(argv or []), start_ns, end_ns, start_unix_ns, pids, threads, calls)
