@@ -32,6 +32,8 @@ TEXT = "text"
 
 #: the fewest characters a name is shortened to
 NAME_MIN = 6
+#: optional columns give way before a name is shortened below this
+NAME_KEPT = 24
 #: the least a text column is left
 TEXT_MIN = 12
 
@@ -86,14 +88,15 @@ def _name_widths(natural: list[int], floors: list[int], room: int) -> list[int]:
 
 
 def _least_width(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> int:
-    """The narrowest the table can be: whole numbers and labels, the shortest names."""
+    """The narrowest the table may be before optional columns give way: whole numbers
+    and labels, and names of ``NAME_KEPT`` characters at least."""
     least = 3 * len(columns) + 1
     for i, column in enumerate(columns):
         widest = max([len(column.header), *(len(_plain(row[i])) for row in rows)])
         if column.kind in (NUMBER, LABEL):
             least += widest
         elif column.kind == NAME:
-            least += min(widest, max(NAME_MIN, len(column.header)))
+            least += min(widest, max(NAME_KEPT, len(column.header)))
         else:
             least += TEXT_MIN
     return least

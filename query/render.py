@@ -232,10 +232,13 @@ def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls
 
 
 def where(module: str, file: str | None, line: int | None) -> str:
-    """``file:line`` of a function (its module when the file is not known)."""
+    """``file:line`` of a function, the file relative to the working folder when it is
+    under it (its module when the file is not known)."""
     if not file:
         return module
-    return f"{file}:{line}" if line else file
+    here = os.getcwd() + os.sep
+    shown = file[len(here) :] if file.startswith(here) else file
+    return f"{shown}:{line}" if line else shown
 
 
 def _label(node: CallNode, on_path: bool = False) -> Text:
