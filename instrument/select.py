@@ -21,7 +21,7 @@ import fnmatch
 import os
 import sysconfig
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from scope.instrument.plan import is_function_pattern, pattern_matches, script_names
@@ -162,7 +162,9 @@ class ModuleSelector:
         else:
             left = self._decide_by_place(real)
             if left.instrument:
-                return left
+                # An include pattern naming the user's own module adds nothing, but
+                # it did name something: it is not reported as matching nothing.
+                return replace(left, pattern=_matches(self.include, names, real))
         matched = _matches(self.include, names, real)
         if matched:
             return Decision(True, f"included by {matched!r}", pattern=matched)

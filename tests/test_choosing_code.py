@@ -164,3 +164,13 @@ def test_patterns_scope_adds_itself_are_never_reported(write, scope, python, que
     write("test_one.py", "def test_one():\n    assert True\n")
     assert python("-m", "pytest", "--scope", "-q", "-p", "no:cacheprovider").returncode == 0
     assert query("SELECT problems FROM run ORDER BY id") == [([],), ([],)]
+
+
+def test_an_include_of_the_users_own_module_is_not_reported(write, scope, query):  # type: ignore[no-untyped-def]
+    # Include used to restrict: a habit of naming one's own package there is harmless.
+    write("lib.py", "def work():\n    return 1\n")
+    write("app.py", "import lib\nlib.work()\n")
+    assert scope("run", "--include", "lib", "--include", "nothing_here", "app.py").returncode == 0
+    assert query("SELECT problems FROM run") == [
+        (["--include 'nothing_here' matched nothing that this run loaded"],)
+    ]
