@@ -199,9 +199,9 @@ static void record_return(scope_thread *t, scope_frame *f, PyObject *value, uint
     }
 }
 
-/* The innermost call of this frame returns; `value` is its return value when the
+/* The innermost call of `frame` returns; `value` is its return value when the
  * call reports one (a lambda at args level), else NULL. */
-static void end_call(uint64_t tagged, PyObject *value) {
+static void end_call(const void *frame, uint64_t tagged, PyObject *value) {
     scope_thread *t = scope_tls_thread;
     if (!t) return;
     if (t->suppressed) {
@@ -212,7 +212,7 @@ static void end_call(uint64_t tagged, PyObject *value) {
         t->overflow_depth--;
         return;
     }
-    scope_frame *f = scope_running_call(t, scope_current_frame(), tagged & SCOPE_FUNC_MASK);
+    scope_frame *f = scope_running_call(t, frame, tagged & SCOPE_FUNC_MASK);
     if (!f) {
         atomic_fetch_add_explicit(&t->h->unmatched_exits, 1, memory_order_relaxed);
         return;
@@ -226,18 +226,11 @@ static void end_call(uint64_t tagged, PyObject *value) {
     scope_finish_call(t, f, 0);
 }
 
-/* The innermost call of this frame ends (it left its `with __scope_call__` block). */
-static void end_call_of_frame(void) {
-    scope_thread *t = scope_tls_thread;
-    scope_frame *top = t ? scope_top_of(t) : NULL;
-    /* Without frames, calls are known by function: the innermost is the one ending. */
-    end_call(scope_current_frame() || !top ? 0 : top->func_id, NULL);
-}
-
-/* exit(tagged_id): the innermost call of this frame ends (from its finally block). */
+/* exit(tagged_id): the innermost call of this frame ends (a call scope makes itself,
+ * such as a test's phase; instrumented code leaves its block instead). */
 static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
-    if (read_tagged(args, nargs, &tagged)) end_call(tagged, NULL);
+    if (read_tagged(args, nargs, &tagged)) end_call(scope_current_frame(), tagged, NULL);
     Py_RETURN_NONE;
 }
 
@@ -245,7 +238,8 @@ static PyObject *py_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs
  * block, so an exception leaving it is noticed later: see drop_raised_lambdas). */
 static PyObject *py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t tagged;
-    if (nargs == 2 && read_tagged(args, nargs, &tagged)) end_call(tagged, args[1]);
+    if (nargs == 2 && read_tagged(args, nargs, &tagged))
+        end_call(scope_current_frame(), tagged, args[1]);
     return passed(args, nargs, 1);
 }
 
@@ -300,14 +294,17 @@ static PyObject *body_exit(PyObject *self, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames) {
     PyObject *exc = PyVectorcall_NARGS(nargsf) == 3 ? args[1] : Py_None;
     scope_thread *t = scope_tls_thread;
-    if (exc != Py_None && t && !t->suppressed && !t->overflow_depth) {
-        const void *frame = scope_current_frame();
-        scope_frame *top = scope_top_of(t);
-        scope_frame *f = scope_running_call(t, frame, frame || !top ? 0 : top->func_id);
+    if (!t) Py_RETURN_NONE;
+    const void *frame = scope_current_frame();
+    /* Without frames, calls are known by function: the innermost is the one ending. */
+    scope_frame *top = scope_top_of(t);
+    uint64_t func = frame || !top ? 0 : top->func_id;
+    if (exc != Py_None && !t->suppressed && !t->overflow_depth) {
+        scope_frame *f = scope_running_call(t, frame, func);
         if (f) record_unwind(t, f, exc, f->flags);
         PyErr_Clear(); /* a value's repr may have failed; the program's exception stands */
     }
-    end_call_of_frame();
+    end_call(frame, func, NULL);
     Py_RETURN_NONE;
 }
 

@@ -15,6 +15,7 @@ import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scope.capture import runtime
@@ -99,6 +100,22 @@ def load(source: str, level: str = "calls", name: str = "recorded", redact=()) -
     module.__file__ = path
     module.__dict__["__scope_plan__"] = plan
     exec(compile_instrumented(source, path, plan), module.__dict__)
+    return module
+
+
+def load_file(path: Path, instrumented: bool, level: str, name: str) -> types.ModuleType:
+    """The file at ``path`` as module ``name``, compiled plainly or instrumented at
+    ``level``, from its real path (tracebacks and tracers read its lines)."""
+    source = path.read_text()
+    plan = make_plan(name, str(path), analyze_source(source), PlanSettings(level))
+    if instrumented:
+        code = compile_instrumented(source, str(path), plan)
+    else:
+        code = compile(source, str(path), "exec", dont_inherit=True)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    module.__dict__["__scope_plan__"] = plan  # how ``record`` names recorded calls
+    exec(code, module.__dict__)
     return module
 
 

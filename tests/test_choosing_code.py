@@ -161,7 +161,8 @@ def test_patterns_scope_adds_itself_are_never_reported(write, scope, python, que
     write("pkg/__init__.py", "")
     write("pkg/tool.py", "def work():\n    return 1\n\nwork()\n")
     assert scope("run", "-m", "pkg.tool").returncode == 0
-    write("test_one.py", "def test_one():\n    assert True\n")
+    # The smallest suite pytest --scope records: one test of the code it tests.
+    write("test_one.py", "from pkg.tool import work\n\ndef test_one():\n    assert work() == 1\n")
     assert python("-m", "pytest", "--scope", "-q", "-p", "no:cacheprovider").returncode == 0
     assert query("SELECT problems FROM run ORDER BY id") == [([],), ([],)]
 

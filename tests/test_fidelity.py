@@ -21,11 +21,8 @@ from pathlib import Path
 
 import pytest
 from scope.capture import runtime
-from scope.instrument.analyze import analyze_source
-from scope.instrument.plan import PlanSettings, make_plan
-from scope.instrument.rewrite import compile_instrumented
 
-from .harness import record
+from .harness import load_file, record
 
 SOURCE = """
 import inspect
@@ -178,18 +175,9 @@ async def _sleep(delay: float) -> None:
 
 
 def load(path: Path, instrumented: bool, level: str) -> types.ModuleType:
-    source = path.read_text()
     name = "fidelity_instrumented" if instrumented else "fidelity_plain"
-    plan = make_plan(name, str(path), analyze_source(source), PlanSettings(level))
-    if instrumented:
-        code = compile_instrumented(source, str(path), plan)
-    else:
-        code = compile(source, str(path), "exec", dont_inherit=True)
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-    module.__dict__["__scope_plan__"] = plan  # how the harness names recorded calls
+    module = load_file(path, instrumented, level, name)
     module.asyncio_sleep = _sleep
-    exec(code, module.__dict__)
     return module
 
 

@@ -14,7 +14,9 @@ import traced
 
 
 def settrace_events(name, args):
-    """(function, event, line, exception type) for each event in traced.py."""
+    """(function, event, line, exception type) for each event in traced.py: what
+    tests/test_trace_fidelity.py's ``trace`` collects in process, here in a program
+    copied out of the tests, which cannot import them."""
     events = []
 
     def tracer(frame, event, arg):
