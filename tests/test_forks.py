@@ -16,7 +16,7 @@ import pytest
 
 from scope.interpreter import PYBEHAVIOR
 
-from .conftest import clean_env
+from .conftest import clean_env, wait_for_service_to_leave
 
 
 def same_but_pids(recorded, plain):
@@ -134,7 +134,9 @@ def test_forkpty_forks_without_a_warning(write, python, scope):
     same_but_pids(recorded, plain)
 
 
-def test_a_pool_of_forked_workers_is_terminated_as_under_python(write, python, scope, query):
+def test_a_pool_of_forked_workers_is_terminated_as_under_python(
+    write, python, scope, query, project
+):
     write(
         "pool.py",
         """
@@ -154,6 +156,9 @@ def test_a_pool_of_forked_workers_is_terminated_as_under_python(write, python, s
     recorded = scope("run", "pool.py", timeout=60)
     assert plain.stdout == "40425\ndone\n"
     same_but_pids(recorded, plain)
+    # The service may still hold the file, storing the rings of the workers the pool
+    # killed: this test reads the file itself, so it waits for the service to leave.
+    wait_for_service_to_leave(project)
     ((calls,),) = query(
         "SELECT count(*) FROM call c JOIN function f USING (run) "
         "WHERE f.id = c.function AND f.qualname = 'square'"
