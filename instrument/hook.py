@@ -82,10 +82,12 @@ class Instrumenter:
         settings: PlanSettings,
         on_plan: PlanListener | None = None,
         on_failure: FailureListener | None = None,
+        code_cache: cache.CodeCache | None = None,
     ) -> None:
         self.settings = settings
         self.on_plan = on_plan
         self.on_failure = on_failure
+        self.code_cache = code_cache or cache.CodeCache(None, 0)
 
     def plan(
         self, module: str, path: str, source: bytes | str, settings: PlanSettings | None = None
@@ -129,7 +131,7 @@ class Instrumenter:
     ) -> CodeType | None:
         key = cache.entry_key(module, path, settings)
         facts = cache.SourceFacts.of(path)
-        cached = cache.load(path, settings, key, facts, read_source)
+        cached = self.code_cache.load(path, key, facts, read_source)
         plan: PackedPlan
         if cached is not None:
             plan, code = cached
@@ -148,7 +150,7 @@ class Instrumenter:
                 if self.on_failure is not None and compiles(source, path):
                     self.on_failure(module, path, exc)
                 return None
-            cache.store(path, settings, key, (facts, source), made, code)
+            self.code_cache.store(path, key, (facts, source), made, code)
             plan = made
         _loaded[module, path] = plan
         if self.on_plan is not None:

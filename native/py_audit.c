@@ -12,6 +12,8 @@
 #define MAX_AUDITED 64
 /* Nonzero while this thread does scope's own work (see py_scope_work). */
 static __thread unsigned tls_scope_work = 0;
+/* The clock when this thread's outermost piece of scope's work began. */
+static __thread int64_t tls_scope_work_began = 0;
 static char *g_audited[MAX_AUDITED];
 static size_t g_audited_count = 0;
 static int g_audit_hook_added = 0;
@@ -114,17 +116,30 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
     return 0;
 }
 
+/* Leaves `ticks` of scope's own work out of the active time of the calls open on
+ * this thread: it is counted as time they were suspended, so that instrumenting a
+ * module imported inside a call (libcst, on a cold cache) is not charged to it. */
+static void leave_out_of_open_calls(int64_t ticks) {
+    scope_thread *t = scope_tls_thread;
+    if (!t || ticks <= 0 ||
+        t->generation != atomic_load_explicit(&scope_g_ring_generation, memory_order_relaxed))
+        return;
+    for (uint32_t i = 0; i < t->depth; i++) t->stack[i].suspended_ticks += (uint64_t)ticks;
+}
+
 /* scope_work(begin): scope's own work on this thread (instrumenting a module, the
- * writer) starts (True) or ends (False): nothing it does is the program's. */
+ * writer) starts (True) or ends (False): nothing it does is the program's, neither
+ * its audit events nor its time. */
 static PyObject *py_scope_work(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 1) {
         PyErr_SetString(PyExc_TypeError, "scope_work(begin)");
         return NULL;
     }
-    if (PyObject_IsTrue(args[0]))
-        tls_scope_work++;
-    else if (tls_scope_work)
-        tls_scope_work--;
+    if (PyObject_IsTrue(args[0])) {
+        if (tls_scope_work++ == 0) tls_scope_work_began = scope_ticks();
+    } else if (tls_scope_work && --tls_scope_work == 0) {
+        leave_out_of_open_calls(scope_ticks() - tls_scope_work_began);
+    }
     Py_RETURN_NONE;
 }
 

@@ -349,6 +349,59 @@ def recover(db: str | None) -> None:
         click.echo("nothing to recover")
 
 
+@cli.group()
+def cache() -> None:
+    """The cache of rewritten code: where it is, how big, and emptying it.
+
+    scope keeps each instrumented module's code between runs, in
+    ``.scope/cache`` of the project (the ``cache_dir`` setting), bounded by
+    ``cache_max_mb``, so that a run instruments only what changed.
+    """
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Where the cache is, and how many entries and bytes it holds.
+
+    \b
+    Example:
+      scope cache info
+    """
+    from scope.instrument.cache import summarize
+
+    config = _config()
+    held = summarize(config.code_cache_folder)
+    click.echo(
+        f"{held.folder}: {held.entries:,} entries, {_file_size(held.size)} "
+        f"(at most {config.cache_max_mb:,} MB)"
+    )
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove every entry of the cache: the next run instruments each module afresh.
+
+    \b
+    Example:
+      scope cache clear
+    """
+    from scope.instrument.cache import clear
+
+    removed = clear(_config().code_cache_folder)
+    click.echo(
+        f"removed {removed.entries:,} entries ({_file_size(removed.size)}) from {removed.folder}"
+    )
+
+
+def _file_size(size: int) -> str:
+    """``size`` bytes for people: 512 bytes, 13.8 kB, 4.2 MB."""
+    if size < 1000:
+        return f"{size} bytes"
+    if size < 1_000_000:
+        return f"{size / 1e3:.1f} kB"
+    return f"{size / 1e6:.1f} MB"
+
+
 def _stored_by_a_service(db: str, pids: list[int], timeout: float = 120.0) -> list[int]:
     """Have a recording service store what ``pids`` left (a service that was
     stopped with them left it), and wait until it has; returns the pids stored."""

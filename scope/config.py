@@ -21,6 +21,7 @@ OVERFLOW_POLICIES = ("drop", "block")
 CLOCKS = ("auto", "tsc", "monotonic")
 LOG_LEVELS = ("off", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_DB = os.path.join(".scope", "scope.duckdb")
+DEFAULT_CACHE_DIR = os.path.join(".scope", "cache")
 #: audit events (PEP 578) recorded by default: what a program does to the world
 DEFAULT_AUDIT = (
     "open",
@@ -93,6 +94,10 @@ class Config:
     wait: bool = True
     #: whose calls ``pytest --scope`` keeps: all, failed, slow:SECONDS (comma-separated)
     keep: str = "all"
+    #: the folder of rewritten code kept between runs ("" : ``.scope/cache`` of the project)
+    cache_dir: str = ""
+    #: the most that folder holds, in MB (0: keep nothing, instrument afresh each run)
+    cache_max_mb: int = 256
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -100,6 +105,11 @@ class Config:
     def retention(self) -> Retention:
         """Whose calls a recorded test session keeps (``keep``, validated on load)."""
         return parse_retention(self.keep)
+
+    @property
+    def code_cache_folder(self) -> str:
+        """Where rewritten code is kept between runs (``cache_dir``, else the project's)."""
+        return self.cache_dir or os.path.join(self.project_root, DEFAULT_CACHE_DIR)
 
     def plan_settings(self) -> PlanSettings:
         """The settings that decide each function's capture level."""
@@ -284,6 +294,8 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "service": _as_bool,
     "wait": _as_bool,
     "keep": _as_retention,
+    "cache_dir": _as_str,
+    "cache_max_mb": _as_count(0, 1 << 20),
 }
 
 
@@ -381,7 +393,7 @@ def load_config(
         for key, raw in values.items():
             label = f"SCOPE_{key.upper()}" if where == "from the environment" else key
             value = VALIDATORS[key](label, raw, where)
-            if key == "db":
+            if key in ("db", "cache_dir"):
                 value = os.path.join(base, os.path.expanduser(value))
             elif key == "levels":  # more specific layers add patterns, which win
                 value = config.levels + value

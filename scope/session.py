@@ -29,6 +29,7 @@ from scope.capture.service_link import ServiceLink
 from scope.capture.threads import ThreadWatch
 from scope.config import Config
 from scope.errors import CapabilityMissing, ConfigError, RecordingError
+from scope.instrument.cache import CodeCache
 from scope.instrument.hook import (
     Instrumenter,
     RunPathHook,
@@ -216,6 +217,7 @@ class Recorder:
             self.config.plan_settings(),
             on_plan=self.add_functions,
             on_failure=self._instrument_failed,
+            code_cache=CodeCache(self.config.code_cache_folder, self.config.cache_max_mb << 20),
         )
         for plan in loaded_plans():  # code instrumented for an earlier recording
             self.add_functions(plan)

@@ -237,8 +237,9 @@ TABLES = (
             Column(
                 "suspended_ns",
                 "BIGINT",
-                "generators and coroutines: time spent suspended at yield or await "
-                "(-1 if it never ended); 0 for other calls",
+                "time left out of its active time: suspended at yield or await "
+                "(generators and coroutines), or scope instrumenting a module imported "
+                "during the call (-1 if it never ended)",
             ),
             Column("suspensions", "INTEGER", "how many times it suspended"),
         ),

@@ -43,7 +43,15 @@ def test_call_overhead_prints_every_row():
 
 def test_instrument_benchmark_prints_both_tables():
     result = run_script("instrument.py", "--package", "json", "--repeat", "1")
-    for row in ("libcst parse alone", "scope cold path", "plain python", "hook off", "ratio"):
+    for row in (
+        "libcst parse alone",
+        "scope cold path",
+        "plain python",
+        "hook off",
+        "ratio",
+        "scope run, cold cache",
+        "load() active time, warm cache",
+    ):
         assert row in result.stdout
 
 
