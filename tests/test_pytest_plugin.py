@@ -406,7 +406,9 @@ def test_xdist_workers_record_into_their_own_files_and_the_session_merges_them(s
     )
     processes = read(suite, "SELECT count(*), count(DISTINCT pid) FROM process")
     assert processes == [(3, 3)]
-    leftovers = [p.name for p in (suite.path / ".scope").iterdir() if p.name != "scope.duckdb"]
+    # No worker left a file of its own behind; the code cache is shared and stays.
+    kept = {"scope.duckdb", "cache"}
+    leftovers = [p.name for p in (suite.path / ".scope").iterdir() if p.name not in kept]
     assert leftovers == []
 
 
