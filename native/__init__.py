@@ -140,6 +140,9 @@ class RingStats:
     threads_live: int
     #: rings kept in private memory while sharing: their file could not be made
     unshared: int = 0
+    #: unfinished calls written straight into held memory, never into a ring:
+    #: captured and drained, though no ring counted them
+    unfinished_held: int = 0
 
 
 @dataclass(frozen=True)

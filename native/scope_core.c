@@ -36,6 +36,7 @@ static scope_thread_info *g_infos = NULL;
 static size_t g_infos_len = 0, g_infos_cap = 0;
 static _Atomic uint64_t g_setup_failures = 0;
 static _Atomic uint64_t g_unfinished = 0;
+static _Atomic uint64_t g_unfinished_held = 0;
 static _Atomic uint64_t g_unshared = 0;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -661,9 +662,10 @@ static void hold_unfinished_locked(scope_thread *into, const scope_frame *f, uin
     scope_record r;
     scope_fill_record(&r, f, end_id, SCOPE_UNFINISHED, -1, -1);
     r.start_ns = scope_ticks_to_ns(&g_clock, r.start_ns);
-    if (hold_append(&r))
+    if (hold_append(&r)) {
         atomic_fetch_add(&g_unfinished, 1);
-    else
+        atomic_fetch_add(&g_unfinished_held, 1);
+    } else
         atomic_fetch_add(&g_setup_failures, 1);
 }
 
@@ -766,6 +768,7 @@ void scope_get_stats(scope_stats *out) {
     out->threads_seen = g_next_slot - 1;
     out->held = g_held_len;
     out->unfinished = atomic_load(&g_unfinished);
+    out->unfinished_held = atomic_load(&g_unfinished_held);
     out->unshared = atomic_load(&g_unshared);
     for (size_t i = 0; i < g_infos_len; i++) {
         if (is_live(g_infos[i].slot)) continue;
@@ -948,6 +951,7 @@ void scope_after_fork_child(void) {
     g_next_slot = 1;
     atomic_store(&g_setup_failures, 0);
     atomic_store(&g_unfinished, 0);
+    atomic_store(&g_unfinished_held, 0);
     atomic_store(&g_unshared, 0);
     g_unfinished_into_rings = 0;
     g_held_start = g_held_len = g_held_arena_len = 0; /* the parent's, not ours */

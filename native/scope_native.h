@@ -151,6 +151,8 @@ typedef struct {
     uint64_t threads_seen;
     uint64_t threads_live;
     uint64_t unshared;        /* rings kept in private memory: their file could not be made */
+    uint64_t unfinished_held; /* unfinished calls written straight into held memory, never
+                                 into a ring: captured, though no ring counted them */
 } scope_stats;
 
 typedef struct {

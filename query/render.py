@@ -172,7 +172,7 @@ def threads_table(health: RunHealth) -> Table:
     for t in health.threads:
         origin = f"thread {t.parent}" if t.parent else "-"
         if t.parent and t.started_by:
-            origin += f", call {t.started_by}"
+            origin += f", call {short_id(t.started_by)}"
         table.add_row(
             f"{t.id} {t.name or ''}".strip(),
             origin,

@@ -10,6 +10,7 @@ exit status and telemetry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -498,18 +499,21 @@ class RecordingWriter:
                WHERE run = ? AND pid = ?""",
             [end.end_ns, end.exit_status, end.ended_by, self.run_id, self._pid],
         )
+        # Added to, not set: a recording service stores the run's child processes
+        # that ended before this one into the same row.
         self.con.execute(
             """UPDATE run SET ended_at = ?, end_ns = ?, status = 'complete', exit_status = ?,
-                   events_captured = ?, events_dropped = ?, events_stored = ?,
+                   events_captured = coalesce(events_captured, 0) + ?,
+                   events_dropped = coalesce(events_dropped, 0) + ?, events_stored = ?,
                    calls_stored = ?, calls_unfinished = ?, calls_summed = ?,
-                   writer_batches = ?, problems = ?,
+                   writer_batches = ?, problems = list_concat(coalesce(problems, []), ?),
                    clock = ?, clock_ns_per_tick = ?, clock_calibrated_ns = ?
                WHERE id = ?""",
             [
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 end.end_ns,
                 end.exit_status,
-                rings.produced + rings.dropped,
+                rings.produced + rings.dropped + rings.unfinished_held,
                 dropped,
                 self.records_stored,
                 self.calls_stored,
@@ -581,11 +585,16 @@ class DeferredWriter(RecordingWriter):
         counts = batch.counts
         if not self._opened:
             if not (counts.calls or counts.aggregates or self._tests):
+                discarded = 0
                 if counts.values:
                     held = self._audit_events(batch.values(), batch.arena)
                     room = HELD_EVENTS - len(self._held)
                     self._held += held[:room]
-                    self.events_discarded += max(0, len(held) - room)
+                    discarded = max(0, len(held) - room)
+                    self.events_discarded += discarded
+                # Counted as stored now, as they will be with the file; if none is
+                # made, neither is the run's row that would count them.
+                self.records_stored += counts.records - discarded
                 return
             self._open()
             if self._held:
@@ -610,4 +619,5 @@ class DeferredWriter(RecordingWriter):
         if self.events_discarded:
             detail = f"{self.events_discarded} audit events raised before the first call not kept"
             self._store_events([Event(end.end_ns, "dropped", detail)])
+            end = dataclasses.replace(end, records_lost=end.records_lost + self.events_discarded)
         super().finish(end)
