@@ -21,6 +21,7 @@ from scope.query.diff import Side, compare
 from scope.query.exceptions import find_exception_kinds, find_exceptions
 from scope.query.folding import fold_similar
 from scope.query.history import attribute_writes
+from scope.query.ids import THREAD_SHIFT
 from scope.query.remote import RemoteError, ServiceConnection
 from scope.query.results import (
     AttributeWrite,
@@ -115,6 +116,52 @@ def _query_errors() -> tuple[type[Exception], ...]:
     """What a statement that failed raises: DuckDB's error, if DuckDB is loaded."""
     duckdb = sys.modules.get("duckdb")
     return (RemoteError,) if duckdb is None else (RemoteError, duckdb.Error)
+
+
+#: a stored call whose parent's row is on another thread (or process): the thread
+#: part of a call id is its top bits (``scope.query.ids``)
+_CROSSES = f"parent IS NOT NULL AND parent >> {THREAD_SHIFT} <> id >> {THREAD_SHIFT}"
+
+#: Self time where generators cross threads.  A generator made on thread 1 and
+#: consumed on thread 2 has a row on thread 1, under its maker; its children,
+#: run while thread 2 resumed it, have rows on thread 2 (``crossing``).  Those
+#: ran above the innermost call open on thread 2 when they began (their host,
+#: found by the thread's preorder intervals), not above the generator's maker:
+#: the host's self time leaves them out, and the generator's maker is charged
+#: only the generator's time less theirs (``away``).  Without this a thread's
+#: self times could add up to more than the thread lasted.
+_CROSSING = f"""
+    crossing AS (
+        SELECT id, parent, duration_ns - suspended_ns AS active_ns FROM call
+        WHERE run = $run AND duration_ns >= 0 AND {_CROSSES}
+    ),
+    away AS (SELECT parent, sum(active_ns) AS ns FROM crossing GROUP BY parent),
+    hosted AS (
+        SELECT max(h.id) AS host, any_value(x.active_ns) AS active_ns
+        FROM crossing x JOIN call h
+          ON h.run = $run AND h.id >> {THREAD_SHIFT} = x.id >> {THREAD_SHIFT}
+         AND h.id < x.id AND h.end_id >= x.id
+        GROUP BY x.id
+    ),
+"""
+#: what ran above each call, where generators crossed threads
+_CROSSING_CHILDREN = """
+    SELECT c.parent, sum(CASE
+        WHEN c.suspensions > 0
+        THEN greatest(c.duration_ns - c.suspended_ns - coalesce(a.ns, 0), 0)
+        ELSE c.duration_ns - c.suspended_ns END) AS active_ns
+    FROM call c LEFT JOIN away a ON a.parent = c.id
+    WHERE c.run = $run AND c.parent IS NOT NULL AND c.duration_ns >= 0
+    GROUP BY c.parent
+    UNION ALL
+    SELECT host, sum(active_ns) FROM hosted GROUP BY host
+"""
+#: what ran above each call, in the common run where no generator crossed threads
+_CHILDREN = """
+    SELECT parent, sum(duration_ns - suspended_ns) AS active_ns
+    FROM call WHERE run = $run AND parent IS NOT NULL AND duration_ns >= 0
+    GROUP BY parent
+"""
 
 
 class Recording:
@@ -270,13 +317,16 @@ class Recording:
             raise QueryError(f"cannot order functions by {by!r}: by total or self")
         run_id = self.resolve_run(run)
         # Stored rows and the sums of calls past a function's budget, together.  A
-        # stored call's self time is its active time less its children's: stored
-        # ones, and summed ones it called itself (call_aggregate.direct_ns).
+        # stored call's self time is its active time less what ran above it on the
+        # stack: its stored children, and summed ones it called itself
+        # (call_aggregate.direct_ns).  A generator resumed on another thread than
+        # its caller's runs above that thread's call (its host), not above its
+        # caller: see _CROSSING.
+        crossing = self._threads_crossed(run_id)
         sql = """
-            WITH children AS (
-                SELECT parent, sum(duration_ns - suspended_ns) AS active_ns
-                FROM call WHERE run = $run AND parent IS NOT NULL AND duration_ns >= 0
-                GROUP BY parent
+            WITH {crossing}
+            children AS (
+                {stored_children}
                 UNION ALL
                 SELECT parent, sum(coalesce(direct_ns, 0)) FROM call_aggregate
                 WHERE run = $run AND parent IS NOT NULL GROUP BY parent
@@ -287,7 +337,7 @@ class Recording:
                        greatest(c.duration_ns, 0) AS total_ns,
                        greatest(c.duration_ns - c.suspended_ns, 0) AS active_ns,
                        CASE WHEN c.duration_ns >= 0
-                            THEN c.duration_ns - c.suspended_ns - coalesce(k.ns, 0)
+                            THEN greatest(c.duration_ns - c.suspended_ns - coalesce(k.ns, 0), 0)
                             ELSE 0 END AS self_ns,
                        CASE WHEN c.duration_ns >= 0 THEN 1 ELSE 0 END AS timed,
                        c.duration_ns AS max_ns
@@ -312,6 +362,8 @@ class Recording:
         """
         conditions, params = function_clause(CallFilter(function=function))
         sql = sql.replace("{named}", " AND ".join(conditions) or "TRUE")
+        sql = sql.replace("{crossing}", _CROSSING if crossing else "")
+        sql = sql.replace("{stored_children}", _CROSSING_CHILDREN if crossing else _CHILDREN)
         sql += " ORDER BY 9 DESC, 4 DESC, 3" if by == "self" else " ORDER BY 10 DESC, 4 DESC, 3"
         params["run"] = run_id
         if limit is not None:
@@ -336,6 +388,14 @@ class Recording:
             )
             for r in rows
         ]
+
+    def _threads_crossed(self, run: int) -> bool:
+        """Whether any stored call ran on another thread than its caller's row: a
+        generator or coroutine resumed on another thread than it began on."""
+        row = self.con.execute(
+            f"SELECT EXISTS (SELECT 1 FROM call WHERE run = $run AND {_CROSSES})", {"run": run}
+        ).fetchone()
+        return bool(row and row[0])
 
     def call(self, call_id: int, run: int | None = None) -> CallNode:
         """One call by id."""
