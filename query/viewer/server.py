@@ -1,0 +1,226 @@
+"""The local server behind ``scope view``: the page, and the window on screen as JSON.
+
+It listens on 127.0.0.1 only, on a port the system picks, and answers only
+requests whose path begins with a random token made for this session (the URL
+it prints holds it): another user of the machine, or a web page in the user's
+browser, cannot read the recording through it.  It sends no CORS headers, so
+no other origin can read its answers; it refuses a ``Host`` other than its
+own address (DNS rebinding); every page carries a Content-Security-Policy
+that lets the page fetch from the server and nothing else.  It stops on
+Ctrl-C, or once nobody has asked it anything for ``idle_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from scope.query.api import Recording
+from scope.query.ids import parse_call_id, short_id
+from scope.query.viewer import window as windows
+
+from scope.errors import QueryError
+
+#: what a page of the viewer may do: its own scripts and styles, fetch from here
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+#: headers on every answer
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+#: seconds without a request after which the server stops
+IDLE_SECONDS = 30 * 60
+
+Answer = tuple[int, str, bytes]
+
+
+class ViewServer:
+    """Serves one run of one recording to the browser, until stopped or idle."""
+
+    def __init__(
+        self,
+        recording: Recording,
+        run: int,
+        page: Callable[[], bytes],
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self.recording = recording
+        self.run = run
+        self.token = secrets.token_urlsafe(24)
+        self.idle_seconds = idle_seconds
+        self._page = page
+        #: one DuckDB connection: requests take turns with it
+        self._lock = threading.Lock()
+        self._last_request = time.monotonic()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        """The port the system gave the server."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The page's address, token included: what the user opens."""
+        return f"http://127.0.0.1:{self.port}/{self.token}/"
+
+    def serve(self) -> str:
+        """Serve until ``stop``, Ctrl-C or idleness; returns why it stopped."""
+        why = ["stopped"]
+        watcher = threading.Thread(target=self._watch_idle, args=(why,), daemon=True)
+        watcher.start()
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            why[0] = "interrupted"
+        finally:
+            self._httpd.server_close()
+        return why[0]
+
+    def stop(self) -> None:
+        """Stop serving (from another thread)."""
+        self._httpd.shutdown()
+
+    def _watch_idle(self, why: list[str]) -> None:
+        while True:
+            idle = time.monotonic() - self._last_request
+            if idle >= self.idle_seconds:
+                why[0] = f"idle for {int(self.idle_seconds)} s"
+                self._httpd.shutdown()
+                return
+            time.sleep(min(1.0, self.idle_seconds - idle))
+
+    def answer(self, method: str, target: str, host: str | None) -> Answer:
+        """The status, content type and body for one request."""
+        if host != f"127.0.0.1:{self.port}":
+            return _error(HTTPStatus.MISDIRECTED_REQUEST, "not this server's address")
+        if method != "GET":
+            return _error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET")
+        parts = urlsplit(target)
+        prefix = f"/{self.token}/"
+        if not secrets.compare_digest(parts.path[: len(prefix)], prefix):
+            return _error(HTTPStatus.FORBIDDEN, "no or wrong token")
+        self._last_request = time.monotonic()
+        route = parts.path[len(prefix) :]
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if route == "":
+            return HTTPStatus.OK, "text/html; charset=utf-8", self._page()
+        handler = _ROUTES.get(route)
+        if handler is None:
+            return _error(HTTPStatus.NOT_FOUND, f"no such thing: {route}")
+        try:
+            with self._lock:
+                body = handler(self, query)
+        except ValueError as exc:
+            return _error(HTTPStatus.BAD_REQUEST, str(exc))
+        except QueryError as exc:
+            return _error(HTTPStatus.NOT_FOUND, str(exc))
+        return HTTPStatus.OK, "application/json", json.dumps(body).encode()
+
+    def _run_info(self, query: dict[str, str]) -> dict[str, Any]:
+        con = self.recording.con
+        span = windows.frame(con, self.run)
+        names = con.execute(
+            "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
+        ).fetchall()
+        argv = con.execute("SELECT argv FROM run WHERE id = ?", [self.run]).fetchone()
+        return {
+            "run": self.run,
+            "argv": list(argv[0] or []) if argv else [],
+            "span_ns": span.span_ns,
+            "lanes": [asdict(lane) for lane in windows.lanes(con, self.run)],
+            "functions": dict(names),
+        }
+
+    def _window(self, query: dict[str, str]) -> dict[str, Any]:
+        since, until = _integer(query, "since"), _integer(query, "until")
+        pixel = _integer(query, "pixel")
+        answer = windows.window(self.recording.con, self.run, since, until, pixel)
+        return asdict(answer)
+
+    def _call(self, query: dict[str, str]) -> dict[str, Any]:
+        call_id = parse_call_id(query.get("id", ""))
+        call = self.recording.call(call_id, self.run)
+        path = self.recording.path_to(call_id, self.run)
+        details = asdict(call)
+        details.pop("children", None)
+        details["short_id"] = short_id(call_id)
+        details["path"] = [
+            {"id": p.id, "short_id": short_id(p.id), "name": f"{p.module}.{p.qualname}"}
+            for p in path
+        ]
+        return details
+
+    def _search(self, query: dict[str, str]) -> dict[str, Any]:
+        pattern = query.get("pattern", "")
+        try:
+            matcher = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        rows = self.recording.con.execute(
+            "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
+        ).fetchall()
+        return {"functions": [number for number, name in rows if matcher.search(name)]}
+
+
+_ROUTES: dict[str, Callable[[ViewServer, dict[str, str]], dict[str, Any]]] = {
+    "api/run": ViewServer._run_info,
+    "api/window": ViewServer._window,
+    "api/call": ViewServer._call,
+    "api/search": ViewServer._search,
+}
+
+
+def _integer(query: dict[str, str], name: str) -> int:
+    try:
+        return int(query[name])
+    except (KeyError, ValueError):
+        raise ValueError(f"{name} must be a whole number of ns") from None
+
+
+def _error(status: HTTPStatus, why: str) -> Answer:
+    return status, "text/plain; charset=utf-8", f"{status.value} {why}\n".encode()
+
+
+def _handler_for(server: ViewServer) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``server``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        """Hands every request to the server's ``answer``."""
+
+        server_version = "scope-view"
+        sys_version = ""
+
+        def _respond(self) -> None:
+            status, kind, body = server.answer(self.command, self.path, self.headers.get("Host"))
+            self.send_response(status)
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _respond
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the terminal shows the URL, not every request."""
+
+    return Handler

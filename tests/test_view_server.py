@@ -1,0 +1,197 @@
+"""The viewer's server: the window on screen from the recording, to its own page only.
+
+A real program is recorded; the server runs in this process on a thread and
+is asked over HTTP, as the browser asks it.  What it must refuse (no token, a
+wrong token, another Host, other methods) is asked too.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from scope.query.api import Recording
+from scope.query.viewer.server import CONTENT_SECURITY_POLICY, ViewServer
+
+from .conftest import clean_env, wait_for_service_to_leave
+
+PROGRAM = """
+import threading
+
+def leaf(i):
+    return i
+
+def fib(n):
+    leaf(n)
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def worker():
+    fib(8)
+
+def main():
+    t = threading.Thread(target=worker, name="helper")
+    t.start()
+    fib(10)
+    t.join()
+
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+    project = tmp_path_factory.mktemp("viewed")
+    (project / "pyproject.toml").write_text("[project]\nname = 'viewed'\n")
+    (project / "app.py").write_text(PROGRAM)
+    subprocess.run(
+        [sys.executable, "-m", "scope", "run", "app.py"], cwd=project, env=clean_env(), check=True
+    )
+    wait_for_service_to_leave(project)
+    with Recording(str(project / ".scope" / "scope.duckdb")) as opened:
+        yield opened
+
+
+@pytest.fixture
+def server(recording: Recording) -> Iterator[ViewServer]:
+    running = ViewServer(recording, recording.resolve_run(), lambda: b"<html>the page</html>")
+    thread = threading.Thread(target=running.serve, daemon=True)
+    thread.start()
+    yield running
+    running.stop()
+    thread.join(10)
+
+
+def ask(
+    server: ViewServer, path: str, method: str = "GET", host: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request, as a browser on this machine sends it."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {"Host": host or f"127.0.0.1:{server.port}"}
+    connection.request(method, path, headers=headers)
+    response = connection.getresponse()
+    answer = response.status, dict(response.getheaders()), response.read()
+    connection.close()
+    return answer
+
+
+def api(server: ViewServer, route: str) -> Any:
+    status, _, body = ask(server, f"/{server.token}/api/{route}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_the_page_is_served_with_its_policy_and_no_cors(server: ViewServer) -> None:
+    assert server.url == f"http://127.0.0.1:{server.port}/{server.token}/"
+    status, headers, body = ask(server, f"/{server.token}/")
+    assert (status, body) == (200, b"<html>the page</html>")
+    assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "connect-src 'self'" in CONTENT_SECURITY_POLICY
+    assert not any(name.lower().startswith("access-control") for name in headers)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "host", "status"),
+    [
+        ("/", "GET", None, 403),
+        ("/api/run", "GET", None, 403),
+        ("/not-the-token/api/run", "GET", None, 403),
+        ("{token}/api/run", "GET", "evil.example:80", 421),
+        ("{token}/api/run", "GET", "localhost", 421),
+        ("{token}/api/run", "POST", None, 405),
+        ("{token}/api/nothing", "GET", None, 404),
+    ],
+)
+def test_what_is_refused(
+    server: ViewServer, path: str, method: str, host: str | None, status: int
+) -> None:
+    target = path.replace("{token}", f"/{server.token}")
+    answer, _, body = ask(server, target, method, host)
+    assert answer == status, body
+    assert b"fib" not in body
+
+
+def test_a_token_is_made_per_server(recording: Recording) -> None:
+    first, second = ViewServer(recording, 1, bytes), ViewServer(recording, 1, bytes)
+    assert first.token != second.token and len(first.token) >= 32
+
+
+def test_the_run_names_its_lanes_with_pid_and_thread_name(
+    server: ViewServer, recording: Recording
+) -> None:
+    run = api(server, "run")
+    [(pid,)] = recording.con.execute("SELECT pid FROM process").fetchall()
+    names = {lane["name"] for lane in run["lanes"]}
+    assert names == {"MainThread", "helper"}
+    assert {lane["pid"] for lane in run["lanes"]} == {pid}
+    assert "__main__.fib" in run["functions"].values()
+    assert run["span_ns"] > 0
+
+
+def count_calls(recording: Recording) -> int:
+    [(calls,)] = recording.con.execute("SELECT count(*) FROM call").fetchall()
+    return int(calls)
+
+
+@pytest.mark.parametrize("pixels", [1, 50, 800, 100_000])
+def test_every_call_in_the_window_is_drawn_or_in_a_block(
+    server: ViewServer, recording: Recording, pixels: int
+) -> None:
+    span = api(server, "run")["span_ns"]
+    pixel = max(span // pixels, 1)
+    shown = api(server, f"window?since=0&until={span}&pixel={pixel}")
+    drawn = len(shown["calls"]) + sum(block[4] for block in shown["blocks"])
+    assert drawn == count_calls(recording)
+    assert all(call[2] >= pixel or call[2] < 0 for call in shown["calls"])
+    if pixels <= 1:  # the whole run is one pixel: only the roots are wider
+        assert len(shown["calls"]) <= 2
+
+
+def test_a_window_holds_only_the_calls_that_overlap_it(
+    server: ViewServer, recording: Recording
+) -> None:
+    span = api(server, "run")["span_ns"]
+    since, until = span // 3, span // 2
+    shown = api(server, f"window?since={since}&until={until}&pixel=1")
+    for _, start, duration, *_ in shown["calls"]:
+        assert start < until and (duration < 0 or start + duration > since)
+    assert 0 < len(shown["calls"]) < count_calls(recording)
+
+
+def test_a_calls_details_hold_its_path(server: ViewServer, recording: Recording) -> None:
+    [(deepest,)] = recording.con.execute(
+        "SELECT id FROM call WHERE thread = 1 ORDER BY depth DESC, id LIMIT 1"
+    ).fetchall()
+    details = api(server, f"call?id={deepest}")
+    assert details["qualname"] in ("fib", "leaf")
+    assert details["path"][0]["name"] == "__main__.main"
+    assert details["path"][-1]["id"] == deepest
+    status, _, body = ask(server, f"/{server.token}/api/call?id=1:999999")
+    assert status == 404 and b"no call" in body
+    status, _, body = ask(server, f"/{server.token}/api/call?id=nonsense")
+    assert status == 400 and b"not a call id" in body
+
+
+def test_search_takes_a_regular_expression(server: ViewServer, recording: Recording) -> None:
+    found = api(server, "search?pattern=f.b%24")["functions"]
+    [(fib,)] = recording.con.execute("SELECT id FROM function WHERE qualname = 'fib'").fetchall()
+    assert found == [fib]
+    status, _, body = ask(server, f"/{server.token}/api/search?pattern=%28")
+    assert status == 400 and b"not a regular expression" in body
+    status, _, body = ask(server, f"/{server.token}/api/window?since=x&until=1&pixel=1")
+    assert status == 400 and b"since must be" in body
+
+
+def test_the_server_stops_once_idle(recording: Recording) -> None:
+    idle = ViewServer(recording, 1, bytes, idle_seconds=0.5)
+    why: list[str] = []
+    thread = threading.Thread(target=lambda: why.append(idle.serve()), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(why) == 1 and why[0].startswith("idle for"), why
