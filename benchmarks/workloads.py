@@ -1,6 +1,7 @@
 """Whole-process overhead on pyperformance workloads, side by side with the peers.
 
-    python benchmarks/workloads.py [--workloads richards,go] [--loops N] [--repeat R]
+    python benchmarks/workloads.py [--workloads richards,go] [--variants plain,scope]
+                                   [--loops N] [--repeat R]
 
 Runs each workload of ``../shared/bench/pyperf_workloads.py`` (pyperformance's
 CPU benchmarks as plain user modules) in its own process, R times round-robin,
@@ -15,14 +16,17 @@ and prints the best wall time of each variant and its ratio to plain python:
 * both again with the recording service storing (``SCOPE_SERVICE=1``): the
   program only fills its rings, and its wall time includes waiting for the
   service to confirm the run is stored;
-* VizTracer writing its JSON trace; cProfile writing its profile.
+* VizTracer writing its JSON trace; cProfile writing its profile; pyinstrument
+  (a sampling profiler, every millisecond by default) writing its session.
 
-The last row is the geometric mean.  A second table gives, for the every-call
-run, calls stored, bytes of file per call, calls stored per second of wall
-time, and how long the program waited for the writer (ring full, overflow =
-block).  ``--loops 5`` makes startup a smaller share of each run.  Bytecode
-caches are on for every variant (``PYTHONDONTWRITEBYTECODE`` is dropped), so
-from the second round on scope's rewritten code comes from its cache.  The
+``--variants`` picks some of them, comma-separated, in the order given (plain
+python is always run: the ratios are to it).  The last row is the geometric
+mean.  A second table gives, for each every-call variant run, calls stored,
+bytes of file per call, calls stored per second of wall time, and how long the
+program waited for the writer (ring full, overflow = block).  ``--loops 5``
+makes startup a smaller share of each run.  Bytecode caches are on for every
+variant (``PYTHONDONTWRITEBYTECODE`` is dropped), so from the second round on
+scope's rewritten code comes from its cache.  The
 workloads are copied once with pyperformance (``pip install -e '.[bench]'``;
 the script does it when they are missing).
 """
@@ -34,6 +38,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,7 +57,10 @@ VARIANTS = (
     "service, every call",
     "VizTracer",
     "cProfile",
+    "pyinstrument",
 )
+#: the variants that need a package of their own (the bench extra), by the module run
+PEERS = {"VizTracer": "viztracer", "pyinstrument": "pyinstrument"}
 #: the variants that store through the recording service (``SCOPE_SERVICE=1``)
 SERVICE_VARIANTS = ("service", "service, every call")
 CAPTURE_ONLY = Path(__file__).resolve().parent / "capture_only.py"
@@ -90,6 +98,9 @@ def command(variant: str, name: str, loops: int, scratch: Path) -> list[str]:
     if variant == "VizTracer":
         out = ["-o", str(scratch / f"{name}.json"), "--quiet"]
         return [sys.executable, "-m", "viztracer", *out, *tool]
+    if variant == "pyinstrument":
+        out = ["-r", "session", "-o", str(scratch / f"{name}.pyisession")]
+        return [sys.executable, "-m", "pyinstrument", *out, *tool]
     return [sys.executable, "-m", "cProfile", "-o", str(scratch / f"{name}.prof"), *tool]
 
 
@@ -139,19 +150,39 @@ def ensure_workloads() -> None:
         subprocess.run([sys.executable, str(TOOL), "copy"], check=True)
 
 
+def chosen_variants(spec: str) -> list[str]:
+    """The variants ``--variants`` names, plain first; a peer that is not installed is
+    left out with a note, an unknown name ends the script."""
+    # "scope, every call" holds a comma of its own: only other commas separate names.
+    names = [n.strip() for n in re.split(r",(?!\s*every call)", spec) if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(
+            f"benchmarks/workloads.py: unknown variant {unknown[0]!r} (of: {', '.join(VARIANTS)})"
+        )
+    chosen = ["plain"] + [n for n in dict.fromkeys(names) if n != "plain"]
+    for variant, module in PEERS.items():
+        if variant in chosen and importlib.util.find_spec(module) is None:
+            print(f"{variant} is not installed (pip install -e '.[bench]'): its column is left out")
+            chosen.remove(variant)
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=DEFAULT_WORKLOADS)
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, of: {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--loops", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    variants = chosen_variants(args.variants)
     ensure_workloads()
     names = [n for n in args.workloads.split(",") if n]
-    has_viztracer = importlib.util.find_spec("viztracer") is not None
-    variants = [v for v in VARIANTS if v != "VizTracer" or has_viztracer]
-    if not has_viztracer:
-        print("VizTracer is not installed (pip install -e '.[bench]'): its column is left out")
     best: dict[tuple[str, str], float] = {}
     storage: dict[tuple[str, str], tuple[int, int, float, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -178,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<12}" + "".join(cells))
     geomean = {v: math.exp(sum(map(math.log, r)) / len(r)) for v, r in ratios.items()}
     print(f"{'geo. mean':<12}" + "".join(f"{'':>15}({geomean[v]:>5.2f})" for v in variants))
-    for variant in ("scope, every call", "service, every call"):
+    for variant in (v for v in variants if v.endswith("every call")):
         print(f"\n{variant} stored (calls/s: over the whole process's wall time)")
         print(f"{'workload':<12}{'calls':>14}{'bytes/call':>12}{'calls/s':>14}{'waited s':>10}")
         for name in names:

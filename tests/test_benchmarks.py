@@ -6,11 +6,14 @@ keeps the scripts working, with a handful of calls.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
+
+from .conftest import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,3 +106,28 @@ def test_insert_rate_tries_every_variant():
     for row in ("as the writer does", "1,048,576 rows a batch", "no thread or suspension",
                 "uncompressed", "2 threads"):  # fmt: skip
         assert row in result.stdout
+
+
+def test_workloads_refuses_an_unknown_variant():
+    script = str(ROOT / "benchmarks" / "workloads.py")
+    result = subprocess.run(
+        [sys.executable, script, "--variants", "scope,perf"], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "unknown variant 'perf'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_workloads_runs_only_the_chosen_variants():
+    from benchmarks import workloads
+
+    copied = workloads.TOOL.exists() and (workloads.workload_dir() / "richards").exists()
+    if not copied and not (workloads.TOOL.exists() and importlib.util.find_spec("pyperformance")):
+        reason = f"the pyperformance workloads ({workloads.TOOL}) are not on this machine"
+        unavailable(reason, required_by="SCOPE_TEST_REQUIRE_CORPUS")
+    result = run_script(
+        "workloads.py", "--workloads", "richards", "--variants", "scope,cProfile", "--repeat", "1"
+    )
+    header = next(line for line in result.stdout.splitlines() if line.startswith("workload"))
+    assert header.split() == ["workload", "plain", "scope", "cProfile"]
+    assert "geo. mean" in result.stdout
