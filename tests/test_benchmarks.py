@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from .conftest import unavailable
 
@@ -118,6 +119,7 @@ def test_workloads_refuses_an_unknown_variant():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.corpus  # pyperformance's workloads, fetched by ../shared/bench: not in CI
 def test_workloads_runs_only_the_chosen_variants():
     from benchmarks import workloads
 
