@@ -133,3 +133,9 @@ def test_workloads_runs_only_the_chosen_variants():
     header = next(line for line in result.stdout.splitlines() if line.startswith("workload"))
     assert header.split() == ["workload", "plain", "scope", "cProfile"]
     assert "geo. mean" in result.stdout
+
+
+def test_view_window_benchmark_asks_the_server_every_question():
+    result = run_script("view_window.py", "--calls", "200000", "--repeat", "1")
+    for row in ("run: lanes and functions", "window: the whole run", "zoom: 0.0100%", "pan: 1%"):
+        assert row in result.stdout

@@ -67,6 +67,7 @@ class ViewServer:
         #: one DuckDB connection: requests take turns with it
         self._lock = threading.Lock()
         self._last_request = time.monotonic()
+        self._frame: windows.Frame | None = None
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
 
@@ -133,9 +134,15 @@ class ViewServer:
             return _error(HTTPStatus.NOT_FOUND, str(exc))
         return HTTPStatus.OK, "application/json", json.dumps(body).encode()
 
+    def frame(self) -> windows.Frame:
+        """The run's span, found once (a finished run's does not change)."""
+        if self._frame is None:
+            self._frame = windows.frame(self.recording.con, self.run)
+        return self._frame
+
     def _run_info(self, query: dict[str, str]) -> dict[str, Any]:
         con = self.recording.con
-        span = windows.frame(con, self.run)
+        span = self.frame()
         names = con.execute(
             "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
         ).fetchall()
@@ -151,7 +158,7 @@ class ViewServer:
     def _window(self, query: dict[str, str]) -> dict[str, Any]:
         since, until = _integer(query, "since"), _integer(query, "until")
         pixel = _integer(query, "pixel")
-        answer = windows.window(self.recording.con, self.run, since, until, pixel)
+        answer = windows.window(self.recording.con, self.run, since, until, pixel, self.frame())
         return asdict(answer)
 
     def _call(self, query: dict[str, str]) -> dict[str, Any]:

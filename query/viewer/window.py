@@ -93,11 +93,17 @@ def lanes(con: duckdb.DuckDBPyConnection, run: int) -> list[Lane]:
 
 
 def window(
-    con: duckdb.DuckDBPyConnection, run: int, since: int, until: int, pixel_ns: int
+    con: duckdb.DuckDBPyConnection,
+    run: int,
+    since: int,
+    until: int,
+    pixel_ns: int,
+    span: Frame | None = None,
 ) -> Window:
     """The calls to draw between ``since`` and ``until`` (ns since the run began), those
-    narrower than ``pixel_ns`` merged into blocks."""
-    span = frame(con, run)
+    narrower than ``pixel_ns`` merged into blocks.  ``span``: the run's ``frame``, if
+    the caller has it (finding it reads every call)."""
+    span = span or frame(con, run)
     since, until = max(since, 0), max(until, since + 1)
     pixel_ns = max(pixel_ns, 1)
     params = {
