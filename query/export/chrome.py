@@ -13,6 +13,7 @@ import json
 
 import duckdb
 from scope.query.export import Progress
+from scope.query.export.selection import Selection
 from scope.query.export.stream import functions, nested, run_info
 from scope.storage.children import CALL_SHIFT, THREAD_SHIFT
 
@@ -20,8 +21,11 @@ from scope.storage.children import CALL_SHIFT, THREAD_SHIFT
 REPORT_EVERY = 100_000
 
 
-def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progress) -> int:
-    """Write the run to ``path``; returns how many calls were written."""
+def write(
+    con: duckdb.DuckDBPyConnection, selection: Selection, path: str, progress: Progress
+) -> int:
+    """Write the selected calls to ``path``; returns how many calls were written."""
+    run = selection.run
     info = run_info(con, run)
     names = functions(con, run)
     pid_of = info.pids
@@ -41,7 +45,7 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
             for slot, name in sorted(info.threads.items())
         ]  # fmt: skip
         out.write(",\n".join(json.dumps(m) for m in metadata))
-        for call in nested(con, info):
+        for call in nested(con, info, selection):
             f = names.get(call.function)
             event = {
                 "ph": "X",
