@@ -417,3 +417,39 @@ def test_parquet_refuses_filters(recorded, scope, project):
     assert result.stderr.startswith("scope: error: parquet copies whole tables and takes no")
     assert len(result.stderr.splitlines()) == 1
     assert not (project / "folder").exists()
+
+
+def test_overlapping_intervals_of_anchors_are_merged(tmp_path):
+    """A generator's interval can begin inside another anchor's and end after it:
+    every call in either interval is kept, each once."""
+    from scope.query.calls import CallFilter
+    from scope.query.export.selection import Selection
+    from scope.storage.database import open_for_writing
+
+    con = open_for_writing(str(tmp_path / "r.duckdb"))
+    con.execute(
+        """INSERT INTO run (id, argv, cwd, python, platform, pid, scope_version, started_at,
+                            start_ns, end_ns, status, exit_status, calls_stored)
+           VALUES (1, ['t.py'], '/', 'CPython', 'linux', 1, 'test', now(), 0, 100,
+                   'complete', 0, 9)"""
+    )
+    con.execute(
+        """INSERT INTO function (run, id, key, module, qualname, file, line, kind, level)
+           VALUES (1, 1, 1, 'm', 'other', 't.py', 1, 'plain', 'calls'),
+                  (1, 2, 2, 'm', 'gen', 't.py', 2, 'generator', 'calls')"""
+    )
+    # (id, end_id, function): gen 2 spans [2, 5], gen 4 begins inside it and spans [4, 7].
+    shape = [(1, 9, 1), (2, 5, 2), (3, 3, 1), (4, 7, 2), (5, 5, 1), (6, 6, 1), (7, 7, 1),
+             (8, 8, 1), (9, 9, 1)]  # fmt: skip
+    con.executemany(
+        "INSERT INTO call VALUES (1, ?, 1, NULL, ?, 0, ?, ?, 10, 'returned', 0, 0)",
+        [[i, end, f, i * 10] for i, end, f in shape],
+    )
+    selection = Selection(1, CallFilter(function="gen"))
+    sql, params = selection.rows("c.id")
+    assert [row[0] for row in con.execute(sql, params).fetchall()] == [2, 3, 4, 5, 6, 7]
+    assert selection.count(con) == 6
+    capped = Selection(1, CallFilter(function="gen"), max_calls=2)
+    sql, params = capped.rows("c.id")
+    assert [row[0] for row in con.execute(sql, params).fetchall()] == [2, 3]
+    con.close()

@@ -9,11 +9,14 @@ do not all keep calls the same way:
 * every other field of the ``CallFilter`` (thread, time window, duration, ...)
   *prunes*: a call that does not match it is left out, whatever its caller.
 
-The calls under an anchor are the call's preorder interval on its thread,
-``[id, end_id]``.  Anchors inside other anchors are dropped first (a window
-function over the thread's anchors in id order), which leaves disjoint
-intervals; an ``ASOF`` join then finds each call's interval in one ordered pass,
-where an interval join would compare every call with every anchor.
+The calls under an anchor are its preorder interval on its thread,
+``[id, end_id]``: every call begun there while it ran (for a generator, that
+includes what its caller did while it was suspended).  Overlapping intervals
+are merged first (window functions over the thread's anchors in id order: an
+interval that begins after every earlier one ended starts a new island), which
+leaves disjoint intervals; an ``ASOF`` join then finds each call's interval in
+one ordered pass, where an interval join would compare every call with every
+anchor.
 
 ``max_calls`` keeps the longest of the selected calls (a call that never ended
 counts as longest: it ran to the end).  Callers of a call last at least as
@@ -72,17 +75,27 @@ class Selection:
             params.update(more)
             anchored = f"SELECT c.thread, c.id, c.end_id FROM {_CALL_JOIN} WHERE {condition}"
         sql = f"""
-            WITH anchor AS ({anchored}),
-            outermost AS (
-                SELECT thread, id, coalesce(end_id, {_LARGEST}) AS end_id FROM (
-                    SELECT thread, id, end_id,
-                           max(end_id) OVER (PARTITION BY thread ORDER BY id ROWS BETWEEN
-                                             UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered
-                    FROM anchor)
-                WHERE covered IS NULL OR id > covered
+            WITH anchor AS (
+                SELECT thread, id, coalesce(end_id, {_LARGEST}) AS end_id FROM ({anchored})
+            ),
+            flagged AS (
+                SELECT thread, id, end_id,
+                       CASE WHEN id <= max(end_id) OVER (PARTITION BY thread ORDER BY id
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                            THEN 0 ELSE 1 END AS begins
+                FROM anchor
+            ),
+            island AS (
+                SELECT thread, id, end_id,
+                       sum(begins) OVER (PARTITION BY thread ORDER BY id) AS number
+                FROM flagged
+            ),
+            merged AS (
+                SELECT thread, min(id) AS id, max(end_id) AS end_id
+                FROM island GROUP BY thread, number
             )
             SELECT c.* FROM (SELECT * FROM call WHERE run = $run) c
-            ASOF JOIN outermost o ON c.thread = o.thread AND c.id >= o.id
+            ASOF JOIN merged o ON c.thread = o.thread AND c.id >= o.id
             WHERE c.id <= o.end_id AND {pruned}"""
         return sql, params
 
