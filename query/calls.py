@@ -63,6 +63,10 @@ class CallFilter:
     #: duration bounds, nanoseconds (inclusive)
     min_ns: int | None = None
     max_ns: int | None = None
+    #: a time window, nanoseconds from the run's start: calls still running at
+    #: ``since_ns`` or begun later, and begun by ``until_ns`` (inclusive)
+    since_ns: int | None = None
+    until_ns: int | None = None
     #: thread slot (``thread.id``)
     thread: int | None = None
     #: asyncio task: its root call (``task.id``); keeps the calls made in the task
@@ -89,6 +93,24 @@ def function_clause(found: CallFilter) -> tuple[list[str], dict[str, object]]:
         condition, params["module"] = name_condition("f.module", "module", found.module)
         conditions.append(condition)
     return conditions, params
+
+
+def _window(found: CallFilter, params: dict[str, object]) -> list[str]:
+    """Conditions of the filter's time window (a call that never ended runs to the end)."""
+    since, until = found.since_ns, found.until_ns
+    if since is not None and until is not None and since > until:
+        raise QueryError("--since is later than --until: no call could match")
+    run_start = "(SELECT start_ns FROM run WHERE id = $run)"
+    conditions = []
+    if found.since_ns is not None:
+        params["since_ns"] = found.since_ns
+        conditions.append(
+            f"(c.duration_ns < 0 OR c.start_ns + c.duration_ns >= {run_start} + $since_ns)"
+        )
+    if found.until_ns is not None:
+        params["until_ns"] = found.until_ns
+        conditions.append(f"c.start_ns <= {run_start} + $until_ns")
+    return conditions
 
 
 def where_clause(found: CallFilter, run: int) -> tuple[str, dict[str, object]]:
@@ -118,6 +140,7 @@ def where_clause(found: CallFilter, run: int) -> tuple[str, dict[str, object]]:
     if found.max_ns is not None:
         params["max_ns"] = found.max_ns
         conditions.append("c.duration_ns BETWEEN 0 AND $max_ns")
+    conditions += _window(found, params)
     if found.thread is not None:
         params["thread"] = found.thread
         conditions.append("c.thread = $thread")

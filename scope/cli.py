@@ -98,9 +98,17 @@ db_option = click.option(
 )
 run_option = click.option("--run", "run_id", type=int, help="Run number (default: the latest).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-function_option = click.option(
-    "--function", "-f", metavar="PATTERN", help="Function name: a part, or a glob."
-)
+
+
+def named_function_option(
+    help: str = "Function name: a part, or a glob.", short: bool = True
+) -> Callable[[F], F]:
+    """``--function PATTERN`` (and ``-f``, unless the command gives ``-f`` another use)."""
+    names = ("--function", "-f") if short else ("--function",)
+    return click.option(*names, "function", metavar="PATTERN", help=help)
+
+
+function_option = named_function_option()
 depth_option = click.option(
     "--depth", type=click.IntRange(min=1), help="Summarise calls deeper than this."
 )
@@ -488,6 +496,44 @@ class _Duration(click.ParamType[int]):
             self.fail(str(exc), param, ctx)
 
 
+# The filters ``scope calls`` and ``scope export`` share (``scope.query.calls.CallFilter``).
+slower_than_option = click.option(
+    "--slower-than",
+    "--min-duration",
+    "slower_than",
+    type=_Duration(),
+    metavar="DURATION",
+    help="Only calls at least this long (250ms, 1.5s, 40us).",
+)
+since_option = click.option(
+    "--since",
+    "since",
+    type=_Duration(),
+    metavar="TIME",
+    help="Only calls still running this long after the run began (1.5s, 200ms), or begun later.",
+)
+until_option = click.option(
+    "--until",
+    "until",
+    type=_Duration(),
+    metavar="TIME",
+    help="Only calls begun at most this long after the run began.",
+)
+thread_option = click.option(
+    "--thread", type=int, metavar="N", help="Only thread N (see scope status)."
+)
+test_option = click.option(
+    "--test", metavar="NAME", help="Only calls made by this test (pytest --scope)."
+)
+
+
+def _test_roots(recording: Recording, run: int, test: str | None) -> tuple[int, ...]:
+    """The root calls of the phases of the test ``test`` names (none without a name)."""
+    if test is None:
+        return ()
+    return recording.tests(run, nodeid=recording.find_test(test, run))[0].roots
+
+
 @cli.command()
 @db_option
 @run_option
@@ -500,13 +546,15 @@ class _Duration(click.ParamType[int]):
     help="An argument's recorded value contains TEXT (args level).",
 )
 @click.option("--returned", metavar="TEXT", help="The recorded return value contains TEXT.")
-@click.option("--slower-than", type=_Duration(), metavar="DURATION", help="At least this long.")
+@slower_than_option
 @click.option("--faster-than", type=_Duration(), metavar="DURATION", help="At most this long.")
+@since_option
+@until_option
 @click.option("--outcome", type=click.Choice(["returned", "raised", "unfinished"]))
-@click.option("--thread", type=int, metavar="N", help="Only thread N (see scope status).")
+@thread_option
 @click.option("--task", type=int, metavar="CALL", help="Only calls made in this asyncio task.")
 @click.option("--pid", type=int, help="Only calls of this process.")
-@click.option("--test", metavar="NAME", help="Only calls made by this test (pytest --scope).")
+@test_option
 @click.option("--slowest", is_flag=True, help="Longest first, instead of in the order they began.")
 @limit_option(50, "calls")
 @json_option
@@ -519,6 +567,8 @@ def calls(
     returned: str | None,
     slower_than: int | None,
     faster_than: int | None,
+    since: int | None,
+    until: int | None,
     outcome: str | None,
     thread: int | None,
     task: int | None,
@@ -528,15 +578,16 @@ def calls(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Find calls: by function, arguments, return value, duration, thread, task,
-    process, test or outcome.  Each call comes with its id, for scope tree and
-    scope path.
+    """Find calls: by function, arguments, return value, duration, time, thread,
+    task, process, test or outcome.  Each call comes with its id, for scope tree
+    and scope path.
 
     \b
     Examples:
       scope calls --function 'Parser.*' --slowest
       scope calls --arg amount=500 --outcome raised
       scope calls --slower-than 10ms --limit 20
+      scope calls --since 2s --until 2.5s --thread 1
       scope calls --test test_parse --json
     """
     from scope.query.calls import CallFilter
@@ -544,9 +595,6 @@ def calls(
 
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
-        roots: tuple[int, ...] = ()
-        if test is not None:
-            roots = recording.tests(resolved, nodeid=recording.find_test(test, resolved))[0].roots
         where = CallFilter(
             function=function,
             module=module,
@@ -554,10 +602,12 @@ def calls(
             returned=returned,
             min_ns=slower_than,
             max_ns=faster_than,
+            since_ns=since,
+            until_ns=until,
             thread=thread,
             task=task,
             pid=pid,
-            test_roots=roots,
+            test_roots=_test_roots(recording, resolved, test),
             outcome=outcome,
         )
         answer = recording.calls(where, resolved, limit=limit, slowest=slowest)
@@ -743,28 +793,80 @@ def sql(db: str | None, query: str, as_json: bool) -> None:
     help="Where to write (default: scope-run<N>.trace.json, .speedscope.json, "
     ".otlp.json or -parquet/).",
 )
-def export(db: str | None, run_id: int | None, format_name: str, output: str | None) -> None:
-    """Export a run for the viewers and engines you already use.
+@named_function_option(
+    "Only calls of this function (a part of its name, or a glob), each with every call under it.",
+    short=False,
+)
+@test_option
+@thread_option
+@since_option
+@until_option
+@slower_than_option
+@click.option(
+    "--max-calls",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N calls: the longest (what they called is left out first).",
+)
+def export(
+    db: str | None,
+    run_id: int | None,
+    format_name: str,
+    output: str | None,
+    function: str | None,
+    test: str | None,
+    thread: int | None,
+    since: int | None,
+    until: int | None,
+    slower_than: int | None,
+    max_calls: int | None,
+) -> None:
+    """Export a run, or the calls you choose of it, for the viewers and engines you
+    already use.
+
+    --function and --test keep the calls they name with every call under them;
+    --thread, --since, --until and --min-duration leave out each call that does
+    not match; --max-calls keeps the longest of what is left.  Parquet copies
+    whole tables, so it takes none of them.
 
     \b
     Examples:
       scope export --format chrome        # then open it in ui.perfetto.dev
-      scope export --format speedscope -o run.json   # speedscope.app
+      scope export --format chrome --function handle_request --max-calls 100000
+      scope export --format speedscope --since 2s --until 3s -o run.json
       scope export --format parquet --run 2          # read with DuckDB, pandas, Spark
-      scope export --format otlp          # POST to a collector's /v1/traces
+      scope export --format otlp --test test_login   # POST to a collector's /v1/traces
     """
+    from scope.query.calls import CallFilter
     from scope.query.export import ALIASES, default_path
     from scope.query.export import export as write_export
+    from scope.query.export.selection import Selection
 
     chosen = ALIASES.get(format_name, format_name)
     # DuckDB writes Parquet (COPY): there, and only there (the default is in the cwd).
     folder = (output or os.getcwd()) if chosen == "parquet" else None
     with _recording(db, folder) as recording, _progress("exporting") as progress:
         resolved = recording.resolve_run(run_id)
+        where = CallFilter(
+            function=function,
+            test_roots=_test_roots(recording, resolved, test),
+            thread=thread,
+            since_ns=since,
+            until_ns=until,
+            min_ns=slower_than,
+        )
         path = output or default_path(chosen, resolved)
         with _writing(path):
-            done = write_export(recording.con, chosen, resolved, path, progress)
+            done = write_export(
+                recording.con, chosen, Selection(resolved, where, max_calls), path, progress
+            )
     unit = "rows" if chosen == "parquet" else "calls"
+    if done.left_out:
+        click.echo(
+            f"scope: --max-calls {max_calls:,} left out {done.left_out:,} shorter calls "
+            f"of the {done.rows + done.left_out:,} selected",
+            err=True,
+        )
     click.echo(f"run {done.run}: {done.rows:,} {unit} written to {done.path} ({chosen})")
 
 

@@ -75,6 +75,6 @@ class QueryError(ScopeError):
 
 
 class ExportError(ScopeError):
-    """An export cannot be written where it was asked to go."""
+    """An export cannot be written as asked: where it goes, or what it keeps."""
 
     code = "export"

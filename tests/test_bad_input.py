@@ -76,6 +76,42 @@ def test_tree_of_a_call_that_is_not_there(write, scope):
     assert_one_line_error(scope("calls", "--run", "7"), "no run 7")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "abc"), "Invalid value for '--since': not a duration: 'abc'"),
+        (("--until", "-1s"), "Invalid value for '--until': not a duration: '-1s'"),
+        (("--min-duration", "fast"), "'--min-duration': not a duration: 'fast'"),
+        (("--max-calls", "0"), "Invalid value for '--max-calls': 0 is not in the range x>=1"),
+        (("--thread", "main"), "Invalid value for '--thread': 'main' is not a valid integer"),
+    ],
+)
+def test_bad_export_filters_are_usage_errors(project, scope, args, message):
+    result = scope("export", "--format", "chrome", "-o", "t.json", *args)
+    assert result.returncode == 2, result
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (project / "t.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "2s", "--until", "1s"), "--since is later than --until"),
+        (("--function", "nothing_like_it"), "no call of run 1 matches the filters"),
+        (("--test", "test_nothing"), "no test 'test_nothing'"),
+        (("--format", "parquet", "--thread", "1"), "parquet copies whole tables"),
+    ],
+)
+def test_export_filters_that_cannot_be_met_are_one_line_errors(
+    write, project, scope, args, message
+):
+    write("ok.py", "def f():\n    pass\nf()\n")
+    assert scope("run", "ok.py").returncode == 0
+    result = scope("export", "--format", "chrome", "-o", "t.json", *args)
+    assert_one_line_error(result, message)
+    assert not (project / "t.json").exists()
+
+
 def test_queries_without_a_recording(scope):
     assert_one_line_error(scope("runs"), "no recording")
 

@@ -85,6 +85,19 @@ def test_query_speed_builds_its_recording_and_answers_every_question():
     assert "leaf_c matched 22,222 calls; the path holds 1,001 calls" in result.stdout
 
 
+def test_export_speed_exports_whole_and_filtered():
+    result = run_script("export_speed.py", "--calls", "100000", "--max-calls", "1000")
+    lines = result.stdout.splitlines()
+    for mode, calls in (
+        ("whole run", "101,001"),
+        ("--max-calls 1000", "1,000"),
+        ("--function leaf_c", "11,111"),
+        ("--function item --max-calls 1000", "1,000"),
+    ):
+        (row,) = [line for line in lines if line.startswith(mode + " ")]
+        assert row.split()[-2] == calls, row
+
+
 def test_capture_only_runs_the_program_and_stores_no_call(tmp_path):
     source = (ROOT / "benchmarks" / "workloads.py").read_text()
     assert '"capture only"' in source and "capture_only.py" in source

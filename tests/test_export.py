@@ -7,6 +7,10 @@
   importer's rule that events open and close like a stack, in time order;
 * Parquet: DuckDB reads every file back, rows equal to the recording's;
 * OTLP/JSON: OpenTelemetry's protobuf definitions parse it (unknown fields refused).
+
+Then the filters ``scope export`` shares with ``scope calls``, each checked
+against what the recording holds: which calls the trace keeps, and that it
+still nests.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import Result, unavailable
+from tests.conftest import Result, unavailable, wait_for_service_to_leave
 
 REQUIRE_NPM = "SCOPE_TEST_REQUIRE_NPM"
 
@@ -74,6 +78,7 @@ def recorded(write, scope, project) -> Path:
     write("app.py", PROGRAM)
     result = scope("run", "--level", "args", "app.py")
     assert result.returncode == 0, result.stderr
+    wait_for_service_to_leave(project)
     return project / ".scope" / "scope.duckdb"
 
 
@@ -95,6 +100,21 @@ def exported(scope, project: Path, fmt: str, name: str) -> Path:
     return project / name
 
 
+def assert_nested_per_thread(complete: list[dict]) -> None:
+    """Each thread's complete events nest: one that starts inside another ends inside it."""
+    by_thread: dict[int, list[dict]] = {}
+    for e in complete:
+        by_thread.setdefault(e["tid"], []).append(e)
+    for slices in by_thread.values():
+        open_ends: list[float] = []
+        for e in sorted(slices, key=lambda e: (e["ts"], -e["dur"])):
+            while open_ends and open_ends[-1] <= e["ts"]:
+                open_ends.pop()
+            end = e["ts"] + e["dur"]
+            assert not open_ends or end <= open_ends[-1] + 1e-6, e
+            open_ends.append(end)
+
+
 def test_chrome_trace_events_are_well_formed_and_nest_per_thread(recorded, scope, project):
     calls = stored_calls(recorded)
     trace = json.loads(exported(scope, project, "chrome", "t.json").read_text())
@@ -113,17 +133,7 @@ def test_chrome_trace_events_are_well_formed_and_nest_per_thread(recorded, scope
     assert {e["args"]["call"]: (e["name"], e["tid"]) for e in complete} == {
         call: (name, thread) for call, (name, thread, _, _) in calls.items()
     }
-    by_thread: dict[int, list[dict]] = {}
-    for e in complete:
-        by_thread.setdefault(e["tid"], []).append(e)
-    for slices in by_thread.values():
-        open_ends: list[float] = []
-        for e in sorted(slices, key=lambda e: (e["ts"], -e["dur"])):
-            while open_ends and open_ends[-1] <= e["ts"]:
-                open_ends.pop()
-            end = e["ts"] + e["dur"]
-            assert not open_ends or end <= open_ends[-1] + 1e-6, e
-            open_ends.append(end)
+    assert_nested_per_thread(complete)
     raised = {e["args"]["call"] for e in complete if e["args"]["outcome"] == "raised"}
     assert {calls[c][0] for c in raised} == {"fails"}
 
@@ -245,3 +255,201 @@ def test_export_errors_are_one_line(recorded, scope, project):
     assert "Traceback" not in result.stderr
     wrong = scope("export", "--format", "svg")
     assert wrong.returncode == 2 and "'svg' is not one of" in wrong.stderr
+
+
+# Filters -----------------------------------------------------------------------
+
+
+def call_times(path: Path) -> dict[int, tuple[str, int, int | None, int, int]]:
+    """Each stored call: (function, thread, parent, start in ns from the run's start,
+    duration in ns)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            """SELECT c.id, f.qualname, c.thread, c.parent, c.start_ns - r.start_ns, c.duration_ns
+               FROM call c JOIN function f ON f.run = c.run AND f.id = c.function
+               JOIN run r ON r.id = c.run"""
+        ).fetchall()
+    finally:
+        con.close()
+    return {row[0]: row[1:] for row in rows}
+
+
+def chrome_calls(scope, project: Path, *options: str) -> tuple[set[int], Result]:
+    """Export to Chrome's format with ``options``: the call ids written, and the result."""
+    result: Result = scope("export", "--format", "chrome", "-o", "f.json", *options)
+    assert result.returncode == 0, result.stderr
+    events = json.loads((project / "f.json").read_text())["traceEvents"]
+    complete = [e for e in events if e["ph"] == "X"]
+    assert_nested_per_thread(complete)
+    return {e["args"]["call"] for e in complete}, result
+
+
+def under(calls: dict[int, tuple], call: int) -> set[int]:
+    """``call`` and every call below it, by the recorded parent links."""
+    found = {call}
+    grew = True
+    while grew:
+        more = {c for c, (_, _, parent, *_) in calls.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def test_function_keeps_its_calls_with_every_call_under_them(recorded, scope, project):
+    calls = call_times(recorded)
+    kept, result = chrome_calls(scope, project, "--function", "total")
+    totals = [c for c, (name, *_) in calls.items() if name == "total"]
+    assert len(totals) == 2  # one per thread
+    expected = set().union(*(under(calls, c) for c in totals))
+    assert kept == expected
+    # The generator's calls of square, made while total ran, are in; main and fails are not.
+    assert {calls[c][0] for c in kept} == {"total", "numbers", "square"}
+    assert result.stdout.startswith(f"run 1: {len(expected)} calls written to f.json")
+
+
+def test_thread_keeps_only_that_threads_calls(recorded, scope, project):
+    calls = call_times(recorded)
+    helper = calls[next(c for c, (name, *_) in calls.items() if name == "worker")][1]
+    kept, _ = chrome_calls(scope, project, "--thread", str(helper))
+    assert kept == {c for c, (_, thread, *_) in calls.items() if thread == helper}
+    assert kept and len(kept) < len(calls)
+
+
+def test_since_and_until_keep_the_calls_running_in_the_window(recorded, scope, project):
+    calls = call_times(recorded)
+    # The moment fails began: main is still running, the threads' totals are over.
+    at = next(start for name, _, _, start, _ in calls.values() if name == "fails")
+    since, _ = chrome_calls(scope, project, "--since", f"{at}ns")
+    assert since == {c for c, (*_, start, took) in calls.items() if took < 0 or start + took >= at}
+    assert {calls[c][0] for c in since} == {"main", "fails"}
+    until, _ = chrome_calls(scope, project, "--until", f"{at - 1}ns")
+    assert until == {c for c, (*_, start, _) in calls.items() if start <= at - 1}
+    assert "fails" not in {calls[c][0] for c in until}
+    both, _ = chrome_calls(scope, project, "--since", f"{at}ns", "--until", f"{at}ns")
+    assert both == since
+
+
+def test_min_duration_leaves_out_shorter_calls(recorded, scope, project):
+    calls = call_times(recorded)
+    durations = sorted(took for *_, took in calls.values())
+    middle = durations[len(durations) // 2]
+    kept, _ = chrome_calls(scope, project, "--min-duration", f"{middle}ns")
+    assert kept == {c for c, (*_, took) in calls.items() if took >= middle}
+    assert 0 < len(kept) < len(calls)
+    same, _ = chrome_calls(scope, project, "--slower-than", f"{middle}ns")
+    assert same == kept
+
+
+def test_filters_combine_subtrees_then_pruning(recorded, scope, project):
+    calls = call_times(recorded)
+    main_thread = calls[next(c for c, (name, *_) in calls.items() if name == "main")][1]
+    kept, _ = chrome_calls(
+        scope, project, "--function", "total", "--thread", str(main_thread), "-f", "chrome"
+    )
+    (total,) = [
+        c for c, (name, thread, *_) in calls.items() if name == "total" and thread == main_thread
+    ]
+    assert kept == under(calls, total)
+
+
+def test_max_calls_keeps_the_longest_and_says_how_many_it_left_out(recorded, scope, project):
+    calls = call_times(recorded)
+    kept, result = chrome_calls(scope, project, "--max-calls", "3")
+    longest = sorted(calls, key=lambda c: (-calls[c][4], c))[:3]
+    assert kept == set(longest)
+    assert "main" in {calls[c][0] for c in kept}
+    left = len(calls) - 3
+    assert result.stderr == (
+        f"scope: --max-calls 3 left out {left} shorter calls of the {len(calls)} selected\n"
+    )
+    assert result.stdout.startswith("run 1: 3 calls written")
+    everything, whole = chrome_calls(scope, project, "--max-calls", str(len(calls)))
+    assert everything == set(calls) and whole.stderr == ""
+
+
+def test_every_trace_format_takes_the_filters(recorded, scope, project):
+    calls = call_times(recorded)
+    expected = set().union(*(under(calls, c) for c, (n, *_) in calls.items() if n == "total"))
+    for fmt in ("speedscope", "otlp"):
+        result = scope("export", "--format", fmt, "-o", "out.json", "--function", "total")
+        assert result.returncode == 0, result.stderr
+        assert f"{len(expected)} calls written" in result.stdout
+    spans = json.loads((project / "out.json").read_text())["resourceSpans"][0]["scopeSpans"][0]
+    assert {int(s["spanId"], 16) for s in spans["spans"]} == expected
+
+
+def test_test_keeps_the_calls_a_test_made(write, scope, python, project):
+    write("app.py", PROGRAM.replace("\nmain()\n", "\n"))
+    write(
+        "test_app.py",
+        """
+        import app
+
+        def test_total():
+            assert app.total(3) == 54
+
+        def test_main():
+            app.main()
+        """,
+    )
+    assert python("-m", "pytest", "--scope", "-q", "-p", "no:cacheprovider").returncode == 0
+    wait_for_service_to_leave(project)
+    calls = call_times(project / ".scope" / "scope.duckdb")
+    kept, _ = chrome_calls(scope, project, "--test", "test_total")
+    listed = scope("calls", "--test", "test_total", "--json", "--limit", "1000")
+    assert kept == {c["id"] for c in json.loads(listed.stdout)["calls"]}
+    assert {calls[c][0] for c in kept} == {"test_total", "total", "numbers", "square"}
+    phases = [c for c in kept if calls[c][0] == "test_total"]  # setup, call, teardown
+    assert kept == set().union(*(under(calls, c) for c in phases))
+
+
+def test_nothing_matched_is_an_error_and_writes_nothing(recorded, scope, project):
+    result = scope("export", "--format", "chrome", "-o", "none.json", "--function", "nosuch")
+    assert result.returncode == 1
+    assert result.stderr == "scope: error: no call of run 1 matches the filters: nothing written\n"
+    assert not (project / "none.json").exists()
+
+
+def test_parquet_refuses_filters(recorded, scope, project):
+    result = scope("export", "--format", "parquet", "-o", "folder", "--max-calls", "5")
+    assert result.returncode == 1
+    assert result.stderr.startswith("scope: error: parquet copies whole tables and takes no")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (project / "folder").exists()
+
+
+def test_overlapping_intervals_of_anchors_are_merged(tmp_path):
+    """A generator's interval can begin inside another anchor's and end after it:
+    every call in either interval is kept, each once."""
+    from scope.query.calls import CallFilter
+    from scope.query.export.selection import Selection
+    from scope.storage.database import open_for_writing
+
+    con = open_for_writing(str(tmp_path / "r.duckdb"))
+    con.execute(
+        """INSERT INTO run (id, argv, cwd, python, platform, pid, scope_version, started_at,
+                            start_ns, end_ns, status, exit_status, calls_stored)
+           VALUES (1, ['t.py'], '/', 'CPython', 'linux', 1, 'test', now(), 0, 100,
+                   'complete', 0, 9)"""
+    )
+    con.execute(
+        """INSERT INTO function (run, id, key, module, qualname, file, line, kind, level)
+           VALUES (1, 1, 1, 'm', 'other', 't.py', 1, 'plain', 'calls'),
+                  (1, 2, 2, 'm', 'gen', 't.py', 2, 'generator', 'calls')"""
+    )
+    # (id, end_id, function): gen 2 spans [2, 5], gen 4 begins inside it and spans [4, 7].
+    shape = [(1, 9, 1), (2, 5, 2), (3, 3, 1), (4, 7, 2), (5, 5, 1), (6, 6, 1), (7, 7, 1),
+             (8, 8, 1), (9, 9, 1)]  # fmt: skip
+    con.executemany(
+        "INSERT INTO call VALUES (1, ?, 1, NULL, ?, 0, ?, ?, 10, 'returned', 0, 0)",
+        [[i, end, f, i * 10] for i, end, f in shape],
+    )
+    selection = Selection(1, CallFilter(function="gen"))
+    sql, params = selection.rows("c.id")
+    assert [row[0] for row in con.execute(sql, params).fetchall()] == [2, 3, 4, 5, 6, 7]
+    assert selection.count(con) == 6
+    capped = Selection(1, CallFilter(function="gen"), max_calls=2)
+    sql, params = capped.rows("c.id")
+    assert [row[0] for row in con.execute(sql, params).fetchall()] == [2, 3]
+    con.close()

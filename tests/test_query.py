@@ -98,6 +98,26 @@ def test_duration_bounds_slowest_first_and_limits(shop):
     assert top.matched == 11 and names(top.calls)[0] == "main"
 
 
+def test_since_and_until_keep_the_calls_running_in_the_window(shop, scope):
+    every = shop.calls(run=1).calls
+    row = shop.con.execute("SELECT start_ns FROM run WHERE id = 1").fetchone()
+    assert row is not None
+    began = row[0]
+    at = every[4].start_ns - began  # a call after the accounts were opened
+    ended = {c.id: c.start_ns + c.duration_ns - began for c in every}
+    since = shop.calls(CallFilter(since_ns=at), run=1).calls
+    assert {c.id for c in since} == {c.id for c in every if ended[c.id] >= at}
+    assert "main" in names(since) and "Account.__init__" not in names(since)
+    until = shop.calls(CallFilter(until_ns=at), run=1).calls
+    assert {c.id for c in until} == {c.id for c in every if c.start_ns - began <= at}
+    listed = scope("calls", "--run", "1", "--since", f"{at}ns", "--until", f"{at}ns", "--json")
+    assert listed.returncode == 0, listed.stderr
+    running = {c.id for c in since} & {c.id for c in until}
+    assert {c["id"] for c in json.loads(listed.stdout)["calls"]} == running
+    with pytest.raises(QueryError, match="--since is later than --until"):
+        shop.calls(CallFilter(since_ns=2, until_ns=1), run=1)
+
+
 def test_a_process_filter_keeps_that_process_and_no_other(shop):
     (pid,) = shop.con.execute("SELECT pid FROM process WHERE run = 1").fetchone()
     assert shop.calls(CallFilter(pid=pid), run=1).matched == 11

@@ -13,15 +13,25 @@ import json
 
 import duckdb
 from scope.query.export import Progress
-from scope.query.export.stream import functions, nested, run_info
+from scope.query.export.selection import Selection
+from scope.query.export.stream import FunctionInfo, functions, nested, run_info
 from scope.storage.children import CALL_SHIFT, THREAD_SHIFT
 
 #: events between two progress reports
 REPORT_EVERY = 100_000
 
 
-def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progress) -> int:
-    """Write the run to ``path``; returns how many calls were written."""
+def _head(number: int, f: FunctionInfo | None) -> str:
+    """The start of a function's complete events, its name and category encoded once."""
+    name = json.dumps(f.qualname if f else f"<function {number}>")
+    return f'{{"ph": "X", "name": {name}, "cat": {json.dumps(f.module if f else "?")}, '
+
+
+def write(
+    con: duckdb.DuckDBPyConnection, selection: Selection, path: str, progress: Progress
+) -> int:
+    """Write the selected calls to ``path``; returns how many calls were written."""
+    run = selection.run
     info = run_info(con, run)
     names = functions(con, run)
     pid_of = info.pids
@@ -41,20 +51,20 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
             for slot, name in sorted(info.threads.items())
         ]  # fmt: skip
         out.write(",\n".join(json.dumps(m) for m in metadata))
-        for call in nested(con, info):
-            f = names.get(call.function)
-            event = {
-                "ph": "X",
-                "name": f.qualname if f else f"<function {call.function}>",
-                "cat": f.module if f else "?",
-                "ts": call.start / 1000,
-                "dur": (call.end - call.start) / 1000,
-                "pid": pid_of.get(call.id >> CALL_SHIFT, 0),
-                "tid": call.thread,
-                "args": {"call": call.id, "outcome": call.outcome, "duration_ns": call.duration_ns},
-            }
+        heads: dict[int, str] = {}
+        for call in nested(con, info, selection):
+            head = heads.get(call.function)
+            if head is None:
+                head = heads[call.function] = _head(call.function, names.get(call.function))
             out.write(",\n" if metadata or written else "")
-            out.write(json.dumps(event))
+            # By hand rather than json.dumps: a third of the time of a big export.
+            # Numbers print as JSON does (float repr); outcomes are plain words.
+            out.write(
+                f'{head}"ts": {call.start / 1000!r}, "dur": {(call.end - call.start) / 1000!r}, '
+                f'"pid": {pid_of.get(call.id >> CALL_SHIFT, 0)}, "tid": {call.thread}, '
+                f'"args": {{"call": {call.id}, "outcome": "{call.outcome}", '
+                f'"duration_ns": {call.duration_ns}}}}}'
+            )
             written += 1
             if written % REPORT_EVERY == 0:
                 progress(written, info.calls)

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import duckdb
 from scope.query.export import Progress
+from scope.query.export.selection import Selection
 from scope.query.export.stream import (
     CallRecord,
     FunctionInfo,
@@ -102,8 +103,11 @@ def _open_process(out: TextIO, info: RunInfo, number: int, first: bool) -> None:
     out.write(', "scopeSpans": [{"scope": ' + json.dumps(scope) + ', "spans": [')
 
 
-def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progress) -> int:
-    """Write the run to ``path``; returns how many spans were written."""
+def write(
+    con: duckdb.DuckDBPyConnection, selection: Selection, path: str, progress: Progress
+) -> int:
+    """Write the selected calls to ``path``; returns how many spans were written."""
+    run = selection.run
     info = run_info(con, run)
     names = functions(con, run)
     trace = trace_id(info)
@@ -111,7 +115,7 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
     written = 0
     with open(path, "w", encoding="utf-8") as out:
         out.write('{"resourceSpans": [')
-        for row in calls(con, run):
+        for row in calls(con, selection):
             number = row[0] >> CALL_SHIFT
             first_span = number != process
             if first_span:

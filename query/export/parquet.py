@@ -14,6 +14,7 @@ import os
 
 import duckdb
 from scope.query.export import Progress
+from scope.query.export.selection import Selection
 from scope.storage.schema import TABLES
 
 
@@ -21,8 +22,13 @@ def _quoted(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progress) -> int:
-    """Write the run's rows under the folder ``path``; returns how many rows in all."""
+def write(
+    con: duckdb.DuckDBPyConnection, selection: Selection, path: str, progress: Progress
+) -> int:
+    """Write the run's rows under the folder ``path``; returns how many rows in all.
+    Whole tables only: ``selection`` must leave nothing out (``export`` checks)."""
+    assert not selection.filtered
+    run = selection.run
     os.makedirs(path, exist_ok=True)
     tables = [t for t in TABLES if any(c.name == "run" for c in t.columns) or t.name == "run"]
     counts: dict[str, int] = {}

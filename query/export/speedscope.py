@@ -15,6 +15,7 @@ from typing import TextIO
 
 import duckdb
 from scope.query.export import Progress
+from scope.query.export.selection import Selection
 from scope.query.export.stream import FunctionInfo, functions, nested, run_info
 
 SCHEMA = "https://www.speedscope.app/file-format-schema.json"
@@ -73,8 +74,11 @@ def _frame(number: int, f: FunctionInfo | None) -> dict[str, object]:
     return entry
 
 
-def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progress) -> int:
-    """Write the run to ``path``; returns how many calls were written."""
+def write(
+    con: duckdb.DuckDBPyConnection, selection: Selection, path: str, progress: Progress
+) -> int:
+    """Write the selected calls to ``path``; returns how many calls were written."""
+    run = selection.run
     info = run_info(con, run)
     names = functions(con, run)
     frame_of: dict[int, int] = {}
@@ -84,7 +88,7 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
                 "exporter": "scope", "activeProfileIndex": 0}  # fmt: skip
         out.write(json.dumps(head)[:-1] + ', "profiles": [')
         profiles = _Profiles(out, info.threads)
-        for call in nested(con, info):
+        for call in nested(con, info, selection):
             frame = frame_of.setdefault(call.function, len(frame_of))
             profiles.open(call.thread, frame, call.start, call.end)
             written += 1

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
+from scope.query.export.selection import Selection
 from scope.storage.children import THREAD_SHIFT
 
 #: rows fetched from DuckDB at a time
@@ -100,27 +101,31 @@ def functions(con: duckdb.DuckDBPyConnection, run: int) -> dict[int, FunctionInf
 CallRecord = tuple[int, int, int | None, int, int, int, str]
 
 
-def calls(con: duckdb.DuckDBPyConnection, run: int) -> Iterator[CallRecord]:
-    """Raw call rows (id, thread, parent, function, start_ns, duration_ns, outcome), in
-    call order thread by thread, fetched in chunks."""
-    cursor = con.cursor()
-    cursor.execute(
-        """SELECT id, thread, parent, function, start_ns, duration_ns, outcome::VARCHAR
-           FROM call WHERE run = ? ORDER BY thread, id""",
-        [run],
+def calls(con: duckdb.DuckDBPyConnection, selection: Selection) -> Iterator[CallRecord]:
+    """Raw rows (id, thread, parent, function, start_ns, duration_ns, outcome) of the
+    selected calls, in call order thread by thread, fetched in chunks."""
+    sql, params = selection.rows(
+        "c.id, c.thread, c.parent, c.function, c.start_ns, c.duration_ns, c.outcome::VARCHAR"
     )
+    cursor = con.cursor()
+    cursor.execute(sql, params)
     while rows := cursor.fetchmany(CHUNK):
         yield from rows
     cursor.close()
 
 
-def nested(con: duckdb.DuckDBPyConnection, info: RunInfo) -> Iterator[DrawnCall]:
-    """The run's calls, thread by thread in call order, each clamped into the one it is
-    drawn inside (see the module's doc); times are ns since the run began."""
+def nested(
+    con: duckdb.DuckDBPyConnection, info: RunInfo, selection: Selection | None = None
+) -> Iterator[DrawnCall]:
+    """The selected calls (default: the run's), thread by thread in call order, each
+    clamped into the one it is drawn inside (see the module's doc); times are ns since
+    the run began."""
     thread = None
     open_ends: list[int] = []
     run_end = max(info.end_ns - info.start_ns, 0)
-    for call_id, slot, parent, function, start_ns, duration_ns, outcome in calls(con, info.run):
+    for call_id, slot, parent, function, start_ns, duration_ns, outcome in calls(
+        con, selection or Selection(info.run)
+    ):
         if slot != thread:
             thread, open_ends = slot, []
         start = max(start_ns - info.start_ns, 0)
