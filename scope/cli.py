@@ -430,7 +430,8 @@ def _say_removed(removed: Removed) -> None:
     listed = ", ".join(str(run) for run in removed.runs)
     click.echo(
         f"removed run{plural} {listed} from {removed.path}: "
-        f"{_file_size(removed.size_before)} -> {_file_size(removed.size_after)}"
+        f"{_file_size(removed.size_before)} -> {_file_size(removed.size_after)} "
+        f"({removed.size_before:,} -> {removed.size_after:,} bytes)"
     )
 
 

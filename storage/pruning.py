@@ -109,7 +109,8 @@ def remove_runs(path: str, select: Selection) -> Removed:
     Raises ``RecordingInUse`` while a program records into it (or another process
     holds it), and ``RecordingError`` if it is not there.  Nothing is removed when
     ``select`` raises.  If the runs are removed but the copy cannot be made (a
-    full disk), the file keeps its size and ``RecordingError`` says so.
+    full disk), the file is left as it is, uncompacted, and ``RecordingError``
+    says so.
     """
     if not os.path.isfile(path):
         raise RecordingError(f"no recording at {path}")
@@ -130,7 +131,7 @@ def remove_runs(path: str, select: Selection) -> Removed:
                 compact(con, path)
             except (OSError, duckdb.Error) as exc:
                 raise RecordingError(
-                    f"runs {_listed(runs)} were removed from {path}, but it could not be "
+                    f"{_listed(runs)} removed from {path}, but it could not be "
                     f"compacted to a smaller file: {' '.join(str(exc).split())}"
                 ) from None
     finally:
@@ -247,7 +248,9 @@ def _tables_by_run(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 
 
 def _listed(runs: Sequence[int]) -> str:
-    return ", ".join(str(run) for run in runs)
+    """``run 3 was`` or ``runs 1, 2 were``."""
+    numbers = ", ".join(str(run) for run in runs)
+    return f"runs {numbers} were" if len(runs) > 1 else f"run {numbers} was"
 
 
 def _size(path: str) -> int:

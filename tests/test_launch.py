@@ -19,8 +19,8 @@ from scope.launch import read_run
 WORDS = [
     "--db", "x.duckdb", "--db=y.duckdb", "--level", "args", "--level=full", "app:f=off",
     "--level", "loud", "--include", "pkg", "--only=app", "--exclude=pkg.tests",
-    "--max-calls-per-function", "10", "-1", "--retain-runs", "-m", "-c", "--", "app.py", "print(1)", "--help",
-    "-h", "--verbose", "-", "--dbx", "--le", "arg",
+    "--max-calls-per-function", "10", "-1", "--retain-runs", "-m", "-c", "--", "app.py",
+    "print(1)", "--help", "-h", "--verbose", "-", "--dbx", "--le", "arg",
 ]  # fmt: skip
 
 

@@ -184,6 +184,15 @@ def test_bad_input_is_one_line_and_removes_nothing(three_runs: Path, scope, quer
         assert rows_per_run(query) == before, args
 
 
+def test_runs_removed_but_not_compacted_are_said_so(three_runs: Path, scope, query):
+    (three_runs / ".scope" / "scope.duckdb.compact").mkdir()  # where the copy goes
+    assert_one_line_error(
+        scope("rm", "1"), "run 1 was removed from ", "could not be compacted to a smaller file"
+    )
+    assert run_ids(query) == [2, 3]
+    assert scope("calls", "--run", "2").returncode == 0
+
+
 def test_rm_of_a_recording_that_is_not_there(project: Path, scope):
     assert_one_line_error(scope("rm", "1", "--db", "missing.duckdb"), "no recording at ")
     assert not (project / "missing.duckdb").exists()
@@ -198,6 +207,7 @@ def test_the_file_shrinks_when_runs_are_removed(project: Path, write, scope, que
     assert result.returncode == 0, result.stderr
     after = os.path.getsize(recording(project))
     assert after < before * 0.6, (before, after)
+    assert result.stdout.rstrip().endswith(f"({before:,} -> {after:,} bytes)")
     assert not Path(f"{recording(project)}.compact").exists()
     assert query("SELECT count(*) FROM call") == [(20000,)]
     assert query("SELECT count(*) FROM value") == query("SELECT count(*) FROM value WHERE run = 3")
