@@ -183,6 +183,7 @@ def compact(con: duckdb.DuckDBPyConnection, path: str) -> None:
     con.execute("CHECKPOINT")  # the deletions in the file itself, its log emptied
     source = con.execute("SELECT current_database()").fetchone()
     assert source is not None
+    path = os.path.realpath(path)  # a link to the recording stays one
     target = f"{path}.compact"
     _remove_copy(target)
     alias = "scope_compacted"
