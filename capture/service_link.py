@@ -36,13 +36,21 @@ class ServiceLink:
     """One recorded process's folder, log and requests to its recording's service."""
 
     def __init__(
-        self, db: str, run_key: str, top: bool, info: dict[str, Any], audit: Sequence[str]
+        self,
+        db: str,
+        run_key: str,
+        top: bool,
+        info: dict[str, Any],
+        audit: Sequence[str],
+        retain_runs: int = 0,
     ) -> None:
         self.db = os.path.abspath(db)
         self.run_key = run_key
         self.top = top
         self.info = info
         self.audit = tuple(audit)
+        #: runs the recording keeps once this run closes (0: every run)
+        self.retain_runs = retain_runs
         self.folder: str | None = None
         #: records the log could not take (a full disk)
         self.lost_records = 0
@@ -65,7 +73,14 @@ class ServiceLink:
         refuse_unusable(self.db)
         pid = os.getpid()
         self.folder = live.make_process_folder(
-            self.db, 0, pid, run_key=self.run_key, top=self.top, info=self.info, audit=self.audit
+            self.db,
+            0,
+            pid,
+            run_key=self.run_key,
+            top=self.top,
+            info=self.info,
+            audit=self.audit,
+            retain_runs=self.retain_runs,
         )
         try:
             native.share_rings(self.folder, int(self.info.get("parent_pid") or 0))

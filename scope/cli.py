@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # rich and the query API load only for the commands that use 
     from rich.console import RenderableType
 
     from scope.query.api import Recording
+    from scope.storage.pruning import Removed
 
 F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A")
@@ -192,6 +193,13 @@ exclude_option = click.option(
     help="Store the first N calls of each function one by one, sum the rest (0: no limit).",
 )
 @click.option(
+    "--retain-runs",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Keep only the N newest runs in the recording: older ones are removed as this "
+    "one closes (0: keep every run). See retain_runs in docs/configuration.md.",
+)
+@click.option(
     "--no-wait",
     is_flag=True,
     help="With the recording service: return as soon as the program ends, and leave the "
@@ -208,6 +216,7 @@ def run(
     only: tuple[str, ...],
     exclude: tuple[str, ...],
     max_calls_per_function: int | None,
+    retain_runs: int | None,
     no_wait: bool,
     as_module: bool,
     as_code: bool,
@@ -236,6 +245,7 @@ def run(
         only=only,
         exclude=exclude,
         max_calls_per_function=max_calls_per_function,
+        retain_runs=retain_runs,
         wait=False if no_wait else None,
     )
     kind = "module" if as_module else "code" if as_code else "script"
@@ -355,6 +365,82 @@ def recover(db: str | None) -> None:
         )
     if not recovered and not by_service:
         click.echo("nothing to recover")
+
+
+@cli.command("rm")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...")
+@db_option
+def remove(runs: tuple[str, ...], db: str | None) -> None:
+    """Remove runs from a recording, and give the space they took back.
+
+    Every row of each RUN goes, from every table; the other runs are left as
+    they were.  Refused while a program records into the recording.
+
+    \b
+    Examples:
+      scope rm 3
+      scope rm 1 2 5 --db .scope/other.duckdb
+    """
+    from scope.storage.pruning import named, remove_runs
+
+    numbers = []
+    for text in runs:
+        if not text.isdigit():
+            raise ScopeError(f"{text!r} is not a run number (see 'scope runs')")
+        numbers.append(int(text))
+    path = _config(db).db
+    _say_removed(remove_runs(path, named(numbers, path)))
+
+
+@cli.command()
+@click.option("--keep", metavar="N", help="Keep the N newest runs (the highest numbers).")
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    help="Remove runs started more than AGE ago: 30m, 12h, 7d, 2w.",
+)
+@db_option
+def prune(keep: str | None, older_than: str | None, db: str | None) -> None:
+    """Remove old runs from a recording, and give the space they took back.
+
+    Give exactly one of --keep and --older-than.  Refused while a program
+    records into the recording.  To keep a recording to its newest runs as it
+    is recorded into, set retain_runs (see docs/configuration.md).
+
+    \b
+    Examples:
+      scope prune --keep 10
+      scope prune --older-than 7d
+    """
+    from scope.storage.pruning import beyond_newest, parse_age, remove_runs, started_before
+
+    if (keep is None) == (older_than is None):
+        raise ScopeError("prune needs one of --keep N and --older-than AGE (not both)")
+    if keep is not None:
+        if not keep.strip().isdigit():
+            raise ScopeError(f"--keep takes a number of runs (0 or more), not {keep!r}")
+        select = beyond_newest(int(keep))
+    else:
+        assert older_than is not None
+        try:
+            select = started_before(parse_age(older_than))
+        except ValueError as exc:
+            raise ScopeError(f"--older-than: {exc}") from None
+    _say_removed(remove_runs(_config(db).db, select))
+
+
+def _say_removed(removed: Removed) -> None:
+    """What ``scope rm`` or ``scope prune`` removed, and the file's size before and after."""
+    if not removed.runs:
+        click.echo(f"no run to remove in {removed.path} ({_file_size(removed.size_before)})")
+        return
+    plural = "s" if len(removed.runs) > 1 else ""
+    listed = ", ".join(str(run) for run in removed.runs)
+    click.echo(
+        f"removed run{plural} {listed} from {removed.path}: "
+        f"{_file_size(removed.size_before)} -> {_file_size(removed.size_after)} "
+        f"({removed.size_before:,} -> {removed.size_after:,} bytes)"
+    )
 
 
 @cli.group()

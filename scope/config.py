@@ -98,6 +98,8 @@ class Config:
     cache_dir: str = ""
     #: the most that folder holds, in MB (0: keep nothing, instrument afresh each run)
     cache_max_mb: int = 256
+    #: runs the recording keeps: as each run closes, older ones go (0: keep every run)
+    retain_runs: int = 0
     #: where each value came from, for messages
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -296,6 +298,7 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "keep": _as_retention,
     "cache_dir": _as_str,
     "cache_max_mb": _as_count(0, 1 << 20),
+    "retain_runs": _as_count(0, 1 << 30),
 }
 
 

@@ -29,6 +29,7 @@ _VALUE_OPTIONS = {
     "--only": "only",
     "--exclude": "exclude",
     "--max-calls-per-function": "max_calls_per_function",
+    "--retain-runs": "retain_runs",
 }
 _REPEATABLE = frozenset({"level", "include", "only", "exclude"})
 #: ``run``'s flags, and the setting each gives
@@ -88,11 +89,12 @@ def read_run(words: Sequence[str]) -> RunRequest | None:
     for key, given in values.items():
         if key not in _REPEATABLE:
             options[key] = given[-1]  # as click: the last one given
-    if "max_calls_per_function" in options:
-        text = str(options["max_calls_per_function"])
-        if not text.isdigit():
-            return None
-        options["max_calls_per_function"] = int(text)
+    for counted in ("max_calls_per_function", "retain_runs"):
+        if counted in options:
+            text = str(options[counted])
+            if not text.isdigit():
+                return None  # click's usage error
+            options[counted] = int(text)
     try:
         options["level"], options["levels"] = split_levels(values.get("level", []))
     except ValueError:

@@ -284,6 +284,7 @@ class Recorder:
             self.child is None,
             asdict(info),
             self.config.audit,
+            self.config.retain_runs,
         )
         try:
             self._link.start()
@@ -547,6 +548,18 @@ class Recorder:
         names = {t.ident: t.name for t in threading.enumerate()}
         return [t if t.name else replace(t, name=names.get(t.ident)) for t in threads]
 
+    def _retain_runs(self) -> None:
+        """Keep only the newest ``retain_runs`` runs now that this one is closed."""
+        import duckdb
+
+        from scope.storage.pruning import retain
+
+        assert self._writer is not None
+        try:
+            retain(self._writer.con, self.config.retain_runs)
+        except duckdb.Error as exc:
+            self._problem("retain_runs", f"older runs could not be removed: {exc}")
+
     def _merge_children(self) -> None:
         """Bring the child processes' files into this run (see ``scope.storage.children``)."""
         from scope.storage.children import merge_children
@@ -670,6 +683,8 @@ class Recorder:
         )
         if self._propagation is not None:
             self._merge_children()
+        if self.child is None and self.config.retain_runs:
+            self._retain_runs()
         self._writer.close()
         self.report = RecorderReport(
             db=self.config.db,

@@ -42,6 +42,7 @@ from scope.native import live
 from scope.native.batch import Batch
 from scope.storage import database
 from scope.storage.answers import TOO_MANY_ROWS, decode_value, encode_value
+from scope.storage.pruning import retain
 from scope.storage.recovery import recover
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
@@ -896,6 +897,8 @@ class Service:
                 )
             except Exception as exc:
                 run.failure = run.failure or f"{type(exc).__name__}: {exc}"
+            if producer.number == 0 and run.failure is None:
+                problems += self._retain_runs(run, producer)
         if run is not None and run.failure is not None:
             problems.append(
                 f"the recording stopped storing calls ({' '.join(run.failure.split())}); "
@@ -912,6 +915,21 @@ class Service:
             "calls": run.writer.calls_stored if run is not None else 0,  # the run's so far
             "problems": problems,
         }
+
+    def _retain_runs(self, run: RunFeed, producer: Producer) -> list[str]:
+        """Keep only the newest runs its top process asked for (``retain_runs``), now
+        that its run is closed; the problem, if older runs could not be removed.
+        Runs this service still stores stay, whatever their number."""
+        keep = producer.note.get("retain_runs")
+        if not isinstance(keep, int) or keep <= 0:
+            return []
+        with self._lock:
+            busy = {p.run_id for p in self.producers.values() if not p.finished}
+        try:
+            retain(run.writer.con, keep, busy)
+        except duckdb.Error as exc:
+            return [f"retain_runs: older runs could not be removed: {' '.join(str(exc).split())}"]
+        return []
 
     def _close_rows(self, run: RunFeed, producer: Producer, problems: list[str]) -> None:
         """Store how the producer ended: its process, threads and (the top one's) run rows."""

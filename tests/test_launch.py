@@ -19,8 +19,8 @@ from scope.launch import read_run
 WORDS = [
     "--db", "x.duckdb", "--db=y.duckdb", "--level", "args", "--level=full", "app:f=off",
     "--level", "loud", "--include", "pkg", "--only=app", "--exclude=pkg.tests",
-    "--max-calls-per-function", "10", "-1", "-m", "-c", "--", "app.py", "print(1)", "--help",
-    "-h", "--verbose", "-", "--dbx", "--le", "arg",
+    "--max-calls-per-function", "10", "-1", "--retain-runs", "-m", "-c", "--", "app.py",
+    "print(1)", "--help", "-h", "--verbose", "-", "--dbx", "--le", "arg",
 ]  # fmt: skip
 
 
@@ -38,7 +38,7 @@ def clicks_reading(words: list[str]) -> dict[str, object] | None:
     options = {"level": default, "levels": patterns}
     for key in ("include", "only", "exclude"):
         options[key] = params[key]
-    for key in ("db", "max_calls_per_function"):
+    for key in ("db", "max_calls_per_function", "retain_runs"):
         if params[key] is not None:
             options[key] = params[key]
     return {"kind": kind, "target": params["target"], "args": list(params["args"]), **options}
