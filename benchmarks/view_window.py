@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         calls = build(path, max(args.calls // BATCH, 1))
         print(f"built {calls:,} calls in {time.perf_counter() - began:.1f} s: {path}")
     with Recording(path) as recording:
-        server = ViewServer(recording, recording.resolve_run(), bytes)
+        server = ViewServer(recording, recording.resolve_run())
         thread = threading.Thread(target=server.serve, daemon=True)
         thread.start()
         try:

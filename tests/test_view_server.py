@@ -59,7 +59,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
 
 @pytest.fixture
 def server(recording: Recording) -> Iterator[ViewServer]:
-    running = ViewServer(recording, recording.resolve_run(), lambda: b"<html>the page</html>")
+    running = ViewServer(recording, recording.resolve_run())
     thread = threading.Thread(target=running.serve, daemon=True)
     thread.start()
     yield running
@@ -89,7 +89,11 @@ def api(server: ViewServer, route: str) -> Any:
 def test_the_page_is_served_with_its_policy_and_no_cors(server: ViewServer) -> None:
     assert server.url == f"http://127.0.0.1:{server.port}/{server.token}/"
     status, headers, body = ask(server, f"/{server.token}/")
-    assert (status, body) == (200, b"<html>the page</html>")
+    assert status == 200 and b'<script src="view.js">' in body
+    assert headers["Content-Type"].startswith("text/html")
+    for asset, kind in (("view.js", "text/javascript"), ("view.css", "text/css")):
+        status, asset_headers, _ = ask(server, f"/{server.token}/{asset}")
+        assert status == 200 and asset_headers["Content-Type"].startswith(kind)
     assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert "connect-src 'self'" in CONTENT_SECURITY_POLICY
     assert not any(name.lower().startswith("access-control") for name in headers)
@@ -117,7 +121,7 @@ def test_what_is_refused(
 
 
 def test_a_token_is_made_per_server(recording: Recording) -> None:
-    first, second = ViewServer(recording, 1, bytes), ViewServer(recording, 1, bytes)
+    first, second = ViewServer(recording, 1), ViewServer(recording, 1)
     assert first.token != second.token and len(first.token) >= 32
 
 
@@ -181,6 +185,19 @@ def test_search_takes_a_regular_expression(server: ViewServer, recording: Record
     found = api(server, "search?pattern=f.b%24")["functions"]
     [(fib,)] = recording.con.execute("SELECT id FROM function WHERE qualname = 'fib'").fetchall()
     assert found == [fib]
+    # Stepping through the matches: the first fib call, then the one after it.
+    firsts = recording.con.execute(
+        "SELECT id, start_ns - (SELECT min(start_ns) FROM call) FROM call "
+        "WHERE function = ? ORDER BY start_ns, id LIMIT 2",
+        [fib],
+    ).fetchall()
+    first = api(server, "find?pattern=fib&after=-1")["call"]
+    assert first[:2] == list(firsts[0])
+    second = api(server, f"find?pattern=fib&after={first[1]}")["call"]
+    assert second[:2] == list(firsts[1])
+    back = api(server, f"find?pattern=fib&after={second[1]}&direction=back")["call"]
+    assert back[0] == first[0]
+    assert api(server, "find?pattern=nothing.matches.this&after=0")["call"] is None
     status, _, body = ask(server, f"/{server.token}/api/search?pattern=%28")
     assert status == 400 and b"not a regular expression" in body
     status, _, body = ask(server, f"/{server.token}/api/window?since=x&until=1&pixel=1")
@@ -188,7 +205,7 @@ def test_search_takes_a_regular_expression(server: ViewServer, recording: Record
 
 
 def test_the_server_stops_once_idle(recording: Recording) -> None:
-    idle = ViewServer(recording, 1, bytes, idle_seconds=0.5)
+    idle = ViewServer(recording, 1, idle_seconds=0.5)
     why: list[str] = []
     thread = threading.Thread(target=lambda: why.append(idle.serve()), daemon=True)
     thread.start()

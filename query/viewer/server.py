@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from scope.query.api import Recording
-from scope.query.ids import parse_call_id, short_id
+from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
 from scope.query.viewer import window as windows
 
 from scope.errors import QueryError
@@ -52,18 +53,11 @@ Answer = tuple[int, str, bytes]
 class ViewServer:
     """Serves one run of one recording to the browser, until stopped or idle."""
 
-    def __init__(
-        self,
-        recording: Recording,
-        run: int,
-        page: Callable[[], bytes],
-        idle_seconds: float = IDLE_SECONDS,
-    ) -> None:
+    def __init__(self, recording: Recording, run: int, idle_seconds: float = IDLE_SECONDS) -> None:
         self.recording = recording
         self.run = run
         self.token = secrets.token_urlsafe(24)
         self.idle_seconds = idle_seconds
-        self._page = page
         #: one DuckDB connection: requests take turns with it
         self._lock = threading.Lock()
         self._last_request = time.monotonic()
@@ -120,8 +114,9 @@ class ViewServer:
         self._last_request = time.monotonic()
         route = parts.path[len(prefix) :]
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        if route == "":
-            return HTTPStatus.OK, "text/html; charset=utf-8", self._page()
+        if route in _STATIC:
+            name, kind = _STATIC[route]
+            return HTTPStatus.OK, kind, (STATIC / name).read_bytes()
         handler = _ROUTES.get(route)
         if handler is None:
             return _error(HTTPStatus.NOT_FOUND, f"no such thing: {route}")
@@ -168,14 +163,53 @@ class ViewServer:
         details = asdict(call)
         details.pop("children", None)
         details["short_id"] = short_id(call_id)
+        details["start"] = call.start_ns - self.frame().start_ns
+        con = self.recording.con
+        row = con.execute(
+            """SELECT suspended_ns, suspensions, end_id,
+                      (SELECT name FROM thread t WHERE t.run = c.run AND t.id = c.thread),
+                      (SELECT pid FROM process p WHERE p.run = c.run
+                         AND coalesce(p.number, 0) = c.id >> $shift)
+               FROM call c WHERE run = $run AND id = $id""",
+            {"run": self.run, "id": call_id, "shift": PROCESS_SHIFT},
+        ).fetchone()
+        if row:
+            suspended, suspensions, end_id, thread_name, pid = row
+            details.update(
+                suspended_ns=max(suspended or 0, 0),
+                active_ns=max(call.duration_ns - max(suspended or 0, 0), -1),
+                suspensions=suspensions,
+                thread_name=thread_name,
+                pid=pid,
+                callees=max((end_id or call_id) - call_id, 0),
+            )
+        details["values"] = [
+            {"role": role, "name": name, "type": kind, "value": value}
+            for role, name, kind, value in con.execute(
+                """SELECT role, name, type, value FROM value WHERE run = ? AND call = ?
+                   ORDER BY CASE role WHEN 'argument' THEN 0 WHEN 'attribute' THEN 1
+                                      WHEN 'return' THEN 2 ELSE 3 END, position""",
+                [self.run, call_id],
+            ).fetchall()
+        ]
+        origin = self.frame().start_ns
         details["path"] = [
-            {"id": p.id, "short_id": short_id(p.id), "name": f"{p.module}.{p.qualname}"}
+            {
+                "id": p.id,
+                "short_id": short_id(p.id),
+                "name": f"{p.module}.{p.qualname}",
+                "start": p.start_ns - origin,
+                "duration_ns": p.duration_ns,
+            }
             for p in path
         ]
         return details
 
     def _search(self, query: dict[str, str]) -> dict[str, Any]:
-        pattern = query.get("pattern", "")
+        return {"functions": self._matching(query.get("pattern", ""))}
+
+    def _matching(self, pattern: str) -> list[int]:
+        """The run's functions whose ``module.qualname`` the regular expression finds."""
         try:
             matcher = re.compile(pattern)
         except re.error as exc:
@@ -183,7 +217,23 @@ class ViewServer:
         rows = self.recording.con.execute(
             "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
         ).fetchall()
-        return {"functions": [number for number, name in rows if matcher.search(name)]}
+        return [number for number, name in rows if matcher.search(name)]
+
+    def _find(self, query: dict[str, str]) -> dict[str, Any]:
+        """The first call of a matching function that begins after ``after`` (or the
+        last that begins before it, ``direction=back``): for stepping through matches."""
+        functions = self._matching(query.get("pattern", ""))
+        after = _integer(query, "after")
+        back = query.get("direction") == "back"
+        origin = self.frame().start_ns
+        row = self.recording.con.execute(
+            f"""SELECT id, start_ns - $origin, duration_ns FROM call
+                WHERE run = $run AND function IN (SELECT unnest($functions::BIGINT[]))
+                  AND start_ns {"<" if back else ">"} $at
+                ORDER BY start_ns {"DESC" if back else ""}, id LIMIT 1""",
+            {"run": self.run, "functions": functions, "at": origin + after, "origin": origin},
+        ).fetchone()
+        return {"call": list(row) if row else None}
 
 
 _ROUTES: dict[str, Callable[[ViewServer, dict[str, str]], dict[str, Any]]] = {
@@ -191,6 +241,14 @@ _ROUTES: dict[str, Callable[[ViewServer, dict[str, str]], dict[str, Any]]] = {
     "api/window": ViewServer._window,
     "api/call": ViewServer._call,
     "api/search": ViewServer._search,
+    "api/find": ViewServer._find,
+}
+#: the page's own files: route -> file in STATIC, content type
+STATIC = Path(__file__).resolve().parent / "static"
+_STATIC = {
+    "": ("index.html", "text/html; charset=utf-8"),
+    "view.js": ("view.js", "text/javascript; charset=utf-8"),
+    "view.css": ("view.css", "text/css; charset=utf-8"),
 }
 
 

@@ -1,0 +1,353 @@
+// scope view: the timeline of one run, fetched window by window from the local server.
+// Every request is relative to the page's address, which holds the session's token.
+"use strict";
+
+const ROW = 16;         // height of one depth of calls
+const LANE_HEAD = 16;   // height of a lane's title
+const MIN_WINDOW = 1000; // ns: the deepest zoom
+
+const state = {
+  span: 1, since: 0, until: 1,
+  lanes: [], functions: {},
+  laneDepth: new Map(),   // thread -> depths seen so far
+  calls: [], blocks: [], leftOut: 0,
+  drawn: [],              // [x0, y0, x1, y1, call] for clicks
+  matches: null,          // Set of function ids, or null without a search
+  selected: null,
+  lastMatch: null,        // where the last match stepped to began, for the next step
+  request: 0,
+};
+
+const canvas = document.getElementById("timeline");
+const ctx = canvas.getContext("2d");
+const $ = (id) => document.getElementById(id);
+
+function fmt(ns) {
+  if (ns < 0) return "never ended";
+  const units = [[1e9, "s"], [1e6, "ms"], [1e3, "µs"]];
+  for (const [size, unit] of units) if (ns >= size) return (ns / size).toPrecision(3) + " " + unit;
+  return Math.round(ns) + " ns";
+}
+
+async function ask(route) {
+  const response = await fetch("api/" + route, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(await response.text());
+  return response.json();
+}
+
+function colour(fn, faded) {
+  const hue = (fn * 47) % 360;
+  return `hsl(${hue}, ${faded ? 15 : 55}%, ${faded ? 88 : 72}%)`;
+}
+
+function laneTops() {
+  const tops = new Map();
+  let y = 0;
+  for (const lane of state.lanes) {
+    tops.set(lane.thread, y);
+    y += LANE_HEAD + ROW * Math.max(state.laneDepth.get(lane.thread) || 1, 1) + 6;
+  }
+  return [tops, y];
+}
+
+function resize() {
+  const ratio = window.devicePixelRatio || 1;
+  const [, height] = laneTops();
+  const box = canvas.parentElement.getBoundingClientRect();
+  const cssHeight = Math.max(height, box.height - 40, 100);
+  canvas.style.height = cssHeight + "px";
+  canvas.width = Math.floor(canvas.clientWidth * ratio);
+  canvas.height = Math.floor(cssHeight * ratio);
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+}
+
+function x(ns) {
+  return ((ns - state.since) / (state.until - state.since)) * canvas.clientWidth;
+}
+
+function label(text, x0, width, y) {
+  if (width < 24) return;
+  const room = Math.floor((width - 6) / 6.5);
+  const shown = text.length > room ? "…" + text.slice(text.length - room + 1) : text;
+  ctx.fillText(shown, x0 + 3, y + 12);
+}
+
+function draw() {
+  const [tops] = laneTops();
+  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  ctx.font = "11px system-ui, sans-serif";
+  state.drawn = [];
+  for (const lane of state.lanes) {
+    const top = tops.get(lane.thread);
+    ctx.fillStyle = "#444";
+    ctx.fillText(`${lane.name} (pid ${lane.pid}, thread ${lane.thread})`, 4, top + 12);
+  }
+  for (const [thread, depth, start, end, count] of state.blocks) {
+    const top = tops.get(thread);
+    if (top === undefined) continue;
+    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
+    const y = top + LANE_HEAD + depth * ROW;
+    ctx.fillStyle = "#d5d5d5";
+    ctx.fillRect(x0, y, x1 - x0, ROW - 1);
+    ctx.fillStyle = "#555";
+    label(`${count.toLocaleString("en")} calls`, x0, x1 - x0, y);
+  }
+  for (const call of state.calls) {
+    const [thread, start, duration, depth, fn, , outcome] = call;
+    const top = tops.get(thread);
+    if (top === undefined) continue;
+    const end = duration < 0 ? state.span : start + duration;
+    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
+    const y = top + LANE_HEAD + depth * ROW;
+    const faded = state.matches !== null && !state.matches.has(fn);
+    ctx.fillStyle = colour(fn, faded);
+    ctx.fillRect(x0, y, x1 - x0, ROW - 1);
+    if (outcome === "raised") {
+      ctx.strokeStyle = "#c00";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(x0 + 1, y + 1, Math.max(x1 - x0 - 2, 1), ROW - 3);
+    }
+    if (state.selected === call[5]) {
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(x0, y, x1 - x0, ROW - 1);
+    }
+    ctx.fillStyle = faded ? "#999" : "#111";
+    label(state.functions[fn] || `function ${fn}`, x0, x1 - x0, y);
+    state.drawn.push([x0, y, x1, y + ROW - 1, call]);
+  }
+  drawRuler();
+  const merged = state.blocks.reduce((n, b) => n + b[4], 0);
+  $("status").textContent =
+    `${fmt(state.until - state.since)} of ${fmt(state.span)} shown · ` +
+    `${state.calls.length.toLocaleString("en")} calls drawn, ` +
+    `${merged.toLocaleString("en")} narrower ones merged` +
+    (state.leftOut ? ` · ${state.leftOut.toLocaleString("en")} more left out (zoom in)` : "");
+}
+
+function drawRuler() {
+  const ruler = $("ruler");
+  ruler.textContent = "";
+  const length = state.until - state.since;
+  const step = Math.pow(10, Math.floor(Math.log10(length / 5)));
+  const first = Math.ceil(state.since / step) * step;
+  for (let t = first; t <= state.until; t += step) {
+    const mark = document.createElement("span");
+    mark.style.left = x(t) + "px";
+    mark.textContent = fmt(t);
+    ruler.appendChild(mark);
+  }
+}
+
+let loadTimer = 0;
+function show(since, until) {
+  const length = Math.max(until - since, MIN_WINDOW);
+  since = Math.max(0, Math.min(since, state.span - length));
+  state.since = since;
+  state.until = since + length;
+  draw();  // at once, with what is known; the window's answer follows
+  clearTimeout(loadTimer);
+  loadTimer = setTimeout(load, 30);
+}
+
+async function load() {
+  const request = ++state.request;
+  const since = Math.floor(state.since), until = Math.ceil(state.until);
+  const pixel = Math.max(1, Math.floor((until - since) / Math.max(canvas.clientWidth, 1)));
+  const answer = await ask(`window?since=${since}&until=${until}&pixel=${pixel}`);
+  if (request !== state.request) return;  // a newer window was asked for meanwhile
+  state.calls = answer.calls;
+  state.blocks = answer.blocks;
+  state.leftOut = answer.left_out;
+  let grew = false;
+  for (const [thread, , , depth] of state.calls) {
+    if (depth + 1 > (state.laneDepth.get(thread) || 1)) { state.laneDepth.set(thread, depth + 1); grew = true; }
+  }
+  for (const [thread, depth] of state.blocks) {
+    if (depth + 1 > (state.laneDepth.get(thread) || 1)) { state.laneDepth.set(thread, depth + 1); grew = true; }
+  }
+  if (grew) resize();
+  draw();
+  document.body.dataset.loaded = String(request);
+}
+
+function zoom(factor, atX) {
+  const at = state.since + (atX / canvas.clientWidth) * (state.until - state.since);
+  show(at - (at - state.since) * factor, at + (state.until - at) * factor);
+}
+
+function pan(fraction) {
+  const shift = (state.until - state.since) * fraction;
+  show(state.since + shift, state.until + shift);
+}
+
+function fitTo(start, duration) {
+  const length = Math.max(duration < 0 ? state.span - start : duration, MIN_WINDOW);
+  show(start - length * 0.05, start + length * 1.05);
+}
+
+function callAt(px, py) {
+  for (let i = state.drawn.length - 1; i >= 0; i--) {
+    const [x0, y0, x1, y1, call] = state.drawn[i];
+    if (px >= x0 && px <= x1 && py >= y0 && py <= y1) return call;
+  }
+  return null;
+}
+
+function fact(list, name, value, cls) {
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  if (cls) dd.className = cls;
+  list.append(dt, dd);
+}
+
+async function select(id) {
+  state.selected = id;
+  draw();
+  const call = await ask(`call?id=${encodeURIComponent(id)}`);
+  $("details").hidden = false;
+  $("details-name").textContent = `${call.module}.${call.qualname}`;
+  const facts = $("details-facts");
+  facts.textContent = "";
+  fact(facts, "call", call.short_id);
+  fact(facts, "where", call.file ? `${call.file}:${call.line}` : "-");
+  fact(facts, "thread", `${call.thread_name || "thread"} (${call.thread})`);
+  fact(facts, "process", `pid ${call.pid}`);
+  fact(facts, "start", fmt(call.start));
+  fact(facts, "duration", fmt(call.duration_ns));
+  fact(facts, "active", fmt(call.active_ns));
+  fact(facts, "suspended", `${fmt(call.suspended_ns)} (${call.suspensions} times)`);
+  fact(facts, "outcome", call.outcome, call.outcome === "raised" ? "raised" : "");
+  fact(facts, "calls under it", call.callees.toLocaleString("en"));
+  const values = $("details-values").tBodies[0];
+  values.textContent = "";
+  for (const value of call.values) {
+    const row = values.insertRow();
+    row.insertCell().textContent = value.role + (value.name ? " " + value.name : "");
+    row.insertCell().textContent = value.value === null ? value.type || "" : value.value;
+    if (value.role === "raise") row.className = "raised";
+  }
+  if (!call.values.length) values.insertRow().insertCell().textContent = "none recorded";
+  const path = $("details-path");
+  path.textContent = "";
+  for (const step of call.path) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.textContent = `${step.name} (${step.short_id})`;
+    link.addEventListener("click", () => { fitTo(step.start, step.duration_ns); select(step.short_id); });
+    item.appendChild(link);
+    path.appendChild(item);
+  }
+}
+
+let searchTimer = 0;
+async function search() {
+  const pattern = $("search").value;
+  state.lastMatch = null;
+  if (!pattern) { state.matches = null; $("matches").textContent = ""; draw(); return; }
+  try {
+    const found = await ask(`search?pattern=${encodeURIComponent(pattern)}`);
+    state.matches = new Set(found.functions);
+    $("matches").textContent = `${found.functions.length} functions`;
+  } catch (error) {
+    state.matches = new Set();
+    $("matches").textContent = "not a regular expression";
+  }
+  draw();
+}
+
+async function step(direction) {
+  const pattern = $("search").value;
+  if (!pattern) return;
+  // From the match shown last, else from the middle of the window.
+  const after = state.lastMatch !== null
+    ? state.lastMatch : Math.floor((state.since + state.until) / 2);
+  const found = await ask(
+    `find?pattern=${encodeURIComponent(pattern)}&after=${after}&direction=${direction}`);
+  if (found.call === null) { $("matches").textContent = "no more matches"; return; }
+  const [id, start, duration] = found.call;
+  state.lastMatch = start;
+  const length = Math.max(duration, MIN_WINDOW);
+  // Keep the zoom if the call shows in it; else zoom until it is a twentieth of the window.
+  let wanted = state.until - state.since;
+  if (wanted > length * 1000 || wanted < length) wanted = length * 20;
+  const middle = start + length / 2;
+  show(middle - wanted / 2, middle + wanted / 2);
+  select(id);
+}
+
+function listen() {
+  let drag = null;
+  canvas.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const rect = canvas.getBoundingClientRect();
+    zoom(Math.exp(event.deltaY * (event.ctrlKey ? 0.01 : 0.002)), event.clientX - rect.left);
+  }, { passive: false });
+  canvas.addEventListener("mousedown", (event) => {
+    drag = { x: event.clientX, since: state.since, until: state.until, moved: false };
+    canvas.classList.add("dragging");
+  });
+  window.addEventListener("mousemove", (event) => {
+    if (!drag) return;
+    const dx = event.clientX - drag.x;
+    if (Math.abs(dx) > 2) drag.moved = true;
+    const shift = (dx / canvas.clientWidth) * (drag.until - drag.since);
+    show(drag.since - shift, drag.until - shift);
+  });
+  window.addEventListener("mouseup", (event) => {
+    canvas.classList.remove("dragging");
+    const wasClick = drag && !drag.moved;
+    drag = null;
+    if (!wasClick) return;
+    const rect = canvas.getBoundingClientRect();
+    const call = callAt(event.clientX - rect.left, event.clientY - rect.top);
+    if (call) select(call[5]);
+  });
+  canvas.addEventListener("dblclick", (event) => {
+    const rect = canvas.getBoundingClientRect();
+    const call = callAt(event.clientX - rect.left, event.clientY - rect.top);
+    if (call) fitTo(call[1], call[2]);
+  });
+  window.addEventListener("keydown", (event) => {
+    if (event.target === $("search")) {
+      if (event.key === "Enter") { event.preventDefault(); step(event.shiftKey ? "back" : "forward"); }
+      return;
+    }
+    const keys = {
+      w: () => zoom(0.8, canvas.clientWidth / 2), "+": () => zoom(0.8, canvas.clientWidth / 2),
+      s: () => zoom(1.25, canvas.clientWidth / 2), "-": () => zoom(1.25, canvas.clientWidth / 2),
+      a: () => pan(-0.2), ArrowLeft: () => pan(-0.2),
+      d: () => pan(0.2), ArrowRight: () => pan(0.2),
+      "0": () => show(0, state.span),
+      n: () => step("forward"), N: () => step("back"),
+      Escape: () => { $("details").hidden = true; state.selected = null; draw(); },
+    };
+    if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+  });
+  $("zoom-in").addEventListener("click", () => zoom(0.5, canvas.clientWidth / 2));
+  $("zoom-out").addEventListener("click", () => zoom(2, canvas.clientWidth / 2));
+  $("fit").addEventListener("click", () => show(0, state.span));
+  $("next").addEventListener("click", () => step("forward"));
+  $("prev").addEventListener("click", () => step("back"));
+  $("search-form").addEventListener("submit", (event) => event.preventDefault());
+  $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 150); });
+  window.addEventListener("resize", () => { resize(); show(state.since, state.until); });
+}
+
+async function start() {
+  const run = await ask("run");
+  state.span = run.span_ns;
+  state.lanes = run.lanes;
+  state.functions = run.functions;
+  $("title").textContent = `run ${run.run}: ${run.argv.join(" ")}`;
+  document.title = `scope view: run ${run.run}`;
+  resize();
+  listen();
+  state.since = 0;
+  state.until = state.span;
+  await load();
+}
+
+start().catch((error) => { $("status").textContent = "could not load: " + error.message; });

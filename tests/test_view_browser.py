@@ -1,0 +1,274 @@
+"""``scope view``'s page in a real browser: Debian's chromium, driven by Playwright.
+
+A program with two threads and a caught exception is recorded at the args
+level; the viewer's server serves it from this process, and the page is
+loaded, zoomed, panned, searched and clicked as a user would.  Every request
+the page makes is watched: none may leave 127.0.0.1, and none may lack the
+session's token.  CI installs chromium (``.ci/run``) and sets
+``SCOPE_TEST_REQUIRE_BROWSER``, so there a missing browser fails the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from scope.query.api import Recording
+from scope.query.viewer.server import ViewServer
+
+from .conftest import clean_env, unavailable, wait_for_service_to_leave
+
+REQUIRE_BROWSER = "SCOPE_TEST_REQUIRE_BROWSER"
+
+PROGRAM = """
+import threading
+
+def leaf(i):
+    return i
+
+def fib(n):
+    leaf(n)
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def risky(x):
+    if x > 3:
+        raise ValueError(f"too big: {x}")
+    return x
+
+def guarded(x):
+    try:
+        return risky(x)
+    except ValueError:
+        return -1
+
+def worker():
+    fib(9)
+
+def main():
+    helper = threading.Thread(target=worker, name="helper")
+    helper.start()
+    fib(11)
+    print([guarded(i) for i in range(6)])
+    helper.join()
+
+main()
+"""
+
+
+def chromium() -> str:
+    """Debian's chromium (Playwright downloads no browser of its own here)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    unavailable("no chromium to open the page (apt-get install chromium)", REQUIRE_BROWSER)
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+    project = tmp_path_factory.mktemp("browsed")
+    (project / "pyproject.toml").write_text("[project]\nname = 'browsed'\n")
+    (project / "app.py").write_text(PROGRAM)
+    subprocess.run(
+        [sys.executable, "-m", "scope", "run", "--level", "args", "app.py"],
+        cwd=project,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
+    )
+    wait_for_service_to_leave(project)
+    with Recording(str(project / ".scope" / "scope.duckdb")) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def server(recording: Recording) -> Iterator[ViewServer]:
+    running = ViewServer(recording, recording.resolve_run())
+    thread = threading.Thread(target=running.serve, daemon=True)
+    thread.start()
+    yield running
+    running.stop()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def until(page: Any, condition: str, timeout: float = 20.0) -> None:
+    """Wait until the JavaScript expression ``condition`` holds in the page.
+
+    Asked from here, not with ``wait_for_function``, whose polling evaluates text
+    inside the page: the page's policy forbids that (no 'unsafe-eval')."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page never got to: {condition}")
+        time.sleep(0.02)
+
+
+class Watched:
+    """A page, and every URL it asked for."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.requests: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def loaded(self) -> int:
+        """How many windows the page has drawn so far."""
+        return int(self.page.evaluate("Number(document.body.dataset.loaded || 0)"))
+
+    def after(self, action: Any) -> None:
+        """Do ``action``, then wait until the page has drawn the window it asked for."""
+        before = self.loaded()
+        action()
+        until(self.page, f"Number(document.body.dataset.loaded || 0) > {before}")
+
+    def window(self) -> tuple[float, float]:
+        since, until = self.page.evaluate("[state.since, state.until]")
+        return float(since), float(until)
+
+
+@pytest.fixture
+def page(browser: Any, server: ViewServer) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1200, "height": 700})
+    watched = Watched(context.new_page())
+    watched.page.goto(server.url)
+    until(watched.page, "Number(document.body.dataset.loaded || 0) > 0")
+    yield watched
+    origin = f"http://127.0.0.1:{server.port}/{server.token}/"
+    assert watched.requests and all(url.startswith(origin) for url in watched.requests), (
+        watched.requests
+    )
+    assert all(urlsplit(url).hostname == "127.0.0.1" for url in watched.requests)
+    assert watched.errors == []
+    context.close()
+
+
+def test_the_page_draws_both_threads_of_the_run(page: Watched, recording: Recording) -> None:
+    title = page.page.inner_text("#title")
+    assert title.startswith("run 1:") and "app.py" in title
+    lanes = page.page.evaluate("state.lanes.map(l => l.name)")
+    assert sorted(lanes) == ["MainThread", "helper"]
+    drawn = page.page.evaluate("state.calls.length + state.blocks.reduce((n, b) => n + b[4], 0)")
+    [(calls,)] = recording.con.execute("SELECT count(*) FROM call").fetchall()
+    assert drawn == calls
+    assert "calls drawn" in page.page.inner_text("#status")
+
+
+def test_keys_and_the_wheel_zoom_and_pan(page: Watched) -> None:
+    since, until = page.window()
+    page.page.focus("#timeline")
+    page.after(lambda: [page.page.keyboard.press("w") for _ in range(5)])
+    zoomed = page.window()
+    assert zoomed[1] - zoomed[0] < (until - since) * 0.5
+    page.after(lambda: page.page.keyboard.press("d"))
+    panned = page.window()
+    assert panned[0] > zoomed[0]
+    assert panned[1] - panned[0] == pytest.approx(zoomed[1] - zoomed[0])
+    box = page.page.locator("#timeline").bounding_box()
+    page.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 50)
+    page.after(lambda: page.page.mouse.wheel(0, 400))
+    wider = page.window()
+    assert wider[1] - wider[0] > panned[1] - panned[0]
+    page.after(lambda: page.page.keyboard.press("0"))
+    assert page.window() == (since, until)
+
+
+def test_dragging_pans(page: Watched) -> None:
+    page.page.focus("#timeline")
+    page.after(lambda: [page.page.keyboard.press("w") for _ in range(4)])
+    page.after(lambda: page.page.keyboard.press("d"))
+    before = page.window()
+    box = page.page.locator("#timeline").bounding_box()
+    y = box["y"] + box["height"] - 10
+
+    def drag() -> None:
+        page.page.mouse.move(box["x"] + 600, y)
+        page.page.mouse.down()
+        page.page.mouse.move(box["x"] + 900, y, steps=5)
+        page.page.mouse.up()
+
+    page.after(drag)
+    after = page.window()
+    assert after[0] < before[0]  # dragged to the right: earlier times come into view
+
+
+def test_clicking_a_call_shows_its_details_and_path(page: Watched) -> None:
+    target = page.page.evaluate(
+        """(() => {
+            const hit = state.drawn.find(d => state.functions[d[4][4]] === '__main__.fib'
+                                            && d[2] - d[0] > 4);
+            return hit && [(hit[0] + hit[2]) / 2, (hit[1] + hit[3]) / 2];
+        })()"""
+    )
+    assert target, "no fib call wide enough to click"
+    box = page.page.locator("#timeline").bounding_box()
+    page.page.mouse.click(box["x"] + target[0], box["y"] + target[1])
+    page.page.wait_for_selector("#details:not([hidden])")
+    until(page.page, "document.querySelector('#details-path li') !== null")
+    assert page.page.inner_text("#details-name") == "__main__.fib"
+    facts = page.page.inner_text("#details-facts")
+    assert "app.py:7" in facts and "pid" in facts and "returned" in facts
+    path = page.page.locator("#details-path li").all_inner_texts()
+    assert path[0].startswith("__main__.main") or path[0].startswith("__main__.worker")
+    assert path[-1].startswith("__main__.fib")
+    values = page.page.inner_text("#details-values")
+    assert "argument n" in values and "return" in values
+
+
+def test_search_highlights_and_steps_to_a_raised_call(page: Watched) -> None:
+    page.page.fill("#search", "risky")
+    until(page.page, "document.querySelector('#matches').textContent !== ''")
+    assert page.page.inner_text("#matches") == "1 functions"
+    page.page.focus("#search")
+    for _ in range(5):  # risky(0) .. risky(4): the fifth is the first that raised
+        page.after(lambda: page.page.keyboard.press("Enter"))
+        until(page.page, "document.querySelector('#details-name').textContent !== ''")
+    until(page.page, "document.querySelector('#details-facts').textContent.includes('raised')")
+    assert page.page.inner_text("#details-name") == "__main__.risky"
+    values = page.page.inner_text("#details-values")
+    assert "ValueError" in values
+
+
+def test_a_request_without_the_token_is_refused(browser: Any, server: ViewServer) -> None:
+    context = browser.new_context()
+    tab = context.new_page()
+    response = tab.goto(f"http://127.0.0.1:{server.port}/")
+    assert response is not None and response.status == 403
+    response = tab.goto(f"http://127.0.0.1:{server.port}/{server.token[:-1]}x/api/run")
+    assert response is not None and response.status == 403
+    context.close()
+
+
+def test_the_page_loads_nothing_from_anywhere_else(page: Watched, server: ViewServer) -> None:
+    # The policy forbids it even if the page tried: a fetch elsewhere is blocked.
+    blocked = page.page.evaluate(
+        """fetch('https://example.com/x').then(() => 'fetched', e => 'blocked: ' + e.message)"""
+    )
+    assert blocked.startswith("blocked")
+    page.requests[:] = [url for url in page.requests if "example.com" not in url]
+
+
+def test_static_files_are_in_the_package() -> None:
+    from scope.query.viewer.server import STATIC
+
+    assert {p.name for p in Path(STATIC).iterdir()} >= {"index.html", "view.js", "view.css"}
