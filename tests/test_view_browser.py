@@ -199,7 +199,7 @@ def test_dragging_pans(page: Watched) -> None:
     page.after(lambda: page.page.keyboard.press("d"))
     before = page.window()
     box = page.page.locator("#timeline").bounding_box()
-    y = box["y"] + box["height"] - 10
+    y = box["y"] + 8  # the first lane's title: always on screen
 
     def drag() -> None:
         page.page.mouse.move(box["x"] + 600, y)
@@ -272,3 +272,81 @@ def test_static_files_are_in_the_package() -> None:
     from scope.query.viewer.server import STATIC
 
     assert {p.name for p in Path(STATIC).iterdir()} >= {"index.html", "view.js", "view.css"}
+
+
+def test_exceptions_are_grouped_and_lead_to_where_they_were_raised(page: Watched) -> None:
+    page.page.click('#tabs button[data-tab="exceptions"]')
+    rows = page.page.locator("#panel-exceptions tr[data-call]")
+    assert rows.count() == 1  # risky(4) and risky(5): one kind, twice
+    text = rows.first.inner_text()
+    assert "2×" in text and "ValueError" in text and "risky" in text and "guarded" in text
+    page.after(lambda: rows.first.click())
+    until(page.page, "document.querySelector('#details-name').textContent === '__main__.risky'")
+    until(page.page, "document.querySelector('#details-facts').textContent.includes('raised')")
+    since, until_ns = page.window()
+    assert until_ns - since < page.page.evaluate("state.span") / 10
+
+
+def test_top_functions_are_listed(page: Watched) -> None:
+    page.page.click('#tabs button[data-tab="top"]')
+    names = page.page.locator("#panel-top tbody tr td:first-child").all_inner_texts()
+    assert "__main__.fib" in names and "__main__.leaf" in names
+    assert page.page.locator('#tabs button[data-tab="tests"]').is_hidden()
+
+
+SUITE = {
+    "calc.py": "def add(a, b):\n    return a + b\n\ndef div(a, b):\n    return a / b\n",
+    "tests/test_calc.py": (
+        "import calc\n\n"
+        "def test_add():\n    assert calc.add(1, 2) == 3\n\n"
+        "def test_div():\n    assert calc.div(1, 0) == 0\n\n"
+        "def test_more():\n    assert calc.add(2, 2) == 4\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def suite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewServer]:
+    project = tmp_path_factory.mktemp("suite")
+    (project / "pyproject.toml").write_text("[project]\nname = 'suite'\n")
+    for name, text in SUITE.items():
+        (project / name).parent.mkdir(exist_ok=True)
+        (project / name).write_text(text)
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "--scope", "-p", "no:cacheprovider", "-q"],
+        cwd=project,
+        env=clean_env(),
+        capture_output=True,
+    )
+    wait_for_service_to_leave(project)
+    with Recording(str(project / ".scope" / "scope.duckdb")) as recording:
+        running = ViewServer(recording, recording.resolve_run())
+        thread = threading.Thread(target=running.serve, daemon=True)
+        thread.start()
+        yield running
+        running.stop()
+        thread.join(10)
+
+
+def test_a_test_session_lists_failing_tests_first_and_zooms_to_one(
+    browser: Any, suite_server: ViewServer
+) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 700})
+    page = Watched(context.new_page())
+    page.page.goto(suite_server.url)
+    until(page.page, "document.body.dataset.ready === '1'")
+    rows = page.page.locator("#panel-tests tbody tr")
+    nodeids = [rows.nth(i).get_attribute("data-nodeid") for i in range(rows.count())]
+    assert nodeids == [
+        "tests/test_calc.py::test_div",
+        "tests/test_calc.py::test_add",
+        "tests/test_calc.py::test_more",
+    ]
+    assert "failed" in rows.first.inner_text()
+    page.after(lambda: rows.first.click())
+    until(page.page, "document.querySelector('#details-name').textContent !== ''")
+    since, until_ns = page.window()
+    assert until_ns - since < page.page.evaluate("state.span") / 2
+    assert "test_div" in page.page.inner_text("#details-name")
+    assert page.errors == []
+    context.close()

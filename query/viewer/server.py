@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from scope.query.api import Recording
 from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
+from scope.query.results import Call
 from scope.query.viewer import window as windows
 
 from scope.errors import QueryError
@@ -235,6 +236,83 @@ class ViewServer:
         ).fetchone()
         return {"call": list(row) if row else None}
 
+    def _top(self, query: dict[str, str]) -> dict[str, Any]:
+        """The functions with the most self time (``by=total``: total time) in the run."""
+        by = query.get("by", "self")
+        if by not in ("self", "total"):
+            raise ValueError("by must be self or total")
+        stats = self.recording.function_stats(self.run, limit=50, by=by)
+        return {"functions": [asdict(s) for s in stats]}
+
+    def _exceptions(self, query: dict[str, str]) -> dict[str, Any]:
+        """Exceptions grouped as ``scope exceptions`` groups them, newest group first."""
+        kinds = self.recording.exception_kinds(self.run, limit=100)
+        origin = self.frame().start_ns
+        return {
+            "kinds": [
+                {
+                    "count": kind.count,
+                    "shape": kind.shape,
+                    "type": kind.example.type,
+                    "summary": kind.example.summary,
+                    "raised_in": _call_brief(kind.example.raised_in, origin),
+                    "caught_in": _call_brief(kind.example.caught_in, origin),
+                    "uncaught": kind.example.uncaught,
+                }
+                for kind in kinds
+            ]
+        }
+
+    def _tests(self, query: dict[str, str]) -> dict[str, Any]:
+        """The run's tests (pytest --scope), failing ones first, each with its phases'
+        root calls to zoom to."""
+        tests = self.recording.tests(self.run)
+        roots = [p.call for t in tests for p in t.phases if p.call is not None]
+        starts = dict(
+            (call_id, (start - self.frame().start_ns, duration))
+            for call_id, start, duration in self.recording.con.execute(
+                """SELECT id, start_ns, duration_ns FROM call
+                   WHERE run = ? AND id IN (SELECT unnest(?::BIGINT[]))""",
+                [self.run, roots],
+            ).fetchall()
+        )
+        listed = sorted(tests, key=lambda t: not t.failed)  # stable: in run order otherwise
+        return {
+            "tests": [
+                {
+                    "nodeid": t.nodeid,
+                    "outcome": t.outcome,
+                    "failed": t.failed,
+                    "duration_ns": t.duration_ns,
+                    "phases": [
+                        {
+                            "phase": p.phase,
+                            "outcome": p.outcome,
+                            "call": p.call,
+                            "start": starts.get(p.call, (None, None))[0],
+                            "duration_ns": p.duration_ns,
+                            "message": p.message,
+                        }
+                        for p in t.phases
+                    ],
+                }
+                for t in listed
+            ]
+        }
+
+
+def _call_brief(call: Call | None, origin: int) -> dict[str, Any] | None:
+    """What the page shows of a call in a list, and how to zoom to it."""
+    if call is None:
+        return None
+    return {
+        "id": call.id,
+        "short_id": short_id(call.id),
+        "name": f"{call.module}.{call.qualname}",
+        "start": call.start_ns - origin,
+        "duration_ns": call.duration_ns,
+    }
+
 
 _ROUTES: dict[str, Callable[[ViewServer, dict[str, str]], dict[str, Any]]] = {
     "api/run": ViewServer._run_info,
@@ -242,6 +320,9 @@ _ROUTES: dict[str, Callable[[ViewServer, dict[str, str]], dict[str, Any]]] = {
     "api/call": ViewServer._call,
     "api/search": ViewServer._search,
     "api/find": ViewServer._find,
+    "api/top": ViewServer._top,
+    "api/exceptions": ViewServer._exceptions,
+    "api/tests": ViewServer._tests,
 }
 #: the page's own files: route -> file in STATIC, content type
 STATIC = Path(__file__).resolve().parent / "static"

@@ -54,7 +54,7 @@ function resize() {
   const ratio = window.devicePixelRatio || 1;
   const [, height] = laneTops();
   const box = canvas.parentElement.getBoundingClientRect();
-  const cssHeight = Math.max(height, box.height - 40, 100);
+  const cssHeight = Math.max(height, box.height - 4, 100);
   canvas.style.height = cssHeight + "px";
   canvas.width = Math.floor(canvas.clientWidth * ratio);
   canvas.height = Math.floor(cssHeight * ratio);
@@ -336,6 +336,64 @@ function listen() {
   window.addEventListener("resize", () => { resize(); show(state.since, state.until); });
 }
 
+function row(table, cells, call) {
+  const tr = table.tBodies[0].insertRow();
+  for (const [text, cls] of cells) {
+    const td = tr.insertCell();
+    td.textContent = text;
+    if (cls) td.className = cls;
+  }
+  if (call && call.start !== null && call.start !== undefined) {
+    tr.dataset.call = call.id;
+    tr.addEventListener("click", () => { fitTo(call.start, call.duration_ns); select(call.id); });
+  }
+  return tr;
+}
+
+function openTab(name) {
+  for (const button of document.querySelectorAll("#tabs button")) {
+    button.classList.toggle("active", button.dataset.tab === name);
+  }
+  for (const panel of document.querySelectorAll(".panel")) panel.hidden = panel.id !== "panel-" + name;
+}
+
+async function panels() {
+  const [tests, exceptions, top] = await Promise.all([ask("tests"), ask("exceptions"), ask("top")]);
+  const testTable = document.querySelector("#panel-tests table");
+  for (const test of tests.tests) {
+    // A failing test zooms to the phase that failed; another to all its phases.
+    const timed = test.phases.filter((p) => p.start !== null);
+    const failing = timed.find((p) => ["failed", "error"].includes(p.outcome));
+    const root = failing || timed.find((p) => p.phase === "call") || timed[0];
+    const first = failing || timed[0], last = failing || timed[timed.length - 1];
+    const span = root
+      ? { id: root.call, start: first.start, duration_ns: last.start + Math.max(last.duration_ns, 0) - first.start }
+      : null;
+    const tr = row(testTable, [[test.nodeid, test.failed ? "failed" : ""], [test.outcome, test.failed ? "failed" : ""],
+      [fmt(test.duration_ns)], [test.phases.map((p) => `${p.phase} ${p.outcome}`).join(", ")]], span);
+    tr.dataset.nodeid = test.nodeid;
+  }
+  const exceptionTable = document.querySelector("#panel-exceptions table");
+  for (const kind of exceptions.kinds) {
+    row(exceptionTable, [[`${kind.count}×`], [kind.type || "?", "raised"], [kind.shape || ""],
+      ["raised in " + (kind.raised_in ? kind.raised_in.name : "?")],
+      [kind.caught_in ? "caught in " + kind.caught_in.name : (kind.uncaught ? "uncaught" : "")]],
+      kind.raised_in);
+  }
+  if (!exceptions.kinds.length) row(exceptionTable, [["no exception left a recorded call"]], null);
+  const topTable = document.querySelector("#panel-top table");
+  for (const f of top.functions) {
+    row(topTable, [[`${f.module}.${f.qualname}`], [f.file ? `${f.file}:${f.line}` : "-"],
+      [f.calls.toLocaleString("en")], [fmt(f.active_ns)], [fmt(f.self_ns)]], null);
+  }
+  const hasTests = tests.tests.length > 0;
+  document.querySelector('#tabs button[data-tab="tests"]').hidden = !hasTests;
+  for (const button of document.querySelectorAll("#tabs button")) {
+    button.addEventListener("click", () => openTab(button.dataset.tab));
+  }
+  openTab(hasTests ? "tests" : exceptions.kinds.length ? "exceptions" : "top");
+}
+
 async function start() {
   const run = await ask("run");
   state.span = run.span_ns;
@@ -347,7 +405,8 @@ async function start() {
   listen();
   state.since = 0;
   state.until = state.span;
-  await load();
+  await Promise.all([load(), panels()]);
+  document.body.dataset.ready = "1";
 }
 
 start().catch((error) => { $("status").textContent = "could not load: " + error.message; });
