@@ -11,6 +11,12 @@ viewer's server on it, and asks over HTTP, as the page does, best of R:
 
 Each window is asked at ``--width`` pixels (calls narrower than a pixel are
 merged).  The target is 100 ms for a zoom or pan step.  Prints a table.
+
+With ``--browser``, it also loads the page in Debian's chromium (Playwright) and
+measures first paint (page asked for until the whole run's window is drawn), a
+zoom and a pan step as the page does them (key press until drawn), and the
+memory of the browser's processes (resident, summed) and of the page's
+JavaScript heap.  Targets: first paint 1.5 s, a step 100 ms, memory 300 MB.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", metavar="PATH", help="build (or reuse) the recording here")
     parser.add_argument("--width", type=int, default=1500, help="the timeline's width in pixels")
+    parser.add_argument("--browser", action="store_true", help="also measure the page in chromium")
     args = parser.parse_args(argv)
     path = args.keep or os.path.join(tempfile.mkdtemp(), "view.duckdb")
     if not os.path.exists(path):
@@ -64,15 +71,92 @@ def main(argv: list[str] | None = None) -> int:
         thread.start()
         try:
             rows = measure(server, args.repeat, args.width)
+            if args.browser:
+                browser_rows = in_browser(server, args.repeat, args.width)
         finally:
             server.stop()
             thread.join(10)
     print(f"{'answer':<44}{'best ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
     for name, seconds, size, drawn, blocks in rows:
         print(f"{name:<44}{seconds * 1000:>10.1f}{size / 1024:>10.1f}{drawn:>10,}{blocks:>10,}")
+    if args.browser:
+        print()
+        print(f"{'in chromium':<44}{'best':>12}")
+        for name, value in browser_rows:
+            print(f"{name:<44}{value:>12}")
     if not args.keep:
         Path(path).unlink(missing_ok=True)
     return 0
+
+
+def in_browser(server: ViewServer, repeat: int, width: int) -> list[tuple[str, str]]:
+    """First paint, a zoom and a pan step, and memory, as chromium shows the page."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise SystemExit("view_window.py: --browser needs chromium (apt-get install chromium)")
+    loaded = "Number(document.body.dataset.loaded || 0)"
+    paints, zooms, pans, rss, heap = [], [], [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        for _ in range(repeat):
+            context = browser.new_context(viewport={"width": width, "height": 800})
+            page = context.new_page()
+            began = time.perf_counter()
+            page.goto(server.url)
+            wait(page, f"{loaded} > 0")
+            paints.append(time.perf_counter() - began)
+            page.focus("#timeline")
+            for key, times in (("w", zooms), ("d", pans)):
+                before = page.evaluate(loaded)
+                began = time.perf_counter()
+                page.keyboard.press(key)
+                wait(page, f"{loaded} > {before}")
+                times.append(time.perf_counter() - began)
+            heap.append(page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0"))
+            rss.append(browser_rss())
+            context.close()
+        browser.close()
+    return [
+        ("first paint (whole run drawn)", f"{min(paints) * 1000:.0f} ms"),
+        ("zoom step (key w, drawn)", f"{min(zooms) * 1000:.0f} ms"),
+        ("pan step (key d, drawn)", f"{min(pans) * 1000:.0f} ms"),
+        ("browser processes, resident", f"{max(rss) / 2**20:.0f} MB"),
+        ("page's JavaScript heap", f"{max(heap) / 2**20:.1f} MB"),
+    ]
+
+
+def wait(page: object, condition: str, timeout: float = 60.0) -> None:
+    """Until ``condition`` holds in the page (asked from here: the page's policy
+    forbids the evaluation Playwright's own waiting does)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(condition):  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"view_window.py: the page never got to {condition}")
+        time.sleep(0.005)
+
+
+def browser_rss() -> int:
+    """Resident bytes of every chromium process of this user (the one this script runs)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().split(b"\0")[0]
+            if not command.endswith((b"chromium", b"chrome")):
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
 
 
 def measure(server: ViewServer, repeat: int, width: int) -> list[tuple[str, float, int, int, int]]:

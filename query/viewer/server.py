@@ -12,6 +12,8 @@ Ctrl-C, or once nobody has asked it anything for ``idle_seconds``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import re
 import secrets
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import duckdb
 from scope.query.api import Recording
 from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
 from scope.query.results import Call
@@ -59,12 +62,20 @@ class ViewServer:
         self.run = run
         self.token = secrets.token_urlsafe(24)
         self.idle_seconds = idle_seconds
-        #: one DuckDB connection: requests take turns with it
+        #: guards the first finding of the run's span
         self._lock = threading.Lock()
+        #: each request thread's own cursor: requests run side by side, so a slow
+        #: question (top functions of 10M calls) does not hold up a zoom step
+        self._local = threading.local()
         self._last_request = time.monotonic()
         self._frame: windows.Frame | None = None
+        self._overview: windows.Overview | None = None
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        #: stopping waits for the requests under way, once their queries are interrupted
+        self._httpd.daemon_threads = False
+        self._httpd.block_on_close = True
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -86,7 +97,15 @@ class ViewServer:
         except KeyboardInterrupt:
             why[0] = "interrupted"
         finally:
+            with self._cursors_lock:
+                cursors = list(self._cursors)
+            for cursor in cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.interrupt()
             self._httpd.server_close()
+            for cursor in cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
         return why[0]
 
     def stop(self) -> None:
@@ -122,22 +141,45 @@ class ViewServer:
         if handler is None:
             return _error(HTTPStatus.NOT_FOUND, f"no such thing: {route}")
         try:
-            with self._lock:
-                body = handler(self, query)
+            body = handler(self, query)
         except ValueError as exc:
             return _error(HTTPStatus.BAD_REQUEST, str(exc))
         except QueryError as exc:
             return _error(HTTPStatus.NOT_FOUND, str(exc))
+        except duckdb.Error as exc:  # interrupted as the server stops, or a broken file
+            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
         return HTTPStatus.OK, "application/json", json.dumps(body).encode()
+
+    @property
+    def rec(self) -> Recording:
+        """The recording, through this request thread's own DuckDB cursor."""
+        mine: Recording | None = getattr(self._local, "recording", None)
+        if mine is None:
+            mine = copy.copy(self.recording)
+            mine.con = self.recording.con.cursor()
+            with self._cursors_lock:
+                self._cursors.append(mine.con)
+            mine.why_empty = {}
+            self._local.recording = mine
+        return mine
+
+    def overview(self) -> windows.Overview:
+        """The run's calls counted per bucket, made once: zoomed-out windows use it."""
+        span = self.frame()
+        with self._lock:
+            if self._overview is None:
+                self._overview = windows.overview(self.rec.con, self.run, span)
+            return self._overview
 
     def frame(self) -> windows.Frame:
         """The run's span, found once (a finished run's does not change)."""
-        if self._frame is None:
-            self._frame = windows.frame(self.recording.con, self.run)
-        return self._frame
+        with self._lock:
+            if self._frame is None:
+                self._frame = windows.frame(self.rec.con, self.run)
+            return self._frame
 
     def _run_info(self, query: dict[str, str]) -> dict[str, Any]:
-        con = self.recording.con
+        con = self.rec.con
         span = self.frame()
         names = con.execute(
             "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
@@ -154,18 +196,21 @@ class ViewServer:
     def _window(self, query: dict[str, str]) -> dict[str, Any]:
         since, until = _integer(query, "since"), _integer(query, "until")
         pixel = _integer(query, "pixel")
-        answer = windows.window(self.recording.con, self.run, since, until, pixel, self.frame())
+        span = self.frame()
+        # Zoomed out (a pixel no finer than the overview's buckets): merged from it.
+        zoomed_out = self.overview() if pixel >= span.span_ns // windows.OVERVIEW_BUCKETS else None
+        answer = windows.window(self.rec.con, self.run, since, until, pixel, span, zoomed_out)
         return asdict(answer)
 
     def _call(self, query: dict[str, str]) -> dict[str, Any]:
         call_id = parse_call_id(query.get("id", ""))
-        call = self.recording.call(call_id, self.run)
-        path = self.recording.path_to(call_id, self.run)
+        call = self.rec.call(call_id, self.run)
+        path = self.rec.path_to(call_id, self.run)
         details = asdict(call)
         details.pop("children", None)
         details["short_id"] = short_id(call_id)
         details["start"] = call.start_ns - self.frame().start_ns
-        con = self.recording.con
+        con = self.rec.con
         row = con.execute(
             """SELECT suspended_ns, suspensions, end_id,
                       (SELECT name FROM thread t WHERE t.run = c.run AND t.id = c.thread),
@@ -215,7 +260,7 @@ class ViewServer:
             matcher = re.compile(pattern)
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
-        rows = self.recording.con.execute(
+        rows = self.rec.con.execute(
             "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
         ).fetchall()
         return [number for number, name in rows if matcher.search(name)]
@@ -227,7 +272,7 @@ class ViewServer:
         after = _integer(query, "after")
         back = query.get("direction") == "back"
         origin = self.frame().start_ns
-        row = self.recording.con.execute(
+        row = self.rec.con.execute(
             f"""SELECT id, start_ns - $origin, duration_ns FROM call
                 WHERE run = $run AND function IN (SELECT unnest($functions::BIGINT[]))
                   AND start_ns {"<" if back else ">"} $at
@@ -241,12 +286,12 @@ class ViewServer:
         by = query.get("by", "self")
         if by not in ("self", "total"):
             raise ValueError("by must be self or total")
-        stats = self.recording.function_stats(self.run, limit=50, by=by)
+        stats = self.rec.function_stats(self.run, limit=50, by=by)
         return {"functions": [asdict(s) for s in stats]}
 
     def _exceptions(self, query: dict[str, str]) -> dict[str, Any]:
         """Exceptions grouped as ``scope exceptions`` groups them, newest group first."""
-        kinds = self.recording.exception_kinds(self.run, limit=100)
+        kinds = self.rec.exception_kinds(self.run, limit=100)
         origin = self.frame().start_ns
         return {
             "kinds": [
@@ -266,11 +311,11 @@ class ViewServer:
     def _tests(self, query: dict[str, str]) -> dict[str, Any]:
         """The run's tests (pytest --scope), failing ones first, each with its phases'
         root calls to zoom to."""
-        tests = self.recording.tests(self.run)
+        tests = self.rec.tests(self.run)
         roots = [p.call for t in tests for p in t.phases if p.call is not None]
         starts = dict(
             (call_id, (start - self.frame().start_ns, duration))
-            for call_id, start, duration in self.recording.con.execute(
+            for call_id, start, duration in self.rec.con.execute(
                 """SELECT id, start_ns, duration_ns FROM call
                    WHERE run = ? AND id IN (SELECT unnest(?::BIGINT[]))""",
                 [self.run, roots],
@@ -354,6 +399,11 @@ def _handler_for(server: ViewServer) -> type[BaseHTTPRequestHandler]:
         sys_version = ""
 
         def _respond(self) -> None:
+            # The page may go away (closed, or on to another window) meanwhile.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._answer()
+
+        def _answer(self) -> None:
             status, kind, body = server.answer(self.command, self.path, self.headers.get("Host"))
             self.send_response(status)
             for name, value in SECURITY_HEADERS.items():

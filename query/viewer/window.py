@@ -20,6 +20,11 @@ from scope.query.ids import PROCESS_SHIFT, THREAD_SHIFT
 
 #: calls drawn one by one in one answer at most: a screen shows fewer
 MAX_DRAWN = 50_000
+#: the overview's buckets across the whole run: finer than a pixel of any screen
+#: until the window is a fifth of the run
+OVERVIEW_BUCKETS = 8192
+#: the overview keeps the calls a bucket long or longer if there are at most this many
+MAX_LONG = 200_000
 
 #: a call's end, for one that never ended: the run's end
 _END = "CASE WHEN duration_ns < 0 THEN $run_end ELSE start_ns + duration_ns END"
@@ -92,6 +97,40 @@ def lanes(con: duckdb.DuckDBPyConnection, run: int) -> list[Lane]:
     return [Lane(thread, pid, name) for thread, pid, name in rows]
 
 
+@dataclass(frozen=True)
+class Overview:
+    """The run's narrow calls counted once per lane, depth and bucket of ``bucket_ns``:
+    zoomed out, windows are merged from these instead of from every call."""
+
+    bucket_ns: int
+    #: (thread, depth, start, end, count), ns since the run began, in that order
+    buckets: list[tuple[int, int, int, int, int]]
+    #: the calls at least a bucket long, as ``Window.calls`` lists them, longest first
+    #: (None: more than MAX_LONG, so windows ask DuckDB)
+    long_calls: list[tuple[object, ...]] | None
+
+
+def overview(con: duckdb.DuckDBPyConnection, run: int, span: Frame) -> Overview:
+    """Count the run's calls narrower than a bucket into buckets (reads every call once)."""
+    bucket = max(span.span_ns // OVERVIEW_BUCKETS, 1)
+    params = {"run": run, "origin": span.start_ns, "run_end": span.end_ns, "bucket": bucket}
+    rows = con.execute(
+        f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*)
+            FROM call WHERE run = $run AND {_END} - start_ns < $bucket
+            GROUP BY thread, depth, (start_ns - $origin) // $bucket
+            ORDER BY 1, 2, 3""",
+        params,
+    ).fetchall()
+    long_calls = con.execute(
+        f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
+                   outcome::VARCHAR
+            FROM call WHERE run = $run AND {_END} - start_ns >= $bucket
+            ORDER BY duration_ns DESC LIMIT {MAX_LONG + 1}""",
+        params,
+    ).fetchall()
+    return Overview(bucket, rows, long_calls if len(long_calls) <= MAX_LONG else None)
+
+
 def window(
     con: duckdb.DuckDBPyConnection,
     run: int,
@@ -99,10 +138,12 @@ def window(
     until: int,
     pixel_ns: int,
     span: Frame | None = None,
+    zoomed_out: Overview | None = None,
 ) -> Window:
     """The calls to draw between ``since`` and ``until`` (ns since the run began), those
     narrower than ``pixel_ns`` merged into blocks.  ``span``: the run's ``frame``, if
-    the caller has it (finding it reads every call)."""
+    the caller has it (finding it reads every call); ``zoomed_out``: its ``overview``,
+    used for windows whose pixel is no finer than a bucket."""
     span = span or frame(con, run)
     since, until = max(since, 0), max(until, since + 1)
     pixel_ns = max(pixel_ns, 1)
@@ -115,6 +156,9 @@ def window(
         "pixel": pixel_ns,
     }
     answer = Window(since, until, pixel_ns)
+    zoomed_out_enough = zoomed_out is not None and pixel_ns >= zoomed_out.bucket_ns
+    if zoomed_out_enough and zoomed_out is not None and zoomed_out.long_calls is not None:
+        return _all_from_overview(answer, zoomed_out, zoomed_out.long_calls, span)
     wide = f"{_IN_WINDOW} AND {_END} - start_ns >= $pixel"
     rows = con.execute(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
@@ -128,6 +172,9 @@ def window(
         answer.left_out = (count[0] if count else 0) - MAX_DRAWN
         rows = rows[:MAX_DRAWN]
     answer.calls = [list(r) for r in rows]
+    if zoomed_out is not None and pixel_ns >= zoomed_out.bucket_ns:
+        answer.blocks = _from_overview(con, zoomed_out, since, until, params)
+        return answer
     blocks = con.execute(
         f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*)
             FROM call WHERE {_IN_WINDOW} AND {_END} - start_ns < $pixel
@@ -137,6 +184,71 @@ def window(
     ).fetchall()
     answer.blocks = _coalesced(blocks, pixel_ns)
     return answer
+
+
+def _all_from_overview(
+    answer: Window, zoomed_out: Overview, long_calls: list[tuple[object, ...]], span: Frame
+) -> Window:
+    """A zoomed-out window answered from the overview alone: no call is read again."""
+    since, until, pixel = answer.since, answer.until, answer.pixel_ns
+    run_end = span.end_ns - span.start_ns
+    wide: list[list[object]] = []
+    narrow: list[tuple[int, int, int, int, int]] = []
+    for call in long_calls:
+        thread, start, duration, depth = (int(str(v)) for v in call[:4])
+        end = run_end if duration < 0 else start + duration
+        if start >= until or end <= since:
+            continue
+        if end - start >= pixel:
+            wide.append(list(call))
+        else:
+            narrow.append((thread, depth, start, end, 1))
+    if len(wide) > MAX_DRAWN:
+        answer.left_out = len(wide) - MAX_DRAWN
+        wide = wide[:MAX_DRAWN]
+    answer.calls = wide
+    answer.blocks = _regrouped(zoomed_out, narrow, since, until, pixel)
+    return answer
+
+
+def _regrouped(
+    zoomed_out: Overview,
+    more: list[tuple[int, int, int, int, int]],
+    since: int,
+    until: int,
+    pixel: int,
+) -> list[list[int]]:
+    """The overview's buckets in the window, with ``more`` blocks, merged per pixel."""
+    kept = [b for b in zoomed_out.buckets if b[2] < until and b[3] > since]
+    merged: dict[tuple[int, int, int], list[int]] = {}
+    for thread, depth, start, end, count in [*kept, *more]:
+        key = (thread, depth, (start - since) // pixel)
+        block = merged.get(key)
+        if block is None:
+            merged[key] = [thread, depth, start, end, count]
+        else:
+            block[2], block[3] = min(block[2], start), max(block[3], end)
+            block[4] += count
+    ordered = sorted(merged.values(), key=lambda b: (b[0], b[1], b[2]))
+    return _coalesced([(b[0], b[1], b[2], b[3], b[4]) for b in ordered], pixel)
+
+
+def _from_overview(
+    con: duckdb.DuckDBPyConnection,
+    zoomed_out: Overview,
+    since: int,
+    until: int,
+    params: dict[str, int],
+) -> list[list[int]]:
+    """The window's blocks from the overview's buckets, and from the calls narrower
+    than a pixel but not than a bucket (few: they are long)."""
+    between = con.execute(
+        f"""SELECT thread, depth, start_ns - $origin, {_END} - $origin, 1
+            FROM call WHERE {_IN_WINDOW} AND {_END} - start_ns < $pixel
+              AND {_END} - start_ns >= $bucket""",
+        {**params, "bucket": zoomed_out.bucket_ns},
+    ).fetchall()
+    return _regrouped(zoomed_out, between, since, until, params["pixel"])
 
 
 def _coalesced(blocks: list[tuple[int, int, int, int, int]], pixel_ns: int) -> list[list[int]]:
