@@ -1,0 +1,88 @@
+"""``scope view`` as a user runs it: a server on 127.0.0.1 that prints its URL, answers
+the page, and stops on Ctrl-C or once idle; ``-o`` still writes the static page."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .conftest import clean_env, wait_for_service_to_leave
+
+PROGRAM = "def f(n):\n    return n if n < 2 else f(n - 1) + f(n - 2)\n\nf(12)\n"
+
+
+def recorded(project: Path, write, scope) -> None:  # type: ignore[no-untyped-def]
+    write("app.py", PROGRAM)
+    assert scope("run", "app.py").returncode == 0
+    wait_for_service_to_leave(project)
+
+
+def start_view(project: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``scope view --no-open ARGS`` in the background, and the URL it printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scope", "view", "--no-open", *args],
+        cwd=project,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:\d+/[\w-]+/", line)
+    assert found, (line, process.stderr.read() if process.poll() is not None else "")
+    return process, found.group(0)
+
+
+def test_view_serves_the_run_and_stops_on_ctrl_c(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    recorded(project, write, scope)
+    process, url = start_view(project)
+    try:
+        with urllib.request.urlopen(url + "api/run", timeout=30) as answer:
+            run = json.load(answer)
+        assert run["run"] == 1 and "__main__.f" in run["functions"].values()
+        base = url.rsplit("/", 2)[0] + "/"
+        try:
+            urllib.request.urlopen(base + "api/run", timeout=30)
+            raise AssertionError("answered without the token")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 403
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "stopped" in out
+
+
+def test_view_stops_once_idle(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    recorded(project, write, scope)
+    began = time.monotonic()
+    process, _ = start_view(project, "--idle", "1")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "idle" in out and time.monotonic() - began < 30
+
+
+def test_view_output_still_writes_the_static_page(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    recorded(project, write, scope)
+    result = scope("view", "-o", "page.html")
+    assert result.returncode == 0, result.stderr
+    page = (project / "page.html").read_text()
+    assert "Content-Security-Policy" in page and "__main__.f" in page
+
+
+def test_view_of_a_missing_run_is_one_line(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    recorded(project, write, scope)
+    result = scope("view", "--no-open", "--run", "7")
+    assert result.returncode != 0
+    assert "no run 7" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(project / "scope-run7.html")
