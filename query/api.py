@@ -15,7 +15,6 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from scope.native import live
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
 from scope.query.diff import Side, compare
 from scope.query.exceptions import find_exception_kinds, find_exceptions
@@ -44,6 +43,7 @@ from scope.query.results import (
     combined_outcome,
 )
 
+from scope import live
 from scope.errors import QueryError, RecordingError, RecordingInUse
 
 if TYPE_CHECKING:  # loaded only when this process opens the file itself

@@ -16,7 +16,6 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
-from scope.native import live
 from scope.storage.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -26,6 +25,7 @@ from scope.storage.schema import (
 )
 from scope.storage.text import storable, text_safe
 
+from scope import live
 from scope.errors import NotARecording, QueryError, RecordingError, RecordingInUse
 
 

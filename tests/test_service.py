@@ -23,11 +23,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from scope.native import live
 from scope.query.api import Recording
 from scope.storage import database
 
-from scope import native
+from scope import live, native
 from scope.errors import RecordingError
 
 from .conftest import (
