@@ -113,8 +113,8 @@ def _service_connection(path: str) -> ServiceConnection | None:
 
 def _query_errors() -> tuple[type[Exception], ...]:
     """What a statement that failed raises: DuckDB's error, if DuckDB is loaded."""
-    duckdb = sys.modules.get("duckdb")
-    return (RemoteError,) if duckdb is None else (RemoteError, duckdb.Error)
+    engine = sys.modules.get("_duckdb") or sys.modules.get("duckdb")  # storage/engine.py
+    return (RemoteError,) if engine is None else (RemoteError, engine.Error)
 
 
 class Recording:

@@ -1034,8 +1034,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ScopeError as exc:
         fail(exc)
     except Exception as exc:
-        duckdb = sys.modules.get("duckdb")
-        if duckdb is None or not isinstance(exc, duckdb.Error):
+        engine = sys.modules.get("_duckdb") or sys.modules.get("duckdb")  # storage/engine.py
+        if engine is None or not isinstance(exc, engine.Error):
             raise
         # A query that a file changed by other tools fails: one line, not DuckDB's traceback.
         fail(QueryError(f"the recording could not answer: {str(exc).strip().splitlines()[0]}"))

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 
-import duckdb
+from scope.storage.engine import duckdb
 from scope.storage.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,

@@ -14,7 +14,7 @@ import json
 import duckdb
 from scope.query.export import Progress
 from scope.query.export.stream import functions, nested, run_info
-from scope.storage.children import CALL_SHIFT, THREAD_SHIFT
+from scope.query.ids import PROCESS_SHIFT, SLOT_PROCESS_SHIFT
 
 #: events between two progress reports
 REPORT_EVERY = 100_000
@@ -36,7 +36,7 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
             for pid in sorted(set(pid_of.values()))
         ]  # fmt: skip
         metadata += [
-            {"ph": "M", "name": "thread_name", "pid": pid_of.get(slot >> THREAD_SHIFT, 0),
+            {"ph": "M", "name": "thread_name", "pid": pid_of.get(slot >> SLOT_PROCESS_SHIFT, 0),
              "tid": slot, "args": {"name": name}}
             for slot, name in sorted(info.threads.items())
         ]  # fmt: skip
@@ -49,7 +49,7 @@ def write(con: duckdb.DuckDBPyConnection, run: int, path: str, progress: Progres
                 "cat": f.module if f else "?",
                 "ts": call.start / 1000,
                 "dur": (call.end - call.start) / 1000,
-                "pid": pid_of.get(call.id >> CALL_SHIFT, 0),
+                "pid": pid_of.get(call.id >> PROCESS_SHIFT, 0),
                 "tid": call.thread,
                 "args": {"call": call.id, "outcome": call.outcome, "duration_ns": call.duration_ns},
             }
