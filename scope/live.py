@@ -15,10 +15,12 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import stat
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:  # loaded by what talks to a service: a query without one never does
+    import socket
 
 #: the file of a process's folder that says what its records belong to
 RUN_FILE = "run.json"
@@ -312,6 +314,8 @@ class LogReader:
 def ask_service(db: str, message: dict[str, object]) -> dict[str, object] | None:
     """Send ``message`` to ``db``'s recording service if one is listening, and wait
     for its answer; None if none is listening or it did not answer."""
+    import socket
+
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with connection, socket_address(service_socket(db)) as address:

@@ -103,3 +103,9 @@ def test_insert_rate_tries_every_variant():
     for row in ("as the writer does", "1,048,576 rows a batch", "no thread or suspension",
                 "uncompressed", "2 threads"):  # fmt: skip
         assert row in result.stdout
+
+
+def test_query_startup_benchmark_prints_its_table():
+    result = run_script("query_startup.py", "--repeat", "1")
+    for row in ("python -c pass", "import duckdb", "scope --help", "scope top", "scope top --json"):
+        assert row in result.stdout
