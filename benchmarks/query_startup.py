@@ -26,8 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from scope import live
-
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "calc.py"
 
@@ -69,8 +67,8 @@ def has_engine_module() -> bool:
 
 def record(folder: Path, env: dict[str, str]) -> None:
     """Record the example in ``folder``, stored from inside the program: a recording
-    service that lingered after the run would answer the queries itself, and the
-    rows are for a query's process on its own."""
+    service lingering after the run would answer the queries itself, and the rows
+    are for a query's process on its own."""
     shutil.copy(EXAMPLE, folder / EXAMPLE.name)
     (folder / "pyproject.toml").write_text("[project]\nname = 'bench'\n")
     subprocess.run(
@@ -80,9 +78,6 @@ def record(folder: Path, env: dict[str, str]) -> None:
         capture_output=True,
         check=True,
     )
-    deadline = time.monotonic() + 60
-    while live.service_running(str(folder / DB)) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
