@@ -4,6 +4,9 @@ Every answer is a typed dataclass, so the CLI, the renderers and scripts share
 one implementation.  Subtrees use the preorder interval stored with each call
 (``thread = t AND id BETWEEN a AND end_id(a)``) instead of recursive queries
 over parent links.
+
+Each method imports the answer types and helpers it uses, so that a command
+loads its own and no others' (``tests/test_query_startup.py``).
 """
 
 from __future__ import annotations

@@ -158,3 +158,13 @@ def test_help_loads_no_query_machinery(tmp_path: Path, args: list[str]) -> None:
     modules = loaded_by(args, tmp_path)
     assert "click" in modules
     assert within(modules, QUERY_ONLY + RECORDER_ONLY) == []
+
+
+def test_the_live_folder_module_keeps_its_old_name() -> None:
+    # It moved out of scope.native; code that imports it from there gets the same module.
+    from scope.native import live
+
+    import scope.live
+
+    assert live is scope.live
+    assert sys.modules["scope.native.live"] is scope.live
