@@ -23,9 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from scope.native import live
-
-from scope import native
+from scope import live, native
 from scope.errors import NotARecording, RecordingError, RecordingInUse
 
 #: seconds to wait for a service to take a connection (it may be starting)

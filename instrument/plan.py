@@ -28,12 +28,11 @@ except ImportError:  # pragma: no cover - an interpreter built without it
     from hashlib import blake2b as blake2b
 
 from scope.interpreter import PYBEHAVIOR
+from scope.levels import LEVELS as LEVELS
 from scope.redaction import name_is_secret
 
 if TYPE_CHECKING:  # analyze imports libcst, which a cached run never needs
     from scope.instrument.analyze import FunctionInfo
-
-LEVELS = ("off", "calls", "args", "full")
 
 #: The ``co_name`` of each comprehension's code object (a scope of its own on 3.11), by
 #: node class name, which libcst and ``ast`` share.

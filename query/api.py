@@ -4,10 +4,14 @@ Every answer is a typed dataclass, so the CLI, the renderers and scripts share
 one implementation.  Subtrees use the preorder interval stored with each call
 (``thread = t AND id BETWEEN a AND end_id(a)``) instead of recursive queries
 over parent links.
+
+Each method imports the answer types and helpers it uses, so that a command
+loads its own and no others' (``tests/test_query_startup.py``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -15,40 +19,23 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from scope.native import live
 from scope.query.calls import CALL_ROW_COLUMNS, CallFilter, function_clause, where_clause
-from scope.query.diff import Side, compare
-from scope.query.exceptions import find_exception_kinds, find_exceptions
-from scope.query.folding import fold_similar
-from scope.query.history import attribute_writes
 from scope.query.ids import THREAD_SHIFT
-from scope.query.remote import RemoteError, ServiceConnection
-from scope.query.results import (
-    AttributeWrite,
-    CallList,
-    CallNode,
-    CallRow,
-    CallTree,
-    ExceptionKind,
-    ExceptionPath,
-    FunctionStats,
-    ProcessHealth,
-    RecordingDiff,
-    RunHealth,
-    RunSummary,
-    SqlResult,
-    TestDetail,
-    TestPhaseResult,
-    TestResult,
-    TestUse,
-    ThreadHealth,
-    combined_outcome,
-)
 
+from scope import live
 from scope.errors import QueryError, RecordingError, RecordingInUse
 
-if TYPE_CHECKING:  # loaded only when this process opens the file itself
-    import duckdb
+if TYPE_CHECKING:
+    import duckdb  # loaded only when this process opens the file itself
+    from scope.query.diff import Side
+    from scope.query.remote import ServiceConnection
+    from scope.query.results.calls import CallList, CallNode, CallTree
+    from scope.query.results.diff import RecordingDiff
+    from scope.query.results.exceptions import ExceptionKind, ExceptionPath
+    from scope.query.results.health import RunHealth
+    from scope.query.results.history import AttributeWrite
+    from scope.query.results.runs import FunctionStats, RunSummary, SqlResult
+    from scope.query.results.tests import TestDetail, TestResult, TestUse
 
 #: what ``Recording.calls`` keeps when given no filter
 EVERY_CALL = CallFilter()
@@ -100,6 +87,10 @@ def _open(
 
 def _service_connection(path: str) -> ServiceConnection | None:
     """A connection to the service writing ``path`` that has the file open, if there is one."""
+    if not os.path.exists(live.service_socket(path)):
+        return None  # no service: what talks to one (socket, its codecs) stays unloaded
+    from scope.query.remote import RemoteError, ServiceConnection
+
     try:
         remote = ServiceConnection(path)
     except OSError:
@@ -113,9 +104,16 @@ def _service_connection(path: str) -> ServiceConnection | None:
 
 
 def _query_errors() -> tuple[type[Exception], ...]:
-    """What a statement that failed raises: DuckDB's error, if DuckDB is loaded."""
-    duckdb = sys.modules.get("duckdb")
-    return (RemoteError,) if duckdb is None else (RemoteError, duckdb.Error)
+    """What a statement that failed raises: a recording service's error and DuckDB's,
+    of those that are loaded (a statement ran on one of them)."""
+    errors: list[type[Exception]] = []
+    remote = sys.modules.get("scope.query.remote")
+    if remote is not None:
+        errors.append(remote.RemoteError)
+    engine = sys.modules.get("_duckdb") or sys.modules.get("duckdb")  # storage/engine.py
+    if engine is not None:
+        errors.append(engine.Error)
+    return tuple(errors)
 
 
 #: a stored call whose parent's row is on another thread (or process): the thread
@@ -197,6 +195,8 @@ class Recording:
 
     def runs(self) -> list[RunSummary]:
         """Every run in the file, oldest first."""
+        from scope.query.results.runs import RunSummary
+
         rows = self.con.execute(
             """SELECT id, argv, started_at, ended_at, status, exit_status, calls_stored,
                       calls_unfinished, events_dropped, coalesce(problems, [])
@@ -206,6 +206,8 @@ class Recording:
 
     def health(self, run: int | None = None) -> RunHealth:
         """What the recorder captured, stored and lost in a run, overall and per thread."""
+        from scope.query.results.health import ProcessHealth, RunHealth, ThreadHealth
+
         run_id = self.resolve_run(run)
         row = self.con.execute(
             """SELECT status, events_captured, events_stored, events_dropped, calls_stored,
@@ -313,6 +315,8 @@ class Recording:
         ``function`` keeps the functions it names, as ``scope calls --function``
         does (see ``scope.query.calls``).
         """
+        from scope.query.results.runs import FunctionStats
+
         if by not in ("total", "self"):
             raise QueryError(f"cannot order functions by {by!r}: by total or self")
         run_id = self.resolve_run(run)
@@ -399,6 +403,8 @@ class Recording:
 
     def call(self, call_id: int, run: int | None = None) -> CallNode:
         """One call by id."""
+        from scope.query.results.calls import CallNode
+
         run_id = self.resolve_run(run)
         row = self.con.execute(
             f"""SELECT {CALL_ROW_COLUMNS} FROM call c
@@ -429,6 +435,8 @@ class Recording:
         are fetched whatever the limit, and stay unfolded.  ``CallTree.shown`` is
         how many calls the lines stand for; ``total``, how many there are.
         """
+        from scope.query.results.calls import CallTree
+
         run_id = self.resolve_run(run)
         if call_id is not None:
             top = self.call(call_id, run_id)
@@ -492,6 +500,9 @@ class Recording:
     ) -> list[CallNode]:
         """The call tree of ``rows``, and of the calls of ``path`` (the condition of the
         tree's calls, its parameters, and the calls that must show), folded if asked."""
+        from scope.query.folding import fold_similar
+        from scope.query.results.calls import CallNode
+
         nodes: dict[int, CallNode] = {}
         for row in rows:
             node = nodes[row[0]] = CallNode(*row[:-1])
@@ -545,6 +556,8 @@ class Recording:
         value; ``CallList.matched`` counts them all, and ``CallList.summed`` the
         calls of the matched functions that were summed past their budget.
         """
+        from scope.query.results.calls import CallList, CallRow
+
         run_id = self.resolve_run(run)
         condition, params = where_clause(where, run_id)
         joined = "FROM call c LEFT JOIN function f ON f.run = c.run AND f.id = c.function"
@@ -593,6 +606,8 @@ class Recording:
 
     def path_to(self, call_id: int, run: int | None = None) -> list[CallNode]:
         """How the program got to ``call_id``: the calls open when it began, outermost first."""
+        from scope.query.results.calls import CallNode
+
         run_id = self.resolve_run(run)
         self.call(call_id, run_id)  # one that exists, or a clear error
         ids = self.stack_of(call_id, run_id)
@@ -613,6 +628,8 @@ class Recording:
         caught it (or none: it ended the program, or unrecorded code caught it).
         ``type`` keeps those whose type name matches (a glob, or a part of it).
         """
+        from scope.query.exceptions import find_exceptions
+
         return find_exceptions(self.con, self.resolve_run(run), type, limit)
 
     def exception_kinds(
@@ -620,6 +637,8 @@ class Recording:
     ) -> list[ExceptionKind]:
         """Exceptions that left recorded calls, grouped with those alike (type, message
         shape, raising and catching function), the group with the newest first."""
+        from scope.query.exceptions import find_exception_kinds
+
         return find_exception_kinds(self.con, self.resolve_run(run), type, limit)
 
     def history(
@@ -635,6 +654,8 @@ class Recording:
         ``object_id`` keeps one object's (its ``id()``, as values show it),
         ``attribute`` one attribute's, ``owner_type`` those to a type's objects.
         """
+        from scope.query.history import attribute_writes
+
         run_id = self.resolve_run(run)
         return attribute_writes(self.con, run_id, object_id, attribute, owner_type, limit)
 
@@ -644,9 +665,13 @@ class Recording:
         A test is named as for ``scope test`` (a node id or a part of one),
         optionally followed by ``@RUN`` for a test of another run than ``run``.
         """
+        from scope.query.diff import compare
+
         return compare(self.con, self._side(before, run), self._side(after, run))
 
     def _side(self, spec: str, run: int | None) -> Side:
+        from scope.query.diff import Side
+
         if spec.isdigit():
             return Side(f"run {spec}", self.resolve_run(int(spec)))
         name, at, run_text = spec.rpartition("@")
@@ -659,7 +684,10 @@ class Recording:
     def sql(self, query: str, params: list[object] | None = None) -> SqlResult:
         """Run one SQL statement on the recording (read-only); DuckDB's error becomes
         a ``QueryError``.  A recording service checks the statement itself."""
-        local = self.con.direct if isinstance(self.con, ServiceConnection) else self.con
+        from scope.query.results.runs import SqlResult
+
+        # A service's connection has the file opened here once it declined a query.
+        local = getattr(self.con, "direct", self.con)
         if local is not None:
             from scope.storage.database import one_statement
 
@@ -693,6 +721,8 @@ class Recording:
 
         ``failed`` keeps tests that failed or errored; ``nodeid`` one test by node id.
         """
+        from scope.query.results.tests import TestPhaseResult, TestResult, combined_outcome
+
         run_id = self.resolve_run(run)
         rows = self.con.execute(
             """
@@ -750,6 +780,8 @@ class Recording:
 
     def test(self, name: str, run: int | None = None, limit: int = 500) -> TestDetail:
         """A test (by node id, or a part of one), each phase's calls, and its exception paths."""
+        from scope.query.results.tests import TestDetail
+
         run_id = self.resolve_run(run)
         nodeid = self.find_test(name, run_id)
         (result,) = self.tests(run_id, nodeid=nodeid)
@@ -782,6 +814,8 @@ class Recording:
         ``function`` names functions as ``scope calls --function`` does (see
         ``scope.query.calls``).
         """
+        from scope.query.results.tests import TestUse
+
         run_id = self.resolve_run(run)
         conditions, params = function_clause(CallFilter(function=function))
         rows = self.con.execute(

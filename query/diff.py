@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scope.query.results import CountChange, ExceptionChange, RecordingDiff, ReturnChange
+from scope.query.results.diff import CountChange, ExceptionChange, RecordingDiff, ReturnChange
 
 if TYPE_CHECKING:  # loaded only by the queries that open the file themselves
     import duckdb

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from scope.query.calls import CALL_ROW_COLUMNS, name_condition
-from scope.query.results import CallNode, ExceptionKind, ExceptionPath
+from scope.query.results.calls import CallNode
+from scope.query.results.exceptions import ExceptionKind, ExceptionPath
 
 if TYPE_CHECKING:  # loaded only by the queries that open the file themselves
     import duckdb

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from scope.query.results import CallNode
+from scope.query.results.calls import CallNode
 
 
 def fold_similar(roots: list[CallNode], keep: Collection[int] = ()) -> list[CallNode]:

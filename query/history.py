@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scope.query.results import AttributeWrite
+from scope.query.results.history import AttributeWrite
 
 if TYPE_CHECKING:  # loaded only by the queries that open the file themselves
     import duckdb

@@ -16,6 +16,8 @@ import re
 #: kept here so that queries need not load the recorder)
 THREAD_SHIFT = 40
 PROCESS_SHIFT = 52
+#: where a thread slot's process begins (storage.children.THREAD_SHIFT)
+SLOT_PROCESS_SHIFT = PROCESS_SHIFT - THREAD_SHIFT
 
 _SHORT = re.compile(r"^#?(?:(\d+):)?(\d+):(\d+)$")
 _RAW = re.compile(r"^#?(\d+)$")

@@ -20,9 +20,9 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from scope.native import live
 from scope.storage.answers import TOO_MANY_ROWS, decode_value, encode_value
 
+from scope import live
 from scope.errors import QueryError
 
 

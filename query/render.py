@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import shlex
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
-from scope.instrument.explain import ModuleReport
+from scope.query.as_json import to_json as to_json
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table, output_width
 from scope.query.ids import short_id
-from scope.query.results import (
-    CallNode,
-    CallTree,
-    FunctionStats,
-    RecordingDiff,
-    RunHealth,
-    RunSummary,
-    TestDetail,
-    TestResult,
-    TestUse,
-)
+
+if TYPE_CHECKING:  # only named here: a command loads the answers it gets, no others
+    from scope.instrument.explain import ModuleReport
+    from scope.query.results import (
+        CallNode,
+        CallTree,
+        FunctionStats,
+        RecordingDiff,
+        RunHealth,
+        RunSummary,
+        TestDetail,
+        TestResult,
+        TestUse,
+    )
 
 _OUTCOME_STYLES = {"returned": "", "raised": "bold red", "unfinished": "yellow"}
 _TEST_STYLES = {
@@ -53,23 +54,6 @@ def format_ns(ns: float | None) -> str:
 def outcome_text(outcome: str) -> Text:
     """A call's outcome, coloured: raised in red, unfinished in yellow."""
     return Text(outcome, style=_OUTCOME_STYLES.get(outcome, ""))
-
-
-def to_json(value: Any) -> str:
-    """Dataclasses (and lists of them) as JSON."""
-
-    def plain(obj: Any) -> Any:
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
-        if isinstance(obj, list | tuple):
-            return [plain(v) for v in obj]
-        if isinstance(obj, dict):
-            return {k: plain(v) for k, v in obj.items()}
-        if isinstance(obj, set | frozenset):
-            return sorted(plain(v) for v in obj)
-        return obj
-
-    return json.dumps(plain(value), default=str, indent=2)
 
 
 def plan_report(reports: Sequence[ModuleReport]) -> Group:

@@ -4,6 +4,7 @@ writes, and the rows of raw SQL."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.table import Table
@@ -11,14 +12,16 @@ from rich.text import Text
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table
 from scope.query.ids import short_id
 from scope.query.render import format_ns, outcome_text
-from scope.query.results import (
-    AttributeWrite,
-    CallList,
-    CallNode,
-    ExceptionKind,
-    ExceptionPath,
-    SqlResult,
-)
+
+if TYPE_CHECKING:  # only named here: a command loads the answers it gets, no others
+    from scope.query.results import (
+        AttributeWrite,
+        CallList,
+        CallNode,
+        ExceptionKind,
+        ExceptionPath,
+        SqlResult,
+    )
 
 
 def calls_table(found: CallList) -> Table:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from scope.query.api import Recording
 from scope.query.export.stream import DrawnCall, functions, nested, run_info
-from scope.query.results import CallNode
+from scope.query.results.calls import CallNode
 from scope.query.view_page import PAGE
 
 #: calls drawn on the timeline, and fetched for the tree, by default

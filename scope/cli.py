@@ -15,27 +15,27 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from scope import __version__
-from scope.config import Config, load_config
 from scope.errors import ExportError, QueryError, ScopeError
 from scope.launch import fail, record, split_levels
 
-if TYPE_CHECKING:  # rich and the query API load only for the commands that use them
+if TYPE_CHECKING:
+    # Each command imports what it uses (DuckDB, rich, the query API, the
+    # configuration): ``scope --help`` needs none of them, and a query none of the
+    # recorder's (tests/test_query_startup.py checks).
     from rich.console import RenderableType
 
+    from scope.config import Config
     from scope.query.api import Recording
     from scope.storage.pruning import Removed
 
 F = TypeVar("F", bound=Callable[..., Any])
-A = TypeVar("A")
 
 
-@dataclass
 class _ProgramToRun:
     """Returned by ``run``: the checked program, run by ``main`` once click is done.
 
@@ -44,21 +44,32 @@ class _ProgramToRun:
     imports the same click) would find scope's context there.
     """
 
-    program: object
-    config: Config
+    def __init__(self, program: object, config: Config) -> None:
+        self.program = program
+        self.config = config
 
 
-def _show(answer: A, as_json: bool, view: Callable[[A], RenderableType]) -> None:
-    """Print a query's answer: as JSON for scripts, else as ``view(answer)`` for people."""
+def _print_json(answer: object) -> None:
+    """Print a query's answer as JSON, for scripts (rich is not loaded for it)."""
+    from scope.query.as_json import to_json
+
+    click.echo(to_json(answer))
+
+
+def _print(shown: RenderableType) -> None:
+    """Print a query's answer for people: a table, a tree, or a group of them.
+
+    Each command imports its renderer after ``--json`` is ruled out, so that the
+    JSON of an answer does not wait for rich to load.
+    """
     from scope.query import render
 
-    if as_json:
-        click.echo(render.to_json(answer))
-    else:
-        render.console().print(view(answer))
+    render.console().print(shown)
 
 
 def _config(db: str | None = None, **flags: object) -> Config:
+    from scope.config import load_config
+
     return load_config(overrides={"db": db, **flags})
 
 
@@ -282,13 +293,16 @@ def plan(
       scope plan json            # the standard library: not instrumented
     """
     from scope.instrument.explain import explain, unmatched_in
-    from scope.query import render
 
     config = _config(level=levels[0], levels=levels[1], include=include, only=only, exclude=exclude)
     settings = config.plan_settings()
     reports = explain(targets, config.project_root, settings)
-    _show(reports, as_json, render.plan_report)
-    if not as_json:
+    if as_json:
+        _print_json(reports)
+    else:
+        from scope.query import render
+
+        _print(render.plan_report(reports))
         for line in unmatched_in(reports, settings):
             click.echo(f"note: {line}")
 
@@ -304,11 +318,14 @@ def runs(db: str | None, as_json: bool) -> None:
       scope runs
       scope runs --db other.duckdb --json
     """
-    from scope.query import render
-
     with _recording(db) as recording:
         found = recording.runs()
-    _show(found, as_json, render.runs_table)
+    if as_json:
+        _print_json(found)
+    else:
+        from scope.query import render
+
+        _print(render.runs_table(found))
 
 
 @cli.command()
@@ -501,8 +518,8 @@ def _stored_by_a_service(db: str, pids: list[int], timeout: float = 120.0) -> li
     stopped with them left it), and wait until it has; returns the pids stored."""
     import time
 
+    from scope import live
     from scope.capture.service_link import start_service
-    from scope.native import live
     from scope.storage.recovery import left_to_a_service
 
     if not pids:
@@ -534,19 +551,22 @@ def status(db: str | None, run_id: int | None, as_json: bool) -> None:
       scope status
       scope status --run 2 --json
     """
-    from rich.console import Group
-
-    from scope.query import render
-
     with _recording(db) as recording:
         health = recording.health(run_id)
-    _show(
-        health,
-        as_json,
-        lambda found: Group(
-            render.health_table(found), render.processes_table(found), render.threads_table(found)
-        ),
-    )
+    if as_json:
+        _print_json(health)
+    else:
+        from rich.console import Group
+
+        from scope.query import render
+
+        _print(
+            Group(
+                render.health_table(health),
+                render.processes_table(health),
+                render.threads_table(health),
+            )
+        )
 
 
 class _CallId(click.ParamType[int]):
@@ -677,7 +697,6 @@ def calls(
       scope calls --test test_parse --json
     """
     from scope.query.calls import CallFilter
-    from scope.query.render_calls import calls_table
 
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
@@ -699,7 +718,12 @@ def calls(
         answer = recording.calls(where, resolved, limit=limit, slowest=slowest)
         asks_values = argument is not None or returned is not None
         without_values = asks_values and not recording.records_values(resolved)
-    _show(answer, as_json, calls_table)
+    if as_json:
+        _print_json(answer)
+    else:
+        from scope.query.render_calls import calls_table
+
+        _print(calls_table(answer))
     if without_values:
         _say_no_values(resolved, "--arg and --returned")
 
@@ -717,11 +741,14 @@ def path(db: str | None, run_id: int | None, call_id: int, as_json: bool) -> Non
       scope path 1:14
       scope calls --outcome raised --limit 1    # find a call id, then ask
     """
-    from scope.query.render_calls import path_view
-
     with _recording(db) as recording:
         answer = recording.path_to(call_id, run_id)
-    _show(answer, as_json, path_view)
+    if as_json:
+        _print_json(answer)
+    else:
+        from scope.query.render_calls import path_view
+
+        _print(path_view(answer))
 
 
 @cli.command()
@@ -753,17 +780,17 @@ def exceptions(
       scope exceptions
       scope exceptions --all --type KeyError --json
     """
-    from scope.query.render_calls import exception_kinds_view, exceptions_view
-
     with _recording(db) as recording:
         if every:
             each = recording.exceptions(run_id, type=type_pattern, limit=limit)
         else:
             kinds = recording.exception_kinds(run_id, type=type_pattern, limit=limit)
-    if every:
-        _show(each, as_json, exceptions_view)
-    else:
-        _show(kinds, as_json, exception_kinds_view)
+    if as_json:
+        _print_json(each if every else kinds)
+        return
+    from scope.query.render_calls import exception_kinds_view, exceptions_view
+
+    _print(exceptions_view(each) if every else exception_kinds_view(kinds))
 
 
 def _object_id(text: str | None) -> int | None:
@@ -801,14 +828,17 @@ def history(
       scope history --type Account --attribute balance
       scope history 0x7f3a1c2b9e50
     """
-    from scope.query.render_calls import history_table
-
     wanted = _object_id(object_id)
     with _recording(db) as recording:
         answer = recording.history(wanted, attribute, owner_type, run=run_id, limit=limit)
         resolved = recording.resolve_run(run_id)
         without_values = not recording.records_values(resolved)
-    _show(answer, as_json, history_table)
+    if as_json:
+        _print_json(answer)
+    else:
+        from scope.query.render_calls import history_table
+
+        _print(history_table(answer))
     if without_values:
         _say_no_values(resolved, "history")
 
@@ -830,11 +860,14 @@ def diff(db: str | None, run_id: int | None, before: str, after: str, as_json: b
       scope diff test_parse@3 test_parse@4
       scope diff test_ok test_broken
     """
-    from scope.query import render
-
     with _recording(db) as recording:
         answer = recording.diff(before, after, run_id)
-    _show(answer, as_json, render.diff_view)
+    if as_json:
+        _print_json(answer)
+    else:
+        from scope.query import render
+
+        _print(render.diff_view(answer))
 
 
 @cli.command()
@@ -850,14 +883,14 @@ def sql(db: str | None, query: str, as_json: bool) -> None:
       scope sql "SELECT count(*) FROM call"
       scope sql "SELECT type, count(*) FROM exception GROUP BY type" --json
     """
-    from scope.query.render_calls import sql_table
-
     with _recording(db) as recording:
         answer = recording.sql(query)
     if as_json:
         click.echo(_rows_json(answer.columns, answer.rows))
         return
-    _show(answer, False, sql_table)
+    from scope.query.render_calls import sql_table
+
+    _print(sql_table(answer))
 
 
 @cli.command()
@@ -1013,9 +1046,9 @@ def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _rows_json(columns: list[str], rows: list[tuple[object, ...]]) -> str:
-    from scope.query import render
+    from scope.query.as_json import to_json
 
-    return render.to_json([dict(zip(columns, row, strict=True)) for row in rows])
+    return to_json([dict(zip(columns, row, strict=True)) for row in rows])
 
 
 @cli.command()
@@ -1050,13 +1083,16 @@ def top(
       scope top --by self --limit 10
       scope top --function parse --json
     """
-    from scope.query import render
-
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         stats = recording.function_stats(resolved, function=function, limit=limit, by=by)
-    title = "Most self time" if by == "self" else "Most total time"
-    _show(stats, as_json, lambda found: render.function_table(found, resolved, title))
+    if as_json:
+        _print_json(stats)
+    else:
+        from scope.query import render
+
+        title = "Most self time" if by == "self" else "Most total time"
+        _print(render.function_table(stats, resolved, title))
 
 
 @cli.command()
@@ -1081,11 +1117,14 @@ def tree(
       scope tree
       scope tree 1:1 --depth 3
     """
-    from scope.query import render
-
     with _recording(db) as recording:
         answer = recording.tree(call_id, run=run_id, limit=limit, depth=depth)
-    _show(answer, as_json, lambda found: render.call_tree(found, max_depth=depth))
+    if as_json:
+        _print_json(answer)
+    else:
+        from scope.query import render
+
+        _print(render.call_tree(answer, max_depth=depth))
 
 
 @cli.command()
@@ -1117,16 +1156,21 @@ def tests(
       scope tests --slowest 10
       scope tests --calls parse_header
     """
-    from scope.query import render
-
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         if function is not None:
             uses = recording.tests_calling(function, resolved)
-            _show(uses, as_json, lambda found: render.test_uses_table(found, function, resolved))
-            return
-        found = recording.tests(resolved, failed=failed, slowest=slowest)
-    _show(found, as_json, lambda tests: render.tests_table(tests, resolved))
+        else:
+            found = recording.tests(resolved, failed=failed, slowest=slowest)
+    if as_json:
+        _print_json(uses if function is not None else found)
+        return
+    from scope.query import render
+
+    if function is not None:
+        _print(render.test_uses_table(uses, function, resolved))
+    else:
+        _print(render.tests_table(found, resolved))
 
 
 @cli.command()
@@ -1153,11 +1197,14 @@ def test(
       scope test tests/test_app.py::test_parse
       scope test test_parse --depth 3
     """
-    from scope.query import render
-
     with _recording(db) as recording:
         detail = recording.test(nodeid, run=run_id, limit=limit)
-    _show(detail, as_json, lambda found: render.test_detail(found, max_depth=depth))
+    if as_json:
+        _print_json(detail)
+    else:
+        from scope.query import render
+
+        _print(render.test_detail(detail, max_depth=depth))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1175,8 +1222,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ScopeError as exc:
         fail(exc)
     except Exception as exc:
-        duckdb = sys.modules.get("duckdb")
-        if duckdb is None or not isinstance(exc, duckdb.Error):
+        engine = sys.modules.get("_duckdb") or sys.modules.get("duckdb")  # storage/engine.py
+        if engine is None or not isinstance(exc, engine.Error):
             raise
         # A query that a file changed by other tools fails: one line, not DuckDB's traceback.
         fail(QueryError(f"the recording could not answer: {str(exc).strip().splitlines()[0]}"))

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scope.errors import ConfigError
-from scope.instrument.plan import LEVELS, PlanSettings
+from scope.levels import LEVELS
+
+if TYPE_CHECKING:  # the instrumentation loads only for what instruments (not queries)
+    from scope.instrument.plan import PlanSettings
 
 OVERFLOW_POLICIES = ("drop", "block")
 CLOCKS = ("auto", "tsc", "monotonic")
@@ -115,6 +118,8 @@ class Config:
 
     def plan_settings(self) -> PlanSettings:
         """The settings that decide each function's capture level."""
+        from scope.instrument.plan import PlanSettings
+
         return PlanSettings(
             self.level, self.levels, self.include, self.exclude, self.redact, only=self.only
         )

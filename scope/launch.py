@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from scope.config import Config, load_config
 from scope.errors import ProgramCannotStart, ScopeError
-from scope.instrument.plan import LEVELS
-from scope.interpreter import check as check_interpreter
+from scope.levels import LEVELS
+
+if TYPE_CHECKING:  # the configuration and the interpreter check load for run alone
+    from scope.config import Config
 
 #: ``run``'s options that take a value, by the keyword ``_options`` files them under
 _VALUE_OPTIONS = {
@@ -36,14 +36,14 @@ _REPEATABLE = frozenset({"level", "include", "only", "exclude"})
 _FLAG_OPTIONS = {"--no-wait": ("wait", False)}
 
 
-@dataclass
-class RunRequest:
-    """A ``scope run`` command line, read."""
+class RunRequest(NamedTuple):
+    """A ``scope run`` command line, read.  (A named tuple: ``dataclasses`` costs every
+    command that imports this module, ``--help`` among them, milliseconds.)"""
 
     kind: str
     target: str
     args: list[str]
-    options: dict[str, object] = field(default_factory=dict)
+    options: dict[str, object]
 
 
 def read_run(words: Sequence[str]) -> RunRequest | None:
@@ -124,6 +124,8 @@ def split_levels(values: Sequence[str]) -> tuple[str | None, tuple[tuple[str, st
 
 def config_for(options: dict[str, object]) -> Config:
     """The configuration of a run: files and environment, then these options."""
+    from scope.config import load_config
+
     return load_config(overrides=options)
 
 
@@ -153,6 +155,8 @@ _RUNNERS = frozenset({"pytest"})
 def with_requested_package(config: Config, kind: str, target: str) -> Config:
     """``config``, recording the package ``python -m scope run -m PACKAGE`` names too:
     whether it is installed or the user's, it is what the user asked to look at."""
+    from dataclasses import replace
+
     package = target.split(".")[0]
     if kind != "module" or package in _RUNNERS or package in config.include:
         return config
@@ -181,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         click_main(words)
         return
+    from scope.interpreter import check as check_interpreter
+
     try:
         check_interpreter()  # before the recorder's extension loads
         from scope.runner import Program, prepare
@@ -188,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = config_for(request.options)
         if config.service:
             # A service that lingers after a run opens the file while this one starts.
-            from scope.native import live
+            from scope import live
 
             live.ask_service(config.db, {"op": "hello", "open": True})
         program = Program(request.kind, request.target, request.args)

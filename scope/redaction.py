@@ -72,40 +72,46 @@ _WORD = (
     r"|private[_-]?key|session[_-]?key|access[_-]?key|authorization"
 )
 
-#: (pattern, replacement): each keeps what says what the secret was
+#: (pattern, replacement): each keeps what says what the secret was.  Compiled on the
+#: first ``scrub`` (``_compiled``): most processes that import this never store a string.
 _SHAPES = (
     # a PEM private key, to its end or to the end of what was kept of it
     (
-        re.compile(
-            r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
-        ),
+        r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
         rf"-----BEGIN \1PRIVATE KEY-----{REDACTED}",
     ),
     # Authorization: Bearer xyz / Basic xyz, and a bare "Bearer xyz"
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{REDACTED}"),
+    (r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}", rf"\1\2{REDACTED}"),
     # a URL's password: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), rf"\1{REDACTED}@"),
+    (r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", rf"\1{REDACTED}@"),
     # AWS access keys, GitHub and Slack tokens
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
-    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), REDACTED),
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), REDACTED),
+    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", REDACTED),
+    (r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})", REDACTED),
+    (r"\bxox[abposr]-[A-Za-z0-9-]{8,}", REDACTED),
     # a secret word, then a value: password=x, "token": "x", --api-key x, secret S3CR3T
     (
-        re.compile(
-            rf"(?i)((?:{_WORD})[\w-]*['\"]?\s*(?:[:=]\s*|\s+)['\"]?)(?!{re.escape(REDACTED)}|bearer\b|basic\b)"
-            r"[^\s'\",;&)}\]]+"
-        ),
+        rf"(?i)((?:{_WORD})[\w-]*['\"]?\s*(?:[:=]\s*|\s+)['\"]?)(?!{re.escape(REDACTED)}|bearer\b|basic\b)"
+        r"[^\s'\",;&)}\]]+",
         rf"\1{REDACTED}",
     ),
 )
-_CANDIDATE = re.compile(rf"(?i){_WORD}|bearer|basic|://|AKIA|ASIA|gh[pousr]_|github_pat_|xox|-----")
+#: what every string with a secret in it has: strings without are returned at once
+_CANDIDATE = rf"(?i){_WORD}|bearer|basic|://|AKIA|ASIA|gh[pousr]_|github_pat_|xox|-----"
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> tuple[re.Pattern[str], tuple[tuple[re.Pattern[str], str], ...]]:
+    """``_CANDIDATE`` and ``_SHAPES``, compiled."""
+    shapes = tuple((re.compile(pattern), replacement) for pattern, replacement in _SHAPES)
+    return re.compile(_CANDIDATE), shapes
 
 
 def scrub(text: str) -> str:
     """``text`` with whatever looks like a secret in it replaced (see the module's doc)."""
-    if _CANDIDATE.search(text) is None:
+    candidate, shapes = _compiled()
+    if candidate.search(text) is None:
         return text
-    for pattern, replacement in _SHAPES:
+    for pattern, replacement in shapes:
         text = pattern.sub(replacement, text)
     return text
 

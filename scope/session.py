@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib.machinery import SourceFileLoader
 from typing import TYPE_CHECKING, Any
 
-from scope import __version__, interpreter, native
+from scope import __version__, interpreter, live, native
 from scope.capture import forks, process_end, runtime
 from scope.capture.messages import WarningWatch
 from scope.capture.processes import ChildPropagation, ChildSettings
@@ -41,7 +41,6 @@ from scope.instrument.hook import (
 )
 from scope.instrument.plan import PackedPlan
 from scope.instrument.select import Decision, ModuleSelector, default_roots
-from scope.native import live
 from scope.redaction import native_patterns
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 
@@ -141,7 +140,7 @@ class Recorder:
         self._stopping = threading.RLock()
         #: whether _pause_threads stopped the SIGTERM watcher
         self._paused_watcher = False
-        #: this process's folder of ring files (``scope.native.live``), if it has one
+        #: this process's folder of ring files (``scope.live``), if it has one
         self._live: str | None = None
         #: the recording service storing this process, when one does (``service``)
         self._link: ServiceLink | None = None

@@ -2,7 +2,7 @@
 
 The service answers a query (``scope.query.remote``) with its rows as JSON lines
 on its socket; a value JSON has no type for travels as ``{"$": kind, "v": text}``.
-Kept apart from ``scope.native.live``, which recorded programs import: they never
+Kept apart from ``scope.live``, which recorded programs import: they never
 answer a query, so they never pay for ``datetime``, ``decimal`` and ``uuid``.
 """
 

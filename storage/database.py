@@ -15,8 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 
-import duckdb
-from scope.native import live
+from scope.storage.engine import duckdb
 from scope.storage.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -26,6 +25,7 @@ from scope.storage.schema import (
 )
 from scope.storage.text import storable, text_safe
 
+from scope import live
 from scope.errors import NotARecording, QueryError, RecordingError, RecordingInUse
 
 

@@ -1,7 +1,7 @@
 """Store what recorded processes left behind when they were killed.
 
 A recording process keeps its rings in files of its own folder in the
-recording's live folder (``scope.native.live``), and removes the folder once
+recording's live folder (``scope.live``), and removes the folder once
 everything is stored.  A folder whose process is gone was left by a process
 that was killed (SIGKILL, a crash) or could not finish storing: its rings still
 hold every record it published and nobody stored.  ``recover`` drains each such
@@ -18,12 +18,11 @@ import os
 from dataclasses import dataclass
 
 import duckdb
-from scope.native import live
 from scope.native.batch import Batch
 from scope.storage.rows import Event
 from scope.storage.writer import RecordingWriter
 
-from scope import native
+from scope import live, native
 
 #: records per batch while recovering (as the pipeline's, one row group)
 BATCH_RECORDS = 122_880

@@ -2,7 +2,7 @@
 
 Recorded processes (producers) keep their rings in files of their own folders in
 the recording's live folder and append everything else they learn (functions
-planned, events, test phases) to a log there (``scope.native.live``).  They run
+planned, events, test phases) to a log there (``scope.live``).  They run
 no thread of scope's and never touch DuckDB.  The service, started by the first
 producer of a recording and shared by every process recording into it:
 
@@ -38,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
-from scope.native import live
 from scope.native.batch import Batch
 from scope.storage import database
 from scope.storage.answers import TOO_MANY_ROWS, decode_value, encode_value
@@ -47,7 +46,7 @@ from scope.storage.recovery import recover
 from scope.storage.rows import Event, RunEnd, RunInfo, TestPhase
 from scope.storage.writer import RecordingWriter
 
-from scope import native
+from scope import live, native
 from scope.errors import QueryError, RecordingError, RecordingInUse
 
 #: seconds between two rounds of draining: long enough for a batch to be worth its

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from scope.native import live
+
+from scope import live
 
 
 @dataclass(frozen=True)

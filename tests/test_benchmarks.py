@@ -152,3 +152,9 @@ def test_view_window_benchmark_asks_the_server_every_question():
     result = run_script("view_window.py", "--calls", "200000", "--repeat", "1")
     for row in ("run: lanes and functions", "window: the whole run", "zoom: 0.0100%", "pan: 1%"):
         assert row in result.stdout
+
+
+def test_query_startup_benchmark_prints_its_table():
+    result = run_script("query_startup.py", "--repeat", "1")
+    for row in ("python -c pass", "import duckdb", "scope --help", "scope top", "scope top --json"):
+        assert row in result.stdout

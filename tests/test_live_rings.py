@@ -1,7 +1,7 @@
 """Rings in shared files: a killed program leaves every record it published behind.
 
 While a program records, each of its threads' rings is a file of its own
-private folder in the recording's live folder (``scope.native.live``), mapped
+private folder in the recording's live folder (``scope.live``), mapped
 shared with a process header beside it.  A normal end stores everything and
 removes the folder; SIGKILL leaves it, and the next ``scope run`` (or ``scope
 recover``) stores what it holds into the killed run (``scope.storage.recovery``):

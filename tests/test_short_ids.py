@@ -9,13 +9,21 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scope.query.ids import PROCESS_SHIFT, THREAD_SHIFT, parse_call_id, short_id
+from scope.query.ids import (
+    PROCESS_SHIFT,
+    SLOT_PROCESS_SHIFT,
+    THREAD_SHIFT,
+    parse_call_id,
+    short_id,
+)
+from scope.storage import children
 
 from scope import native
 
 
 def test_the_layout_is_the_recorders():
     assert (THREAD_SHIFT, PROCESS_SHIFT) == (native.SLOT_SHIFT, native.PROCESS_SHIFT)
+    assert (PROCESS_SHIFT, SLOT_PROCESS_SHIFT) == (children.CALL_SHIFT, children.THREAD_SHIFT)
 
 
 @given(

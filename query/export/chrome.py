@@ -15,7 +15,7 @@ import duckdb
 from scope.query.export import Progress
 from scope.query.export.selection import Selection
 from scope.query.export.stream import FunctionInfo, functions, nested, run_info
-from scope.storage.children import CALL_SHIFT, THREAD_SHIFT
+from scope.query.ids import PROCESS_SHIFT, SLOT_PROCESS_SHIFT
 
 #: events between two progress reports
 REPORT_EVERY = 100_000
@@ -46,7 +46,7 @@ def write(
             for pid in sorted(set(pid_of.values()))
         ]  # fmt: skip
         metadata += [
-            {"ph": "M", "name": "thread_name", "pid": pid_of.get(slot >> THREAD_SHIFT, 0),
+            {"ph": "M", "name": "thread_name", "pid": pid_of.get(slot >> SLOT_PROCESS_SHIFT, 0),
              "tid": slot, "args": {"name": name}}
             for slot, name in sorted(info.threads.items())
         ]  # fmt: skip
@@ -61,7 +61,7 @@ def write(
             # Numbers print as JSON does (float repr); outcomes are plain words.
             out.write(
                 f'{head}"ts": {call.start / 1000!r}, "dur": {(call.end - call.start) / 1000!r}, '
-                f'"pid": {pid_of.get(call.id >> CALL_SHIFT, 0)}, "tid": {call.thread}, '
+                f'"pid": {pid_of.get(call.id >> PROCESS_SHIFT, 0)}, "tid": {call.thread}, '
                 f'"args": {{"call": {call.id}, "outcome": "{call.outcome}", '
                 f'"duration_ns": {call.duration_ns}}}}}'
             )

@@ -27,7 +27,7 @@ from scope.query.export.stream import (
     functions,
     run_info,
 )
-from scope.storage.children import CALL_SHIFT
+from scope.query.ids import PROCESS_SHIFT
 
 from scope import __version__
 
@@ -116,7 +116,7 @@ def write(
     with open(path, "w", encoding="utf-8") as out:
         out.write('{"resourceSpans": [')
         for row in calls(con, selection):
-            number = row[0] >> CALL_SHIFT
+            number = row[0] >> PROCESS_SHIFT
             first_span = number != process
             if first_span:
                 _open_process(out, info, number, process is None)

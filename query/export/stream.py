@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 from scope.query.export.selection import Selection
-from scope.storage.children import THREAD_SHIFT
+from scope.query.ids import SLOT_PROCESS_SHIFT
 
 #: rows fetched from DuckDB at a time
 CHUNK = 65_536
@@ -83,7 +83,7 @@ def run_info(con: duckdb.DuckDBPyConnection, run: int) -> RunInfo:
         con.execute("SELECT coalesce(number, 0), pid FROM process WHERE run = ?", [run]).fetchall()
     )
     threads = {
-        slot: f"{name or f'thread {slot}'} (pid {pids.get(slot >> THREAD_SHIFT, 0)})"
+        slot: f"{name or f'thread {slot}'} (pid {pids.get(slot >> SLOT_PROCESS_SHIFT, 0)})"
         for slot, name in con.execute("SELECT id, name FROM thread WHERE run = ?", [run]).fetchall()
     }
     return RunInfo(run, list(argv or []), start_ns, end_ns, start_unix_ns, pids, threads, calls)
