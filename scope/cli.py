@@ -992,32 +992,78 @@ def export(
 @cli.command()
 @db_option
 @run_option
-@click.option("--output", "-o", metavar="FILE", help="Where to write (default: scope-run<N>.html).")
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write one self-contained page to FILE instead, to share (capped: --max-calls).",
+)
 @click.option(
     "--max-calls",
     type=click.IntRange(min=1),
     default=20_000,
     show_default=True,
-    help="Calls drawn on the timeline (the first ones).",
+    help="With -o: calls drawn on the page's timeline (the first ones).",
 )
-def view(db: str | None, run_id: int | None, output: str | None, max_calls: int) -> None:
-    """Write one self-contained HTML page to look at a run in a browser: a timeline
-    per thread, the call tree, the exceptions and the functions with the most self
-    time.  It needs no network.
+@click.option("--no-open", is_flag=True, help="Only print the page's address.")
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30 * 60,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop after this long without a request from the page.",
+)
+def view(
+    db: str | None,
+    run_id: int | None,
+    output: str | None,
+    max_calls: int,
+    no_open: bool,
+    idle: float,
+) -> None:
+    """Look at a run in your browser: a timeline per thread that zooms from the whole
+    run down to one call, with search, each call's details, the tests, the
+    exceptions and the functions with the most time.
+
+    It starts a server on 127.0.0.1 that only this session's address (with its
+    token) can ask, and which answers only the window on screen, so a run of
+    millions of calls draws as fast as a small one.  It stops on Ctrl-C, or once
+    the page has asked nothing for --idle seconds.  -o writes one self-contained
+    page instead, for sharing (it holds at most --max-calls calls and says so).
 
     \b
     Examples:
-      scope view                       # then open scope-run<N>.html
-      scope view --run 2 -o run2.html
+      scope view                       # opens the page in your browser
+      scope view --run 2 --no-open     # prints the address to open
+      scope view -o run2.html          # one file, no server
     """
-    from scope.query.view import write_view
+    if output is not None:
+        from scope.query.view import write_view
+
+        with _recording(db) as recording:
+            resolved = recording.resolve_run(run_id)
+            with _writing(output):
+                drawn = write_view(recording, resolved, output, max_calls)
+        click.echo(f"run {resolved}: {output} ({drawn:,} calls on the timeline)")
+        return
+    import webbrowser
+
+    from scope.query.viewer.server import ViewServer
 
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
-        path = output or f"scope-run{resolved}.html"
-        with _writing(path):
-            drawn = write_view(recording, resolved, path, max_calls)
-    click.echo(f"run {resolved}: {path} ({drawn:,} calls on the timeline)")
+        server = ViewServer(recording, resolved, idle_seconds=idle)
+        click.echo(f"scope view: run {resolved} at {server.url}  (Ctrl-C stops it)")
+        sys.stdout.flush()
+        # Without a display, webbrowser would start a text browser in this terminal.
+        headless = sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        )
+        if not (no_open or headless):
+            webbrowser.open(server.url)
+        why = server.serve()
+    click.echo(f"scope view: stopped ({why})")
 
 
 @contextlib.contextmanager

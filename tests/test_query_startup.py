@@ -97,6 +97,8 @@ NOT_QUERIES = {
     "combine": "writes a recording",
     "recover": "stores rings that killed programs left (the native reader)",
     "cache": "the instrumentation's code cache",
+    "rm": "rewrites the recording (and would take runs from the queries here)",
+    "prune": "rewrites the recording (and would take runs from the queries here)",
 }
 
 

@@ -50,6 +50,8 @@ SECURITY_HEADERS = {
 }
 #: seconds without a request after which the server stops
 IDLE_SECONDS = 30 * 60
+#: seconds between findings of a live run's span
+LIVE_REFRESH = 1.0
 
 Answer = tuple[int, str, bytes]
 
@@ -76,6 +78,13 @@ class ViewServer:
         self._httpd.block_on_close = True
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
+        #: a run still being recorded is read through its recording service, whose
+        #: connection has no cursors: requests take turns with it
+        self._shared = not hasattr(recording.con, "cursor")
+        self._serial = threading.Lock()
+        #: when the span was last found, for a run still growing
+        self._frame_at = 0.0
+        self._live = False
 
     @property
     def port(self) -> int:
@@ -141,7 +150,11 @@ class ViewServer:
         if handler is None:
             return _error(HTTPStatus.NOT_FOUND, f"no such thing: {route}")
         try:
-            body = handler(self, query)
+            if self._shared:  # one connection to a recording service: one at a time
+                with self._serial:
+                    body = handler(self, query)
+            else:
+                body = handler(self, query)
         except ValueError as exc:
             return _error(HTTPStatus.BAD_REQUEST, str(exc))
         except QueryError as exc:
@@ -153,6 +166,8 @@ class ViewServer:
     @property
     def rec(self) -> Recording:
         """The recording, through this request thread's own DuckDB cursor."""
+        if self._shared:
+            return self.recording
         mine: Recording | None = getattr(self._local, "recording", None)
         if mine is None:
             mine = copy.copy(self.recording)
@@ -163,20 +178,39 @@ class ViewServer:
             self._local.recording = mine
         return mine
 
-    def overview(self) -> windows.Overview:
-        """The run's calls counted per bucket, made once: zoomed-out windows use it."""
+    def overview(self) -> windows.Overview | None:
+        """The run's calls counted per bucket, made once: zoomed-out windows use it
+        (None while the run is being recorded: it would be out of date at once)."""
         span = self.frame()
+        if self.live():
+            return None
         with self._lock:
             if self._overview is None:
                 self._overview = windows.overview(self.rec.con, self.run, span)
             return self._overview
 
     def frame(self) -> windows.Frame:
-        """The run's span, found once (a finished run's does not change)."""
+        """The run's span, found once (a finished run's does not change; a run still
+        being recorded has it found again every second)."""
         with self._lock:
-            if self._frame is None:
+            stale = self._frame is None or (
+                self._live and time.monotonic() - self._frame_at > LIVE_REFRESH
+            )
+            if stale:
+                self._live = self._still_recording()
                 self._frame = windows.frame(self.rec.con, self.run)
+                self._frame_at = time.monotonic()
+            assert self._frame is not None
             return self._frame
+
+    def live(self) -> bool:
+        """Whether the run was still being recorded when its span was last found."""
+        self.frame()
+        return self._live
+
+    def _still_recording(self) -> bool:
+        row = self.rec.con.execute("SELECT status FROM run WHERE id = ?", [self.run]).fetchone()
+        return bool(row and row[0] == "running")
 
     def _run_info(self, query: dict[str, str]) -> dict[str, Any]:
         con = self.rec.con
@@ -189,6 +223,7 @@ class ViewServer:
             "run": self.run,
             "argv": list(argv[0] or []) if argv else [],
             "span_ns": span.span_ns,
+            "live": self.live(),
             "lanes": [asdict(lane) for lane in windows.lanes(con, self.run)],
             "functions": dict(names),
         }

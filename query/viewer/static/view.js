@@ -407,6 +407,24 @@ async function start() {
   state.until = state.span;
   await Promise.all([load(), panels()]);
   document.body.dataset.ready = "1";
+  if (run.live) follow();
+}
+
+// A run still being recorded: its span is asked for again every two seconds, and
+// a window that showed its end goes on showing it.
+function follow() {
+  const timer = setInterval(async () => {
+    const run = await ask("run");
+    const atEnd = state.until >= state.span * 0.99;
+    const length = state.until - state.since;
+    state.span = run.span_ns;
+    state.lanes = run.lanes;
+    state.functions = run.functions;
+    $("status").dataset.live = run.live ? "recording" : "done";
+    if (atEnd) show(Math.max(state.span - length, 0), state.span);
+    else show(state.since, state.until);
+    if (!run.live) clearInterval(timer);
+  }, 2000);
 }
 
 start().catch((error) => { $("status").textContent = "could not load: " + error.message; });
