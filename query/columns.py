@@ -12,14 +12,13 @@ shortened or wrapped), like ``coverage report``'s.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from scope.query.plain import UNBOUNDED as UNBOUNDED
+from scope.query.plain import output_width as output_width
 
 #: right-aligned, never wrapped: counts, durations, ids
 NUMBER = "number"
@@ -49,20 +48,6 @@ class Column:
     style: str | None = None
     #: left out, last first, when the table cannot fit its width with it
     optional: bool = False
-
-
-#: the width of output that goes to a pipe: as wide as its lines are
-UNBOUNDED = 100_000
-
-
-def output_width() -> int:
-    """The width output is laid out in: ``COLUMNS``, else the terminal's, else unbounded."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    if sys.stdout.isatty():
-        return Console().width
-    return UNBOUNDED
 
 
 def shorten_left(text: str, width: int) -> str:

@@ -14,6 +14,9 @@ from rich.tree import Tree
 from scope.query.as_json import to_json as to_json
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table, output_width
 from scope.query.ids import short_id
+from scope.query.plain import FUNCTION_CAPTION, FUNCTION_COLUMNS, function_rows
+from scope.query.plain import format_ns as format_ns
+from scope.query.plain import where as where
 
 if TYPE_CHECKING:  # only named here: a command loads the answers it gets, no others
     from scope.instrument.explain import ModuleReport
@@ -38,17 +41,6 @@ _TEST_STYLES = {
     "xfailed": "yellow",
     "xpassed": "yellow",
 }
-
-
-def format_ns(ns: float | None) -> str:
-    """A duration for people: 812 ns, 3.41 µs, 12.0 ms, 2.31 s."""
-    if ns is None or ns < 0:
-        return "-"
-    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
-        if ns >= scale:
-            value = ns / scale
-            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    return f"{ns:.0f} ns"
 
 
 def outcome_text(outcome: str) -> Text:
@@ -192,37 +184,13 @@ def processes_table(health: RunHealth) -> Table:
 def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls") -> Table:
     """Calls per function: where it is, its active time (suspensions left out) as the
     total and as a share of the run, its wall time, self, mean and longest time."""
-    columns = [Column("function", NAME), Column("where", NAME)]
-    numbers = ("calls", "raised", "total", "% run", "wall", "self", "mean", "max")
     # On a narrow terminal, max, mean and wall give way, in that order.
-    columns += [Column(name, NUMBER, optional=name in ("wall", "mean", "max")) for name in numbers]
-    rows = [
-        [
-            s.qualname,
-            where(s.module, s.file, s.line),
-            f"{s.calls:,}",
-            f"{s.raised:,}" if s.raised else "",
-            format_ns(s.active_ns),
-            "" if s.percent is None else f"{s.percent:.1f}",
-            format_ns(s.total_ns),
-            format_ns(s.self_ns),
-            format_ns(s.mean_ns),
-            format_ns(s.max_ns),
-        ]
-        for s in stats
+    columns = [
+        Column(header, NUMBER if number else NAME, optional=header in ("wall", "mean", "max"))
+        for header, number in FUNCTION_COLUMNS
     ]
-    caption = "total: time running (suspensions left out); wall: from call to return"
-    return fitted_table(columns, rows, title=f"{title} in run {run}", caption=caption)
-
-
-def where(module: str, file: str | None, line: int | None) -> str:
-    """``file:line`` of a function, the file relative to the working folder when it is
-    under it (its module when the file is not known)."""
-    if not file:
-        return module
-    here = os.getcwd() + os.sep
-    shown = file[len(here) :] if file.startswith(here) else file
-    return f"{shown}:{line}" if line else shown
+    rows: list[list[str | Text]] = [list(row) for row in function_rows(stats)]
+    return fitted_table(columns, rows, title=f"{title} in run {run}", caption=FUNCTION_CAPTION)
 
 
 def _label(node: CallNode, on_path: bool = False) -> Text:

@@ -1134,11 +1134,18 @@ def top(
         stats = recording.function_stats(resolved, function=function, limit=limit, by=by)
     if as_json:
         _print_json(stats)
-    else:
-        from scope.query import render
+        return
+    from scope.query import plain
 
-        title = "Most self time" if by == "self" else "Most total time"
-        _print(render.function_table(stats, resolved, title))
+    title = "Most self time" if by == "self" else "Most total time"
+    # Piped: the same table, drawn without loading rich (a third of top's start-up).
+    drawn = plain.function_table(stats, resolved, title)
+    if plain.output_width() == plain.UNBOUNDED and drawn is not None:
+        click.echo(drawn)
+        return
+    from scope.query import render
+
+    _print(render.function_table(stats, resolved, title))
 
 
 @cli.command()
