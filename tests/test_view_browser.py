@@ -254,7 +254,8 @@ def test_a_request_without_the_token_is_refused(browser: Any, server: ViewServer
     tab = context.new_page()
     response = tab.goto(f"http://127.0.0.1:{server.port}/")
     assert response is not None and response.status == 403
-    response = tab.goto(f"http://127.0.0.1:{server.port}/{server.token[:-1]}x/api/run")
+    wrong = server.token[:-1] + ("x" if server.token[-1] != "x" else "y")
+    response = tab.goto(f"http://127.0.0.1:{server.port}/{wrong}/api/run")
     assert response is not None and response.status == 403
     context.close()
 
@@ -350,3 +351,71 @@ def test_a_test_session_lists_failing_tests_first_and_zooms_to_one(
     assert "test_div" in page.page.inner_text("#details-name")
     assert page.errors == []
     context.close()
+
+
+PROCESSES = """
+import multiprocessing, threading
+
+def leaf(i):
+    return i * i
+
+def work(n):
+    return sum(leaf(i) for i in range(n))
+
+def threaded(n):
+    helpers = [threading.Thread(target=work, args=(n,), name=f"helper-{i}") for i in range(2)]
+    for helper in helpers:
+        helper.start()
+    work(n)
+    for helper in helpers:
+        helper.join()
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=threaded, args=(20,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    threaded(30)
+    for child in children:
+        child.join()
+"""
+
+
+def test_a_run_of_three_processes_has_a_lane_per_thread_named_with_its_pid(
+    browser: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'processes'\n")
+    (tmp_path / "app.py").write_text(PROCESSES)
+    subprocess.run(
+        [sys.executable, "-m", "scope", "run", "app.py"],
+        cwd=tmp_path,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
+    )
+    wait_for_service_to_leave(tmp_path)
+    with Recording(str(tmp_path / ".scope" / "scope.duckdb")) as recording:
+        pids = {pid for (pid,) in recording.con.execute("SELECT pid FROM process").fetchall()}
+        running = ViewServer(recording, recording.resolve_run())
+        thread = threading.Thread(target=running.serve, daemon=True)
+        thread.start()
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = Watched(context.new_page())
+        try:
+            page.page.goto(running.url)
+            until(page.page, "Number(document.body.dataset.loaded || 0) > 0")
+            lanes = page.page.evaluate("state.lanes")
+            assert len(pids) == 3
+            assert {lane["pid"] for lane in lanes} == pids
+            # Each process: its main thread and two helpers, each a lane of its own.
+            assert len(lanes) == 9
+            assert sorted(lane["name"] for lane in lanes).count("MainThread") == 3
+            shown = page.page.evaluate(
+                "new Set([...state.calls.map(c => c[0]), ...state.blocks.map(b => b[0])]).size"
+            )
+            assert shown == 9  # every lane has calls on screen, drawn or merged
+            assert page.errors == []
+        finally:
+            context.close()
+            running.stop()
+            thread.join(10)
