@@ -150,6 +150,9 @@ def query(project: Path) -> Callable[..., list[tuple[object, ...]]]:
     """Run SQL against the project's default recording (read-only)."""
 
     def _query(sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        # A recording service lingers a moment after the run it stored, holding the
+        # file: the program's exit does not wait for it to let go.
+        wait_for_service_to_leave(project, stored=False)
         con = duckdb.connect(str(project / ".scope" / "scope.duckdb"), read_only=True)
         try:
             return con.execute(sql, list(params)).fetchall()
