@@ -212,3 +212,12 @@ def test_the_server_stops_once_idle(recording: Recording) -> None:
     thread.join(30)
     assert not thread.is_alive()
     assert len(why) == 1 and why[0].startswith("idle for"), why
+
+
+def test_a_request_closes_its_cursor(server: ViewServer) -> None:
+    # A thread serves one request: a cursor kept per thread would pile up (one
+    # per zoom step, one per poll of a live run) until the server stops.
+    for _ in range(5):
+        api(server, "run")
+        api(server, "window?since=0&until=1000&pixel=1")
+    assert server._cursors == []

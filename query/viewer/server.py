@@ -161,7 +161,21 @@ class ViewServer:
             return _error(HTTPStatus.NOT_FOUND, str(exc))
         except duckdb.Error as exc:  # interrupted as the server stops, or a broken file
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._release()
         return HTTPStatus.OK, "application/json", json.dumps(body).encode()
+
+    def _release(self) -> None:
+        """Close this request's cursor: a thread serves one request, so a cursor kept
+        per thread would pile up, one per zoom step, until the server stops."""
+        mine: Recording | None = getattr(self._local, "recording", None)
+        if mine is None:
+            return
+        del self._local.recording
+        with self._cursors_lock:
+            self._cursors = [c for c in self._cursors if c is not mine.con]
+        with contextlib.suppress(duckdb.Error):
+            mine.con.close()
 
     @property
     def rec(self) -> Recording:
