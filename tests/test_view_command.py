@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -86,3 +87,27 @@ def test_view_of_a_missing_run_is_one_line(project, write, scope) -> None:  # ty
     assert result.returncode != 0
     assert "no run 7" in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(project / "scope-run7.html")
+
+
+LONG_NAME = (
+    "def a_function_with_a_rather_long_descriptive_name(i):\n    return i\n\n"
+    "a_function_with_a_rather_long_descriptive_name(1)\n"
+)
+
+
+def test_a_search_that_backtracks_forever_does_not_hang_the_server(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    # Python's re would try 2**46 ways to match this name, holding the GIL: every
+    # request, and Ctrl-C, would wait for it.  The timeout only guards a hang.
+    write("app.py", LONG_NAME)
+    assert scope("run", "app.py").returncode == 0
+    wait_for_service_to_leave(project)
+    process, url = start_view(project)
+    try:
+        pattern = urllib.parse.quote(r"(\w|\w)*Z")
+        with urllib.request.urlopen(f"{url}api/search?pattern={pattern}", timeout=120) as answer:
+            assert json.load(answer) == {"functions": []}
+        with urllib.request.urlopen(f"{url}api/search?pattern=descriptive_n.me%24") as answer:
+            assert len(json.load(answer)["functions"]) == 1
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
