@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -221,3 +222,12 @@ def test_a_request_closes_its_cursor(server: ViewServer) -> None:
         api(server, "run")
         api(server, "window?since=0&until=1000&pixel=1")
     assert server._cursors == []
+
+
+def test_a_path_that_is_not_ascii_is_refused_not_a_traceback(server: ViewServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"GET /\xe9t\xe9/api/run HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % server.port)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 403 ") and b"fib" not in answer

@@ -137,7 +137,8 @@ class ViewServer:
             return _error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET")
         parts = urlsplit(target)
         prefix = f"/{self.token}/"
-        if not secrets.compare_digest(parts.path[: len(prefix)], prefix):
+        # As bytes: compare_digest refuses str that is not ASCII (a path may be anything).
+        if not secrets.compare_digest(parts.path[: len(prefix)].encode(), prefix.encode()):
             return _error(HTTPStatus.FORBIDDEN, "no or wrong token")
         self._last_request = time.monotonic()
         route = parts.path[len(prefix) :]
