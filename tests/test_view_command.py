@@ -111,3 +111,46 @@ def test_a_search_that_backtracks_forever_does_not_hang_the_server(project, writ
     finally:
         process.kill()
         process.communicate(timeout=30)
+
+
+FOLLOWED = """
+import pathlib, time
+
+def tick(i):
+    return i
+
+i = 0
+while not pathlib.Path("stop").exists():
+    tick(i)
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+def ask_run(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url + "api/run", timeout=30) as answer:
+        return json.load(answer)  # type: ignore[no-any-return]
+
+
+def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    write("app.py", FOLLOWED)
+    program = subprocess.Popen(
+        [sys.executable, "-m", "scope", "run", "app.py"], cwd=project, env=clean_env()
+    )
+    try:
+        process, url = start_view(project)
+        run = ask_run(url)
+        deadline = time.monotonic() + 60
+        while not run["functions"] and time.monotonic() < deadline:  # nothing stored yet
+            time.sleep(0.2)
+            run = ask_run(url)
+        assert run["live"] is True
+        # A run being recorded has no thread rows yet: its calls still need a lane.
+        assert [lane["thread"] for lane in run["lanes"]] == [1]  # type: ignore[attr-defined]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        (project / "stop").write_text("")
+        assert program.wait(timeout=60) == 0
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "stopped" in out
