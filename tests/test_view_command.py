@@ -147,10 +147,18 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
         assert run["live"] is True
         # A run being recorded has no thread rows yet: its calls still need a lane.
         assert [lane["thread"] for lane in run["lanes"]] == [1]  # type: ignore[attr-defined]
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
     finally:
         (project / "stop").write_text("")
         assert program.wait(timeout=60) == 0
+    try:
+        wait_for_service_to_leave(project)
+        # The recording service the page was reading through has gone: read the file.
+        run = ask_run(url)
+        assert run["live"] is False and run["lanes"]
+        with urllib.request.urlopen(url + "api/window?since=0&until=1000&pixel=1") as answer:
+            assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err and "stopped" in out

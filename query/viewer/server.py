@@ -108,8 +108,10 @@ class ViewServer:
             with self._cursors_lock:
                 cursors = list(self._cursors)
             for cursor in cursors:
+                interrupt = getattr(cursor, "interrupt", None)  # a service's has none
                 with contextlib.suppress(duckdb.Error):
-                    cursor.interrupt()
+                    if interrupt is not None:
+                        interrupt()
             self._httpd.server_close()
             for cursor in cursors:
                 with contextlib.suppress(duckdb.Error):
@@ -165,6 +167,21 @@ class ViewServer:
             self._release()
         return HTTPStatus.OK, "application/json", json.dumps(body).encode()
 
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the recording.  A run being recorded is read through its
+        recording service, which leaves a moment after the run ends: then the file
+        is opened again, directly."""
+        with self._cursors_lock:
+            try:
+                cursor = self.recording.con.cursor()
+            except OSError:  # the service's socket is gone
+                with contextlib.suppress(OSError):
+                    self.recording.con.close()
+                self.recording.con = Recording(self.recording.path).con
+                cursor = self.recording.con.cursor()
+            self._cursors.append(cursor)
+            return cursor
+
     def _release(self) -> None:
         """Close this request's cursor: a thread serves one request, so a cursor kept
         per thread would pile up, one per zoom step, until the server stops."""
@@ -185,9 +202,7 @@ class ViewServer:
         mine: Recording | None = getattr(self._local, "recording", None)
         if mine is None:
             mine = copy.copy(self.recording)
-            mine.con = self.recording.con.cursor()
-            with self._cursors_lock:
-                self._cursors.append(mine.con)
+            mine.con = self._cursor()
             mine.why_empty = {}
             self._local.recording = mine
         return mine
