@@ -16,8 +16,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import duckdb
 import pytest
 from scope.query.api import Recording
+from scope.query.viewer import window as windows
 from scope.query.viewer.server import CONTENT_SECURITY_POLICY, ViewServer
 
 from .conftest import clean_env, wait_for_service_to_leave
@@ -231,3 +233,25 @@ def test_a_path_that_is_not_ascii_is_refused_not_a_traceback(server: ViewServer)
         while chunk := raw.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.0 403 ") and b"fib" not in answer
+
+
+def unfinished_root_and_three_calls() -> duckdb.DuckDBPyConnection:
+    """A run's calls: a root that never ended (duration -1), and three under it."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE call (run INT, id BIGINT, thread INT, start_ns BIGINT, "
+        "duration_ns BIGINT, depth INT, function INT, outcome VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO call VALUES (1, 1, 1, 0, -1, 0, 1, 'unfinished'), "
+        "(1, 2, 1, 10000, 3000, 1, 2, 'returned'), (1, 3, 1, 30000, 2000, 1, 2, 'returned'), "
+        "(1, 4, 1, 50000, 2500, 1, 2, 'returned')"
+    )
+    return con
+
+
+def test_the_calls_left_out_of_a_window_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(windows, "MAX_DRAWN", 2)
+    span = windows.Frame(0, 100_000)
+    shown = windows.window(unfinished_root_and_three_calls(), 1, 0, 100_000, 1000, span)
+    assert len(shown.calls) == 2 and shown.left_out == 2
