@@ -255,3 +255,18 @@ def test_the_calls_left_out_of_a_window_are_counted(monkeypatch: pytest.MonkeyPa
     span = windows.Frame(0, 100_000)
     shown = windows.window(unfinished_root_and_three_calls(), 1, 0, 100_000, 1000, span)
     assert len(shown.calls) == 2 and shown.left_out == 2
+
+
+@pytest.mark.parametrize("from_overview", [False, True])
+def test_a_call_that_never_ended_is_the_last_left_out(
+    monkeypatch: pytest.MonkeyPatch, from_overview: bool
+) -> None:
+    # A root that never ended lasts until the run's end: of the calls wide enough to
+    # draw it is the longest, so the last to leave out, not the first.
+    monkeypatch.setattr(windows, "MAX_DRAWN", 2)
+    monkeypatch.setattr(windows, "OVERVIEW_BUCKETS", 100)
+    con = unfinished_root_and_three_calls()
+    span = windows.Frame(0, 100_000)
+    zoomed_out = windows.overview(con, 1, span) if from_overview else None
+    shown = windows.window(con, 1, 0, 100_000, 1000, span, zoomed_out)
+    assert [call[5] for call in shown.calls] == [1, 2] and shown.left_out == 2

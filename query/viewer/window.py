@@ -125,7 +125,7 @@ def overview(con: duckdb.DuckDBPyConnection, run: int, span: Frame) -> Overview:
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
                    outcome::VARCHAR
             FROM call WHERE run = $run AND {_END} - start_ns >= $bucket
-            ORDER BY duration_ns DESC LIMIT {MAX_LONG + 1}""",
+            ORDER BY {_END} - start_ns DESC LIMIT {MAX_LONG + 1}""",
         params,
     ).fetchall()
     return Overview(bucket, rows, long_calls if len(long_calls) <= MAX_LONG else None)
@@ -164,7 +164,7 @@ def window(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
                    outcome::VARCHAR
             FROM call WHERE {wide}
-            ORDER BY duration_ns DESC LIMIT {MAX_DRAWN + 1}""",
+            ORDER BY {_END} - start_ns DESC LIMIT {MAX_DRAWN + 1}""",
         params,
     ).fetchall()
     if len(rows) > MAX_DRAWN:
