@@ -1053,7 +1053,7 @@ def view(
 
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
-        server = ViewServer(recording, resolved, idle_seconds=idle)
+        server = ViewServer(recording, resolved, idle_seconds=idle, let_go=True)
         click.echo(f"scope view: run {resolved} at {server.url}  (Ctrl-C stops it)")
         sys.stdout.flush()
         # Without a display, webbrowser would start a text browser in this terminal.

@@ -162,3 +162,23 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err and "stopped" in out
+
+
+def test_a_run_recorded_while_the_page_is_open_is_stored(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    # The page may stay open for half an hour: meanwhile the file must not stay
+    # locked, or the next `scope run` could not store its run (DuckDB: one writer,
+    # no writer while a reader has the file open).
+    recorded(project, write, scope)
+    process, url = start_view(project)
+    try:
+        assert ask_run(url)["run"] == 1
+        again = scope("run", "app.py")
+        assert again.returncode == 0 and "did not confirm" not in again.stderr, again.stderr
+        wait_for_service_to_leave(project)
+        assert len(ask_run(url)["functions"]) == 1  # type: ignore[arg-type]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    runs = scope("runs", "--json")
+    assert [run["id"] for run in json.loads(runs.stdout)] == [1, 2], runs.stderr

@@ -7,7 +7,9 @@ browser, cannot read the recording through it.  It sends no CORS headers, so
 no other origin can read its answers; it refuses a ``Host`` other than its
 own address (DNS rebinding); every page carries a Content-Security-Policy
 that lets the page fetch from the server and nothing else.  It stops on
-Ctrl-C, or once nobody has asked it anything for ``idle_seconds``.
+Ctrl-C, or once nobody has asked it anything for ``idle_seconds``.  For
+``scope view`` it closes the recording whenever the page has been quiet for a
+moment, so the page left open does not stop ``scope run`` storing runs.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
 from scope.query.results import Call
 from scope.query.viewer import window as windows
 
-from scope.errors import QueryError
+from scope.errors import QueryError, ScopeError
 
 #: what a page of the viewer may do: its own scripts and styles, fetch from here
 CONTENT_SECURITY_POLICY = (
@@ -51,6 +53,9 @@ SECURITY_HEADERS = {
 IDLE_SECONDS = 30 * 60
 #: seconds between findings of a live run's span
 LIVE_REFRESH = 1.0
+#: seconds without a request under way after which the file is let go (DuckDB lets
+#: no program write it while it is open): the next request opens it again
+LET_GO_AFTER = 2.0
 
 Answer = tuple[int, str, bytes]
 
@@ -58,8 +63,17 @@ Answer = tuple[int, str, bytes]
 class ViewServer:
     """Serves one run of one recording to the browser, until stopped or idle."""
 
-    def __init__(self, recording: Recording, run: int, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self,
+        recording: Recording,
+        run: int,
+        idle_seconds: float = IDLE_SECONDS,
+        let_go: bool = False,
+    ) -> None:
+        """Serve ``run`` of ``recording``.  ``let_go``: the recording is the server's
+        to close while no request is under way, and to open again (see LET_GO_AFTER)."""
         self.recording = recording
+        self.let_go = let_go
         self.run = run
         self.token = secrets.token_urlsafe(24)
         self.idle_seconds = idle_seconds
@@ -84,6 +98,11 @@ class ViewServer:
         #: when the span was last found, for a run still growing
         self._frame_at = 0.0
         self._live = False
+        #: requests under way, when the last ended, and whether the file is let go
+        #: (all three under _cursors_lock)
+        self._under_way = 0
+        self._last_done = time.monotonic()
+        self._let_go = False
 
     @property
     def port(self) -> int:
@@ -124,12 +143,36 @@ class ViewServer:
 
     def _watch_idle(self, why: list[str]) -> None:
         while True:
+            self._let_go_if_quiet()
             idle = time.monotonic() - self._last_request
             if idle >= self.idle_seconds:
                 why[0] = f"idle for {int(self.idle_seconds)} s"
                 self._httpd.shutdown()
                 return
-            time.sleep(min(1.0, self.idle_seconds - idle))
+            time.sleep(min(LET_GO_AFTER / 2, self.idle_seconds - idle))
+
+    def _let_go_if_quiet(self) -> None:
+        """Close the file once no request has been under way for LET_GO_AFTER: the
+        page may stay open for long, and meanwhile ``scope run`` must store runs."""
+        with self._cursors_lock:
+            quiet = time.monotonic() - self._last_done >= LET_GO_AFTER
+            if self.let_go and quiet and not self._under_way and not self._let_go:
+                with contextlib.suppress(duckdb.Error, OSError):
+                    self.recording.con.close()
+                self._let_go = True
+
+    def _begin(self) -> None:
+        """Count a request under way, opening the file again if it was let go."""
+        with self._cursors_lock:
+            if self._let_go:
+                self.recording.con = Recording(self.recording.path).con
+                self._let_go = False
+            self._under_way += 1
+
+    def _end(self) -> None:
+        with self._cursors_lock:
+            self._under_way -= 1
+            self._last_done = time.monotonic()
 
     def answer(self, method: str, target: str, host: str | None) -> Answer:
         """The status, content type and body for one request."""
@@ -152,6 +195,10 @@ class ViewServer:
         if handler is None:
             return _error(HTTPStatus.NOT_FOUND, f"no such thing: {route}")
         try:
+            self._begin()
+        except ScopeError as exc:  # held by a program writing it, or gone
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+        try:
             if self._shared:  # one connection to a recording service: one at a time
                 with self._serial:
                     body = handler(self, query)
@@ -165,6 +212,7 @@ class ViewServer:
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             self._release()
+            self._end()
         return HTTPStatus.OK, "application/json", json.dumps(body).encode()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
