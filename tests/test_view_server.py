@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -270,3 +271,59 @@ def test_a_call_that_never_ended_is_the_last_left_out(
     zoomed_out = windows.overview(con, 1, span) if from_overview else None
     shown = windows.window(con, 1, 0, 100_000, 1000, span, zoomed_out)
     assert [call[5] for call in shown.calls] == [1, 2] and shown.left_out == 2
+
+
+FORKS = """
+import os
+
+def child(i):
+    return i
+
+def main():
+    for i in range(3):
+        pid = os.fork()
+        if pid == 0:
+            child(i)
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+main()
+"""
+
+#: the largest integer a JavaScript number holds exactly
+JS_EXACT = 2**53 - 1
+
+
+def held_by_javascript(call_id: object) -> bool:
+    return isinstance(call_id, str) or (isinstance(call_id, int) and abs(call_id) <= JS_EXACT)
+
+
+def test_call_ids_of_later_processes_reach_the_page_exactly(tmp_path: Path) -> None:
+    # A call id's top bits are its process's number (from bit 52): from the third
+    # process on, ids pass 2**53 and a JavaScript number would round them, so the
+    # page would ask for another call than the one clicked.
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'forks'\n")
+    (tmp_path / "app.py").write_text(FORKS)
+    subprocess.run(
+        [sys.executable, "-m", "scope", "run", "app.py"], cwd=tmp_path, env=clean_env(), check=True
+    )
+    wait_for_service_to_leave(tmp_path)
+    with Recording(str(tmp_path / ".scope" / "scope.duckdb")) as forked:
+        [(beyond,)] = forked.con.execute(
+            "SELECT count(*) FROM call WHERE id > ?", [JS_EXACT]
+        ).fetchall()
+        assert beyond > 0
+        running = ViewServer(forked, forked.resolve_run())
+        thread = threading.Thread(target=running.serve, daemon=True)
+        thread.start()
+        try:
+            span = api(running, "run")["span_ns"]
+            shown = api(running, f"window?since=0&until={span}&pixel=1")
+            assert shown["calls"] and all(held_by_javascript(c[5]) for c in shown["calls"])
+            last = max(shown["calls"], key=lambda c: int(c[5]))
+            assert api(running, f"call?id={last[5]}")["qualname"] == "child"
+            found = api(running, f"find?pattern=child&after={last[1] + 1}&direction=back")
+            assert held_by_javascript(found["call"][0])
+        finally:
+            running.stop()
+            thread.join(10)

@@ -311,8 +311,12 @@ class ViewServer:
         span = self.frame()
         # Zoomed out (a pixel no finer than the overview's buckets): merged from it.
         zoomed_out = self.overview() if pixel >= span.span_ns // windows.OVERVIEW_BUCKETS else None
-        answer = windows.window(self.rec.con, self.run, since, until, pixel, span, zoomed_out)
-        return asdict(answer)
+        answer = asdict(
+            windows.window(self.rec.con, self.run, since, until, pixel, span, zoomed_out)
+        )
+        for call in answer["calls"]:
+            call[5] = _page_id(call[5])
+        return answer
 
     def _call(self, query: dict[str, str]) -> dict[str, Any]:
         call_id = parse_call_id(query.get("id", ""))
@@ -397,7 +401,7 @@ class ViewServer:
                 ORDER BY start_ns {"DESC" if back else ""}, id LIMIT 1""",
             {"run": self.run, "functions": functions, "at": origin + after, "origin": origin},
         ).fetchone()
-        return {"call": list(row) if row else None}
+        return {"call": [_page_id(row[0]), *row[1:]] if row else None}
 
     def _top(self, query: dict[str, str]) -> dict[str, Any]:
         """The functions with the most self time (``by=total``: total time) in the run."""
@@ -451,7 +455,7 @@ class ViewServer:
                         {
                             "phase": p.phase,
                             "outcome": p.outcome,
-                            "call": p.call,
+                            "call": None if p.call is None else _page_id(p.call),
                             "start": starts.get(p.call, (None, None))[0],
                             "duration_ns": p.duration_ns,
                             "message": p.message,
@@ -469,7 +473,7 @@ def _call_brief(call: Call | None, origin: int) -> dict[str, Any] | None:
     if call is None:
         return None
     return {
-        "id": call.id,
+        "id": _page_id(call.id),
         "short_id": short_id(call.id),
         "name": f"{call.module}.{call.qualname}",
         "start": call.start_ns - origin,
@@ -494,6 +498,17 @@ _STATIC = {
     "view.js": ("view.js", "text/javascript; charset=utf-8"),
     "view.css": ("view.css", "text/css; charset=utf-8"),
 }
+
+
+def _page_id(call_id: int) -> int | str:
+    """A call id as the page can send it back: a JavaScript number is exact only up
+    to 2**53, and a call of the third process or later has a larger id (its
+    process's number is its top bits), so such an id goes as a string."""
+    return call_id if call_id < _JAVASCRIPT_EXACT else str(call_id)
+
+
+#: the integers a JavaScript number holds exactly are those below this
+_JAVASCRIPT_EXACT = 2**53
 
 
 def _integer(query: dict[str, str], name: str) -> int:
