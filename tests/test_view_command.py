@@ -3,6 +3,7 @@ the page, and stops on Ctrl-C or once idle; ``-o`` still writes the static page.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -182,3 +183,43 @@ def test_a_run_recorded_while_the_page_is_open_is_stored(project, write, scope) 
     assert process.returncode == 0 and "Traceback" not in err, err
     runs = scope("runs", "--json")
     assert [run["id"] for run in json.loads(runs.stdout)] == [1, 2], runs.stderr
+
+
+BROWSER = """
+import pathlib, sys
+pathlib.Path(sys.argv[1]).write_text(repr(sys.argv[2:]))
+"""
+
+
+def test_the_browser_is_not_given_the_token_on_its_command_line(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    # Every user of the machine can read a process's command line (ps): the browser
+    # is given a file of the user's own that sends it on to the address.
+    recorded(project, write, scope)
+    write("browser.py", BROWSER)
+    given = project / "given"
+    env = clean_env({"DISPLAY": ":0", "BROWSER": f"{sys.executable} browser.py {given} %s"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scope", "view"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/([\w-]+)/", process.stdout.readline())
+        assert found
+        deadline = time.monotonic() + 60
+        while not given.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [argument] = ast.literal_eval(given.read_text())
+        assert found.group(1) not in argument
+        opened = Path(argument.removeprefix("file://"))
+        assert found.group(0) in opened.read_text()
+        assert opened.stat().st_mode & 0o077 == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    assert not opened.exists()  # cleaned away as the server stops
