@@ -218,6 +218,7 @@ def test_the_browser_is_not_given_the_token_on_its_command_line(project, write, 
         opened = Path(argument.removeprefix("file://"))
         assert found.group(0) in opened.read_text()
         assert opened.stat().st_mode & 0o077 == 0
+        assert ask_run(found.group(0))["run"] == 1  # serving: Ctrl-C now stops it
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
