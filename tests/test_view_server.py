@@ -327,3 +327,33 @@ def test_call_ids_of_later_processes_reach_the_page_exactly(tmp_path: Path) -> N
         finally:
             running.stop()
             thread.join(10)
+
+
+def test_other_requests_are_answered_while_the_overview_is_counted(
+    server: ViewServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Counting the overview reads every call (seconds, for a big run): meanwhile the
+    # page's other questions (its panels, a call's details) must not wait for it.
+    counting, go_on = threading.Event(), threading.Event()
+    counted = windows.overview
+
+    def slow_overview(*args: Any) -> windows.Overview:
+        counting.set()
+        go_on.wait(60)
+        return counted(*args)
+
+    monkeypatch.setattr(windows, "overview", slow_overview)
+    span = api(server, "run")["span_ns"]
+    zoomed_out: list[Any] = []
+    asking = threading.Thread(
+        target=lambda: zoomed_out.append(api(server, f"window?since=0&until={span}&pixel={span}"))
+    )
+    asking.start()
+    try:
+        assert counting.wait(30)
+        assert api(server, "run")["span_ns"] == span  # not held up by the counting
+        assert not zoomed_out
+    finally:
+        go_on.set()
+        asking.join(30)
+    assert zoomed_out and zoomed_out[0]["blocks"]

@@ -79,6 +79,9 @@ class ViewServer:
         self.idle_seconds = idle_seconds
         #: guards the first finding of the run's span
         self._lock = threading.Lock()
+        #: guards the counting of the overview (seconds for a big run: apart from
+        #: _lock, which every request takes, so that the others go on meanwhile)
+        self._overview_lock = threading.Lock()
         #: each request thread's own cursor: requests run side by side, so a slow
         #: question (top functions of 10M calls) does not hold up a zoom step
         self._local = threading.local()
@@ -261,7 +264,7 @@ class ViewServer:
         span = self.frame()
         if self.live():
             return None
-        with self._lock:
+        with self._overview_lock:
             if self._overview is None:
                 self._overview = windows.overview(self.rec.con, self.run, span)
             return self._overview
