@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .conftest import clean_env, wait_for_service_to_leave
 
 PROGRAM = """
 import threading
+import time
 
 def leaf(i):
     return i
@@ -357,3 +359,51 @@ def test_other_requests_are_answered_while_the_overview_is_counted(
         go_on.set()
         asking.join(30)
     assert zoomed_out and zoomed_out[0]["blocks"]
+
+
+class CountingLock:
+    """A lock that counts who came to take it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrived = 0
+
+    def __enter__(self) -> None:
+        self.arrived += 1
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_stopping_while_the_overview_is_counted_does_not_count_it_again(
+    server: ViewServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopping interrupts the queries under way; a request that was waiting for the
+    # overview's lock must not then begin counting it again (Ctrl-C would wait for
+    # one whole count per window asked meanwhile).
+    counts: list[int] = []
+    counting, go_on = threading.Event(), threading.Event()
+
+    def slow_overview(*args: Any) -> windows.Overview:
+        counts.append(1)
+        counting.set()
+        go_on.wait(60)
+        raise duckdb.InterruptException("as a count under way is when the server stops")
+
+    monkeypatch.setattr(windows, "overview", slow_overview)
+    waiting = CountingLock()
+    monkeypatch.setattr(server, "_overview_lock", waiting)
+    span = api(server, "run")["span_ns"]
+    path = f"/{server.token}/api/window?since=0&until={span}&pixel={span}"
+    asking = [threading.Thread(target=ask, args=(server, path)) for _ in range(2)]
+    for thread in asking:
+        thread.start()
+    assert counting.wait(30)
+    while waiting.arrived < 2:  # the second waits for the first's count
+        time.sleep(0.01)
+    server.stop()
+    go_on.set()
+    for thread in asking:
+        thread.join(30)
+    assert counts == [1]

@@ -106,6 +106,8 @@ class ViewServer:
         self._under_way = 0
         self._last_done = time.monotonic()
         self._let_go = False
+        #: set as the server stops: no request begins a long query after it
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
@@ -127,6 +129,7 @@ class ViewServer:
         except KeyboardInterrupt:
             why[0] = "interrupted"
         finally:
+            self._stopping.set()
             with self._cursors_lock:
                 cursors = list(self._cursors)
             for cursor in cursors:
@@ -142,6 +145,7 @@ class ViewServer:
 
     def stop(self) -> None:
         """Stop serving (from another thread)."""
+        self._stopping.set()
         self._httpd.shutdown()
 
     def _watch_idle(self, why: list[str]) -> None:
@@ -265,6 +269,8 @@ class ViewServer:
         if self.live():
             return None
         with self._overview_lock:
+            if self._stopping.is_set():  # the count of the one before was interrupted
+                raise duckdb.InterruptException("the server is stopping")
             if self._overview is None:
                 self._overview = windows.overview(self.rec.con, self.run, span)
             return self._overview
