@@ -366,7 +366,7 @@ class ViewServer:
         origin = self.frame().start_ns
         details["path"] = [
             {
-                "id": p.id,
+                "id": _page_id(p.id),
                 "short_id": short_id(p.id),
                 "name": f"{p.module}.{p.qualname}",
                 "start": p.start_ns - origin,
