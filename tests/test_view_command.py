@@ -140,18 +140,23 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
     )
     try:
         process, url = start_view(project)
-        run = ask_run(url)
-        deadline = time.monotonic() + 60
-        while not run["functions"] and time.monotonic() < deadline:  # nothing stored yet
-            time.sleep(0.2)
-            run = ask_run(url)
-        assert run["live"] is True
-        # A run being recorded has no thread rows yet: its calls still need a lane.
-        assert [lane["thread"] for lane in run["lanes"]] == [1]  # type: ignore[attr-defined]
-    finally:
+    except BaseException:
         (project / "stop").write_text("")
-        assert program.wait(timeout=60) == 0
+        program.wait(timeout=60)
+        raise
     try:
+        try:
+            run = ask_run(url)
+            deadline = time.monotonic() + 60
+            while not run["functions"] and time.monotonic() < deadline:  # nothing stored yet
+                time.sleep(0.2)
+                run = ask_run(url)
+            assert run["live"] is True
+            # A run being recorded has no thread rows yet: its calls still need a lane.
+            assert [lane["thread"] for lane in run["lanes"]] == [1]  # type: ignore[attr-defined]
+        finally:
+            (project / "stop").write_text("")
+            assert program.wait(timeout=60) == 0
         wait_for_service_to_leave(project)
         # The recording service the page was reading through has gone: read the file.
         run = ask_run(url)
