@@ -1053,17 +1053,41 @@ def view(
 
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
-        server = ViewServer(recording, resolved, idle_seconds=idle)
+        server = ViewServer(recording, resolved, idle_seconds=idle, let_go=True)
         click.echo(f"scope view: run {resolved} at {server.url}  (Ctrl-C stops it)")
         sys.stdout.flush()
         # Without a display, webbrowser would start a text browser in this terminal.
         headless = sys.platform.startswith("linux") and not (
             os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
         )
-        if not (no_open or headless):
-            webbrowser.open(server.url)
-        why = server.serve()
+        with _opener(server.url) as opener:
+            if not (no_open or headless):
+                webbrowser.open(opener)
+            why = server.serve()
     click.echo(f"scope view: stopped ({why})")
+
+
+@contextlib.contextmanager
+def _opener(url: str) -> Iterator[str]:
+    """A page of the user's own (0600, in a 0700 folder) that sends the browser on to
+    ``url``: given to the browser instead of ``url``, whose token every user of the
+    machine could read on the browser's command line.  Removed once done."""
+    import html
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="scope-view-")
+    try:
+        page = os.path.join(folder, "open.html")
+        with open(page, "w", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600)) as out:
+            out.write(
+                '<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+                f'<meta http-equiv="refresh" content="0;url={html.escape(url)}">'
+                f'<a href="{html.escape(url)}">scope view</a>\n'
+            )
+        yield f"file://{page}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

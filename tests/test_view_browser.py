@@ -419,3 +419,19 @@ def test_a_run_of_three_processes_has_a_lane_per_thread_named_with_its_pid(
             context.close()
             running.stop()
             thread.join(10)
+
+
+def test_a_step_of_the_path_clicked_is_the_call_outlined(page: Watched) -> None:
+    target = page.page.evaluate(
+        """(() => {
+            const hit = state.drawn.find(d => d[4][3] > 0 && d[2] - d[0] > 4);
+            return hit && [(hit[0] + hit[2]) / 2, (hit[1] + hit[3]) / 2];
+        })()"""
+    )
+    assert target, "no call under a root wide enough to click"
+    box = page.page.locator("#timeline").bounding_box()
+    page.page.mouse.click(box["x"] + target[0], box["y"] + target[1])
+    until(page.page, "document.querySelector('#details-path li a') !== null")
+    page.after(lambda: page.page.locator("#details-path li a").first.click())
+    # The root, now selected, is outlined: what is selected is a drawn call's id.
+    until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")

@@ -3,6 +3,7 @@ the page, and stops on Ctrl-C or once idle; ``-o`` still writes the static page.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -86,3 +88,144 @@ def test_view_of_a_missing_run_is_one_line(project, write, scope) -> None:  # ty
     assert result.returncode != 0
     assert "no run 7" in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(project / "scope-run7.html")
+
+
+LONG_NAME = (
+    "def a_function_with_a_rather_long_descriptive_name(i):\n    return i\n\n"
+    "a_function_with_a_rather_long_descriptive_name(1)\n"
+)
+
+
+def test_a_search_that_backtracks_forever_does_not_hang_the_server(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    # Python's re would try 2**46 ways to match this name, holding the GIL: every
+    # request, and Ctrl-C, would wait for it.  The timeout only guards a hang.
+    write("app.py", LONG_NAME)
+    assert scope("run", "app.py").returncode == 0
+    wait_for_service_to_leave(project)
+    process, url = start_view(project)
+    try:
+        pattern = urllib.parse.quote(r"(\w|\w)*Z")
+        with urllib.request.urlopen(f"{url}api/search?pattern={pattern}", timeout=120) as answer:
+            assert json.load(answer) == {"functions": []}
+        with urllib.request.urlopen(f"{url}api/search?pattern=descriptive_n.me%24") as answer:
+            assert len(json.load(answer)["functions"]) == 1
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
+
+
+FOLLOWED = """
+import pathlib, time
+
+def tick(i):
+    return i
+
+i = 0
+while not pathlib.Path("stop").exists():
+    tick(i)
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+def ask_run(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url + "api/run", timeout=30) as answer:
+        return json.load(answer)  # type: ignore[no-any-return]
+
+
+def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    write("app.py", FOLLOWED)
+    program = subprocess.Popen(
+        [sys.executable, "-m", "scope", "run", "app.py"], cwd=project, env=clean_env()
+    )
+    try:
+        process, url = start_view(project)
+    except BaseException:
+        (project / "stop").write_text("")
+        program.wait(timeout=60)
+        raise
+    try:
+        try:
+            run = ask_run(url)
+            deadline = time.monotonic() + 60
+            while not run["functions"] and time.monotonic() < deadline:  # nothing stored yet
+                time.sleep(0.2)
+                run = ask_run(url)
+            assert run["live"] is True
+            # A run being recorded has no thread rows yet: its calls still need a lane.
+            assert [lane["thread"] for lane in run["lanes"]] == [1]  # type: ignore[attr-defined]
+        finally:
+            (project / "stop").write_text("")
+            assert program.wait(timeout=60) == 0
+        wait_for_service_to_leave(project)
+        # The recording service the page was reading through has gone: read the file.
+        run = ask_run(url)
+        assert run["live"] is False and run["lanes"]
+        with urllib.request.urlopen(url + "api/window?since=0&until=1000&pixel=1") as answer:
+            assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "stopped" in out
+
+
+def test_a_run_recorded_while_the_page_is_open_is_stored(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    # The page may stay open for half an hour: meanwhile the file must not stay
+    # locked, or the next `scope run` could not store its run (DuckDB: one writer,
+    # no writer while a reader has the file open).
+    recorded(project, write, scope)
+    process, url = start_view(project)
+    try:
+        assert ask_run(url)["run"] == 1
+        again = scope("run", "app.py")
+        assert again.returncode == 0 and "did not confirm" not in again.stderr, again.stderr
+        wait_for_service_to_leave(project)
+        assert len(ask_run(url)["functions"]) == 1  # type: ignore[arg-type]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    runs = scope("runs", "--json")
+    assert [run["id"] for run in json.loads(runs.stdout)] == [1, 2], runs.stderr
+
+
+BROWSER = """
+import pathlib, sys
+pathlib.Path(sys.argv[1]).write_text(repr(sys.argv[2:]))
+"""
+
+
+def test_the_browser_is_not_given_the_token_on_its_command_line(project, write, scope) -> None:  # type: ignore[no-untyped-def]
+    # Every user of the machine can read a process's command line (ps): the browser
+    # is given a file of the user's own that sends it on to the address.
+    recorded(project, write, scope)
+    write("browser.py", BROWSER)
+    given = project / "given"
+    env = clean_env({"DISPLAY": ":0", "BROWSER": f"{sys.executable} browser.py {given} %s"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scope", "view"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/([\w-]+)/", process.stdout.readline())
+        assert found
+        deadline = time.monotonic() + 60
+        while not given.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [argument] = ast.literal_eval(given.read_text())
+        assert found.group(1) not in argument
+        opened = Path(argument.removeprefix("file://"))
+        assert found.group(0) in opened.read_text()
+        assert opened.stat().st_mode & 0o077 == 0
+        assert ask_run(found.group(0))["run"] == 1  # serving: Ctrl-C now stops it
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    assert not opened.exists()  # cleaned away as the server stops

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from scope.query.api import Recording
+from scope.query.viewer import window as windows
 from scope.query.viewer.server import CONTENT_SECURITY_POLICY, ViewServer
 
 from .conftest import clean_env, wait_for_service_to_leave
 
 PROGRAM = """
 import threading
+import time
 
 def leaf(i):
     return i
@@ -212,3 +218,192 @@ def test_the_server_stops_once_idle(recording: Recording) -> None:
     thread.join(30)
     assert not thread.is_alive()
     assert len(why) == 1 and why[0].startswith("idle for"), why
+
+
+def test_a_request_closes_its_cursor(server: ViewServer) -> None:
+    # A thread serves one request: a cursor kept per thread would pile up (one
+    # per zoom step, one per poll of a live run) until the server stops.
+    for _ in range(5):
+        api(server, "run")
+        api(server, "window?since=0&until=1000&pixel=1")
+    assert server._cursors == []
+
+
+def test_a_path_that_is_not_ascii_is_refused_not_a_traceback(server: ViewServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"GET /\xe9t\xe9/api/run HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % server.port)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 403 ") and b"fib" not in answer
+
+
+def unfinished_root_and_three_calls() -> duckdb.DuckDBPyConnection:
+    """A run's calls: a root that never ended (duration -1), and three under it."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE call (run INT, id BIGINT, thread INT, start_ns BIGINT, "
+        "duration_ns BIGINT, depth INT, function INT, outcome VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO call VALUES (1, 1, 1, 0, -1, 0, 1, 'unfinished'), "
+        "(1, 2, 1, 10000, 3000, 1, 2, 'returned'), (1, 3, 1, 30000, 2000, 1, 2, 'returned'), "
+        "(1, 4, 1, 50000, 2500, 1, 2, 'returned')"
+    )
+    return con
+
+
+def test_the_calls_left_out_of_a_window_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(windows, "MAX_DRAWN", 2)
+    span = windows.Frame(0, 100_000)
+    shown = windows.window(unfinished_root_and_three_calls(), 1, 0, 100_000, 1000, span)
+    assert len(shown.calls) == 2 and shown.left_out == 2
+
+
+@pytest.mark.parametrize("from_overview", [False, True])
+def test_a_call_that_never_ended_is_the_last_left_out(
+    monkeypatch: pytest.MonkeyPatch, from_overview: bool
+) -> None:
+    # A root that never ended lasts until the run's end: of the calls wide enough to
+    # draw it is the longest, so the last to leave out, not the first.
+    monkeypatch.setattr(windows, "MAX_DRAWN", 2)
+    monkeypatch.setattr(windows, "OVERVIEW_BUCKETS", 100)
+    con = unfinished_root_and_three_calls()
+    span = windows.Frame(0, 100_000)
+    zoomed_out = windows.overview(con, 1, span) if from_overview else None
+    shown = windows.window(con, 1, 0, 100_000, 1000, span, zoomed_out)
+    assert [call[5] for call in shown.calls] == [1, 2] and shown.left_out == 2
+
+
+FORKS = """
+import os
+
+def child(i):
+    return i
+
+def main():
+    for i in range(3):
+        pid = os.fork()
+        if pid == 0:
+            child(i)
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+main()
+"""
+
+#: the largest integer a JavaScript number holds exactly
+JS_EXACT = 2**53 - 1
+
+
+def held_by_javascript(call_id: object) -> bool:
+    return isinstance(call_id, str) or (isinstance(call_id, int) and abs(call_id) <= JS_EXACT)
+
+
+def test_call_ids_of_later_processes_reach_the_page_exactly(tmp_path: Path) -> None:
+    # A call id's top bits are its process's number (from bit 52): from the third
+    # process on, ids pass 2**53 and a JavaScript number would round them, so the
+    # page would ask for another call than the one clicked.
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'forks'\n")
+    (tmp_path / "app.py").write_text(FORKS)
+    subprocess.run(
+        [sys.executable, "-m", "scope", "run", "app.py"], cwd=tmp_path, env=clean_env(), check=True
+    )
+    wait_for_service_to_leave(tmp_path)
+    with Recording(str(tmp_path / ".scope" / "scope.duckdb")) as forked:
+        [(beyond,)] = forked.con.execute(
+            "SELECT count(*) FROM call WHERE id > ?", [JS_EXACT]
+        ).fetchall()
+        assert beyond > 0
+        running = ViewServer(forked, forked.resolve_run())
+        thread = threading.Thread(target=running.serve, daemon=True)
+        thread.start()
+        try:
+            span = api(running, "run")["span_ns"]
+            shown = api(running, f"window?since=0&until={span}&pixel=1")
+            assert shown["calls"] and all(held_by_javascript(c[5]) for c in shown["calls"])
+            last = max(shown["calls"], key=lambda c: int(c[5]))
+            assert api(running, f"call?id={last[5]}")["qualname"] == "child"
+            found = api(running, f"find?pattern=child&after={last[1] + 1}&direction=back")
+            assert held_by_javascript(found["call"][0])
+        finally:
+            running.stop()
+            thread.join(10)
+
+
+def test_other_requests_are_answered_while_the_overview_is_counted(
+    server: ViewServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Counting the overview reads every call (seconds, for a big run): meanwhile the
+    # page's other questions (its panels, a call's details) must not wait for it.
+    counting, go_on = threading.Event(), threading.Event()
+    counted = windows.overview
+
+    def slow_overview(*args: Any) -> windows.Overview:
+        counting.set()
+        go_on.wait(60)
+        return counted(*args)
+
+    monkeypatch.setattr(windows, "overview", slow_overview)
+    span = api(server, "run")["span_ns"]
+    zoomed_out: list[Any] = []
+    asking = threading.Thread(
+        target=lambda: zoomed_out.append(api(server, f"window?since=0&until={span}&pixel={span}"))
+    )
+    asking.start()
+    try:
+        assert counting.wait(30)
+        assert api(server, "run")["span_ns"] == span  # not held up by the counting
+        assert not zoomed_out
+    finally:
+        go_on.set()
+        asking.join(30)
+    assert zoomed_out and zoomed_out[0]["blocks"]
+
+
+class CountingLock:
+    """A lock that counts who came to take it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrived = 0
+
+    def __enter__(self) -> None:
+        self.arrived += 1
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_stopping_while_the_overview_is_counted_does_not_count_it_again(
+    server: ViewServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopping interrupts the queries under way; a request that was waiting for the
+    # overview's lock must not then begin counting it again (Ctrl-C would wait for
+    # one whole count per window asked meanwhile).
+    counts: list[int] = []
+    counting, go_on = threading.Event(), threading.Event()
+
+    def slow_overview(*args: Any) -> windows.Overview:
+        counts.append(1)
+        counting.set()
+        go_on.wait(60)
+        raise duckdb.InterruptException("as a count under way is when the server stops")
+
+    monkeypatch.setattr(windows, "overview", slow_overview)
+    waiting = CountingLock()
+    monkeypatch.setattr(server, "_overview_lock", waiting)
+    span = api(server, "run")["span_ns"]
+    path = f"/{server.token}/api/window?since=0&until={span}&pixel={span}"
+    asking = [threading.Thread(target=ask, args=(server, path)) for _ in range(2)]
+    for thread in asking:
+        thread.start()
+    assert counting.wait(30)
+    while waiting.arrived < 2:  # the second waits for the first's count
+        time.sleep(0.01)
+    server.stop()
+    go_on.set()
+    for thread in asking:
+        thread.join(30)
+    assert counts == [1]

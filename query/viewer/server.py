@@ -7,7 +7,9 @@ browser, cannot read the recording through it.  It sends no CORS headers, so
 no other origin can read its answers; it refuses a ``Host`` other than its
 own address (DNS rebinding); every page carries a Content-Security-Policy
 that lets the page fetch from the server and nothing else.  It stops on
-Ctrl-C, or once nobody has asked it anything for ``idle_seconds``.
+Ctrl-C, or once nobody has asked it anything for ``idle_seconds``.  For
+``scope view`` it closes the recording whenever the page has been quiet for a
+moment, so the page left open does not stop ``scope run`` storing runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import re
 import secrets
 import threading
 import time
@@ -33,7 +34,7 @@ from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
 from scope.query.results import Call
 from scope.query.viewer import window as windows
 
-from scope.errors import QueryError
+from scope.errors import QueryError, ScopeError
 
 #: what a page of the viewer may do: its own scripts and styles, fetch from here
 CONTENT_SECURITY_POLICY = (
@@ -52,6 +53,9 @@ SECURITY_HEADERS = {
 IDLE_SECONDS = 30 * 60
 #: seconds between findings of a live run's span
 LIVE_REFRESH = 1.0
+#: seconds without a request under way after which the file is let go (DuckDB lets
+#: no program write it while it is open): the next request opens it again
+LET_GO_AFTER = 2.0
 
 Answer = tuple[int, str, bytes]
 
@@ -59,13 +63,25 @@ Answer = tuple[int, str, bytes]
 class ViewServer:
     """Serves one run of one recording to the browser, until stopped or idle."""
 
-    def __init__(self, recording: Recording, run: int, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self,
+        recording: Recording,
+        run: int,
+        idle_seconds: float = IDLE_SECONDS,
+        let_go: bool = False,
+    ) -> None:
+        """Serve ``run`` of ``recording``.  ``let_go``: the recording is the server's
+        to close while no request is under way, and to open again (see LET_GO_AFTER)."""
         self.recording = recording
+        self.let_go = let_go
         self.run = run
         self.token = secrets.token_urlsafe(24)
         self.idle_seconds = idle_seconds
         #: guards the first finding of the run's span
         self._lock = threading.Lock()
+        #: guards the counting of the overview (seconds for a big run: apart from
+        #: _lock, which every request takes, so that the others go on meanwhile)
+        self._overview_lock = threading.Lock()
         #: each request thread's own cursor: requests run side by side, so a slow
         #: question (top functions of 10M calls) does not hold up a zoom step
         self._local = threading.local()
@@ -85,6 +101,13 @@ class ViewServer:
         #: when the span was last found, for a run still growing
         self._frame_at = 0.0
         self._live = False
+        #: requests under way, when the last ended, and whether the file is let go
+        #: (all three under _cursors_lock)
+        self._under_way = 0
+        self._last_done = time.monotonic()
+        self._let_go = False
+        #: set as the server stops: no request begins a long query after it
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
@@ -106,11 +129,14 @@ class ViewServer:
         except KeyboardInterrupt:
             why[0] = "interrupted"
         finally:
+            self._stopping.set()
             with self._cursors_lock:
                 cursors = list(self._cursors)
             for cursor in cursors:
+                interrupt = getattr(cursor, "interrupt", None)  # a service's has none
                 with contextlib.suppress(duckdb.Error):
-                    cursor.interrupt()
+                    if interrupt is not None:
+                        interrupt()
             self._httpd.server_close()
             for cursor in cursors:
                 with contextlib.suppress(duckdb.Error):
@@ -119,16 +145,41 @@ class ViewServer:
 
     def stop(self) -> None:
         """Stop serving (from another thread)."""
+        self._stopping.set()
         self._httpd.shutdown()
 
     def _watch_idle(self, why: list[str]) -> None:
         while True:
+            self._let_go_if_quiet()
             idle = time.monotonic() - self._last_request
             if idle >= self.idle_seconds:
                 why[0] = f"idle for {int(self.idle_seconds)} s"
                 self._httpd.shutdown()
                 return
-            time.sleep(min(1.0, self.idle_seconds - idle))
+            time.sleep(min(LET_GO_AFTER / 2, self.idle_seconds - idle))
+
+    def _let_go_if_quiet(self) -> None:
+        """Close the file once no request has been under way for LET_GO_AFTER: the
+        page may stay open for long, and meanwhile ``scope run`` must store runs."""
+        with self._cursors_lock:
+            quiet = time.monotonic() - self._last_done >= LET_GO_AFTER
+            if self.let_go and quiet and not self._under_way and not self._let_go:
+                with contextlib.suppress(duckdb.Error, OSError):
+                    self.recording.con.close()
+                self._let_go = True
+
+    def _begin(self) -> None:
+        """Count a request under way, opening the file again if it was let go."""
+        with self._cursors_lock:
+            if self._let_go:
+                self.recording.con = Recording(self.recording.path).con
+                self._let_go = False
+            self._under_way += 1
+
+    def _end(self) -> None:
+        with self._cursors_lock:
+            self._under_way -= 1
+            self._last_done = time.monotonic()
 
     def answer(self, method: str, target: str, host: str | None) -> Answer:
         """The status, content type and body for one request."""
@@ -138,7 +189,8 @@ class ViewServer:
             return _error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET")
         parts = urlsplit(target)
         prefix = f"/{self.token}/"
-        if not secrets.compare_digest(parts.path[: len(prefix)], prefix):
+        # As bytes: compare_digest refuses str that is not ASCII (a path may be anything).
+        if not secrets.compare_digest(parts.path[: len(prefix)].encode(), prefix.encode()):
             return _error(HTTPStatus.FORBIDDEN, "no or wrong token")
         self._last_request = time.monotonic()
         route = parts.path[len(prefix) :]
@@ -149,6 +201,10 @@ class ViewServer:
         handler = _ROUTES.get(route)
         if handler is None:
             return _error(HTTPStatus.NOT_FOUND, f"no such thing: {route}")
+        try:
+            self._begin()
+        except ScopeError as exc:  # held by a program writing it, or gone
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
         try:
             if self._shared:  # one connection to a recording service: one at a time
                 with self._serial:
@@ -161,7 +217,37 @@ class ViewServer:
             return _error(HTTPStatus.NOT_FOUND, str(exc))
         except duckdb.Error as exc:  # interrupted as the server stops, or a broken file
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._release()
+            self._end()
         return HTTPStatus.OK, "application/json", json.dumps(body).encode()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the recording.  A run being recorded is read through its
+        recording service, which leaves a moment after the run ends: then the file
+        is opened again, directly."""
+        with self._cursors_lock:
+            try:
+                cursor = self.recording.con.cursor()
+            except OSError:  # the service's socket is gone
+                with contextlib.suppress(OSError):
+                    self.recording.con.close()
+                self.recording.con = Recording(self.recording.path).con
+                cursor = self.recording.con.cursor()
+            self._cursors.append(cursor)
+            return cursor
+
+    def _release(self) -> None:
+        """Close this request's cursor: a thread serves one request, so a cursor kept
+        per thread would pile up, one per zoom step, until the server stops."""
+        mine: Recording | None = getattr(self._local, "recording", None)
+        if mine is None:
+            return
+        del self._local.recording
+        with self._cursors_lock:
+            self._cursors = [c for c in self._cursors if c is not mine.con]
+        with contextlib.suppress(duckdb.Error):
+            mine.con.close()
 
     @property
     def rec(self) -> Recording:
@@ -171,9 +257,7 @@ class ViewServer:
         mine: Recording | None = getattr(self._local, "recording", None)
         if mine is None:
             mine = copy.copy(self.recording)
-            mine.con = self.recording.con.cursor()
-            with self._cursors_lock:
-                self._cursors.append(mine.con)
+            mine.con = self._cursor()
             mine.why_empty = {}
             self._local.recording = mine
         return mine
@@ -184,7 +268,9 @@ class ViewServer:
         span = self.frame()
         if self.live():
             return None
-        with self._lock:
+        with self._overview_lock:
+            if self._stopping.is_set():  # the count of the one before was interrupted
+                raise duckdb.InterruptException("the server is stopping")
             if self._overview is None:
                 self._overview = windows.overview(self.rec.con, self.run, span)
             return self._overview
@@ -234,8 +320,12 @@ class ViewServer:
         span = self.frame()
         # Zoomed out (a pixel no finer than the overview's buckets): merged from it.
         zoomed_out = self.overview() if pixel >= span.span_ns // windows.OVERVIEW_BUCKETS else None
-        answer = windows.window(self.rec.con, self.run, since, until, pixel, span, zoomed_out)
-        return asdict(answer)
+        answer = asdict(
+            windows.window(self.rec.con, self.run, since, until, pixel, span, zoomed_out)
+        )
+        for call in answer["calls"]:
+            call[5] = _page_id(call[5])
+        return answer
 
     def _call(self, query: dict[str, str]) -> dict[str, Any]:
         call_id = parse_call_id(query.get("id", ""))
@@ -276,7 +366,7 @@ class ViewServer:
         origin = self.frame().start_ns
         details["path"] = [
             {
-                "id": p.id,
+                "id": _page_id(p.id),
                 "short_id": short_id(p.id),
                 "name": f"{p.module}.{p.qualname}",
                 "start": p.start_ns - origin,
@@ -290,15 +380,21 @@ class ViewServer:
         return {"functions": self._matching(query.get("pattern", ""))}
 
     def _matching(self, pattern: str) -> list[int]:
-        """The run's functions whose ``module.qualname`` the regular expression finds."""
+        """The run's functions whose ``module.qualname`` the regular expression finds.
+
+        DuckDB matches (RE2: no backreferences or lookarounds, but time linear in
+        the name): Python's ``re`` can backtrack for ages on a pattern such as
+        ``(\\w|\\w)*Z``, holding the GIL, so every request and Ctrl-C would wait."""
         try:
-            matcher = re.compile(pattern)
-        except re.error as exc:
+            rows = self.rec.con.execute(
+                """SELECT id FROM function
+                   WHERE run = $run AND regexp_matches(module || '.' || qualname, $pattern)
+                   ORDER BY id""",
+                {"run": self.run, "pattern": pattern},
+            ).fetchall()
+        except duckdb.InvalidInputException as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
-        rows = self.rec.con.execute(
-            "SELECT id, module || '.' || qualname FROM function WHERE run = ?", [self.run]
-        ).fetchall()
-        return [number for number, name in rows if matcher.search(name)]
+        return [int(number) for (number,) in rows]
 
     def _find(self, query: dict[str, str]) -> dict[str, Any]:
         """The first call of a matching function that begins after ``after`` (or the
@@ -314,7 +410,7 @@ class ViewServer:
                 ORDER BY start_ns {"DESC" if back else ""}, id LIMIT 1""",
             {"run": self.run, "functions": functions, "at": origin + after, "origin": origin},
         ).fetchone()
-        return {"call": list(row) if row else None}
+        return {"call": [_page_id(row[0]), *row[1:]] if row else None}
 
     def _top(self, query: dict[str, str]) -> dict[str, Any]:
         """The functions with the most self time (``by=total``: total time) in the run."""
@@ -368,7 +464,7 @@ class ViewServer:
                         {
                             "phase": p.phase,
                             "outcome": p.outcome,
-                            "call": p.call,
+                            "call": None if p.call is None else _page_id(p.call),
                             "start": starts.get(p.call, (None, None))[0],
                             "duration_ns": p.duration_ns,
                             "message": p.message,
@@ -386,7 +482,7 @@ def _call_brief(call: Call | None, origin: int) -> dict[str, Any] | None:
     if call is None:
         return None
     return {
-        "id": call.id,
+        "id": _page_id(call.id),
         "short_id": short_id(call.id),
         "name": f"{call.module}.{call.qualname}",
         "start": call.start_ns - origin,
@@ -411,6 +507,17 @@ _STATIC = {
     "view.js": ("view.js", "text/javascript; charset=utf-8"),
     "view.css": ("view.css", "text/css; charset=utf-8"),
 }
+
+
+def _page_id(call_id: int) -> int | str:
+    """A call id as the page can send it back: a JavaScript number is exact only up
+    to 2**53, and a call of the third process or later has a larger id (its
+    process's number is its top bits), so such an id goes as a string."""
+    return call_id if call_id < _JAVASCRIPT_EXACT else str(call_id)
+
+
+#: the integers a JavaScript number holds exactly are those below this
+_JAVASCRIPT_EXACT = 2**53
 
 
 def _integer(query: dict[str, str], name: str) -> int:

@@ -84,14 +84,14 @@ def frame(con: duckdb.DuckDBPyConnection, run: int) -> Frame:
 
 
 def lanes(con: duckdb.DuckDBPyConnection, run: int) -> list[Lane]:
-    """Every thread that made a recorded call, with its process's pid and its name."""
+    """Every thread that made a recorded call, with its process's pid and its name
+    (a run still being recorded has no thread rows yet: its lanes are named by number)."""
     rows = con.execute(
-        """SELECT t.id, coalesce(p.pid, 0), coalesce(t.name, 'thread ' || t.id)
-           FROM thread t
-           LEFT JOIN process p ON p.run = t.run AND coalesce(p.number, 0) = t.id >> $slot_bits
-           WHERE t.run = $run AND EXISTS (
-               SELECT 1 FROM call c WHERE c.run = $run AND c.thread = t.id)
-           ORDER BY t.id""",
+        """SELECT c.thread, coalesce(p.pid, 0), coalesce(t.name, 'thread ' || c.thread)
+           FROM (SELECT DISTINCT thread FROM call WHERE run = $run) c
+           LEFT JOIN thread t ON t.run = $run AND t.id = c.thread
+           LEFT JOIN process p ON p.run = $run AND coalesce(p.number, 0) = c.thread >> $slot_bits
+           ORDER BY c.thread""",
         {"run": run, "slot_bits": PROCESS_SHIFT - THREAD_SHIFT},
     ).fetchall()
     return [Lane(thread, pid, name) for thread, pid, name in rows]
@@ -125,7 +125,7 @@ def overview(con: duckdb.DuckDBPyConnection, run: int, span: Frame) -> Overview:
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
                    outcome::VARCHAR
             FROM call WHERE run = $run AND {_END} - start_ns >= $bucket
-            ORDER BY duration_ns DESC LIMIT {MAX_LONG + 1}""",
+            ORDER BY {_END} - start_ns DESC LIMIT {MAX_LONG + 1}""",
         params,
     ).fetchall()
     return Overview(bucket, rows, long_calls if len(long_calls) <= MAX_LONG else None)
@@ -164,11 +164,12 @@ def window(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
                    outcome::VARCHAR
             FROM call WHERE {wide}
-            ORDER BY duration_ns DESC LIMIT {MAX_DRAWN + 1}""",
+            ORDER BY {_END} - start_ns DESC LIMIT {MAX_DRAWN + 1}""",
         params,
     ).fetchall()
     if len(rows) > MAX_DRAWN:
-        count = con.execute(f"SELECT count(*) FROM call WHERE {wide}", params).fetchone()
+        counted = {k: v for k, v in params.items() if k != "origin"}  # DuckDB: no extras
+        count = con.execute(f"SELECT count(*) FROM call WHERE {wide}", counted).fetchone()
         answer.left_out = (count[0] if count else 0) - MAX_DRAWN
         rows = rows[:MAX_DRAWN]
     answer.calls = [list(r) for r in rows]

@@ -236,7 +236,7 @@ async function select(id) {
     const item = document.createElement("li");
     const link = document.createElement("a");
     link.textContent = `${step.name} (${step.short_id})`;
-    link.addEventListener("click", () => { fitTo(step.start, step.duration_ns); select(step.short_id); });
+    link.addEventListener("click", () => { fitTo(step.start, step.duration_ns); select(step.id); });
     item.appendChild(link);
     path.appendChild(item);
   }
