@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -348,7 +348,8 @@ def diff_view(diff: RecordingDiff) -> Group:
     return Group(*parts)
 
 
-def console() -> Console:
-    """A console for stdout; colours only on a terminal, and a pipe's lines as long as
-    they are (see ``scope.query.columns``)."""
-    return Console(highlight=False, width=output_width())
+def console(file: IO[str] | None = None, width: int | None = None) -> Console:
+    """A console for stdout (or ``file``); colours only on a terminal, and a pipe's lines
+    as long as they are (see ``scope.query.columns``).  No emoji codes: a path such as
+    ``:x:12`` is a path, not a cross mark."""
+    return Console(file=file, highlight=False, emoji=False, width=width or output_width())

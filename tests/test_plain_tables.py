@@ -9,10 +9,11 @@ must print exactly what rich prints for the same answer on a pipe.
 from __future__ import annotations
 
 import io
+import os
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.console import Console
 from scope.query import plain, render
 from scope.query.results.runs import FunctionStats
 
@@ -45,8 +46,10 @@ stats = st.builds(
 def drawn_by_rich(answer: list[FunctionStats], run: int, title: str) -> str:
     """What ``scope top`` printed through rich, on a pipe."""
     out = io.StringIO()
-    console = Console(file=out, highlight=False, width=plain.UNBOUNDED)
-    console.print(render.function_table(answer, run, title))
+    with_no_width = {"COLUMNS": ""}  # as on a pipe, whatever the test runner says
+    with mock.patch.dict(os.environ, with_no_width):
+        table = render.function_table(answer, run, title)
+        render.console(out, width=plain.UNBOUNDED).print(table)
     return out.getvalue()
 
 
@@ -56,6 +59,13 @@ def test_the_plain_table_is_richs_table(answer: list[FunctionStats], run: int) -
     drawn = plain.function_table(answer, run, "Most total time")
     assert drawn is not None
     assert drawn + "\n" == drawn_by_rich(answer, run, "Most total time")
+
+
+def test_a_name_like_an_emoji_code_is_printed_as_it_is() -> None:
+    coded = FunctionStats(1, "m", "f", 1, 0, 10, 10.0, 10, 10, 10, 1.0, ":x", 12)
+    drawn = plain.function_table([coded], 1, "Most total time")
+    assert drawn is not None and ":x:12" in drawn
+    assert drawn + "\n" == drawn_by_rich([coded], 1, "Most total time")
 
 
 def test_names_of_wide_characters_are_left_to_rich() -> None:
