@@ -435,3 +435,40 @@ def test_a_step_of_the_path_clicked_is_the_call_outlined(page: Watched) -> None:
     page.after(lambda: page.page.locator("#details-path li a").first.click())
     # The root, now selected, is outlined: what is selected is a drawn call's id.
     until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")
+
+
+@pytest.mark.slow
+def test_ten_million_calls_draw_whole_and_zoom(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # query_speed.py's recording: a root, 100 batches of 100,000 calls, a deep recursion.
+    from benchmarks.query_speed import BATCH, build
+
+    path = str(tmp_path_factory.mktemp("ten-million") / "ten-million.duckdb")
+    calls = build(path, 10_000_000 // BATCH)
+    with Recording(path) as recording:
+        running = ViewServer(recording, recording.resolve_run())
+        thread = threading.Thread(target=running.serve, daemon=True)
+        thread.start()
+        context = browser.new_context(viewport={"width": 1500, "height": 800})
+        page = Watched(context.new_page())
+        try:
+            page.page.goto(running.url)
+            until(page.page, "Number(document.body.dataset.loaded || 0) > 0", timeout=60)
+            # Every call of the run is on screen, drawn or counted in a block.
+            shown = page.page.evaluate(
+                "state.calls.length + state.blocks.reduce((n, b) => n + b[4], 0)"
+            )
+            assert shown == calls > 10_000_000
+            assert page.page.evaluate("state.calls.length") < 5_000  # bounded by the screen
+            page.page.focus("#timeline")
+            for _ in range(3):
+                page.after(lambda: [page.page.keyboard.press("w") for _ in range(10)])
+            since, until_ns = page.window()
+            assert until_ns - since < page.page.evaluate("state.span") / 100
+            assert page.page.evaluate("state.calls.length") > 0
+            assert page.errors == []
+        finally:
+            context.close()
+            running.stop()
+            thread.join(30)
