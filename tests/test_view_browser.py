@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from scope.query.api import Recording
 from scope.query.viewer.server import ViewServer
 
 from .conftest import clean_env, unavailable, wait_for_service_to_leave
+from .viewing import record, serving
 
 REQUIRE_BROWSER = "SCOPE_TEST_REQUIRE_BROWSER"
 
@@ -75,29 +75,15 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
-    project = tmp_path_factory.mktemp("browsed")
-    (project / "pyproject.toml").write_text("[project]\nname = 'browsed'\n")
-    (project / "app.py").write_text(PROGRAM)
-    subprocess.run(
-        [sys.executable, "-m", "scope", "run", "--level", "args", "app.py"],
-        cwd=project,
-        env=clean_env(),
-        check=True,
-        capture_output=True,
-    )
-    wait_for_service_to_leave(project)
-    with Recording(str(project / ".scope" / "scope.duckdb")) as opened:
+    path = record(tmp_path_factory.mktemp("browsed"), PROGRAM, "--level", "args")
+    with Recording(str(path)) as opened:
         yield opened
 
 
 @pytest.fixture(scope="module")
 def server(recording: Recording) -> Iterator[ViewServer]:
-    running = ViewServer(recording, recording.resolve_run())
-    thread = threading.Thread(target=running.serve, daemon=True)
-    thread.start()
-    yield running
-    running.stop()
-    thread.join(10)
+    with serving(recording) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +139,7 @@ def page(browser: Any, server: ViewServer) -> Iterator[Watched]:
     watched = Watched(context.new_page())
     watched.page.goto(server.url)
     until(watched.page, "Number(document.body.dataset.loaded || 0) > 0")
+    until(watched.page, "document.body.dataset.ready === '1'")  # the panels too
     yield watched
     origin = f"http://127.0.0.1:{server.port}/{server.token}/"
     assert watched.requests and all(url.startswith(origin) for url in watched.requests), (
@@ -320,13 +307,9 @@ def suite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewServe
         capture_output=True,
     )
     wait_for_service_to_leave(project)
-    with Recording(str(project / ".scope" / "scope.duckdb")) as recording:
-        running = ViewServer(recording, recording.resolve_run())
-        thread = threading.Thread(target=running.serve, daemon=True)
-        thread.start()
+    path = project / ".scope" / "scope.duckdb"
+    with Recording(str(path)) as recording, serving(recording) as running:
         yield running
-        running.stop()
-        thread.join(10)
 
 
 def test_a_test_session_lists_failing_tests_first_and_zooms_to_one(
@@ -384,21 +367,8 @@ if __name__ == "__main__":
 def test_a_run_of_three_processes_has_a_lane_per_thread_named_with_its_pid(
     browser: Any, tmp_path: Path
 ) -> None:
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'processes'\n")
-    (tmp_path / "app.py").write_text(PROCESSES)
-    subprocess.run(
-        [sys.executable, "-m", "scope", "run", "app.py"],
-        cwd=tmp_path,
-        env=clean_env(),
-        check=True,
-        capture_output=True,
-    )
-    wait_for_service_to_leave(tmp_path)
-    with Recording(str(tmp_path / ".scope" / "scope.duckdb")) as recording:
+    with Recording(str(record(tmp_path, PROCESSES))) as recording, serving(recording) as running:
         pids = {pid for (pid,) in recording.con.execute("SELECT pid FROM process").fetchall()}
-        running = ViewServer(recording, recording.resolve_run())
-        thread = threading.Thread(target=running.serve, daemon=True)
-        thread.start()
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         page = Watched(context.new_page())
         try:
@@ -417,8 +387,6 @@ def test_a_run_of_three_processes_has_a_lane_per_thread_named_with_its_pid(
             assert page.errors == []
         finally:
             context.close()
-            running.stop()
-            thread.join(10)
 
 
 def test_a_step_of_the_path_clicked_is_the_call_outlined(page: Watched) -> None:
@@ -446,10 +414,7 @@ def test_ten_million_calls_draw_whole_and_zoom(
 
     path = str(tmp_path_factory.mktemp("ten-million") / "ten-million.duckdb")
     calls = build(path, 10_000_000 // BATCH)
-    with Recording(path) as recording:
-        running = ViewServer(recording, recording.resolve_run())
-        thread = threading.Thread(target=running.serve, daemon=True)
-        thread.start()
+    with Recording(path) as recording, serving(recording) as running:
         context = browser.new_context(viewport={"width": 1500, "height": 800})
         page = Watched(context.new_page())
         try:
@@ -470,5 +435,3 @@ def test_ten_million_calls_draw_whole_and_zoom(
             assert page.errors == []
         finally:
             context.close()
-            running.stop()
-            thread.join(30)

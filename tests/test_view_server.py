@@ -10,8 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from scope.query.api import Recording
 from scope.query.viewer import window as windows
 from scope.query.viewer.server import CONTENT_SECURITY_POLICY, ViewServer
 
-from .conftest import clean_env, wait_for_service_to_leave
+from .viewing import record, serving
 
 PROGRAM = """
 import threading
@@ -52,25 +50,14 @@ main()
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
-    project = tmp_path_factory.mktemp("viewed")
-    (project / "pyproject.toml").write_text("[project]\nname = 'viewed'\n")
-    (project / "app.py").write_text(PROGRAM)
-    subprocess.run(
-        [sys.executable, "-m", "scope", "run", "app.py"], cwd=project, env=clean_env(), check=True
-    )
-    wait_for_service_to_leave(project)
-    with Recording(str(project / ".scope" / "scope.duckdb")) as opened:
+    with Recording(str(record(tmp_path_factory.mktemp("viewed"), PROGRAM))) as opened:
         yield opened
 
 
 @pytest.fixture
 def server(recording: Recording) -> Iterator[ViewServer]:
-    running = ViewServer(recording, recording.resolve_run())
-    thread = threading.Thread(target=running.serve, daemon=True)
-    thread.start()
-    yield running
-    running.stop()
-    thread.join(10)
+    with serving(recording) as running:
+        yield running
 
 
 def ask(
@@ -304,21 +291,12 @@ def test_call_ids_of_later_processes_reach_the_page_exactly(tmp_path: Path) -> N
     # A call id's top bits are its process's number (from bit 52): from the third
     # process on, ids pass 2**53 and a JavaScript number would round them, so the
     # page would ask for another call than the one clicked.
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'forks'\n")
-    (tmp_path / "app.py").write_text(FORKS)
-    subprocess.run(
-        [sys.executable, "-m", "scope", "run", "app.py"], cwd=tmp_path, env=clean_env(), check=True
-    )
-    wait_for_service_to_leave(tmp_path)
-    with Recording(str(tmp_path / ".scope" / "scope.duckdb")) as forked:
+    with Recording(str(record(tmp_path, FORKS))) as forked:
         [(beyond,)] = forked.con.execute(
             "SELECT count(*) FROM call WHERE id > ?", [JS_EXACT]
         ).fetchall()
         assert beyond > 0
-        running = ViewServer(forked, forked.resolve_run())
-        thread = threading.Thread(target=running.serve, daemon=True)
-        thread.start()
-        try:
+        with serving(forked) as running:
             span = api(running, "run")["span_ns"]
             shown = api(running, f"window?since=0&until={span}&pixel=1")
             assert shown["calls"] and all(held_by_javascript(c[5]) for c in shown["calls"])
@@ -326,9 +304,6 @@ def test_call_ids_of_later_processes_reach_the_page_exactly(tmp_path: Path) -> N
             assert api(running, f"call?id={last[5]}")["qualname"] == "child"
             found = api(running, f"find?pattern=child&after={last[1] + 1}&direction=back")
             assert held_by_javascript(found["call"][0])
-        finally:
-            running.stop()
-            thread.join(10)
 
 
 def test_other_requests_are_answered_while_the_overview_is_counted(

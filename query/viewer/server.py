@@ -94,10 +94,6 @@ class ViewServer:
         self._httpd.block_on_close = True
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
-        #: a run still being recorded is read through its recording service, whose
-        #: connection has no cursors: requests take turns with it
-        self._shared = not hasattr(recording.con, "cursor")
-        self._serial = threading.Lock()
         #: when the span was last found, for a run still growing
         self._frame_at = 0.0
         self._live = False
@@ -206,11 +202,7 @@ class ViewServer:
         except ScopeError as exc:  # held by a program writing it, or gone
             return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
         try:
-            if self._shared:  # one connection to a recording service: one at a time
-                with self._serial:
-                    body = handler(self, query)
-            else:
-                body = handler(self, query)
+            body = handler(self, query)
         except ValueError as exc:
             return _error(HTTPStatus.BAD_REQUEST, str(exc))
         except QueryError as exc:
@@ -252,8 +244,6 @@ class ViewServer:
     @property
     def rec(self) -> Recording:
         """The recording, through this request thread's own DuckDB cursor."""
-        if self._shared:
-            return self.recording
         mine: Recording | None = getattr(self._local, "recording", None)
         if mine is None:
             mine = copy.copy(self.recording)
