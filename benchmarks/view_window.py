@@ -7,7 +7,10 @@ viewer's server on it, and asks over HTTP, as the page does, best of R:
 
 * what the first paint needs: the run (lanes, functions) and the whole run's window;
 * a zoom step: windows of 1 %, 0.01 % and 0.0001 % of the run, centred;
-* a pan step: the 1 % window moved by half its width.
+* a pan step: the 1 % window moved by half its width;
+* the flame graph of the whole run (the first ask counts it; the server keeps it),
+  and of windows of 1 %, 0.01 % and 0.0001 % of the run;
+* top functions of a 1 % window, and a page of 50 of a batch's 11,111 children.
 
 Each window is asked at ``--width`` pixels (calls narrower than a pixel are
 merged).  The target is 100 ms for a zoom or pan step.  Prints a table.
@@ -35,7 +38,7 @@ from scope.query import Recording
 from scope.query.viewer.server import ViewServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.query_speed import BATCH, build
+from benchmarks.query_speed import BATCH, THREAD_BASE, build
 
 
 def ask(server: ViewServer, route: str) -> tuple[float, int, object]:
@@ -168,9 +171,15 @@ def measure(server: ViewServer, repeat: int, width: int) -> list[tuple[str, floa
         seconds = min(a[0] for a in answers)
         size, body = answers[0][1], answers[0][2]
         assert isinstance(body, dict)
-        drawn, blocks = len(body.get("calls", [])), len(body.get("blocks", []))
+        listed = body.get("calls", body.get("nodes", body.get("functions", body.get("children"))))
+        drawn, blocks = len(listed or []), len(body.get("blocks", []))
         rows.append((name, seconds, size, drawn, blocks))
         return body
+
+    def once(name: str, route: str) -> None:
+        seconds, size, body = ask(server, route)
+        assert isinstance(body, dict)
+        rows.append((name, seconds, size, len(body["nodes"]), 0))
 
     span = int(best("run: lanes and functions", "run")["span_ns"])  # type: ignore[call-overload]
     best("window: the whole run", f"window?since=0&until={span}&pixel={max(span // width, 1)}")
@@ -185,6 +194,17 @@ def measure(server: ViewServer, repeat: int, width: int) -> list[tuple[str, floa
         "pan: 1% of the run, moved by half",
         f"window?since={since}&until={since + length}&pixel={max(length // width, 1)}",
     )
+    once("flame: the whole run (first ask: counted)", "flame")
+    best("flame: the whole run (kept)", "flame")
+    for share in (0.01, 0.0001, 0.000001):
+        length = max(int(span * share), 1)
+        since = (span - length) // 2
+        best(f"flame: {share:.4%} of the run", f"flame?since={since}&until={since + length}")
+    length = span // 100
+    since = (span - length) // 2
+    best("top functions: 1% of the run", f"top?since={since}&until={since + length}")
+    batch = THREAD_BASE + 2 + BATCH  # the second batch's call: 11,111 items under it
+    best("children: a page of 50 of 11,111", f"children?id={batch}&offset=5000&limit=50")
     return rows
 
 

@@ -226,9 +226,9 @@ def test_nodes_past_the_cap_are_merged_into_one_other_node(
     server: ViewServer, recording: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     span = api(server, "run")["span_ns"]
-    whole = api(server, f"flame?since=0&until={span}")
+    whole = api(server, f"flame?since=1&until={span}")  # not the whole run's, kept
     monkeypatch.setattr(flames, "MAX_NODES", 6)
-    capped = api(server, f"flame?since=0&until={span}")
+    capped = api(server, f"flame?since=1&until={span}")
     kept = [n for n in capped["nodes"] if n[1] != flames.OTHER]
     others = [n for n in capped["nodes"] if n[1] == flames.OTHER]
     assert len(kept) <= 6 and others and capped["merged"] == len(whole["nodes"]) - len(kept)
@@ -282,6 +282,12 @@ def test_a_calls_children_come_a_page_at_a_time(server: ViewServer, recording: R
     assert {c[1] for c in listed} == {ids["alpha"]}
     assert all(c[3] > 0 and c[4] == "returned" for c in listed)
     assert api(server, f"children?id={expected[0]}")["count"] == 2  # alpha: two leaf calls
+
+
+def test_a_window_holding_the_whole_run_is_the_whole_runs_graph(server: ViewServer) -> None:
+    span = api(server, "run")["span_ns"]
+    assert api(server, f"flame?since=0&until={span}") == api(server, "flame")
+    assert api(server, f"flame?since=0&until={span}&by=self") == api(server, "flame?by=self")
 
 
 @pytest.mark.parametrize(

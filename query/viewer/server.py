@@ -436,9 +436,9 @@ class ViewServer:
         if within is not None:
             self.rec.call(within, self.run)  # a clear 404 for a call not in the run
             graph = flames.flame(self.rec.con, self.run, span.start_ns, span.end_ns, within=within)
-        elif window is not None:
+        elif window is not None and (window[0] > 0 or window[1] < span.span_ns):
             graph = flames.flame(self.rec.con, self.run, span.start_ns, span.end_ns, *window)
-        else:
+        else:  # the whole run, or a window that holds all of it
             graph = self._whole_run_flame()
         answer = asdict(graph)
         if by == "self":
@@ -565,6 +565,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 _STATIC = {
     "": ("index.html", "text/html; charset=utf-8"),
     "view.js": ("view.js", "text/javascript; charset=utf-8"),
+    "aggregates.js": ("aggregates.js", "text/javascript; charset=utf-8"),
     "view.css": ("view.css", "text/css; charset=utf-8"),
 }
 
