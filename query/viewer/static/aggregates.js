@@ -84,7 +84,7 @@ function drawFlame() {
     if (w > 24) {
       context.fillStyle = "#111";
       const text = flameName(fn), room = Math.floor((w - 6) / 6.5);
-      context.fillText(text.length > room ? text.slice(0, room - 1) + "…" : text, x0 + 3, d * FLAME_ROW + 12);
+      context.fillText(text.length > room ? "…" + text.slice(text.length - room + 1) : text, x0 + 3, d * FLAME_ROW + 12);
     }
     flame.drawn.push([x0, d * FLAME_ROW, x0 + w, i]);
   }
