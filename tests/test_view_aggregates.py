@@ -241,6 +241,25 @@ def test_nodes_past_the_cap_are_merged_into_one_other_node(
     assert sum(n[3] for n in capped["nodes"]) == sum(n[3] for n in whole["nodes"])
 
 
+def test_stacks_deeper_than_followed_end_in_one_node(
+    server: ViewServer, recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    span = api(server, "run")["span_ns"]
+    whole = api(server, f"flame?since=1&until={span}")
+    monkeypatch.setattr(flames, "MAX_DEPTH", 3)
+    cut = api(server, f"flame?since=1&until={span}")
+    assert cut["cut"] and not whole["cut"]
+    deeper = [n for n in cut["nodes"] if n[1] == flames.DEEPER]
+    assert deeper and all(n[2] == n[3] for n in deeper)
+    adds_up(cut["nodes"])
+    paths = as_paths(cut["nodes"])
+    assert max(len(path) for path in paths) == 5  # four levels followed, then the rest
+    full = as_paths(whole["nodes"])
+    assert {p: v for p, v in paths.items() if len(p) <= 4} == {
+        p: v for p, v in full.items() if len(p) <= 4
+    }
+
+
 def test_top_functions_of_a_window_are_those_that_ran_in_it(
     server: ViewServer, recording: Recording
 ) -> None:

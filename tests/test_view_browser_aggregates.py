@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from scope.query.api import Recording
+from scope.query.viewer import flame as flames
 
 from . import test_view_browser as browsing
 from .test_view_browser import Watched, until
@@ -31,6 +32,16 @@ def flame_did(page: Watched, action: Any) -> None:
     before = page.page.evaluate("Number(document.body.dataset.flame || 0)")
     action()
     until(page.page, f"Number(document.body.dataset.flame || 0) > {before}")
+
+
+def flame_of_the_window(page: Watched, action: Any) -> tuple[int, int]:
+    """Do ``action`` (zooming), then wait for the flame graph of the window it led to;
+    that window, as the page asked for it."""
+    page.after(action)
+    shown = "[Math.floor(state.since), Math.ceil(state.until)]"
+    until(page.page, f"JSON.stringify(flame.window) === JSON.stringify({shown})")
+    since, until_ns = page.page.evaluate(shown)
+    return int(since), int(until_ns)
 
 
 def roots_total(page: Watched) -> int:
@@ -71,8 +82,9 @@ def test_the_flame_graph_follows_the_window_or_shows_the_whole_run(page: Watched
     open_flame(page)
     whole = roots_total(page)
     page.page.focus("#timeline")
-    flame_did(page, lambda: [page.page.keyboard.press("w") for _ in range(6)])
-    since, until_ns = page.window()
+    since, until_ns = flame_of_the_window(
+        page, lambda: [page.page.keyboard.press("w") for _ in range(6)]
+    )
     lanes = len(page.page.evaluate("state.lanes"))
     assert 0 < roots_total(page) <= (until_ns - since) * lanes < whole
     flame_did(page, lambda: page.page.click('[data-flame-scope="run"]'))
@@ -166,3 +178,35 @@ def test_a_calls_children_are_paged_and_its_subtree_is_a_flame_graph(
         assert page.errors == []
     finally:
         context.close()
+
+
+@pytest.mark.slow
+def test_ten_million_calls_have_a_bounded_flame_graph(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # query_speed.py's recording: a root, 100 batches of 100,000 calls, a recursion
+    # 1,000 calls deep (deeper than the graph follows).
+    from benchmarks.query_speed import BATCH, build
+
+    path = str(tmp_path_factory.mktemp("ten-million-flame") / "ten-million.duckdb")
+    calls = build(path, 10_000_000 // BATCH)
+    with Recording(path) as recording, serving(recording) as running:
+        context = browser.new_context(viewport={"width": 1500, "height": 800})
+        page = Watched(context.new_page())
+        try:
+            page.page.goto(running.url)
+            until(page.page, "document.body.dataset.ready === '1'", timeout=120)
+            page.page.click('#tabs button[data-tab="flame"]')  # the whole run on screen
+            until(page.page, "Number(document.body.dataset.flame || 0) > 0", timeout=120)
+            assert page.page.evaluate("flame.nodes.filter(n => n[0] === null).length") == 1
+            assert page.page.evaluate("flame.nodes.reduce((s, n) => s + (n[4] || 0), 0)") < calls
+            assert page.page.evaluate("flame.nodes.length") <= flames.MAX_NODES + 200
+            assert "stacks cut deep down" in page.page.inner_text("#flame-info")
+            page.page.focus("#timeline")
+            since, until_ns = flame_of_the_window(
+                page, lambda: [page.page.keyboard.press("w") for _ in range(20)]
+            )
+            assert 0 < roots_total(page) <= until_ns - since
+            assert page.errors == []
+        finally:
+            context.close()

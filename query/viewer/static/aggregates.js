@@ -14,6 +14,7 @@ const flame = {
   focus: -1,          // the node shown full width (-1: every root)
   drawn: [],          // [x0, y, x1, node index] for clicks and hovering
   notes: "",          // what the answer left out or merged
+  window: [0, 0],     // the window the graph is of (ns since the run began)
   request: 0,
 };
 const topOf = { scope: "run", request: 0 };
@@ -38,6 +39,7 @@ async function loadFlame() {
   const answer = await ask(route);
   if (request !== flame.request) return;
   flame.nodes = answer.nodes;
+  flame.window = [answer.since, answer.until];
   flame.kids = answer.nodes.map(() => []);
   answer.nodes.forEach((node, i) => { if (node[0] !== null) flame.kids[node[0]].push(i); });
   for (const list of flame.kids) list.sort((a, b) => flame.nodes[b][2] - flame.nodes[a][2]);
