@@ -13,6 +13,7 @@ import http.client
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,6 +148,43 @@ def test_the_whole_runs_flame_graph_adds_up_as_scope_top_does(
         if n[1] == ids["fib"] and nodes[n[0]][1] in (ids["second_phase"], ids["worker"])
     ]
     assert len(fib_roots) == 2
+
+
+SUMMED = """
+def leaf(i):
+    return i
+
+def alpha(i):
+    leaf(i)
+    return leaf(i + 1)
+
+def main():
+    for i in range(30):
+        alpha(i)
+
+for i in range(12):
+    leaf(i)
+main()
+"""
+
+
+def test_calls_summed_past_their_budget_are_in_the_whole_runs_graph(tmp_path: Path) -> None:
+    path = record(tmp_path, SUMMED, "--max-calls-per-function", "5")
+    with Recording(str(path)) as summed, serving(summed) as running:
+        [(rows,)] = summed.con.execute("SELECT count(*) FROM call_aggregate").fetchall()
+        assert rows > 0
+        graph = api(running, "flame")
+        own: dict[int, int] = defaultdict(int)
+        calls: dict[int, int] = defaultdict(int)
+        for node in graph["nodes"]:
+            own[node[1]] += node[3]
+            calls[node[1]] += node[4]
+        top = summed.function_stats(summed.resolve_run())
+        assert {s.function_id: s.self_ns for s in top} == dict(own)
+        assert {s.function_id: s.calls for s in top} == dict(calls)
+        assert not graph["summed_left_out"]
+        span = api(running, "run")["span_ns"]
+        assert api(running, f"flame?since=1&until={span}")["summed_left_out"]
 
 
 def test_the_flame_graph_by_self_time_is_rooted_where_time_was_spent(

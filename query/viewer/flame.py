@@ -12,7 +12,9 @@ calls summed past ``max_calls_per_function`` have no times, so they are in
 the whole run's graph only, under their nearest stored caller.  Paths deeper
 than MAX_DEPTH end in one node for every call below; past MAX_NODES nodes,
 the smallest are merged into one "other" node under their parent.  The
-answer says how many nodes were merged or cut, so the page can say so.
+answer says how many nodes were merged or cut, so the page can say so.  A
+call that never ended counts until the run's end, as the timeline draws it
+(``scope top`` counts none of its time).
 
 All of it is counted in DuckDB: the answer is bounded by MAX_NODES, not by
 the run.
@@ -85,7 +87,10 @@ def flame(
         "depth": MAX_DEPTH,
         "nodes": MAX_NODES,
     }
-    under, root = "", "b.parent IS NULL" if whole else _ROOT_IN_WINDOW
+    # The whole run: every call, though a call of no time at its first or last ns
+    # overlaps no window.
+    picked = "run = $run" if whole else IN_WINDOW
+    root = "b.parent IS NULL" if whole else _ROOT_IN_WINDOW
     if within is not None:
         row = con.execute(
             "SELECT thread, end_id FROM call WHERE run = $run AND id = $id",
@@ -93,11 +98,11 @@ def flame(
         ).fetchone()
         if row is None:
             raise ValueError(f"no call {within} in run {run}")
-        under = "AND thread = $thread AND id BETWEEN $within AND $last"
+        picked = "run = $run AND thread = $thread AND id BETWEEN $within AND $last"
         params.update(thread=row[0], within=within, last=row[1] or within)
         root = "b.id = $within"
     summed = whole and _has_summed(con, run)
-    rows = con.execute(_query(under, root, summed), params).fetchall()
+    rows = con.execute(_query(picked, root, summed), params).fetchall()
     answer = Flame(since or 0, (run_end - origin) if until is None else until)
     answer.summed_left_out = not whole and _has_summed(con, run)
     _build(answer, rows)
@@ -116,14 +121,15 @@ def _has_summed(con: duckdb.DuckDBPyConnection, run: int) -> bool:
 _ROOT_IN_WINDOW = "b.parent IS NULL OR NOT EXISTS (SELECT 1 FROM base p WHERE p.id = b.parent)"
 
 
-def _query(under: str, root: str, summed: bool) -> str:
-    """The nodes, largest first, as (node, parent node, function, depth, total, self,
+def _query(picked: str, root: str, summed: bool) -> str:
+    """Of the calls ``picked`` (a condition) picks, those ``root`` finds the roots:
+    the nodes, largest first, as (node, parent node, function, depth, total, self,
     calls, nodes), MAX_NODES of them at most, then one row per parent of nodes left
     out (node NULL) summing them, with how many they are."""
     aggregates = (
         """SELECT parent, function, total_ns AS ns, coalesce(self_ns, 0) AS self_ns, calls,
                   coalesce(direct_ns, 0) AS direct_ns
-           FROM call_aggregate WHERE run = $run AND parent IS NOT NULL"""
+           FROM call_aggregate WHERE run = $run"""
         if summed
         else """SELECT NULL::BIGINT AS parent, NULL::BIGINT AS function, 0 AS ns, 0 AS self_ns,
                   0 AS calls, 0 AS direct_ns WHERE FALSE"""
@@ -132,7 +138,7 @@ def _query(under: str, root: str, summed: bool) -> str:
     WITH RECURSIVE
     base AS MATERIALIZED (
         SELECT id, parent, function, {ACTIVE_IN_WINDOW} AS ns
-        FROM call WHERE {IN_WINDOW} {under}
+        FROM call WHERE {picked}
     ),
     summed AS MATERIALIZED ({aggregates}),
     kids AS (
@@ -172,6 +178,9 @@ def _query(under: str, root: str, summed: bool) -> str:
         SELECT hash(walk.node, s.function), walk.node, s.function, walk.depth + 1, s.ns,
                s.self_ns, s.calls
         FROM summed s JOIN walk ON s.parent = walk.id WHERE walk.depth < $depth
+        UNION ALL
+        SELECT hash(function, 'root'), NULL, function, 0, ns, self_ns, calls FROM summed
+        WHERE parent IS NULL
     ),
     nodes AS (
         SELECT node, any_value(up) AS up, any_value(function) AS function,

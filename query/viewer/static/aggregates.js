@@ -62,15 +62,18 @@ function drawFlame() {
   const width = canvas.clientWidth;
   const total = roots.reduce((sum, i) => sum + flame.nodes[i][2], 0) || 1;
   const rows = [];
-  const place = (i, x0, depth) => {
-    const w = (flame.nodes[i][2] / total) * width;
-    if (w < 0.5) return;
+  // Each node within its parent's room: calls summed past their budget hang under
+  // their nearest stored caller, and may add up to more than it.
+  const place = (i, x0, depth, room) => {
+    const w = Math.min((flame.nodes[i][2] / total) * width, room);
+    if (w < 0.5) return w;
     rows.push([x0, depth, w, i]);
     let x = x0;
-    for (const kid of flame.kids[i]) { place(kid, x, depth + 1); x += (flame.nodes[kid][2] / total) * width; }
+    for (const kid of flame.kids[i]) x += place(kid, x, depth + 1, x0 + w - x);
+    return w;
   };
   let x = 0;
-  for (const i of roots) { place(i, x, 0); x += (flame.nodes[i][2] / total) * width; }
+  for (const i of roots) x += place(i, x, 0, width - x);
   const depth = rows.reduce((most, r) => Math.max(most, r[1] + 1), 1);
   const ratio = window.devicePixelRatio || 1;
   canvas.style.height = depth * FLAME_ROW + "px";
