@@ -14,7 +14,9 @@ than MAX_DEPTH end in one node for every call below; past MAX_NODES nodes,
 the smallest are merged into one "other" node under their parent.  The
 answer says how many nodes were merged or cut, so the page can say so.  A
 call that never ended counts until the run's end, as the timeline draws it
-(``scope top`` counts none of its time).
+(``scope top`` counts none of its time); a generator resumed on another thread
+than its maker's is under its maker here (``scope top`` charges the calls it
+made there to that thread's call around them), so self times can differ there.
 
 All of it is counted in DuckDB: the answer is bounded by MAX_NODES, not by
 the run.
