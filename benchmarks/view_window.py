@@ -7,7 +7,10 @@ viewer's server on it, and asks over HTTP, as the page does, best of R:
 
 * what the first paint needs: the run (lanes, functions) and the whole run's window;
 * a zoom step: windows of 1 %, 0.01 % and 0.0001 % of the run, centred;
-* a pan step: the 1 % window moved by half its width.
+* a pan step: the 1 % window moved by half its width;
+* the flame graph of the whole run (the first ask counts it; the server keeps it),
+  and of windows of 1 %, 0.01 % and 0.0001 % of the run;
+* top functions of a 1 % window, and a page of 50 of a batch's 11,111 children.
 
 Each window is asked at ``--width`` pixels (calls narrower than a pixel are
 merged).  The target is 100 ms for a zoom or pan step.  Prints a table.
@@ -25,6 +28,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -35,7 +39,7 @@ from scope.query import Recording
 from scope.query.viewer.server import ViewServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.query_speed import BATCH, build
+from benchmarks.query_speed import BATCH, THREAD_BASE, build
 
 
 def ask(server: ViewServer, route: str) -> tuple[float, int, object]:
@@ -76,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
             thread.join(10)
-    print(f"{'answer':<44}{'best ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
-    for name, seconds, size, drawn, blocks in rows:
-        print(f"{name:<44}{seconds * 1000:>10.1f}{size / 1024:>10.1f}{drawn:>10,}{blocks:>10,}")
+    print(f"{'answer':<44}{'best ms':>10}{'CPU ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
+    for name, seconds, cpu, size, drawn, blocks in rows:
+        print(
+            f"{name:<44}{seconds * 1000:>10.1f}{cpu * 1000:>10.1f}{size / 1024:>10.1f}"
+            f"{drawn:>10,}{blocks:>10,}"
+        )
     if args.browser:
         print()
         print(f"{'in chromium':<44}{'best':>12}")
@@ -159,18 +166,39 @@ def browser_rss() -> int:
     return total
 
 
-def measure(server: ViewServer, repeat: int, width: int) -> list[tuple[str, float, int, int, int]]:
-    """The table's rows: name, best seconds, bytes, calls drawn, blocks."""
-    rows: list[tuple[str, float, int, int, int]] = []
+def cpu_seconds() -> float:
+    """CPU time of this process so far (the server and DuckDB's threads are in it):
+    steadier than wall time on a machine shared with other work."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    server: ViewServer, repeat: int, width: int
+) -> list[tuple[str, float, float, int, int, int]]:
+    """The table's rows: name, best seconds, least CPU seconds, bytes, calls drawn
+    (or nodes, or rows), blocks."""
+    rows: list[tuple[str, float, float, int, int, int]] = []
+
+    def timed(route: str) -> tuple[float, float, int, object]:
+        began = cpu_seconds()
+        seconds, size, body = ask(server, route)
+        return seconds, cpu_seconds() - began, size, body
 
     def best(name: str, route: str) -> dict[str, list[object]]:
-        answers = [ask(server, route) for _ in range(repeat)]
-        seconds = min(a[0] for a in answers)
-        size, body = answers[0][1], answers[0][2]
+        answers = [timed(route) for _ in range(repeat)]
+        seconds, cpu = min(a[0] for a in answers), min(a[1] for a in answers)
+        size, body = answers[0][2], answers[0][3]
         assert isinstance(body, dict)
-        drawn, blocks = len(body.get("calls", [])), len(body.get("blocks", []))
-        rows.append((name, seconds, size, drawn, blocks))
+        listed = body.get("calls", body.get("nodes", body.get("functions", body.get("children"))))
+        drawn, blocks = len(listed or []), len(body.get("blocks", []))
+        rows.append((name, seconds, cpu, size, drawn, blocks))
         return body
+
+    def once(name: str, route: str) -> None:
+        seconds, cpu, size, body = timed(route)
+        assert isinstance(body, dict)
+        rows.append((name, seconds, cpu, size, len(body["nodes"]), 0))
 
     span = int(best("run: lanes and functions", "run")["span_ns"])  # type: ignore[call-overload]
     best("window: the whole run", f"window?since=0&until={span}&pixel={max(span // width, 1)}")
@@ -185,6 +213,17 @@ def measure(server: ViewServer, repeat: int, width: int) -> list[tuple[str, floa
         "pan: 1% of the run, moved by half",
         f"window?since={since}&until={since + length}&pixel={max(length // width, 1)}",
     )
+    once("flame: the whole run (first ask: counted)", "flame")
+    best("flame: the whole run (kept)", "flame")
+    for share in (0.01, 0.0001, 0.000001):
+        length = max(int(span * share), 1)
+        since = (span - length) // 2
+        best(f"flame: {share:.4%} of the run", f"flame?since={since}&until={since + length}")
+    length = span // 100
+    since = (span - length) // 2
+    best("top functions: 1% of the run", f"top?since={since}&until={since + length}")
+    batch = THREAD_BASE + 2 + BATCH  # the second batch's call: 11,111 items under it
+    best("children: a page of 50 of 11,111", f"children?id={batch}&offset=5000&limit=50")
     return rows
 
 
