@@ -161,3 +161,25 @@ def test_a_run_without_tasks_has_thread_lanes_only(tmp_path: Path) -> None:
         assert [lane["task"] for lane in lanes] == [None]
         calls = api(running, f"window?since=0&until={10**12}&pixel=1")["calls"]
         assert [c[7] for c in calls] == [None]
+
+
+@pytest.mark.parametrize("pixel", [1, 1_500_000])
+def test_the_drawn_calls_long_suspensions_come_as_gaps(
+    server: ViewServer, recording: Recording, pixel: int
+) -> None:
+    answer = api(server, f"window?since=0&until={10**12}&pixel={pixel}")
+    origin = windows.frame(recording.con, 1).start_ns
+    drawn = {int(c[5]): (c[1], c[2]) for c in answer["calls"]}
+    gaps = {(int(call), start, duration) for call, start, duration in answer["gaps"]}
+    want = {
+        (call, start - origin, duration)
+        for call, start, duration in recording.con.execute(
+            "SELECT call, start_ns, duration_ns FROM suspension WHERE duration_ns >= ?", [pixel]
+        ).fetchall()
+        if call in drawn
+    }
+    assert gaps == want
+    assert gaps or pixel > 1  # the sleeps of 1 and 2 ms are there, a pixel wide or more
+    for call, start, duration in gaps:
+        call_start, call_duration = drawn[call]
+        assert call_start <= start and start + duration <= call_start + call_duration
