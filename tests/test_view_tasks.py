@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scope.query.api import Recording
 from scope.query.viewer import window as windows
 from scope.query.viewer.server import ViewServer
-from scope.query.viewer.tasks import tasks
+from scope.query.viewer.tasks import segments, tasks
 
 from .test_view_server import ask
 from .viewing import record, serving
@@ -183,3 +186,38 @@ def test_the_drawn_calls_long_suspensions_come_as_gaps(
     for call, start, duration in gaps:
         call_start, call_duration = drawn[call]
         assert call_start <= start and start + duration <= call_start + call_duration
+
+
+@st.composite
+def forests(draw: st.DrawFn) -> tuple[list[int], list[int], list[int]]:
+    """Calls in preorder on up to three threads (each call's parent begun before it
+    on its thread, or none), and some of them task roots."""
+    ids: list[int] = []
+    parents: list[int] = []
+    for thread in range(1, draw(st.integers(1, 3)) + 1):
+        count = draw(st.integers(0, 30))
+        mine = [(thread << 40) | (i + 1) for i in range(count)]
+        for i, cid in enumerate(mine):
+            ids.append(cid)
+            parents.append(0 if i == 0 else draw(st.sampled_from([0, *mine[:i]])))
+    roots = sorted(draw(st.sets(st.sampled_from(ids))) if ids else set())
+    return ids, parents, roots
+
+
+@given(forests())
+def test_segments_are_each_calls_nearest_task_root(forest: Any) -> None:
+    ids, parents, roots = forest
+    lo, hi, lane = segments(
+        np.array(ids, dtype=np.int64),
+        np.array(parents, dtype=np.int64),
+        np.array(roots, dtype=np.int64),
+    )
+    parent_of = dict(zip(ids, parents, strict=True))
+    for cid in ids:
+        at = cid
+        while at and at not in roots:
+            at = parent_of[at]
+        inside = [i for i in range(len(lo)) if lo[i] <= cid <= hi[i]]
+        assert len(inside) <= 1
+        got = roots[lane[inside[0]]] if inside else 0
+        assert got == at

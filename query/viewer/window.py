@@ -142,12 +142,13 @@ def overview(
     """Count the run's calls narrower than a bucket into buckets (reads every call once),
     per lane: a thread's, or one of its ``tasks``'."""
     bucket = max(span.span_ns // OVERVIEW_BUCKETS, 1)
-    source, task, task_params = tasks.source()
+    narrow, task, task_params = tasks.source(f"run = $run AND {_END} - start_ns < $bucket")
+    long, _, _ = tasks.source(f"run = $run AND {_END} - start_ns >= $bucket")
     params = {"run": run, "origin": span.start_ns, "run_end": span.end_ns, "bucket": bucket}
     rows = con.execute(
         f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*),
                    {task}
-            FROM {source} WHERE run = $run AND {_END} - start_ns < $bucket
+            FROM {narrow}
             GROUP BY thread, {task}, depth, (start_ns - $origin) // $bucket
             ORDER BY 1, 6 NULLS FIRST, 2, 3""",
         {**params, **task_params},
@@ -155,7 +156,7 @@ def overview(
     long_calls = con.execute(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
                    outcome::VARCHAR, {task}
-            FROM {source} WHERE run = $run AND {_END} - start_ns >= $bucket
+            FROM {long}
             ORDER BY {_END} - start_ns DESC LIMIT {MAX_LONG + 1}""",
         {**params, **task_params},
     ).fetchall()
@@ -236,12 +237,12 @@ def _window(
     zoomed_out_enough = zoomed_out is not None and pixel_ns >= zoomed_out.bucket_ns
     if zoomed_out_enough and zoomed_out is not None and zoomed_out.long_calls is not None:
         return _all_from_overview(answer, zoomed_out, zoomed_out.long_calls, span)
-    source, task, task_params = tasks.source()
     wide = f"{_IN_WINDOW} AND {_END} - start_ns >= $pixel"
+    source, task, task_params = tasks.source(wide)
     rows = con.execute(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
                    outcome::VARCHAR, {task}
-            FROM {source} WHERE {wide}
+            FROM {source}
             ORDER BY {_END} - start_ns DESC LIMIT {MAX_DRAWN + 1}""",
         {**params, **task_params},
     ).fetchall()
@@ -254,10 +255,11 @@ def _window(
     if zoomed_out is not None and pixel_ns >= zoomed_out.bucket_ns:
         answer.blocks = _from_overview(con, zoomed_out, since, until, params, tasks)
         return answer
+    source, task, task_params = tasks.source(f"{_IN_WINDOW} AND {_END} - start_ns < $pixel")
     blocks = con.execute(
         f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*),
                    {task}
-            FROM {source} WHERE {_IN_WINDOW} AND {_END} - start_ns < $pixel
+            FROM {source}
             GROUP BY thread, {task}, depth, (start_ns - $since) // $pixel
             ORDER BY 1, 6 NULLS FIRST, 2, 3""",
         {**params, **task_params},
@@ -327,11 +329,12 @@ def _from_overview(
 ) -> list[list[int | None]]:
     """The window's blocks from the overview's buckets, and from the calls narrower
     than a pixel but not than a bucket (few: they are long)."""
-    source, task, task_params = tasks.source()
+    source, task, task_params = tasks.source(
+        f"{_IN_WINDOW} AND {_END} - start_ns < $pixel AND {_END} - start_ns >= $bucket"
+    )
     between = con.execute(
         f"""SELECT thread, depth, start_ns - $origin, {_END} - $origin, 1, {task}
-            FROM {source} WHERE {_IN_WINDOW} AND {_END} - start_ns < $pixel
-              AND {_END} - start_ns >= $bucket""",
+            FROM {source}""",
         {**params, "bucket": zoomed_out.bucket_ns, **task_params},
     ).fetchall()
     return _regrouped(zoomed_out, between, since, until, params["pixel"])
