@@ -108,3 +108,38 @@ def test_a_huge_threshold_keeps_none(project, write, python, scope, query):
     recorded(write, python, scope, project, min_us=10**9)
     assert query("SELECT count(*) FROM suspension") == [(0,)]
     assert query("SELECT count(*) FROM call WHERE suspensions > 0")[0][0] > 0
+
+
+CHILDREN = """
+import asyncio, multiprocessing
+
+async def wait():
+    await asyncio.sleep(0.01)
+    return 1
+
+def child():
+    return asyncio.run(wait())
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=child) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    print(child())
+"""
+
+
+def test_each_process_suspensions_name_its_own_calls(storing, project, write, python, scope, query):
+    write("app.py", CHILDREN)
+    assert scope("run", "app.py") == python("app.py")
+    wait_for_service_to_leave(project)
+    assert_events_add_up(query)
+    rows = query(
+        """SELECT s.call >> 52, c.id IS NOT NULL, f.qualname
+           FROM suspension s LEFT JOIN call c ON c.run = s.run AND c.id = s.call
+           LEFT JOIN function f ON f.run = c.run AND f.id = c.function
+           ORDER BY 1"""
+    )
+    assert sorted(rows) == [(0, True, "wait"), (1, True, "wait"), (2, True, "wait")]
