@@ -43,6 +43,8 @@ class Tasks:
     lo: list[int] = field(default_factory=list)
     hi: list[int] = field(default_factory=list)
     lane: list[int] = field(default_factory=list)
+    #: the depth of segment i's task's root
+    base: list[int] = field(default_factory=list)
 
     def of(self, call_id: int) -> Task | None:
         """The task a call is part of, if any."""
@@ -74,7 +76,7 @@ class Tasks:
                 "task_lo": self.lo,
                 "task_hi": self.hi,
                 "task_lane": self.lane,
-                "task_base": [self.tasks[lane].depth for lane in self.lane],
+                "task_base": self.base,
             },
         )
 
@@ -98,7 +100,8 @@ def tasks(con: Any, run: int) -> Tasks:
     last = max(int(end_id or tid) for tid, *_, end_id in rows)
     ids, parents = _calls_of_threads(con, run, sorted({t.thread for t in found}), found[0].id, last)
     lo, hi, lane = segments(ids, parents, np.array([t.id for t in found], dtype=np.int64))
-    return Tasks(found, lo.tolist(), hi.tolist(), lane.tolist())
+    depths = np.array([t.depth for t in found], dtype=np.int64)
+    return Tasks(found, lo.tolist(), hi.tolist(), lane.tolist(), depths[lane].tolist())
 
 
 def segments(
