@@ -1,6 +1,7 @@
 """How fast ``scope view``'s server answers the window on screen, on 10 million calls.
 
     python benchmarks/view_window.py [--calls N] [--repeat R] [--keep PATH] [--width PX]
+                                     [--tasks N]
 
 Builds (or reuses) ``query_speed.py``'s synthetic recording, starts the
 viewer's server on it, and asks over HTTP, as the page does, best of R:
@@ -14,6 +15,10 @@ viewer's server on it, and asks over HTTP, as the page does, best of R:
 
 Each window is asked at ``--width`` pixels (calls narrower than a pixel are
 merged).  The target is 100 ms for a zoom or pan step.  Prints a table.
+
+With ``--tasks N``, the first N batches' roots are made asyncio tasks (rows of
+``task``; the recording is changed), so each batch's calls are a task lane's:
+the table then also says how long finding the tasks' calls took (once per run).
 
 With ``--browser``, it also loads the page in Debian's chromium (Playwright) and
 measures first paint (page asked for until the whole run's window is drawn), a
@@ -35,7 +40,9 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 from scope.query import Recording
+from scope.query.viewer import tasks as task_lanes
 from scope.query.viewer.server import ViewServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -63,13 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", metavar="PATH", help="build (or reuse) the recording here")
     parser.add_argument("--width", type=int, default=1500, help="the timeline's width in pixels")
     parser.add_argument("--browser", action="store_true", help="also measure the page in chromium")
+    parser.add_argument("--tasks", type=int, default=0, help="make this many batches tasks")
     args = parser.parse_args(argv)
     path = args.keep or os.path.join(tempfile.mkdtemp(), "view.duckdb")
     if not os.path.exists(path):
         began = time.perf_counter()
         calls = build(path, max(args.calls // BATCH, 1))
         print(f"built {calls:,} calls in {time.perf_counter() - began:.1f} s: {path}")
+    make_tasks(path, args.tasks)
     with Recording(path) as recording:
+        if args.tasks:
+            began = time.perf_counter()
+            found = task_lanes.tasks(recording.con, recording.resolve_run())
+            print(
+                f"found the calls of {len(found.tasks)} tasks ({len(found.lo):,} segments) "
+                f"in {(time.perf_counter() - began) * 1000:.0f} ms"
+            )
         server = ViewServer(recording, recording.resolve_run())
         thread = threading.Thread(target=server.serve, daemon=True)
         thread.start()
@@ -94,6 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         Path(path).unlink(missing_ok=True)
     return 0
+
+
+def make_tasks(path: str, count: int) -> None:
+    """Make the roots of the first ``count`` batches (and no other call) tasks."""
+    con = duckdb.connect(path)
+    try:
+        con.execute("DELETE FROM task")
+        con.execute(
+            """INSERT INTO task SELECT 1, ? + 2 + k * ?, 'batch-' || k, 1, ? + 1
+               FROM range(0, ?) t(k)""",
+            [THREAD_BASE, BATCH, THREAD_BASE, count],
+        )
+    finally:
+        con.close()
 
 
 def in_browser(server: ViewServer, repeat: int, width: int) -> list[tuple[str, str]]:

@@ -70,6 +70,7 @@ start_joinable_thread: Any = _native.start_joinable_thread
 raised_in: Any = _native.raised_in
 ROLE_EVENT: int = lib.SCOPE_ROLE_EVENT
 ROLE_TASK: int = lib.SCOPE_ROLE_TASK
+ROLE_SUSPENSION: int = lib.SCOPE_ROLE_SUSPENSION
 #: current_call(): the innermost recorded call open on this thread, or 0
 current_call: Any = _native.current_call
 #: take_over_main(filename, compile) -> bool: run a child interpreter's program instrumented
@@ -528,6 +529,13 @@ OWN_NUMBERING = Numbering(own=True)
 def set_budget(max_calls_per_function: int) -> None:
     """Store at most this many calls per function (0: all); forget earlier counts."""
     lib.scope_set_budget(max_calls_per_function)
+
+
+def set_suspension_min(min_ns: int) -> None:
+    """Write a record of each suspension (yield, await) at least ``min_ns`` long as
+    its generator or coroutine resumes (negative: none).  After ``configure``: its
+    clock turns the time into ticks."""
+    lib.scope_set_suspension_min(min_ns)
 
 
 def function_number(function_id: int) -> int:

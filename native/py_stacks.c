@@ -40,8 +40,13 @@ scope_frame *scope_unpark(scope_thread *t, scope_parked *p) {
     }
     scope_frame *f = &t->stack[t->depth];
     *f = call;
-    f->suspended_ticks += (uint64_t)(scope_ticks() - f->parked_at);
+    int64_t parked = scope_ticks() - f->parked_at;
+    f->suspended_ticks += (uint64_t)parked;
     scope_set_depth(t, t->depth + 1);
+    /* Long enough to show as a gap in its call on a timeline: when and how long. */
+    if (parked >= scope_g_suspension_min_ticks && f->recorded && !f->summed)
+        scope_value_push(t, f->call_id, f->func_id, SCOPE_ROLE_SUSPENSION, 0, SCOPE_TAG_NONE,
+                         f->parked_at, NULL, 0, (uint64_t)parked);
     return f;
 }
 

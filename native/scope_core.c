@@ -19,6 +19,7 @@ uint32_t scope_g_arena_bytes = 1u << 20;
 int scope_g_overflow = SCOPE_OVERFLOW_DROP;
 uint64_t scope_g_block_timeout_ns = 50u * 1000u * 1000u;
 uint32_t scope_g_max_depth = 1u << 22;
+int64_t scope_g_suspension_min_ticks = INT64_MAX;
 int scope_g_clock_source = SCOPE_CLOCK_MONOTONIC;
 _Atomic int scope_g_enabled = 0;
 uint64_t scope_g_budget = 0;
@@ -140,6 +141,13 @@ int scope_configure(uint64_t ring_records, uint64_t arena_bytes, int overflow,
     }
     pthread_mutex_unlock(&g_lock);
     return 0;
+}
+
+void scope_set_suspension_min(int64_t min_ns) {
+    pthread_mutex_lock(&g_lock);
+    double ticks = min_ns < 0 ? -1.0 : (double)min_ns / g_clock.ns_per_tick;
+    scope_g_suspension_min_ticks = ticks < 0 || ticks >= 9e18 ? INT64_MAX : (int64_t)ticks;
+    pthread_mutex_unlock(&g_lock);
 }
 
 void scope_set_enabled(int enabled) { atomic_store(&scope_g_enabled, enabled ? 1 : 0); }
@@ -499,6 +507,10 @@ uint64_t scope_drain_ring(scope_ring_header *h, const scope_clock *clock,
             continue;
         }
         scope_value_record *v = (scope_value_record *)&out[i];
+        if (v->role == SCOPE_ROLE_SUSPENSION) {
+            v->payload = scope_ticks_to_ns(clock, v->payload);
+            if (tsc) v->raised_in = (uint64_t)((double)v->raised_in * clock->ns_per_tick);
+        }
         if (!v->arena_len) continue;
         if (v->arena_len > arena_capacity) { /* only a corrupt file */
             v->arena_len = 0;

@@ -79,6 +79,9 @@ extern uint32_t scope_g_arena_bytes;
 extern int scope_g_overflow;
 extern uint64_t scope_g_block_timeout_ns;
 extern uint32_t scope_g_max_depth;
+/* Suspensions at least this many ticks long are written as records (see
+ * scope_set_suspension_min); INT64_MAX: none. */
+extern int64_t scope_g_suspension_min_ticks;
 extern int scope_g_clock_source;
 extern _Atomic int scope_g_enabled;
 /* max_calls_per_function (0: none), and a number that changes with every setting */

@@ -51,6 +51,10 @@
 /* An asyncio task began: call_id is its root call, raised_in the call that created
  * it (0: none), and the summary its name. */
 #define SCOPE_ROLE_TASK 6
+/* A generator or coroutine resumed after a suspension at least
+ * scope_set_suspension_min long: call_id is the call, payload when it suspended
+ * and raised_in how long (ticks; ns once drained); tag SCOPE_TAG_NONE, no bytes. */
+#define SCOPE_ROLE_SUSPENSION 7
 
 /* How a value was summarised (scope_value_record.tag); see storage/values.py. */
 #define SCOPE_TAG_NONE 1
@@ -355,6 +359,10 @@ void scope_set_unfinished_into_rings(int into_rings);
  * Calls are counted as they begin: the first max_calls_per_function of each
  * function are stored, the rest summed. */
 void scope_set_budget(uint64_t max_calls_per_function);
+/* Suspensions at least this long (ns) are written as SCOPE_ROLE_SUSPENSION records
+ * as their call resumes (negative: none); set after scope_configure, whose clock
+ * turns it into ticks. */
+void scope_set_suspension_min(int64_t min_ns);
 /* Drains up to capacity records and scatters them (see scope_batch.c); the
  * call and aggregate columns need room for capacity rows. */
 size_t scope_drain_batch(scope_record *scratch, size_t capacity, uint8_t *arena,

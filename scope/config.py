@@ -70,6 +70,8 @@ class Config:
     max_calls_per_function: int = 100_000
     #: records per thread ring
     ring_size: int = 1 << 18
+    #: suspensions (yield, await) at least this many µs long are stored one by one
+    suspension_min_us: int = 100
     #: block (wait for the writer, bounded, then drop and count) or drop at once
     overflow: str = "block"
     #: extra name patterns whose values are redacted
@@ -288,6 +290,7 @@ VALIDATORS: dict[str, Callable[[str, Any, str], Any]] = {
     "levels": _as_levels,
     "max_calls_per_function": _as_count(0, 2**62),
     "ring_size": _as_count(1024, 1 << 30),
+    "suspension_min_us": _as_count(0, 1 << 40),
     "overflow": _as_choice(OVERFLOW_POLICIES),
     "redact": _as_patterns,
     "arena_size": _as_count(1 << 12, 1 << 30),

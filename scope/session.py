@@ -170,6 +170,7 @@ class Recorder:
             native_patterns(self.config.redact),
         )
         native.set_budget(self.config.max_calls_per_function)
+        native.set_suspension_min(self.config.suspension_min_us * 1000)
         info = RunInfo(
             argv=list(self.command) if self.command is not None else list(sys.argv),
             cwd=os.getcwd(),

@@ -45,6 +45,7 @@ _CALL_COLUMNS = {
     "call_aggregate": ("parent",),
     "value": ("call", "raised_in"),
     "task": ("id", "created_by"),
+    "suspension": ("call",),
     "event": ("call",),
     "thread": ("started_by",),
     "test": ("call", "raised_in"),
@@ -52,7 +53,17 @@ _CALL_COLUMNS = {
 _THREAD_COLUMNS = {"call": ("thread",), "thread": ("id", "parent"), "task": ("thread",)}
 _FUNCTION_COLUMNS = {"call": ("function",), "call_aggregate": ("function",), "value": ("function",)}
 #: the tables whose rows a child's run brings (``function`` is merged by key, ``run`` summed)
-_MERGED_TABLES = ("call", "call_aggregate", "value", "task", "event", "thread", "process", "test")
+_MERGED_TABLES = (
+    "call",
+    "call_aggregate",
+    "value",
+    "task",
+    "suspension",
+    "event",
+    "thread",
+    "process",
+    "test",
+)
 _COUNTERS = (
     "events_captured",
     "events_dropped",

@@ -2,7 +2,7 @@
 
 A test's phases are root calls, and every call a phase made on its thread has
 an id in the phase's preorder interval ``(root, root.end_id]``, so forgetting
-them is a range delete on ``call``, ``value`` and ``call_aggregate``.  The
+them is a range delete on ``call``, ``value``, ``suspension`` and ``call_aggregate``.  The
 phase's root call itself stays, with its duration and outcome, and so does the
 test's row; calls the test made on other threads are kept.
 
@@ -27,6 +27,8 @@ _DELETES = (
     "AND call NOT IN (SELECT unnest($roots))",
     "DELETE FROM task WHERE run = $run AND id BETWEEN $low AND $high "
     "AND id NOT IN (SELECT unnest($roots))",
+    "DELETE FROM suspension WHERE run = $run AND call BETWEEN $low AND $high "
+    "AND call NOT IN (SELECT unnest($roots))",
     "DELETE FROM call_aggregate WHERE run = $run AND parent BETWEEN $low AND $high",
 )
 

@@ -15,15 +15,16 @@ numbers functions per run (``function.key`` keeps the stable id) and added
 ``process``, ``event`` and the ``exception`` view; version 5 added
 ``function.line``; version 6 added ``task``, who started each ``thread`` and
 the call an ``event`` happened in; version 7 added ``test``; version 8 added
-the self times of ``call_aggregate`` and ``process.number``.  ``MIGRATIONS``
-upgrades a version 3 to 6 file when it is next recorded into.
+the self times of ``call_aggregate`` and ``process.number``; version 9 added
+``suspension``.  ``MIGRATIONS`` upgrades a version 3 to 8 file when it is next
+recorded into.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 OUTCOMES = ("returned", "raised", "unfinished")
 
@@ -278,6 +279,19 @@ TABLES = (
         ),
     ),
     Table(
+        "suspension",
+        "One row per suspension of a stored call (a generator at yield, a coroutine at "
+        "await) at least suspension_min_us long, noted as the call resumed: the gaps "
+        "in its time.  Shorter ones are only in the call's suspended_ns and suspensions; "
+        "so is a last suspension the call never resumed from.",
+        (
+            Column("run", "INTEGER", "the run"),
+            Column("call", "BIGINT", "the suspended call (call.id)"),
+            Column("start_ns", "BIGINT", "recorder clock as it suspended"),
+            Column("duration_ns", "BIGINT", "how long until it resumed"),
+        ),
+    ),
+    Table(
         "value",
         "Summaries of arguments, return values, exceptions and attribute writes "
         "(functions recorded at args or full level; at calls level, only the type "
@@ -436,6 +450,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "UPDATE process SET number = 0 FROM run "
         "WHERE run.id = process.run AND run.pid = process.pid",
     ),
+    8: (TABLES_BY_NAME["suspension"].ddl(),),
 }
 
 #: No index on ``call``: an ART index costs a third of the insert rate and 4 bytes

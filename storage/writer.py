@@ -308,6 +308,10 @@ class RecordingWriter:
         if is_task.any():
             self._insert_tasks(values[is_task], arena)
             values = values[~is_task]
+        is_suspension = values["role"] == native.ROLE_SUSPENSION
+        if is_suspension.any():
+            self._insert_suspensions(values[is_suspension])
+            values = values[~is_suspension]
         start = 0
         while start < len(values):
             chunk = TRACED_VALUE_CHUNK if tracemalloc.is_tracing() else VALUE_CHUNK
@@ -315,6 +319,19 @@ class RecordingWriter:
             self._insert("value_batch", rows, _INSERT_VALUES)
             del rows
             start += chunk
+
+    def _insert_suspensions(self, records: np.ndarray) -> None:
+        """Rows of the ``suspension`` table, from ``SCOPE_ROLE_SUSPENSION`` records."""
+        self.con.execute(
+            """INSERT INTO suspension
+               SELECT ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[])""",
+            [
+                self.run_id,
+                records["call_id"].astype(np.int64).tolist(),
+                records["payload"].astype(np.int64).tolist(),
+                records["raised_in"].astype(np.int64).tolist(),
+            ],
+        )
 
     def _insert_audit_events(self, records: np.ndarray, arena: np.ndarray) -> None:
         self._store_events(self._audit_events(records, arena))

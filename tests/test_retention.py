@@ -80,6 +80,7 @@ def test_only_the_calls_under_discarded_roots_go(shape, data):
         "INSERT INTO call_aggregate VALUES (1, ?, 8, 2, 0, 10, 5, 5, 10, 10)",
         [(call,) for call, _, _ in rows],
     )
+    con.executemany("INSERT INTO suspension VALUES (1, ?, 0, 1)", [(call,) for call, _, _ in rows])
 
     found = discard_under(con, 1, chosen + unstored)
 
@@ -88,6 +89,7 @@ def test_only_the_calls_under_discarded_roots_go(shape, data):
     assert found == set(chosen)
     assert {r[0] for r in con.execute("SELECT id FROM call").fetchall()} == expected
     assert {r[0] for r in con.execute("SELECT call FROM value").fetchall()} == expected
+    assert {r[0] for r in con.execute("SELECT call FROM suspension").fetchall()} == expected
     # Sums under a dropped call go with it; sums right under a kept root stay.
     aggregates = {r[0] for r in con.execute("SELECT parent FROM call_aggregate").fetchall()}
     assert aggregates == expected - set(chosen)

@@ -34,6 +34,7 @@ from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
 from scope.query.results import Call
 from scope.query.viewer import aggregates
 from scope.query.viewer import flame as flames
+from scope.query.viewer import tasks as task_lanes
 from scope.query.viewer import window as windows
 
 from scope.errors import QueryError, ScopeError
@@ -93,6 +94,11 @@ class ViewServer:
         #: the whole run's flame graph, made once (a finished run's), and its lock
         self._whole_flame: flames.Flame | None = None
         self._flame_lock = threading.Lock()
+        #: the run's tasks, and the span they were found for (a live run's grow)
+        self._tasks: tuple[windows.Frame, task_lanes.Tasks] | None = None
+        self._tasks_lock = threading.Lock()
+        #: whether the run has suspensions to draw as gaps (None: not asked yet)
+        self._gaps: bool | None = None
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         #: stopping waits for the requests under way, once their queries are interrupted
         self._httpd.daemon_threads = False
@@ -267,8 +273,34 @@ class ViewServer:
             if self._stopping.is_set():  # the count of the one before was interrupted
                 raise duckdb.InterruptException("the server is stopping")
             if self._overview is None:
-                self._overview = windows.overview(self.rec.con, self.run, span)
+                self._overview = windows.overview(self.rec.con, self.run, span, self.tasks())
             return self._overview
+
+    def tasks(self) -> task_lanes.Tasks:
+        """The run's tasks and which calls are theirs, found once (again for each new
+        span of a run being recorded)."""
+        span = self.frame()
+        with self._tasks_lock:
+            found = self._tasks
+            if found is None or found[0] is not span:
+                found = (span, task_lanes.tasks(self.rec.con, self.run))
+                self._tasks = found
+            return found[1]
+
+    def gaps(self) -> bool:
+        """Whether the run has rows in ``suspension`` (a file of schema version 8 or
+        older has no such table), asked once (always again for a live run)."""
+        if self._gaps is None or self.live():
+            row = self.rec.con.execute(
+                """SELECT count(*) FROM duckdb_tables() WHERE table_name = 'suspension'"""
+            ).fetchone()
+            has = bool(row and row[0]) and bool(
+                self.rec.con.execute(
+                    "SELECT 1 FROM suspension WHERE run = ? LIMIT 1", [self.run]
+                ).fetchall()
+            )
+            self._gaps = has
+        return self._gaps
 
     def frame(self) -> windows.Frame:
         """The run's span, found once (a finished run's does not change; a run still
@@ -305,7 +337,7 @@ class ViewServer:
             "argv": list(argv[0] or []) if argv else [],
             "span_ns": span.span_ns,
             "live": self.live(),
-            "lanes": [asdict(lane) for lane in windows.lanes(con, self.run)],
+            "lanes": [asdict(lane) for lane in windows.lanes(con, self.run, self.tasks())],
             "functions": dict(names),
         }
 
@@ -316,10 +348,22 @@ class ViewServer:
         # Zoomed out (a pixel no finer than the overview's buckets): merged from it.
         zoomed_out = self.overview() if pixel >= span.span_ns // windows.OVERVIEW_BUCKETS else None
         answer = asdict(
-            windows.window(self.rec.con, self.run, since, until, pixel, span, zoomed_out)
+            windows.window(
+                self.rec.con,
+                self.run,
+                since,
+                until,
+                pixel,
+                span,
+                zoomed_out,
+                self.tasks(),
+                self.gaps(),
+            )
         )
         for call in answer["calls"]:
             call[5] = _page_id(call[5])
+        for gap in answer["gaps"]:
+            gap[0] = _page_id(gap[0])
         return answer
 
     def _call(self, query: dict[str, str]) -> dict[str, Any]:
@@ -349,6 +393,12 @@ class ViewServer:
                 pid=pid,
                 callees=max((end_id or call_id) - call_id, 0),
             )
+        task = self.tasks().of(call_id)
+        details["task"] = (
+            None
+            if task is None
+            else {"id": _page_id(task.id), "short_id": short_id(task.id), "name": task.name}
+        )
         details["values"] = [
             {"role": role, "name": name, "type": kind, "value": value}
             for role, name, kind, value in con.execute(

@@ -4,6 +4,8 @@ A viewer that loads a whole trace dies on a big one; this one asks for the
 window on screen.  Calls at least ``pixel_ns`` long (about a pixel at the
 current zoom) come back one by one; the narrower ones are merged, per lane,
 depth and pixel-wide bucket, into blocks that say how many calls they hold.
+A lane is a thread, or an asyncio task (tasks.py): a task's calls are drawn in
+its own lane, their depth counted from its root, the rest in their thread's.
 So the answer is bounded by the screen, not by the run: a 10-million-call run
 draws as fast as a small one.
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 from scope.query.ids import PROCESS_SHIFT, THREAD_SHIFT
+from scope.query.viewer.tasks import Tasks
 
 #: calls drawn one by one in one answer at most: a screen shows fewer
 MAX_DRAWN = 50_000
@@ -25,19 +28,27 @@ MAX_DRAWN = 50_000
 OVERVIEW_BUCKETS = 8192
 #: the overview keeps the calls a bucket long or longer if there are at most this many
 MAX_LONG = 200_000
+#: suspensions drawn as gaps in one answer at most (those of the longest calls first)
+MAX_GAPS = 20_000
 
 #: a call's end, for one that never ended: the run's end
 _END = "CASE WHEN duration_ns < 0 THEN $run_end ELSE start_ns + duration_ns END"
 _IN_WINDOW = f"run = $run AND start_ns < $until AND {_END} > $since"
+#: a run without tasks
+_NO_TASKS = Tasks()
 
 
 @dataclass(frozen=True)
 class Lane:
-    """One row of the timeline: a thread of a process."""
+    """One row of the timeline: a thread of a process, or a task on one."""
 
     thread: int
     pid: int
+    #: the thread's name
     name: str
+    #: a task's lane: its number in window answers (``Task.lane``), else None
+    task: int | None = None
+    task_name: str | None = None
 
 
 @dataclass
@@ -47,12 +58,16 @@ class Window:
     since: int
     until: int
     pixel_ns: int
-    #: [thread, start, duration (-1: never ended), depth, function, call id, outcome]
+    #: [thread, start, duration (-1: never ended), depth, function, call id, outcome,
+    #: task lane (None: the thread's lane; then depth is counted from the task's root)]
     calls: list[list[object]] = field(default_factory=list)
-    #: [thread, depth, start, end, count]: narrower calls merged
-    blocks: list[list[int]] = field(default_factory=list)
+    #: [thread, depth, start, end, count, task lane]: narrower calls merged
+    blocks: list[list[int | None]] = field(default_factory=list)
     #: calls wide enough to draw that were left out (past MAX_DRAWN)
     left_out: int = 0
+    #: [call id, start, duration]: suspensions of the drawn calls (the ``suspension``
+    #: table's, at least a pixel long), to draw as gaps in them
+    gaps: list[list[object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,9 +98,10 @@ def frame(con: duckdb.DuckDBPyConnection, run: int) -> Frame:
     return Frame(first, last)
 
 
-def lanes(con: duckdb.DuckDBPyConnection, run: int) -> list[Lane]:
+def lanes(con: duckdb.DuckDBPyConnection, run: int, tasks: Tasks = _NO_TASKS) -> list[Lane]:
     """Every thread that made a recorded call, with its process's pid and its name
-    (a run still being recorded has no thread rows yet: its lanes are named by number)."""
+    (a run still being recorded has no thread rows yet: its lanes are named by number),
+    each followed by the lanes of its ``tasks``."""
     rows = con.execute(
         """SELECT c.thread, coalesce(p.pid, 0), coalesce(t.name, 'thread ' || c.thread)
            FROM (SELECT DISTINCT thread FROM call WHERE run = $run) c
@@ -94,7 +110,17 @@ def lanes(con: duckdb.DuckDBPyConnection, run: int) -> list[Lane]:
            ORDER BY c.thread""",
         {"run": run, "slot_bits": PROCESS_SHIFT - THREAD_SHIFT},
     ).fetchall()
-    return [Lane(thread, pid, name) for thread, pid, name in rows]
+    out = []
+    for thread, pid, name in rows:
+        out.append(Lane(thread, pid, name))
+        out.extend(
+            Lane(thread, pid, name, t.lane, t.name) for t in tasks.tasks if t.thread == thread
+        )
+    return out
+
+
+#: (thread, depth, start, end, count, task lane or None): calls merged
+Block = tuple[int, int, int, int, int, int | None]
 
 
 @dataclass(frozen=True)
@@ -103,30 +129,36 @@ class Overview:
     zoomed out, windows are merged from these instead of from every call."""
 
     bucket_ns: int
-    #: (thread, depth, start, end, count), ns since the run began, in that order
-    buckets: list[tuple[int, int, int, int, int]]
+    #: (thread, depth, start, end, count, task lane), ns since the run began, in order
+    buckets: list[Block]
     #: the calls at least a bucket long, as ``Window.calls`` lists them, longest first
     #: (None: more than MAX_LONG, so windows ask DuckDB)
     long_calls: list[tuple[object, ...]] | None
 
 
-def overview(con: duckdb.DuckDBPyConnection, run: int, span: Frame) -> Overview:
-    """Count the run's calls narrower than a bucket into buckets (reads every call once)."""
+def overview(
+    con: duckdb.DuckDBPyConnection, run: int, span: Frame, tasks: Tasks = _NO_TASKS
+) -> Overview:
+    """Count the run's calls narrower than a bucket into buckets (reads every call once),
+    per lane: a thread's, or one of its ``tasks``'."""
     bucket = max(span.span_ns // OVERVIEW_BUCKETS, 1)
+    narrow, task, task_params = tasks.source(f"run = $run AND {_END} - start_ns < $bucket")
+    long, _, _ = tasks.source(f"run = $run AND {_END} - start_ns >= $bucket")
     params = {"run": run, "origin": span.start_ns, "run_end": span.end_ns, "bucket": bucket}
     rows = con.execute(
-        f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*)
-            FROM call WHERE run = $run AND {_END} - start_ns < $bucket
-            GROUP BY thread, depth, (start_ns - $origin) // $bucket
-            ORDER BY 1, 2, 3""",
-        params,
+        f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*),
+                   {task}
+            FROM {narrow}
+            GROUP BY thread, {task}, depth, (start_ns - $origin) // $bucket
+            ORDER BY 1, 6 NULLS FIRST, 2, 3""",
+        {**params, **task_params},
     ).fetchall()
     long_calls = con.execute(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
-                   outcome::VARCHAR
-            FROM call WHERE run = $run AND {_END} - start_ns >= $bucket
+                   outcome::VARCHAR, {task}
+            FROM {long}
             ORDER BY {_END} - start_ns DESC LIMIT {MAX_LONG + 1}""",
-        params,
+        {**params, **task_params},
     ).fetchall()
     return Overview(bucket, rows, long_calls if len(long_calls) <= MAX_LONG else None)
 
@@ -139,12 +171,58 @@ def window(
     pixel_ns: int,
     span: Frame | None = None,
     zoomed_out: Overview | None = None,
+    tasks: Tasks = _NO_TASKS,
+    gaps: bool = False,
 ) -> Window:
     """The calls to draw between ``since`` and ``until`` (ns since the run began), those
     narrower than ``pixel_ns`` merged into blocks.  ``span``: the run's ``frame``, if
-    the caller has it (finding it reads every call); ``zoomed_out``: its ``overview``,
-    used for windows whose pixel is no finer than a bucket."""
+    the caller has it (finding it reads every call); ``zoomed_out``: its ``overview``
+    (made with the same ``tasks``), used for windows whose pixel is no finer than a
+    bucket; ``tasks``: the run's, each drawn in a lane of its own; ``gaps``: whether
+    to find the drawn calls' suspensions (the run has rows in ``suspension``)."""
     span = span or frame(con, run)
+    answer = _window(con, run, since, until, pixel_ns, span, zoomed_out, tasks)
+    if gaps and answer.calls:
+        answer.gaps = _gaps(con, run, answer, span.start_ns)
+    return answer
+
+
+def _gaps(
+    con: duckdb.DuckDBPyConnection, run: int, answer: Window, origin: int
+) -> list[list[object]]:
+    """The suspensions of the window's drawn calls that are at least a pixel long,
+    those of the longest calls first, at most MAX_GAPS."""
+    rows = con.execute(
+        f"""SELECT s.call, s.start_ns - $origin, s.duration_ns
+            FROM suspension s JOIN (SELECT unnest($calls::BIGINT[]) AS id,
+                                           unnest(range(len($calls::BIGINT[]))) AS rank) d
+              ON s.call = d.id
+            WHERE s.run = $run AND s.duration_ns >= $pixel
+              AND s.start_ns < $until AND s.start_ns + s.duration_ns > $since
+            ORDER BY d.rank, s.start_ns LIMIT {MAX_GAPS}""",
+        {
+            "run": run,
+            "origin": origin,
+            "calls": [int(str(call[5])) for call in answer.calls],
+            "pixel": answer.pixel_ns,
+            "since": origin + answer.since,
+            "until": origin + answer.until,
+        },
+    ).fetchall()
+    return [list(row) for row in rows]
+
+
+def _window(
+    con: duckdb.DuckDBPyConnection,
+    run: int,
+    since: int,
+    until: int,
+    pixel_ns: int,
+    span: Frame,
+    zoomed_out: Overview | None,
+    tasks: Tasks,
+) -> Window:
+    """``window``'s calls and blocks."""
     since, until = max(since, 0), max(until, since + 1)
     pixel_ns = max(pixel_ns, 1)
     params = {
@@ -160,12 +238,13 @@ def window(
     if zoomed_out_enough and zoomed_out is not None and zoomed_out.long_calls is not None:
         return _all_from_overview(answer, zoomed_out, zoomed_out.long_calls, span)
     wide = f"{_IN_WINDOW} AND {_END} - start_ns >= $pixel"
+    source, task, task_params = tasks.source(wide)
     rows = con.execute(
         f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
-                   outcome::VARCHAR
-            FROM call WHERE {wide}
+                   outcome::VARCHAR, {task}
+            FROM {source}
             ORDER BY {_END} - start_ns DESC LIMIT {MAX_DRAWN + 1}""",
-        params,
+        {**params, **task_params},
     ).fetchall()
     if len(rows) > MAX_DRAWN:
         counted = {k: v for k, v in params.items() if k != "origin"}  # DuckDB: no extras
@@ -174,14 +253,16 @@ def window(
         rows = rows[:MAX_DRAWN]
     answer.calls = [list(r) for r in rows]
     if zoomed_out is not None and pixel_ns >= zoomed_out.bucket_ns:
-        answer.blocks = _from_overview(con, zoomed_out, since, until, params)
+        answer.blocks = _from_overview(con, zoomed_out, since, until, params, tasks)
         return answer
+    source, task, task_params = tasks.source(f"{_IN_WINDOW} AND {_END} - start_ns < $pixel")
     blocks = con.execute(
-        f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*)
-            FROM call WHERE {_IN_WINDOW} AND {_END} - start_ns < $pixel
-            GROUP BY thread, depth, (start_ns - $since) // $pixel
-            ORDER BY 1, 2, 3""",
-        params,
+        f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*),
+                   {task}
+            FROM {source}
+            GROUP BY thread, {task}, depth, (start_ns - $since) // $pixel
+            ORDER BY 1, 6 NULLS FIRST, 2, 3""",
+        {**params, **task_params},
     ).fetchall()
     answer.blocks = _coalesced(blocks, pixel_ns)
     return answer
@@ -194,7 +275,7 @@ def _all_from_overview(
     since, until, pixel = answer.since, answer.until, answer.pixel_ns
     run_end = span.end_ns - span.start_ns
     wide: list[list[object]] = []
-    narrow: list[tuple[int, int, int, int, int]] = []
+    narrow: list[Block] = []
     for call in long_calls:
         thread, start, duration, depth = (int(str(v)) for v in call[:4])
         end = run_end if duration < 0 else start + duration
@@ -203,7 +284,8 @@ def _all_from_overview(
         if end - start >= pixel:
             wide.append(list(call))
         else:
-            narrow.append((thread, depth, start, end, 1))
+            task = call[7]
+            narrow.append((thread, depth, start, end, 1, None if task is None else int(str(task))))
     if len(wide) > MAX_DRAWN:
         answer.left_out = len(wide) - MAX_DRAWN
         wide = wide[:MAX_DRAWN]
@@ -214,24 +296,27 @@ def _all_from_overview(
 
 def _regrouped(
     zoomed_out: Overview,
-    more: list[tuple[int, int, int, int, int]],
+    more: list[Block],
     since: int,
     until: int,
     pixel: int,
-) -> list[list[int]]:
+) -> list[list[int | None]]:
     """The overview's buckets in the window, with ``more`` blocks, merged per pixel."""
     kept = [b for b in zoomed_out.buckets if b[2] < until and b[3] > since]
-    merged: dict[tuple[int, int, int], list[int]] = {}
-    for thread, depth, start, end, count in [*kept, *more]:
-        key = (thread, depth, (start - since) // pixel)
+    merged: dict[tuple[int, int, int, int], list[int]] = {}
+    for thread, depth, start, end, count, task in [*kept, *more]:
+        # -1: the thread's own lane (tasks are numbered from 0)
+        key = (thread, -1 if task is None else task, depth, (start - since) // pixel)
         block = merged.get(key)
         if block is None:
-            merged[key] = [thread, depth, start, end, count]
+            merged[key] = [thread, depth, start, end, count, key[1]]
         else:
             block[2], block[3] = min(block[2], start), max(block[3], end)
             block[4] += count
-    ordered = sorted(merged.values(), key=lambda b: (b[0], b[1], b[2]))
-    return _coalesced([(b[0], b[1], b[2], b[3], b[4]) for b in ordered], pixel)
+    ordered = sorted(merged.values(), key=lambda b: (b[0], b[5], b[1], b[2]))
+    return _coalesced(
+        [(b[0], b[1], b[2], b[3], b[4], None if b[5] < 0 else b[5]) for b in ordered], pixel
+    )
 
 
 def _from_overview(
@@ -240,27 +325,41 @@ def _from_overview(
     since: int,
     until: int,
     params: dict[str, int],
-) -> list[list[int]]:
+    tasks: Tasks,
+) -> list[list[int | None]]:
     """The window's blocks from the overview's buckets, and from the calls narrower
     than a pixel but not than a bucket (few: they are long)."""
+    source, task, task_params = tasks.source(
+        f"{_IN_WINDOW} AND {_END} - start_ns < $pixel AND {_END} - start_ns >= $bucket"
+    )
     between = con.execute(
-        f"""SELECT thread, depth, start_ns - $origin, {_END} - $origin, 1
-            FROM call WHERE {_IN_WINDOW} AND {_END} - start_ns < $pixel
-              AND {_END} - start_ns >= $bucket""",
-        {**params, "bucket": zoomed_out.bucket_ns},
+        f"""SELECT thread, depth, start_ns - $origin, {_END} - $origin, 1, {task}
+            FROM {source}""",
+        {**params, "bucket": zoomed_out.bucket_ns, **task_params},
     ).fetchall()
     return _regrouped(zoomed_out, between, since, until, params["pixel"])
 
 
-def _coalesced(blocks: list[tuple[int, int, int, int, int]], pixel_ns: int) -> list[list[int]]:
+def _coalesced(blocks: list[Block], pixel_ns: int) -> list[list[int | None]]:
     """Blocks of one lane and depth less than a pixel apart, as one: a long run of tiny
     calls is one block, not one per pixel."""
-    out: list[list[int]] = []
-    for thread, depth, start, end, count in blocks:
+    out: list[list[int | None]] = []
+    ends: list[int] = []  # out's ends and counts, as ints
+    counts: list[int] = []
+    for thread, depth, start, end, count, task in blocks:
         last = out[-1] if out else None
-        if last and last[0] == thread and last[1] == depth and start - last[3] < pixel_ns:
-            last[3] = max(last[3], end)
-            last[4] += count
+        if (
+            last
+            and last[0] == thread
+            and last[5] == task
+            and last[1] == depth
+            and start - ends[-1] < pixel_ns
+        ):
+            ends[-1] = max(ends[-1], end)
+            counts[-1] += count
+            last[3], last[4] = ends[-1], counts[-1]
         else:
-            out.append([thread, depth, start, end, count])
+            out.append([thread, depth, start, end, count, task])
+            ends.append(end)
+            counts.append(count)
     return out

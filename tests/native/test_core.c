@@ -334,6 +334,40 @@ static void test_the_tsc_clock_converts_to_monotonic_nanoseconds(void) {
     CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, SCOPE_CLOCK_MONOTONIC) == 0);
 }
 
+/* A suspension record's times are the clock's ticks until drained, ns after, as a
+ * call's are; the threshold is set in ns and kept in ticks. */
+static void test_a_suspension_is_drained_in_nanoseconds(int clock_source) {
+    printf("suspension records (clock %d)\n", clock_source);
+    CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, clock_source) == 0);
+    scope_clock clock;
+    scope_get_clock(&clock);
+    scope_set_suspension_min(-1);
+    CHECK(scope_g_suspension_min_ticks == INT64_MAX);
+    scope_set_suspension_min(100000);
+    int64_t want = (int64_t)(100000 / clock.ns_per_tick);
+    CHECK(scope_g_suspension_min_ticks >= want - 1 && scope_g_suspension_min_ticks <= want + 1);
+    int64_t before = scope_now_ns();
+    int64_t parked_at = scope_ticks();
+    int64_t ticks = (int64_t)(2000000 / clock.ns_per_tick); /* 2 ms */
+    scope_value_record v = {0};
+    v.call_id = 42;
+    v.payload = parked_at;
+    v.raised_in = (uint64_t)ticks;
+    v.tag = SCOPE_TAG_NONE;
+    v.role = SCOPE_ROLE_SUSPENSION;
+    v.func_word = 5 | (uint64_t)SCOPE_VALUE << SCOPE_KIND_SHIFT;
+    scope_emit_record((const scope_record *)&v);
+    int64_t after = scope_now_ns();
+    size_t used = 0;
+    CHECK(scope_drain(out, 64, arena_out, sizeof arena_out, &used) == 1 && used == 0);
+    scope_value_record *got = (scope_value_record *)&out[0];
+    CHECK(got->call_id == 42 && got->role == SCOPE_ROLE_SUSPENSION && got->arena_len == 0);
+    CHECK(got->payload >= before - 100000 && got->payload <= after + 100000);
+    CHECK(got->raised_in >= 1990000 && got->raised_in <= 2010000);
+    scope_set_suspension_min(-1);
+    CHECK(scope_configure(1024, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, SCOPE_CLOCK_MONOTONIC) == 0);
+}
+
 static void test_bad_configuration_is_refused(void) {
     puts("configuration");
     CHECK(scope_configure(8, 4096, SCOPE_OVERFLOW_DROP, 0, 1024, SCOPE_CLOCK_MONOTONIC) != 0);
@@ -465,6 +499,8 @@ int main(void) {
     test_a_small_arena_buffer_drains_in_several_goes();
     test_bad_configuration_is_refused();
     test_the_tsc_clock_converts_to_monotonic_nanoseconds();
+    test_a_suspension_is_drained_in_nanoseconds(SCOPE_CLOCK_MONOTONIC);
+    if (scope_tsc_usable()) test_a_suspension_is_drained_in_nanoseconds(SCOPE_CLOCK_TSC);
     test_held_records_come_out_first_and_in_order();
     test_dead_threads_rings_retire_and_keep_their_counters();
     test_stress_both_policies();

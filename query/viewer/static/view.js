@@ -9,8 +9,9 @@ const MIN_WINDOW = 1000; // ns: the deepest zoom
 const state = {
   span: 1, since: 0, until: 1,
   lanes: [], functions: {},
-  laneDepth: new Map(),   // thread -> depths seen so far
+  laneDepth: new Map(),   // lane key -> depths seen so far
   calls: [], blocks: [], leftOut: 0,
+  gaps: new Map(),        // call id -> [[start, duration], ...]: its long suspensions
   drawn: [],              // [x0, y0, x1, y1, call] for clicks
   matches: null,          // Set of function ids, or null without a search
   selected: null,
@@ -40,12 +41,25 @@ function colour(fn, faded) {
   return `hsl(${hue}, ${faded ? 15 : 55}%, ${faded ? 88 : 72}%)`;
 }
 
+// A lane is a thread's, or an asyncio task's (its number in the window's answers).
+function laneKey(thread, task) {
+  return task === null || task === undefined ? `thread ${thread}` : `task ${task}`;
+}
+
+function laneTitle(lane) {
+  if (lane.task === null || lane.task === undefined) {
+    return `${lane.name} (pid ${lane.pid}, thread ${lane.thread})`;
+  }
+  return `task ${lane.task_name} (${lane.name}, pid ${lane.pid}, thread ${lane.thread})`;
+}
+
 function laneTops() {
   const tops = new Map();
   let y = 0;
   for (const lane of state.lanes) {
-    tops.set(lane.thread, y);
-    y += LANE_HEAD + ROW * Math.max(state.laneDepth.get(lane.thread) || 1, 1) + 6;
+    const key = laneKey(lane.thread, lane.task);
+    tops.set(key, y);
+    y += LANE_HEAD + ROW * Math.max(state.laneDepth.get(key) || 1, 1) + 6;
   }
   return [tops, y];
 }
@@ -78,12 +92,12 @@ function draw() {
   ctx.font = "11px system-ui, sans-serif";
   state.drawn = [];
   for (const lane of state.lanes) {
-    const top = tops.get(lane.thread);
+    const top = tops.get(laneKey(lane.thread, lane.task));
     ctx.fillStyle = "#444";
-    ctx.fillText(`${lane.name} (pid ${lane.pid}, thread ${lane.thread})`, 4, top + 12);
+    ctx.fillText(laneTitle(lane), 4, top + 12);
   }
-  for (const [thread, depth, start, end, count] of state.blocks) {
-    const top = tops.get(thread);
+  for (const [thread, depth, start, end, count, task] of state.blocks) {
+    const top = tops.get(laneKey(thread, task));
     if (top === undefined) continue;
     const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
     const y = top + LANE_HEAD + depth * ROW;
@@ -93,8 +107,8 @@ function draw() {
     label(`${count.toLocaleString("en")} calls`, x0, x1 - x0, y);
   }
   for (const call of state.calls) {
-    const [thread, start, duration, depth, fn, , outcome] = call;
-    const top = tops.get(thread);
+    const [thread, start, duration, depth, fn, , outcome, task] = call;
+    const top = tops.get(laneKey(thread, task));
     if (top === undefined) continue;
     const end = duration < 0 ? state.span : start + duration;
     const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
@@ -102,6 +116,7 @@ function draw() {
     const faded = state.matches !== null && !state.matches.has(fn);
     ctx.fillStyle = colour(fn, faded);
     ctx.fillRect(x0, y, x1 - x0, ROW - 1);
+    drawGaps(call[5], y, x0, x1);
     if (outcome === "raised") {
       ctx.strokeStyle = "#c00";
       ctx.lineWidth = 2;
@@ -123,6 +138,17 @@ function draw() {
     `${state.calls.length.toLocaleString("en")} calls drawn, ` +
     `${merged.toLocaleString("en")} narrower ones merged` +
     (state.leftOut ? ` · ${state.leftOut.toLocaleString("en")} more left out (zoom in)` : "");
+}
+
+// A call's suspensions: the bar is cut, and a thin line says the call goes on.
+function drawGaps(id, y, x0, x1) {
+  for (const [start, duration] of state.gaps.get(id) || []) {
+    const g0 = Math.max(x(start), x0), g1 = Math.min(x(start + duration), x1);
+    if (g1 - g0 < 1) continue;
+    ctx.clearRect(g0, y, g1 - g0, ROW - 1);
+    ctx.fillStyle = "#999";
+    ctx.fillRect(g0, y + Math.floor(ROW / 2) - 1, g1 - g0, 1);
+  }
 }
 
 function drawRuler() {
@@ -159,13 +185,17 @@ async function load() {
   state.calls = answer.calls;
   state.blocks = answer.blocks;
   state.leftOut = answer.left_out;
+  state.gaps = new Map();
+  for (const [id, start, duration] of answer.gaps || []) {
+    if (!state.gaps.has(id)) state.gaps.set(id, []);
+    state.gaps.get(id).push([start, duration]);
+  }
   let grew = false;
-  for (const [thread, , , depth] of state.calls) {
-    if (depth + 1 > (state.laneDepth.get(thread) || 1)) { state.laneDepth.set(thread, depth + 1); grew = true; }
-  }
-  for (const [thread, depth] of state.blocks) {
-    if (depth + 1 > (state.laneDepth.get(thread) || 1)) { state.laneDepth.set(thread, depth + 1); grew = true; }
-  }
+  const seen = (key, depth) => {
+    if (depth + 1 > (state.laneDepth.get(key) || 1)) { state.laneDepth.set(key, depth + 1); grew = true; }
+  };
+  for (const [thread, , , depth, , , , task] of state.calls) seen(laneKey(thread, task), depth);
+  for (const [thread, depth, , , , task] of state.blocks) seen(laneKey(thread, task), depth);
   if (grew) resize();
   draw();
   document.body.dataset.loaded = String(request);
@@ -216,6 +246,7 @@ async function select(id) {
   fact(facts, "where", call.file ? `${call.file}:${call.line}` : "-");
   fact(facts, "thread", `${call.thread_name || "thread"} (${call.thread})`);
   fact(facts, "process", `pid ${call.pid}`);
+  fact(facts, "task", call.task ? `${call.task.name} (${call.task.short_id})` : "none");
   fact(facts, "start", fmt(call.start));
   fact(facts, "duration", fmt(call.duration_ns));
   fact(facts, "active", fmt(call.active_ns));
