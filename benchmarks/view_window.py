@@ -22,14 +22,18 @@ JavaScript heap.  Targets: first paint 1.5 s, a step 100 ms, memory 300 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from scope.query import Recording
 from scope.query.viewer.server import ViewServer
@@ -65,41 +69,63 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         calls = build(path, max(args.calls // BATCH, 1))
         print(f"built {calls:,} calls in {time.perf_counter() - began:.1f} s: {path}")
-    with Recording(path) as recording:
-        server = ViewServer(recording, recording.resolve_run())
-        thread = threading.Thread(target=server.serve, daemon=True)
-        thread.start()
-        try:
-            rows = measure(server, args.repeat, args.width)
-            if args.browser:
-                browser_rows = in_browser(server, args.repeat, args.width)
-        finally:
-            server.stop()
-            thread.join(10)
-    print(f"{'answer':<44}{'best ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
-    for name, seconds, size, drawn, blocks in rows:
-        print(f"{name:<44}{seconds * 1000:>10.1f}{size / 1024:>10.1f}{drawn:>10,}{blocks:>10,}")
-    if args.browser:
-        print()
-        print(f"{'in chromium':<44}{'best':>12}")
-        for name, value in browser_rows:
-            print(f"{name:<44}{value:>12}")
+    with serving(path) as server:
+        rows = measure(server, args.repeat, args.width)
+        browser_rows = in_browser(server, args.repeat, args.width) if args.browser else []
+    report(rows, browser_rows)
     if not args.keep:
         Path(path).unlink(missing_ok=True)
     return 0
 
 
-def in_browser(server: ViewServer, repeat: int, width: int) -> list[tuple[str, str]]:
-    """First paint, a zoom and a pan step, and memory, as chromium shows the page."""
-    import shutil
+@contextlib.contextmanager
+def serving(path: str) -> Iterator[ViewServer]:
+    """``scope view``'s server on the recording's latest run, answering from a thread."""
+    with Recording(path) as recording:
+        server = ViewServer(recording, recording.resolve_run())
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+            thread.join(10)
 
+
+def report(rows: list[Row], browser_rows: list[tuple[str, str]]) -> None:
+    """Print the server's table, then chromium's (if measured)."""
+    print(f"{'answer':<44}{'best ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
+    for name, seconds, size, drawn, blocks in rows:
+        print(f"{name:<44}{seconds * 1000:>10.1f}{size / 1024:>10.1f}{drawn:>10,}{blocks:>10,}")
+    if browser_rows:
+        print()
+        print(f"{'in chromium':<44}{'best':>12}")
+        for name, value in browser_rows:
+            print(f"{name:<44}{value:>12}")
+
+
+#: a step the page takes from a drawn window to the next drawn one: its name, what must
+#: hold in the page before it (JavaScript), and what starts it
+Step = tuple[str, str, Callable[[Any], None]]
+
+STEPS: list[Step] = [
+    ("zoom step (key w, drawn)", "true", lambda page: page.keyboard.press("w")),
+    ("pan step (key d, drawn)", "true", lambda page: page.keyboard.press("d")),
+]
+LOADED = "Number(document.body.dataset.loaded || 0)"
+
+
+def in_browser(
+    server: ViewServer, repeat: int, width: int, steps: list[Step] = STEPS
+) -> list[tuple[str, str]]:
+    """First paint, each of ``steps`` (a zoom and a pan), and memory, as chromium shows
+    the page: best of ``repeat`` fresh pages."""
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        raise SystemExit("view_window.py: --browser needs chromium (apt-get install chromium)")
-    loaded = "Number(document.body.dataset.loaded || 0)"
-    paints, zooms, pans, rss, heap = [], [], [], [], []
+    paints: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name, _, _ in steps}
+    rss, pss, heap = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         for _ in range(repeat):
@@ -107,26 +133,37 @@ def in_browser(server: ViewServer, repeat: int, width: int) -> list[tuple[str, s
             page = context.new_page()
             began = time.perf_counter()
             page.goto(server.url)
-            wait(page, f"{loaded} > 0")
+            wait(page, f"{LOADED} > 0")
             paints.append(time.perf_counter() - began)
-            page.focus("#timeline")
-            for key, times in (("w", zooms), ("d", pans)):
-                before = page.evaluate(loaded)
+            for name, ready, start in steps:
+                wait(page, ready)
+                page.focus("#timeline")
+                before = page.evaluate(LOADED)
                 began = time.perf_counter()
-                page.keyboard.press(key)
-                wait(page, f"{loaded} > {before}")
-                times.append(time.perf_counter() - began)
+                start(page)
+                wait(page, f"{LOADED} > {before}")
+                times[name].append(time.perf_counter() - began)
             heap.append(page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0"))
-            rss.append(browser_rss())
+            memory = browser_memory()
+            rss.append(memory[0])
+            pss.append(memory[1])
             context.close()
         browser.close()
     return [
         ("first paint (whole run drawn)", f"{min(paints) * 1000:.0f} ms"),
-        ("zoom step (key w, drawn)", f"{min(zooms) * 1000:.0f} ms"),
-        ("pan step (key d, drawn)", f"{min(pans) * 1000:.0f} ms"),
-        ("browser processes, resident", f"{max(rss) / 2**20:.0f} MB"),
+        *((name, f"{min(times[name]) * 1000:.0f} ms") for name, _, _ in steps),
+        ("browser processes, proportional (PSS)", f"{max(pss) / 2**20:.0f} MB"),
+        ("browser processes, resident (RSS summed)", f"{max(rss) / 2**20:.0f} MB"),
         ("page's JavaScript heap", f"{max(heap) / 2**20:.1f} MB"),
     ]
+
+
+def chromium() -> str:
+    """Debian's chromium, or a clear exit."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise SystemExit("benchmarks: --browser needs chromium (apt-get install chromium)")
+    return executable
 
 
 def wait(page: object, condition: str, timeout: float = 60.0) -> None:
@@ -139,52 +176,90 @@ def wait(page: object, condition: str, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
-def browser_rss() -> int:
-    """Resident bytes of every chromium process of this user (the one this script runs)."""
-    total = 0
+def browser_memory() -> tuple[int, int]:
+    """Bytes of memory of the chromium processes this script started (its descendants:
+    another session's chromium is not counted), summed: resident (RSS, which counts
+    the pages they share once per process) and proportional (PSS, shared pages split
+    between their sharers)."""
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its ")"
+                parents[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                command = f.read().split(b"\0")[0]
-            if not command.endswith((b"chromium", b"chrome")):
-                continue
-            with open(f"/proc/{entry}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
+                # chromium's children rewrite their command line into one string
+                commands[int(entry)] = f.read().split(b"\0")[0].split(b" ")[0]
+        except (OSError, IndexError, ValueError):
             continue
-    return total
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    rss = pss = 0
+    for pid, command in commands.items():
+        if os.path.basename(command) in (b"chromium", b"chrome") and ours(pid):
+            rss += resident(pid)
+            pss += resident(pid, "Pss", "smaps_rollup")
+    return rss, pss
 
 
-def measure(server: ViewServer, repeat: int, width: int) -> list[tuple[str, float, int, int, int]]:
-    """The table's rows: name, best seconds, bytes, calls drawn, blocks."""
-    rows: list[tuple[str, float, int, int, int]] = []
+def resident(pid: int, field: str = "VmRSS", table: str = "status") -> int:
+    """A process's resident bytes now (``VmHWM``: at its peak; ``Pss`` from
+    ``smaps_rollup``: its share), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/{table}") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
-    def best(name: str, route: str) -> dict[str, list[object]]:
-        answers = [ask(server, route) for _ in range(repeat)]
-        seconds = min(a[0] for a in answers)
-        size, body = answers[0][1], answers[0][2]
-        assert isinstance(body, dict)
-        drawn, blocks = len(body.get("calls", [])), len(body.get("blocks", []))
-        rows.append((name, seconds, size, drawn, blocks))
-        return body
 
-    span = int(best("run: lanes and functions", "run")["span_ns"])  # type: ignore[call-overload]
-    best("window: the whole run", f"window?since=0&until={span}&pixel={max(span // width, 1)}")
+#: a row of the server's table: name, best seconds, bytes, calls drawn, blocks
+Row = tuple[str, float, int, int, int]
+
+
+def best(server: ViewServer, repeat: int, name: str, route: str, rows: list[Row]) -> dict[str, Any]:
+    """Ask ``route`` ``repeat`` times; add the best time's row to ``rows``; the answer."""
+    answers = [ask(server, route) for _ in range(repeat)]
+    seconds = min(a[0] for a in answers)
+    size, body = answers[0][1], answers[0][2]
+    assert isinstance(body, dict)
+    drawn, blocks = len(body.get("calls", [])), len(body.get("blocks", []))
+    rows.append((name, seconds, size, drawn, blocks))
+    return body
+
+
+def window_route(since: int, until: int, width: int) -> str:
+    """The page's question for ``since``..``until`` (ns from the run's start) drawn
+    ``width`` pixels wide."""
+    return f"window?since={since}&until={until}&pixel={max((until - since) // width, 1)}"
+
+
+def measure(server: ViewServer, repeat: int, width: int) -> list[Row]:
+    """The table's rows for the first paint's answers and zoom and pan steps."""
+    rows: list[Row] = []
+
+    span = int(best(server, repeat, "run: lanes and functions", "run", rows)["span_ns"])
+    best(server, repeat, "window: the whole run", window_route(0, span, width), rows)
     for share in (0.01, 0.0001, 0.000001):
         length = max(int(span * share), 1)
         since = (span - length) // 2
-        route = f"window?since={since}&until={since + length}&pixel={max(length // width, 1)}"
-        best(f"zoom: {share:.4%} of the run", route)
+        route = window_route(since, since + length, width)
+        best(server, repeat, f"zoom: {share:.4%} of the run", route, rows)
     length = span // 100
     since = (span - length) // 2 + length // 2
-    best(
-        "pan: 1% of the run, moved by half",
-        f"window?since={since}&until={since + length}&pixel={max(length // width, 1)}",
-    )
+    route = window_route(since, since + length, width)
+    best(server, repeat, "pan: 1% of the run, moved by half", route, rows)
     return rows
 
 
