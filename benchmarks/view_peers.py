@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.query_speed import BATCH, build
-from benchmarks.view_session import session
+from benchmarks.view_session import session, stored_calls
 from benchmarks.view_window import browser_memory, chromium, resident
 
 SPEEDSCOPE = "speedscope@1.25.0"
@@ -151,18 +151,6 @@ def row_text(row: PeerRow) -> str:
         f"{label:<16}{kept:>12,}  {fmt:<11}{mb:>8}{took:>10}  {viewer:<11}"
         f"{drawn:>9}{browser:>12}{server:>11}  {outcome.note}"
     )
-
-
-def stored_calls(path: str) -> int:
-    """The calls of the recording's latest run."""
-    import duckdb
-
-    con = duckdb.connect(path, read_only=True)
-    try:
-        row = con.execute("SELECT calls_stored FROM run ORDER BY id DESC LIMIT 1").fetchone()
-    finally:
-        con.close()
-    return int(row[0]) if row else 0
 
 
 def export(path: str, fmt: str, limit: int | None, file: Path, timeout: float) -> float | None:

@@ -82,6 +82,11 @@ def record_session(path: str) -> int:
                     + done.stderr[-2000:]
                 )
         shutil.copyfile(work_dir() / PROJECT / "results" / LABEL / "scope.duckdb", path)
+    return stored_calls(path)
+
+
+def stored_calls(path: str) -> int:
+    """The calls of the recording's latest run."""
     import duckdb
 
     con = duckdb.connect(path, read_only=True)

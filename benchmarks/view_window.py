@@ -15,8 +15,10 @@ merged).  The target is 100 ms for a zoom or pan step.  Prints a table.
 With ``--browser``, it also loads the page in Debian's chromium (Playwright) and
 measures first paint (page asked for until the whole run's window is drawn), a
 zoom and a pan step as the page does them (key press until drawn), and the
-memory of the browser's processes (resident, summed) and of the page's
-JavaScript heap.  Targets: first paint 1.5 s, a step 100 ms, memory 300 MB.
+memory of the browser's processes (every process of the chromium it started:
+proportional set sizes summed, and resident sizes summed, which count shared
+pages once per process) and of the page's JavaScript heap.  Targets: first paint
+1.5 s, a step 100 ms, memory 300 MB.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ def in_browser(
     rss, pss, heap = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        blank = browser.new_context(viewport={"width": width, "height": 800})
+        blank.new_page().goto("about:blank")
+        floor = browser_memory()[1]  # chromium itself, for comparison
+        blank.close()
         for _ in range(repeat):
             context = browser.new_context(viewport={"width": width, "height": 800})
             page = context.new_page()
@@ -153,6 +159,7 @@ def in_browser(
         ("first paint (whole run drawn)", f"{min(paints) * 1000:.0f} ms"),
         *((name, f"{min(times[name]) * 1000:.0f} ms") for name, _, _ in steps),
         ("browser processes, proportional (PSS)", f"{max(pss) / 2**20:.0f} MB"),
+        ("  the same with a blank page instead", f"{floor / 2**20:.0f} MB"),
         ("browser processes, resident (RSS summed)", f"{max(rss) / 2**20:.0f} MB"),
         ("page's JavaScript heap", f"{max(heap) / 2**20:.1f} MB"),
     ]
