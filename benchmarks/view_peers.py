@@ -20,8 +20,9 @@ Debian's chromium (Playwright), once:
 
 Requests to other hosts are blocked and counted: a viewer that needs the
 internet shows it.  Each row gives the file's size, the export's time, the time
-until drawn (or what failed), and the peak memory: the resident size of the
-browser's processes (sampled), and vizviewer's own peak.  vizviewer runs under an
+until drawn (or what failed), and the peak memory: the browser's processes'
+proportional set sizes summed (sampled, as ``view_window.py`` counts them), and
+vizviewer's own peak resident size.  vizviewer runs under an
 address-space cap (``--memory-cap``), so a file too large for it fails instead of
 exhausting the shared machine.  Exports are kept in ``--out`` and reused.
 """
