@@ -79,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ten-million", metavar="PATH", help="query_speed.py's recording")
     parser.add_argument("--calls", type=int, default=10_000_000, help="the synthetic run's size")
     parser.add_argument("--out", metavar="DIR", help="keep (and reuse) the exports here")
-    parser.add_argument("--max-calls", default="100000,1000000", help="also cut to these")
+    parser.add_argument(
+        "--max-calls", type=counts, default="100000,1000000", help="also cut to these (N,N)"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="seconds a viewer gets")
     parser.add_argument("--memory-cap", type=float, default=8, help="GB vizviewer may map")
     parser.add_argument("--skip-ten-million", action="store_true")
     args = parser.parse_args(argv)
-    limits = [int(n) for n in args.max_calls.split(",") if n]
+    limits: list[int] = args.max_calls
     out = Path(args.out or tempfile.mkdtemp())
     out.mkdir(parents=True, exist_ok=True)
     recordings = [("pytest session", session(args.session)[0])]
@@ -126,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out:
         shutil.rmtree(out, ignore_errors=True)
     return 0
+
+
+def counts(text: str) -> list[int]:
+    """``--max-calls``: positive whole numbers, comma-separated."""
+    try:
+        numbers = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        numbers = [0]
+    if any(n < 1 for n in numbers):
+        raise argparse.ArgumentTypeError(f"not a list of positive numbers: {text!r}")
+    return numbers
 
 
 def header() -> str:

@@ -101,6 +101,8 @@ def session(path: str | None) -> tuple[str, bool]:
     """The recording at ``path`` (recorded there if missing), or a temporary one;
     whether it is temporary."""
     target = path or os.path.join(tempfile.mkdtemp(), "session.duckdb")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+        raise SystemExit(f"view_session.py: no folder for {target}")
     if not os.path.exists(target):
         began = time.perf_counter()
         calls = record_session(target)
