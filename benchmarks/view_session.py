@@ -1,6 +1,7 @@
 """How ``scope view`` fares on a real pytest session of about a million calls.
 
     python benchmarks/view_session.py [--keep PATH] [--repeat R] [--width PX] [--browser]
+                                      [--project NAME]
 
 Records sqlparse's own test suite (a regex lexer and recursive grouping:
 540 tests, about 960,000 calls) with ``pytest --scope``: the project comes
@@ -31,6 +32,7 @@ from scope.query.viewer.server import ViewServer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.corpus_runs import (
     EXTRA_PIP,
+    PROJECTS,
     corpus_env,
     corpus_scripts,
     overlay,
@@ -53,15 +55,16 @@ PROJECT = "sqlparse"
 LABEL = "view-session"
 
 
-def record_session(path: str) -> int:
-    """Record sqlparse's suite under ``pytest --scope`` into ``path``; its calls."""
+def record_session(path: str, project: str = PROJECT) -> int:
+    """Record a corpus project's suite (sqlparse's) under ``pytest --scope`` into
+    ``path``; its calls."""
     shared = corpus_scripts()
     if shared is None:
         raise SystemExit("view_session.py: the corpus scripts (../shared/corpus) are not here")
-    with tempfile.TemporaryDirectory() as folder, project_lock(PROJECT):
+    with tempfile.TemporaryDirectory() as folder, project_lock(project):
         scripts = overlay(shared, Path(folder) / "corpus")
         for command in (
-            ["bash", str(scripts / "setup.sh"), PROJECT],
+            ["bash", str(scripts / "setup.sh"), project],
             [
                 "bash",
                 str(scripts / "run.sh"),
@@ -69,7 +72,7 @@ def record_session(path: str) -> int:
                 LABEL,
                 "--args",
                 "--scope --scope-db={out}/scope.duckdb",
-                PROJECT,
+                project,
             ],
         ):
             done = subprocess.run(
@@ -81,7 +84,7 @@ def record_session(path: str) -> int:
                     + done.stdout[-2000:]
                     + done.stderr[-2000:]
                 )
-        shutil.copyfile(work_dir() / PROJECT / "results" / LABEL / "scope.duckdb", path)
+        shutil.copyfile(work_dir() / project / "results" / LABEL / "scope.duckdb", path)
     return stored_calls(path)
 
 
@@ -97,7 +100,7 @@ def stored_calls(path: str) -> int:
     return int(row[0]) if row else 0
 
 
-def session(path: str | None) -> tuple[str, bool]:
+def session(path: str | None, project: str = PROJECT) -> tuple[str, bool]:
     """The recording at ``path`` (recorded there if missing), or a temporary one;
     whether it is temporary."""
     target = path or os.path.join(tempfile.mkdtemp(), "session.duckdb")
@@ -105,7 +108,7 @@ def session(path: str | None) -> tuple[str, bool]:
         raise SystemExit(f"view_session.py: no folder for {target}")
     if not os.path.exists(target):
         began = time.perf_counter()
-        calls = record_session(target)
+        calls = record_session(target, project)
         print(f"recorded {calls:,} calls in {time.perf_counter() - began:.1f} s: {target}")
     return target, path is None
 
@@ -137,11 +140,12 @@ def test_window(test: dict[str, Any]) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--project", choices=PROJECTS, default=PROJECT, help="another suite")
     parser.add_argument("--keep", metavar="PATH", help="record (or reuse) the session here")
     parser.add_argument("--width", type=int, default=1500, help="the timeline's width in pixels")
     parser.add_argument("--browser", action="store_true", help="also measure the page in chromium")
     args = parser.parse_args(argv)
-    path, temporary = session(args.keep)
+    path, temporary = session(args.keep, args.project)
     with serving(path) as server:
         rows = measure(server, args.repeat, args.width)
         index, test = longest_test(server, args.repeat, rows)

@@ -6,7 +6,8 @@ Builds (or reuses) ``query_speed.py``'s synthetic recording, starts the
 viewer's server on it, and asks over HTTP, as the page does, best of R:
 
 * what the first paint needs: the run (lanes, functions) and the whole run's window;
-* a zoom step: windows of 1 %, 0.01 % and 0.0001 % of the run, centred;
+* a zoom step: windows of 80 % (the page's first step in), 1 %, 0.01 % and
+  0.0001 % of the run, centred;
 * a pan step: the 1 % window moved by half its width.
 
 Each window is asked at ``--width`` pixels (calls narrower than a pixel are
@@ -258,7 +259,7 @@ def measure(server: ViewServer, repeat: int, width: int) -> list[Row]:
 
     span = int(best(server, repeat, "run: lanes and functions", "run", rows)["span_ns"])
     best(server, repeat, "window: the whole run", window_route(0, span, width), rows)
-    for share in (0.01, 0.0001, 0.000001):
+    for share in (0.8, 0.01, 0.0001, 0.000001):  # 80 %: the page's first zoom step
         length = max(int(span * share), 1)
         since = (span - length) // 2
         route = window_route(since, since + length, width)
