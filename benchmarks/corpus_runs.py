@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import sys
 from collections.abc import Iterator
@@ -91,3 +92,36 @@ def corpus_env(extra_pip: str) -> dict[str, str]:
 #: what each project's venv gets besides its own test dependencies: this checkout
 #: of scope, and pytest-xdist for the ``pytest --scope -n 2`` runs
 EXTRA_PIP = f"-e {ROOT} pytest-xdist==3.8.0 execnet==2.1.2"
+
+
+#: what builds scope's extension: a project's venv whose scope was installed from
+#: this checkout with these files unchanged needs no new install (the install is
+#: editable, so Python changes reach it; C changes need a build)
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "native/*.c", "native/*.h", "native/build.py")
+
+
+def install_stamp() -> str:
+    """This checkout's path and a digest of what builds its extension."""
+    digest = hashlib.sha256(str(ROOT).encode())
+    for pattern in BUILD_INPUTS:
+        for path in sorted(ROOT.glob(pattern)):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stamp_file(project: str) -> Path:
+    return work_dir() / project / "scope-installed"
+
+
+def extra_pip_for(project: str) -> str:
+    """``EXTRA_PIP``, or nothing if ``project``'s venv already has this checkout's
+    scope built from the same sources (installing it again takes 15 s or more).
+    Call with ``project_lock`` held."""
+    stamp = _stamp_file(project)
+    current = stamp.is_file() and stamp.read_text() == install_stamp()
+    return "" if current else EXTRA_PIP
+
+
+def note_installed(project: str) -> None:
+    """Say that ``project``'s venv now has this checkout's scope (see ``extra_pip_for``)."""
+    _stamp_file(project).write_text(install_stamp())

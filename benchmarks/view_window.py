@@ -8,7 +8,10 @@ viewer's server on it, and asks over HTTP, as the page does, best of R:
 * what the first paint needs: the run (lanes, functions) and the whole run's window;
 * a zoom step: windows of 80 % (the page's first step in), 1 %, 0.01 % and
   0.0001 % of the run, centred;
-* a pan step: the 1 % window moved by half its width.
+* a pan step: the 1 % window moved by half its width;
+* the flame graph of the whole run (the first ask counts it; the server keeps it),
+  and of windows of 1 %, 0.01 % and 0.0001 % of the run;
+* top functions of a 1 % window, and a page of 50 of a batch's 11,111 children.
 
 Each window is asked at ``--width`` pixels (calls narrower than a pixel are
 merged).  The target is 100 ms for a zoom or pan step.  Prints a table.
@@ -29,6 +32,7 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -42,7 +46,7 @@ from scope.query import Recording
 from scope.query.viewer.server import ViewServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.query_speed import BATCH, build
+from benchmarks.query_speed import BATCH, THREAD_BASE, build
 
 
 def ask(server: ViewServer, route: str) -> tuple[float, int, object]:
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {calls:,} calls in {time.perf_counter() - began:.1f} s: {path}")
     with serving(path) as server:
         rows = measure(server, args.repeat, args.width)
+        batch = THREAD_BASE + 2 + BATCH  # the second batch's call: 11,111 items under it
+        name = "children: a page of 50 of 11,111"
+        best(server, args.repeat, name, f"children?id={batch}&offset=5000&limit=50", rows)
         browser_rows = in_browser(server, args.repeat, args.width) if args.browser else []
     report(rows, browser_rows)
     if not args.keep:
@@ -97,9 +104,12 @@ def serving(path: str) -> Iterator[ViewServer]:
 
 def report(rows: list[Row], browser_rows: list[tuple[str, str]]) -> None:
     """Print the server's table, then chromium's (if measured)."""
-    print(f"{'answer':<44}{'best ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
-    for name, seconds, size, drawn, blocks in rows:
-        print(f"{name:<44}{seconds * 1000:>10.1f}{size / 1024:>10.1f}{drawn:>10,}{blocks:>10,}")
+    print(f"{'answer':<44}{'best ms':>10}{'CPU ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
+    for name, seconds, cpu, size, drawn, blocks in rows:
+        print(
+            f"{name:<44}{seconds * 1000:>10.1f}{cpu * 1000:>10.1f}{size / 1024:>10.1f}"
+            f"{drawn:>10,}{blocks:>10,}"
+        )
     if browser_rows:
         print()
         print(f"{'in chromium':<44}{'best':>12}")
@@ -232,18 +242,34 @@ def resident(pid: int, field: str = "VmRSS", table: str = "status") -> int:
     return 0
 
 
-#: a row of the server's table: name, best seconds, bytes, calls drawn, blocks
-Row = tuple[str, float, int, int, int]
+#: a row of the server's table: name, best seconds, least CPU seconds, bytes, calls
+#: drawn (or nodes, or rows), blocks
+Row = tuple[str, float, float, int, int, int]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far (the server and DuckDB's threads are in it):
+    steadier than wall time on a machine shared with other work."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(server: ViewServer, route: str) -> tuple[float, float, int, object]:
+    """Wall seconds, CPU seconds, bytes and the JSON of one answer."""
+    began = cpu_seconds()
+    seconds, size, body = ask(server, route)
+    return seconds, cpu_seconds() - began, size, body
 
 
 def best(server: ViewServer, repeat: int, name: str, route: str, rows: list[Row]) -> dict[str, Any]:
     """Ask ``route`` ``repeat`` times; add the best time's row to ``rows``; the answer."""
-    answers = [ask(server, route) for _ in range(repeat)]
-    seconds = min(a[0] for a in answers)
-    size, body = answers[0][1], answers[0][2]
+    answers = [timed(server, route) for _ in range(repeat)]
+    seconds, cpu = min(a[0] for a in answers), min(a[1] for a in answers)
+    size, body = answers[0][2], answers[0][3]
     assert isinstance(body, dict)
-    drawn, blocks = len(body.get("calls", [])), len(body.get("blocks", []))
-    rows.append((name, seconds, size, drawn, blocks))
+    listed = body.get("calls", body.get("nodes", body.get("functions", body.get("children"))))
+    drawn, blocks = len(listed or []), len(body.get("blocks", []))
+    rows.append((name, seconds, cpu, size, drawn, blocks))
     return body
 
 
@@ -254,7 +280,8 @@ def window_route(since: int, until: int, width: int) -> str:
 
 
 def measure(server: ViewServer, repeat: int, width: int) -> list[Row]:
-    """The table's rows for the first paint's answers and zoom and pan steps."""
+    """The table's rows for the first paint's answers, zoom and pan steps, the flame
+    graph and top functions."""
     rows: list[Row] = []
 
     span = int(best(server, repeat, "run: lanes and functions", "run", rows)["span_ns"])
@@ -268,6 +295,20 @@ def measure(server: ViewServer, repeat: int, width: int) -> list[Row]:
     since = (span - length) // 2 + length // 2
     route = window_route(since, since + length, width)
     best(server, repeat, "pan: 1% of the run, moved by half", route, rows)
+    seconds, cpu, size, body = timed(server, "flame")
+    assert isinstance(body, dict)
+    name = "flame: the whole run (first ask: counted)"
+    rows.append((name, seconds, cpu, size, len(body["nodes"]), 0))
+    best(server, repeat, "flame: the whole run (kept)", "flame", rows)
+    for share in (0.01, 0.0001, 0.000001):
+        length = max(int(span * share), 1)
+        since = (span - length) // 2
+        route = f"flame?since={since}&until={since + length}"
+        best(server, repeat, f"flame: {share:.4%} of the run", route, rows)
+    length = span // 100
+    since = (span - length) // 2
+    route = f"top?since={since}&until={since + length}"
+    best(server, repeat, "top functions: 1% of the run", route, rows)
     return rows
 
 

@@ -193,6 +193,10 @@ def function_table(stats: Sequence[FunctionStats], run: int, title: str = "Calls
     return fitted_table(columns, rows, title=f"{title} in run {run}", caption=FUNCTION_CAPTION)
 
 
+#: levels of a call tree drawn indented; deeper calls say their depth instead
+MAX_NESTING = 24
+
+
 def _label(node: CallNode, on_path: bool = False) -> Text:
     text = Text(node.qualname, style="bold red" if on_path else "bold")
     if node.phase:
@@ -232,7 +236,9 @@ def call_tree(
     The calls of ``path`` (an exception's way from the root down to where it
     was raised) are highlighted and always shown, and its last call gets ``note``.
     Built without recursion, so a recording of deep recursion renders instead of
-    hitting the recursion limit.
+    hitting the recursion limit; calls nested deeper than ``MAX_NESTING`` are drawn
+    at its indentation with their depth written out, so lines stay short and
+    drawing stays linear (rich's guides cost depth² per line).
     """
     title = title or f"Run {tree.run}: {tree.shown:,} of {tree.total:,} calls"
     root = Tree(Text(title, style="italic"))
@@ -244,13 +250,17 @@ def call_tree(
         label = _label(node, node.id in on_path)
         if node.id == last and note:
             label.append(f"  ← {note}", style="red")
+        if level > MAX_NESTING:
+            label = Text(f"[depth {level}] ", style="dim") + label
         child = branch.add(label)
         below_path = any(sub.id in on_path for sub in node.children)
         below = node.below
         if max_depth is not None and level >= max_depth and node.children and not below_path:
             below += _descendants(node)
         else:
-            pending.extend((child, sub, level + 1) for sub in reversed(node.children))
+            # Past MAX_NESTING, calls go on at the same indentation, their depth said.
+            under = child if level < MAX_NESTING else branch
+            pending.extend((under, sub, level + 1) for sub in reversed(node.children))
         if below:
             calls = "call" if below == 1 else "calls"
             child.add(Text(f"… {below:,} more {calls} below", style="dim"))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -24,6 +25,33 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+
+
+#: set by .ci/run in each session of its matrix after the first, to that first
+#: version: tests marked version_independent ran there, and are left out here
+RAN_IN_MATRIX = "SCOPE_TEST_VERSION_INDEPENDENT_RAN_ON"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In CI's later sessions, leave out what its first session ran (RAN_IN_MATRIX)."""
+    if not os.environ.get(RAN_IN_MATRIX):
+        return
+    kept = [item for item in items if not item.get_closest_marker("version_independent")]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(
+            items=[item for item in items if item.get_closest_marker("version_independent")]
+        )
+        items[:] = kept
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which tests a later session of CI's matrix left to its first."""
+    ran_on = os.environ.get(RAN_IN_MATRIX)
+    if ran_on:
+        terminalreporter.write_line(
+            f"tests marked version_independent were deselected: they ran on CPython {ran_on} "
+            f"in this CI matrix ({RAN_IN_MATRIX})"
+        )
 
 
 def unavailable(reason: str, required_by: str) -> None:

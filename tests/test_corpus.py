@@ -47,6 +47,8 @@ from benchmarks.corpus_runs import (
     PYTHON_TAG,
     corpus_env,
     corpus_scripts,
+    extra_pip_for,
+    note_installed,
     overlay,
     project_lock,
     work_dir,
@@ -70,15 +72,17 @@ def scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def set_up(scripts: Path, project: str) -> None:
-    """Set ``project`` up with this checkout of scope (and pytest-xdist) installed."""
+    """Set ``project`` up with this checkout of scope (and pytest-xdist) installed
+    (``project_lock`` held)."""
     setup = subprocess.run(
         ["bash", str(scripts / "setup.sh"), project],
         capture_output=True,
         text=True,
-        env=corpus_env(EXTRA_PIP),
+        env=corpus_env(extra_pip_for(project)),
         timeout=1800,
     )
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+    note_installed(project)
 
 
 def compare(scripts: Path, project: str, level: str) -> subprocess.CompletedProcess[str]:

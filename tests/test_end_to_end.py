@@ -366,6 +366,10 @@ def test_tree_of_deep_recursion_renders(write, scope):
     result = scope("tree", "--limit", "5000")
     assert result.returncode == 0, result.stderr
     assert "3,001 of 3,001 calls" in result.stdout
+    # Past MAX_NESTING levels the calls say their depth instead of indenting further:
+    # 3,000 levels of guides would make lines of 12,000 columns and cost minutes.
+    assert "[depth 3001] down" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) < 40 * 4 + 60
     folded = scope("tree", "--depth", "2", "--limit", "5000")
     assert "2,999 more calls below" in folded.stdout
 

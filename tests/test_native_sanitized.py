@@ -23,6 +23,9 @@ SOURCES = [
     ROOT / "native" / "scope_batch.c",
     ROOT / "native" / "scope_reader.c",
 ]
+#: plain C, built without Python's headers: the same on every version
+pytestmark = pytest.mark.version_independent
+
 SANITIZERS = {
     "address,undefined": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
     "thread": ["-fsanitize=thread"],

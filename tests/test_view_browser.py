@@ -26,6 +26,10 @@ from scope.query.viewer.server import ViewServer
 from .conftest import clean_env, unavailable, wait_for_service_to_leave
 from .viewing import record, serving
 
+#: the page's script in chromium: the server it talks to is tested on every version
+#: (tests/test_view_server.py)
+pytestmark = pytest.mark.version_independent
+
 REQUIRE_BROWSER = "SCOPE_TEST_REQUIRE_BROWSER"
 
 PROGRAM = """

@@ -154,6 +154,11 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
             assert run["live"] is True
             # A run being recorded has no thread rows yet: its calls still need a lane.
             assert [lane["thread"] for lane in run["lanes"]] == [1]  # type: ignore[attr-defined]
+            # The flame graph and top functions of a window come through the service too.
+            span = run["span_ns"]
+            for route in ("flame", "flame?by=self", f"top?since=0&until={span}"):
+                with urllib.request.urlopen(f"{url}api/{route}", timeout=60) as answer:
+                    assert answer.status == 200 and json.loads(answer.read())
         finally:
             (project / "stop").write_text("")
             assert program.wait(timeout=60) == 0
@@ -163,6 +168,8 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
         assert run["live"] is False and run["lanes"]
         with urllib.request.urlopen(url + "api/window?since=0&until=1000&pixel=1") as answer:
             assert answer.status == 200
+        with urllib.request.urlopen(url + "api/flame", timeout=60) as answer:
+            assert json.loads(answer.read())["nodes"]
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)

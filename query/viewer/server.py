@@ -32,6 +32,8 @@ import duckdb
 from scope.query.api import Recording
 from scope.query.ids import PROCESS_SHIFT, parse_call_id, short_id
 from scope.query.results import Call
+from scope.query.viewer import aggregates
+from scope.query.viewer import flame as flames
 from scope.query.viewer import window as windows
 
 from scope.errors import QueryError, ScopeError
@@ -88,6 +90,9 @@ class ViewServer:
         self._last_request = time.monotonic()
         self._frame: windows.Frame | None = None
         self._overview: windows.Overview | None = None
+        #: the whole run's flame graph, made once (a finished run's), and its lock
+        self._whole_flame: flames.Flame | None = None
+        self._flame_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         #: stopping waits for the requests under way, once their queries are interrupted
         self._httpd.daemon_threads = False
@@ -403,12 +408,75 @@ class ViewServer:
         return {"call": [_page_id(row[0]), *row[1:]] if row else None}
 
     def _top(self, query: dict[str, str]) -> dict[str, Any]:
-        """The functions with the most self time (``by=total``: total time) in the run."""
+        """The functions with the most self time (``by=total``: total time) in the run,
+        or, given ``since`` and ``until``, in that window (calls clipped to it)."""
         by = query.get("by", "self")
         if by not in ("self", "total"):
             raise ValueError("by must be self or total")
+        window = _window_of(query)
+        if window is not None:
+            origin, span = self.frame().start_ns, self.frame()
+            since, until = window
+            top = aggregates.window_top(
+                self.rec.con, self.run, origin + since, origin + until, span.end_ns, by
+            )
+            return {"functions": top, "since": since, "until": until}
         stats = self.rec.function_stats(self.run, limit=50, by=by)
         return {"functions": [asdict(s) for s in stats]}
+
+    def _flame(self, query: dict[str, str]) -> dict[str, Any]:
+        """The flame graph of the run, of the window ``since``..``until``, or of the
+        calls under the call ``within``; ``by=self``: sized by self time (bottom up)."""
+        by = query.get("by", "total")
+        if by not in ("self", "total"):
+            raise ValueError("by must be self or total")
+        window = _window_of(query)
+        span = self.frame()
+        within = parse_call_id(query["within"]) if query.get("within") else None
+        if within is not None:
+            self.rec.call(within, self.run)  # a clear 404 for a call not in the run
+            graph = flames.flame(self.rec.con, self.run, span.start_ns, span.end_ns, within=within)
+        elif window is not None and (window[0] > 0 or window[1] < span.span_ns):
+            graph = flames.flame(self.rec.con, self.run, span.start_ns, span.end_ns, *window)
+        else:  # the whole run, or a window that holds all of it
+            graph = self._whole_run_flame()
+        answer = asdict(graph)
+        if by == "self":
+            answer["nodes"] = flames.bottom_up(graph.nodes)
+        answer.update(by=by, within=None if within is None else _page_id(within))
+        return answer
+
+    def _whole_run_flame(self) -> flames.Flame:
+        """The whole run's flame graph: made once for a finished run (seconds for
+        ten million calls), every time for a run still being recorded."""
+        span = self.frame()
+        if self.live():
+            return flames.flame(self.rec.con, self.run, span.start_ns, span.end_ns)
+        with self._flame_lock:
+            if self._stopping.is_set():
+                raise duckdb.InterruptException("the server is stopping")
+            if self._whole_flame is None:
+                self._whole_flame = flames.flame(self.rec.con, self.run, span.start_ns, span.end_ns)
+            return self._whole_flame
+
+    def _children(self, query: dict[str, str]) -> dict[str, Any]:
+        """A page of the calls a call made, in call order, and how many there are."""
+        call_id = parse_call_id(query.get("id", ""))
+        offset, limit = _count(query, "offset", 0), _count(query, "limit", 50)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.rec.call(call_id, self.run)  # a clear 404 for a call not in the run
+        count, page = aggregates.children(self.rec.con, self.run, call_id, offset, limit)
+        origin = self.frame().start_ns
+        return {
+            "count": count,
+            "offset": offset,
+            "limit": min(limit, aggregates.MAX_PAGE),
+            "children": [
+                [_page_id(child), function, start - origin, duration, outcome]
+                for child, function, start, duration, outcome in page
+            ],
+        }
 
     def _exceptions(self, query: dict[str, str]) -> dict[str, Any]:
         """Exceptions grouped as ``scope exceptions`` groups them, newest group first."""
@@ -489,12 +557,15 @@ _ROUTES: dict[str, Callable[[ViewServer, dict[str, str]], dict[str, Any]]] = {
     "api/top": ViewServer._top,
     "api/exceptions": ViewServer._exceptions,
     "api/tests": ViewServer._tests,
+    "api/flame": ViewServer._flame,
+    "api/children": ViewServer._children,
 }
 #: the page's own files: route -> file in STATIC, content type
 STATIC = Path(__file__).resolve().parent / "static"
 _STATIC = {
     "": ("index.html", "text/html; charset=utf-8"),
     "view.js": ("view.js", "text/javascript; charset=utf-8"),
+    "aggregates.js": ("aggregates.js", "text/javascript; charset=utf-8"),
     "view.css": ("view.css", "text/css; charset=utf-8"),
 }
 
@@ -508,6 +579,24 @@ def _page_id(call_id: int) -> int | str:
 
 #: the integers a JavaScript number holds exactly are those below this
 _JAVASCRIPT_EXACT = 2**53
+
+
+def _window_of(query: dict[str, str]) -> tuple[int, int] | None:
+    """``since`` and ``until`` (ns since the run began) if the query names a window
+    (both or neither), else None."""
+    if "since" not in query and "until" not in query:
+        return None
+    since, until = _integer(query, "since"), _integer(query, "until")
+    if since < 0 or until <= since:
+        raise ValueError("a window needs 0 <= since < until")
+    return since, until
+
+
+def _count(query: dict[str, str], name: str, default: int) -> int:
+    text = query.get(name, str(default))
+    if not text.isdigit():
+        raise ValueError(f"{name} must be a whole number")
+    return int(text)
 
 
 def _integer(query: dict[str, str], name: str) -> int:

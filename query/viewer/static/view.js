@@ -169,6 +169,7 @@ async function load() {
   if (grew) resize();
   draw();
   document.body.dataset.loaded = String(request);
+  windowChanged();
 }
 
 function zoom(factor, atX) {
@@ -240,6 +241,7 @@ async function select(id) {
     item.appendChild(link);
     path.appendChild(item);
   }
+  showChildren(id, 0);
 }
 
 let searchTimer = 0;
@@ -381,11 +383,7 @@ async function panels() {
       kind.raised_in);
   }
   if (!exceptions.kinds.length) row(exceptionTable, [["no exception left a recorded call"]], null);
-  const topTable = document.querySelector("#panel-top table");
-  for (const f of top.functions) {
-    row(topTable, [[`${f.module}.${f.qualname}`], [f.file ? `${f.file}:${f.line}` : "-"],
-      [f.calls.toLocaleString("en")], [fmt(f.active_ns)], [fmt(f.self_ns)]], null);
-  }
+  showTop(top.functions);
   const hasTests = tests.tests.length > 0;
   document.querySelector('#tabs button[data-tab="tests"]').hidden = !hasTests;
   for (const button of document.querySelectorAll("#tabs button")) {
@@ -403,6 +401,7 @@ async function start() {
   document.title = `scope view: run ${run.run}`;
   resize();
   listen();
+  listenAggregates();
   state.since = 0;
   state.until = state.span;
   await Promise.all([load(), panels()]);
