@@ -7,7 +7,8 @@ Builds (or reuses) ``query_speed.py``'s synthetic recording, starts the
 viewer's server on it, and asks over HTTP, as the page does, best of R:
 
 * what the first paint needs: the run (lanes, functions) and the whole run's window;
-* a zoom step: windows of 1 %, 0.01 % and 0.0001 % of the run, centred;
+* a zoom step: windows of 80 % (the page's first step in), 1 %, 0.01 % and
+  0.0001 % of the run, centred;
 * a pan step: the 1 % window moved by half its width;
 * the flame graph of the whole run (the first ask counts it; the server keeps it),
   and of windows of 1 %, 0.01 % and 0.0001 % of the run;
@@ -23,22 +24,28 @@ the table then also says how long finding the tasks' calls took (once per run).
 With ``--browser``, it also loads the page in Debian's chromium (Playwright) and
 measures first paint (page asked for until the whole run's window is drawn), a
 zoom and a pan step as the page does them (key press until drawn), and the
-memory of the browser's processes (resident, summed) and of the page's
-JavaScript heap.  Targets: first paint 1.5 s, a step 100 ms, memory 300 MB.
+memory of the browser's processes (every process of the chromium it started:
+proportional set sizes summed, and resident sizes summed, which count shared
+pages once per process) and of the page's JavaScript heap.  Targets: first paint
+1.5 s, a step 100 ms, memory 300 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from scope.query import Recording
@@ -78,35 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         calls = build(path, max(args.calls // BATCH, 1))
         print(f"built {calls:,} calls in {time.perf_counter() - began:.1f} s: {path}")
     make_tasks(path, args.tasks)
-    with Recording(path) as recording:
-        if args.tasks:
+    if args.tasks:
+        with Recording(path) as recording:
             began = time.perf_counter()
             found = task_lanes.tasks(recording.con, recording.resolve_run())
             print(
                 f"found the calls of {len(found.tasks)} tasks ({len(found.lo):,} segments) "
                 f"in {(time.perf_counter() - began) * 1000:.0f} ms"
             )
-        server = ViewServer(recording, recording.resolve_run())
-        thread = threading.Thread(target=server.serve, daemon=True)
-        thread.start()
-        try:
-            rows = measure(server, args.repeat, args.width)
-            if args.browser:
-                browser_rows = in_browser(server, args.repeat, args.width)
-        finally:
-            server.stop()
-            thread.join(10)
-    print(f"{'answer':<44}{'best ms':>10}{'CPU ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
-    for name, seconds, cpu, size, drawn, blocks in rows:
-        print(
-            f"{name:<44}{seconds * 1000:>10.1f}{cpu * 1000:>10.1f}{size / 1024:>10.1f}"
-            f"{drawn:>10,}{blocks:>10,}"
-        )
-    if args.browser:
-        print()
-        print(f"{'in chromium':<44}{'best':>12}")
-        for name, value in browser_rows:
-            print(f"{name:<44}{value:>12}")
+    with serving(path) as server:
+        rows = measure(server, args.repeat, args.width)
+        batch = THREAD_BASE + 2 + BATCH  # the second batch's call: 11,111 items under it
+        name = "children: a page of 50 of 11,111"
+        best(server, args.repeat, name, f"children?id={batch}&offset=5000&limit=50", rows)
+        browser_rows = in_browser(server, args.repeat, args.width) if args.browser else []
+    report(rows, browser_rows)
     if not args.keep:
         Path(path).unlink(missing_ok=True)
     return 0
@@ -126,44 +119,100 @@ def make_tasks(path: str, count: int) -> None:
         con.close()
 
 
-def in_browser(server: ViewServer, repeat: int, width: int) -> list[tuple[str, str]]:
-    """First paint, a zoom and a pan step, and memory, as chromium shows the page."""
-    import shutil
+@contextlib.contextmanager
+def serving(path: str) -> Iterator[ViewServer]:
+    """``scope view``'s server on the recording's latest run, answering from a thread."""
+    with Recording(path) as recording:
+        server = ViewServer(recording, recording.resolve_run())
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+            thread.join(10)
 
+
+def report(rows: list[Row], browser_rows: list[tuple[str, str]]) -> None:
+    """Print the server's table, then chromium's (if measured)."""
+    print(f"{'answer':<44}{'best ms':>10}{'CPU ms':>10}{'KB':>10}{'drawn':>10}{'blocks':>10}")
+    for name, seconds, cpu, size, drawn, blocks in rows:
+        print(
+            f"{name:<44}{seconds * 1000:>10.1f}{cpu * 1000:>10.1f}{size / 1024:>10.1f}"
+            f"{drawn:>10,}{blocks:>10,}"
+        )
+    if browser_rows:
+        print()
+        print(f"{'in chromium':<44}{'best':>12}")
+        for name, value in browser_rows:
+            print(f"{name:<44}{value:>12}")
+
+
+#: a step the page takes from a drawn window to the next drawn one: its name, what must
+#: hold in the page before it (JavaScript), and what starts it
+Step = tuple[str, str, Callable[[Any], None]]
+
+STEPS: list[Step] = [
+    ("zoom step (key w, drawn)", "true", lambda page: page.keyboard.press("w")),
+    ("pan step (key d, drawn)", "true", lambda page: page.keyboard.press("d")),
+]
+LOADED = "Number(document.body.dataset.loaded || 0)"
+
+
+def in_browser(
+    server: ViewServer, repeat: int, width: int, steps: list[Step] = STEPS
+) -> list[tuple[str, str]]:
+    """First paint, each of ``steps`` (a zoom and a pan), and memory, as chromium shows
+    the page: best of ``repeat`` fresh pages."""
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        raise SystemExit("view_window.py: --browser needs chromium (apt-get install chromium)")
-    loaded = "Number(document.body.dataset.loaded || 0)"
-    paints, zooms, pans, rss, heap = [], [], [], [], []
+    paints: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name, _, _ in steps}
+    rss, pss, heap = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        blank = browser.new_context(viewport={"width": width, "height": 800})
+        blank.new_page().goto("about:blank")
+        floor = browser_memory()[1]  # chromium itself, for comparison
+        blank.close()
         for _ in range(repeat):
             context = browser.new_context(viewport={"width": width, "height": 800})
             page = context.new_page()
             began = time.perf_counter()
             page.goto(server.url)
-            wait(page, f"{loaded} > 0")
+            wait(page, f"{LOADED} > 0")
             paints.append(time.perf_counter() - began)
-            page.focus("#timeline")
-            for key, times in (("w", zooms), ("d", pans)):
-                before = page.evaluate(loaded)
+            for name, ready, start in steps:
+                wait(page, ready)
+                page.focus("#timeline")
+                before = page.evaluate(LOADED)
                 began = time.perf_counter()
-                page.keyboard.press(key)
-                wait(page, f"{loaded} > {before}")
-                times.append(time.perf_counter() - began)
+                start(page)
+                wait(page, f"{LOADED} > {before}")
+                times[name].append(time.perf_counter() - began)
             heap.append(page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0"))
-            rss.append(browser_rss())
+            memory = browser_memory()
+            rss.append(memory[0])
+            pss.append(memory[1])
             context.close()
         browser.close()
     return [
         ("first paint (whole run drawn)", f"{min(paints) * 1000:.0f} ms"),
-        ("zoom step (key w, drawn)", f"{min(zooms) * 1000:.0f} ms"),
-        ("pan step (key d, drawn)", f"{min(pans) * 1000:.0f} ms"),
-        ("browser processes, resident", f"{max(rss) / 2**20:.0f} MB"),
+        *((name, f"{min(times[name]) * 1000:.0f} ms") for name, _, _ in steps),
+        ("browser processes, proportional (PSS)", f"{max(pss) / 2**20:.0f} MB"),
+        ("  the same with a blank page instead", f"{floor / 2**20:.0f} MB"),
+        ("browser processes, resident (RSS summed)", f"{max(rss) / 2**20:.0f} MB"),
         ("page's JavaScript heap", f"{max(heap) / 2**20:.1f} MB"),
     ]
+
+
+def chromium() -> str:
+    """Debian's chromium, or a clear exit."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise SystemExit("benchmarks: --browser needs chromium (apt-get install chromium)")
+    return executable
 
 
 def wait(page: object, condition: str, timeout: float = 60.0) -> None:
@@ -176,24 +225,57 @@ def wait(page: object, condition: str, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
-def browser_rss() -> int:
-    """Resident bytes of every chromium process of this user (the one this script runs)."""
-    total = 0
+def browser_memory() -> tuple[int, int]:
+    """Bytes of memory of the chromium processes this script started (its descendants:
+    another session's chromium is not counted), summed: resident (RSS, which counts
+    the pages they share once per process) and proportional (PSS, shared pages split
+    between their sharers)."""
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its ")"
+                parents[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                command = f.read().split(b"\0")[0]
-            if not command.endswith((b"chromium", b"chrome")):
-                continue
-            with open(f"/proc/{entry}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
+                # chromium's children rewrite their command line into one string
+                commands[int(entry)] = f.read().split(b"\0")[0].split(b" ")[0]
+        except (OSError, IndexError, ValueError):
             continue
-    return total
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    rss = pss = 0
+    for pid, command in commands.items():
+        if os.path.basename(command) in (b"chromium", b"chrome") and ours(pid):
+            rss += resident(pid)
+            pss += resident(pid, "Pss", "smaps_rollup")
+    return rss, pss
+
+
+def resident(pid: int, field: str = "VmRSS", table: str = "status") -> int:
+    """A process's resident bytes now (``VmHWM``: at its peak; ``Pss`` from
+    ``smaps_rollup``: its share), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/{table}") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+#: a row of the server's table: name, best seconds, least CPU seconds, bytes, calls
+#: drawn (or nodes, or rows), blocks
+Row = tuple[str, float, float, int, int, int]
 
 
 def cpu_seconds() -> float:
@@ -203,57 +285,61 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(
-    server: ViewServer, repeat: int, width: int
-) -> list[tuple[str, float, float, int, int, int]]:
-    """The table's rows: name, best seconds, least CPU seconds, bytes, calls drawn
-    (or nodes, or rows), blocks."""
-    rows: list[tuple[str, float, float, int, int, int]] = []
+def timed(server: ViewServer, route: str) -> tuple[float, float, int, object]:
+    """Wall seconds, CPU seconds, bytes and the JSON of one answer."""
+    began = cpu_seconds()
+    seconds, size, body = ask(server, route)
+    return seconds, cpu_seconds() - began, size, body
 
-    def timed(route: str) -> tuple[float, float, int, object]:
-        began = cpu_seconds()
-        seconds, size, body = ask(server, route)
-        return seconds, cpu_seconds() - began, size, body
 
-    def best(name: str, route: str) -> dict[str, list[object]]:
-        answers = [timed(route) for _ in range(repeat)]
-        seconds, cpu = min(a[0] for a in answers), min(a[1] for a in answers)
-        size, body = answers[0][2], answers[0][3]
-        assert isinstance(body, dict)
-        listed = body.get("calls", body.get("nodes", body.get("functions", body.get("children"))))
-        drawn, blocks = len(listed or []), len(body.get("blocks", []))
-        rows.append((name, seconds, cpu, size, drawn, blocks))
-        return body
+def best(server: ViewServer, repeat: int, name: str, route: str, rows: list[Row]) -> dict[str, Any]:
+    """Ask ``route`` ``repeat`` times; add the best time's row to ``rows``; the answer."""
+    answers = [timed(server, route) for _ in range(repeat)]
+    seconds, cpu = min(a[0] for a in answers), min(a[1] for a in answers)
+    size, body = answers[0][2], answers[0][3]
+    assert isinstance(body, dict)
+    listed = body.get("calls", body.get("nodes", body.get("functions", body.get("children"))))
+    drawn, blocks = len(listed or []), len(body.get("blocks", []))
+    rows.append((name, seconds, cpu, size, drawn, blocks))
+    return body
 
-    def once(name: str, route: str) -> None:
-        seconds, cpu, size, body = timed(route)
-        assert isinstance(body, dict)
-        rows.append((name, seconds, cpu, size, len(body["nodes"]), 0))
 
-    span = int(best("run: lanes and functions", "run")["span_ns"])  # type: ignore[call-overload]
-    best("window: the whole run", f"window?since=0&until={span}&pixel={max(span // width, 1)}")
-    for share in (0.01, 0.0001, 0.000001):
+def window_route(since: int, until: int, width: int) -> str:
+    """The page's question for ``since``..``until`` (ns from the run's start) drawn
+    ``width`` pixels wide."""
+    return f"window?since={since}&until={until}&pixel={max((until - since) // width, 1)}"
+
+
+def measure(server: ViewServer, repeat: int, width: int) -> list[Row]:
+    """The table's rows for the first paint's answers, zoom and pan steps, the flame
+    graph and top functions."""
+    rows: list[Row] = []
+
+    span = int(best(server, repeat, "run: lanes and functions", "run", rows)["span_ns"])
+    best(server, repeat, "window: the whole run", window_route(0, span, width), rows)
+    for share in (0.8, 0.01, 0.0001, 0.000001):  # 80 %: the page's first zoom step
         length = max(int(span * share), 1)
         since = (span - length) // 2
-        route = f"window?since={since}&until={since + length}&pixel={max(length // width, 1)}"
-        best(f"zoom: {share:.4%} of the run", route)
+        route = window_route(since, since + length, width)
+        best(server, repeat, f"zoom: {share:.4%} of the run", route, rows)
     length = span // 100
     since = (span - length) // 2 + length // 2
-    best(
-        "pan: 1% of the run, moved by half",
-        f"window?since={since}&until={since + length}&pixel={max(length // width, 1)}",
-    )
-    once("flame: the whole run (first ask: counted)", "flame")
-    best("flame: the whole run (kept)", "flame")
+    route = window_route(since, since + length, width)
+    best(server, repeat, "pan: 1% of the run, moved by half", route, rows)
+    seconds, cpu, size, body = timed(server, "flame")
+    assert isinstance(body, dict)
+    name = "flame: the whole run (first ask: counted)"
+    rows.append((name, seconds, cpu, size, len(body["nodes"]), 0))
+    best(server, repeat, "flame: the whole run (kept)", "flame", rows)
     for share in (0.01, 0.0001, 0.000001):
         length = max(int(span * share), 1)
         since = (span - length) // 2
-        best(f"flame: {share:.4%} of the run", f"flame?since={since}&until={since + length}")
+        route = f"flame?since={since}&until={since + length}"
+        best(server, repeat, f"flame: {share:.4%} of the run", route, rows)
     length = span // 100
     since = (span - length) // 2
-    best("top functions: 1% of the run", f"top?since={since}&until={since + length}")
-    batch = THREAD_BASE + 2 + BATCH  # the second batch's call: 11,111 items under it
-    best("children: a page of 50 of 11,111", f"children?id={batch}&offset=5000&limit=50")
+    route = f"top?since={since}&until={since + length}"
+    best(server, repeat, "top functions: 1% of the run", route, rows)
     return rows
 
 

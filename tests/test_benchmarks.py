@@ -158,3 +158,41 @@ def test_query_startup_benchmark_prints_its_table():
     result = run_script("query_startup.py", "--repeat", "1")
     for row in ("python -c pass", "import duckdb", "scope --help", "scope top", "scope top --json"):
         assert row in result.stdout
+
+
+def test_view_benchmarks_count_the_memory_of_the_page_s_own_process():
+    # chromium's children rewrite their command line into one string: a sum that
+    # matched the browser process alone missed the page's renderer (and its heap)
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks.view_window import browser_memory
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        unavailable("no chromium (apt-get install chromium)", "SCOPE_TEST_REQUIRE_BROWSER")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto("about:blank")
+            before = browser_memory()
+            page.evaluate("window.kept = new Float64Array(40_000_000).fill(1.5); 0")  # 320 MB
+            after = browser_memory()
+        finally:
+            browser.close()
+    for was, now in zip(before, after, strict=True):
+        assert now - was > 250 * 2**20
+
+
+@pytest.mark.corpus  # records sqlparse's suite, fetched from PyPI by ../shared/corpus
+def test_view_session_benchmark_records_a_real_suite_and_selects_a_test(tmp_path):
+    from benchmarks.corpus_runs import corpus_scripts
+
+    if corpus_scripts() is None:
+        unavailable("the corpus scripts are not on this machine", "SCOPE_TEST_REQUIRE_CORPUS")
+    result = run_script("view_session.py", "--repeat", "1", "--keep", str(tmp_path / "s.duckdb"))
+    for row in ("window: the whole run", "tests: the list", "select the longest test"):
+        assert row in result.stdout
+    assert "longest test: tests/" in result.stdout
