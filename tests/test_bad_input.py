@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from scope.storage.schema import SCHEMA_VERSION
 
 from .conftest import clean_env, wait_for_service_to_leave
 
@@ -163,6 +164,7 @@ def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_i
     con.execute("DROP VIEW exception")
     con.execute("ALTER TABLE call_aggregate DROP COLUMN self_ns")  # version 8
     con.execute("ALTER TABLE call_aggregate DROP COLUMN direct_ns")
+    con.execute("DROP TABLE suspension")  # version 9
     con.execute("DROP TABLE test")  # version 7
     con.execute("DROP TABLE process")
     con.execute("DROP TABLE event")
@@ -182,9 +184,10 @@ def test_a_version_3_recording_is_read_and_upgraded_step_by_step_when_recorded_i
     exceptions = con.execute("SELECT count(*) FROM exception").fetchall()
     lines = con.execute("SELECT run, line FROM function ORDER BY run").fetchall()
     tests = con.execute("SELECT count(*) FROM test").fetchone()
+    suspensions = con.execute("SELECT count(*) FROM suspension").fetchone()
     con.close()
-    assert "call_function" not in indexes and version == ("8",) and runs == (2,)
-    assert tests == (0,)
+    assert "call_function" not in indexes and version == (str(SCHEMA_VERSION),) and runs == (2,)
+    assert tests == (0,) and suspensions == (0,)
     assert lines == [(1, None), (2, 1)]
     assert outcomes == [("ENUM('returned', 'raised', 'unfinished')",)]
     assert processes == [(2, "exit")] and exceptions == [(0,)]
