@@ -28,18 +28,19 @@ class Result:
 
 
 #: set by .ci/run in each session of its matrix after the first, to that first
-#: version: tests marked version_independent ran there, and are left out here
-RAN_IN_MATRIX = "SCOPE_TEST_VERSION_INDEPENDENT_RAN_ON"
+#: version: tests marked matrix_once ran there, and are left out here (CI's time
+#: on 2 cores is bounded; each of them would only repeat what that session showed)
+RAN_IN_MATRIX = "SCOPE_TEST_MATRIX_ONCE_RAN_ON"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In CI's later sessions, leave out what its first session ran (RAN_IN_MATRIX)."""
     if not os.environ.get(RAN_IN_MATRIX):
         return
-    kept = [item for item in items if not item.get_closest_marker("version_independent")]
+    kept = [item for item in items if not item.get_closest_marker("matrix_once")]
     if len(kept) < len(items):
         config.hook.pytest_deselected(
-            items=[item for item in items if item.get_closest_marker("version_independent")]
+            items=[item for item in items if item.get_closest_marker("matrix_once")]
         )
         items[:] = kept
 
@@ -49,7 +50,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     ran_on = os.environ.get(RAN_IN_MATRIX)
     if ran_on:
         terminalreporter.write_line(
-            f"tests marked version_independent were deselected: they ran on CPython {ran_on} "
+            f"tests marked matrix_once were deselected: they ran on CPython {ran_on} "
             f"in this CI matrix ({RAN_IN_MATRIX})"
         )
 

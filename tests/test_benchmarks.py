@@ -16,6 +16,10 @@ import pytest
 
 from .conftest import unavailable
 
+#: the scripts' tables are checked once in CI's matrix: they measure, and a version's
+#: behaviour is the other tests'
+pytestmark = pytest.mark.matrix_once
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -56,7 +56,7 @@ def pyenv_python(version: tuple[int, int]) -> Path | None:
     return found[-1] if found else None
 
 
-@pytest.mark.version_independent  # every version's headers, from any version
+@pytest.mark.matrix_once  # every version's headers, from any version
 @pytest.mark.parametrize("version", interpreter.TESTED, ids=lambda v: f"{v[0]}.{v[1]}")
 def test_the_python_side_compiles_for_every_tested_version(version):
     python = pyenv_python(version) if version != sys.version_info[:2] else Path(sys.executable)
@@ -127,12 +127,12 @@ def cpython_314_headers(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return [str(include / "python3.14"), str(include)]
 
 
-@pytest.mark.version_independent
+@pytest.mark.matrix_once
 def test_the_python_side_compiles_for_cpython_3_14(cpython_314_headers):
     compile_python_side(cpython_314_headers)
 
 
-@pytest.mark.version_independent
+@pytest.mark.matrix_once
 def test_compat_h_finds_frames_in_3_14s_new_header(cpython_314_headers, tmp_path):
     probe = tmp_path / "probe.c"
     probe.write_text(

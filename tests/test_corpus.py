@@ -57,6 +57,9 @@ from benchmarks.corpus_runs import (
 from .conftest import unavailable
 
 SLICE = ("toolz", "decorator")
+#: the slice's projects CI's matrix runs in its first session only (decorator's suite
+#: is a second, but setting it up takes a minute; toolz covers the other versions)
+ONCE_IN_MATRIX = ("decorator",)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +206,10 @@ def as_junit_outcome(outcome: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("level", ["calls", "args"])
-@pytest.mark.parametrize("project", SLICE)
+@pytest.mark.parametrize(
+    "project",
+    [pytest.param(p, marks=pytest.mark.matrix_once) if p in ONCE_IN_MATRIX else p for p in SLICE],
+)
 def test_a_real_suite_passes_the_same_under_scope(scripts, project, level):
     assert_same(scripts, project, level)
 
@@ -240,6 +246,7 @@ def test_the_overlay_adds_scopes_projects_to_the_shared_ones(scripts):
 
 
 @pytest.mark.slow
+@pytest.mark.matrix_once  # a benchmark's table, as tests/test_benchmarks.py's
 def test_the_pytest_overhead_benchmark_prints_its_table(scripts):
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "pytest_overhead.py"
     with project_lock("toolz"):

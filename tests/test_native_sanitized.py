@@ -24,7 +24,7 @@ SOURCES = [
     ROOT / "native" / "scope_reader.c",
 ]
 #: plain C, built without Python's headers: the same on every version
-pytestmark = pytest.mark.version_independent
+pytestmark = pytest.mark.matrix_once
 
 SANITIZERS = {
     "address,undefined": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"],

@@ -28,7 +28,7 @@ from .viewing import record, serving
 
 #: the page's script in chromium: the server it talks to is tested on every version
 #: (tests/test_view_server.py)
-pytestmark = pytest.mark.version_independent
+pytestmark = pytest.mark.matrix_once
 
 REQUIRE_BROWSER = "SCOPE_TEST_REQUIRE_BROWSER"
 

@@ -16,7 +16,7 @@ from .test_view_browser import Watched, until
 from .viewing import record, serving
 
 #: the page in chromium, as in test_view_browser
-pytestmark = pytest.mark.version_independent
+pytestmark = pytest.mark.matrix_once
 
 # test_view_browser's fixtures, used here by name: chromium, its program served, a page on it
 browser = browsing.browser

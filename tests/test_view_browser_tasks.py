@@ -7,10 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from scope.query.api import Recording
 
 from .test_view_browser import Watched, browser, until  # noqa: F401 (a fixture)
 from .viewing import record, serving
+
+#: the page in chromium, as in test_view_browser
+pytestmark = pytest.mark.matrix_once
 
 PROGRAM = """
 import asyncio, multiprocessing, threading, time
