@@ -73,8 +73,7 @@ def _copy(con: duckdb.DuckDBPyConnection, source: str, alias: str) -> list[Combi
         con.execute("BEGIN")
         try:
             for source_run in runs:
-                row = con.execute("SELECT coalesce(max(id), 0) + 1 FROM run").fetchone()
-                run = int(row[0]) if row else 1
+                run = database.next_run_id(con)
                 for table, column in _RUN_COLUMN.items():
                     con.execute(
                         f"""INSERT INTO {table} BY NAME SELECT ? AS {column}, * EXCLUDE ({column})

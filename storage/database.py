@@ -163,6 +163,22 @@ def _recording_error(path: str, exc: duckdb.Error) -> RecordingError:
     return RecordingError(f"cannot open recording {path}: {message}")
 
 
+def next_run_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The number for a new run, noted as given (call inside the transaction that
+    inserts it): one past any run's, the removed ones' too, so that ``scope rm``
+    of the newest run never leaves its number to name another."""
+    row = con.execute(
+        """SELECT greatest(
+               coalesce((SELECT max(id) FROM run), 0),
+               coalesce((SELECT TRY_CAST(value AS BIGINT) FROM meta WHERE key = 'last_run'), 0)
+           ) + 1"""
+    ).fetchone()
+    run = int(row[0]) if row else 1
+    con.execute("DELETE FROM meta WHERE key = 'last_run'")
+    con.execute("INSERT INTO meta VALUES ('last_run', ?)", [str(run)])
+    return run
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The schema version stored in the file, or None if it has no ``meta`` table."""
     try:

@@ -65,7 +65,12 @@ TABLES = (
         "meta",
         "Facts about the file itself, such as the schema version.",
         (
-            Column("key", "VARCHAR", "name of the fact, e.g. 'schema_version'"),
+            Column(
+                "key",
+                "VARCHAR",
+                "name of the fact: 'schema_version', or 'last_run' (the highest run "
+                "number given, so that a removed run's number is never given again)",
+            ),
             Column("value", "VARCHAR", "its value"),
         ),
         key=("key",),

@@ -129,8 +129,7 @@ class RecordingWriter:
 
     def _insert_run(self, info: RunInfo, also: Callable[[int], object] | None = None) -> int:
         self.con.execute("BEGIN")
-        row = self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM run").fetchone()
-        self.run_id = int(row[0]) if row else 1
+        self.run_id = database.next_run_id(self.con)
         self.con.execute(
             """INSERT INTO run (id, argv, cwd, python, platform, pid, scope_version,
                                 started_at, start_ns, status)

@@ -139,6 +139,21 @@ def test_rm_removes_one_run_and_leaves_the_others_as_they_were(three_runs: Path,
     assert query("SELECT count(*) FROM exception WHERE run = 2") == [(0,)]
 
 
+@pytest.mark.parametrize("storer", ["service", "program"])
+def test_a_removed_runs_number_is_never_given_again(
+    three_runs: Path, scope, query, storer, monkeypatch
+):
+    # A run named in a note or a bug report must not come to mean another program.
+    if storer == "program":
+        monkeypatch.setenv("SCOPE_TESTS_SERVICE", "0")
+    assert scope("rm", "3").returncode == 0
+    record(scope, three_runs)
+    assert run_ids(query) == [1, 2, 4]
+    assert scope("rm", "4", "2").returncode == 0
+    record(scope, three_runs)
+    assert run_ids(query) == [1, 5]
+
+
 def test_prune_keeps_the_newest_runs(three_runs: Path, scope, query):
     result = scope("prune", "--keep", "1")
     assert result.returncode == 0, result.stderr
