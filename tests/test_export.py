@@ -314,6 +314,10 @@ def test_thread_keeps_only_that_threads_calls(recorded, scope, project):
     kept, _ = chrome_calls(scope, project, "--thread", str(helper))
     assert kept == {c for c, (_, thread, *_) in calls.items() if thread == helper}
     assert kept and len(kept) < len(calls)
+    # Only that thread is named: the others would show as empty tracks.
+    events = json.loads((project / "f.json").read_text())["traceEvents"]
+    named = [e["tid"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"]
+    assert named == [helper]
 
 
 def test_since_and_until_keep_the_calls_running_in_the_window(recorded, scope, project):

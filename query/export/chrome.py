@@ -40,23 +40,14 @@ def write(
         out.write('{"displayTimeUnit": "ns", "otherData": ')
         out.write(json.dumps({"scope_run": run, "argv": info.argv}))
         out.write(', "traceEvents": [\n')
-        metadata = [
-            {"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
-             "args": {"name": f"{' '.join(info.argv) or 'python'} (pid {pid})"}}
-            for pid in sorted(set(pid_of.values()))
-        ]  # fmt: skip
-        metadata += [
-            {"ph": "M", "name": "thread_name", "pid": pid_of.get(slot >> SLOT_PROCESS_SHIFT, 0),
-             "tid": slot, "args": {"name": name}}
-            for slot, name in sorted(info.threads.items())
-        ]  # fmt: skip
-        out.write(",\n".join(json.dumps(m) for m in metadata))
         heads: dict[int, str] = {}
+        threads: set[int] = set()
         for call in nested(con, info, selection):
             head = heads.get(call.function)
             if head is None:
                 head = heads[call.function] = _head(call.function, names.get(call.function))
-            out.write(",\n" if metadata or written else "")
+            threads.add(call.thread)
+            out.write(",\n" if written else "")
             # By hand rather than json.dumps: a third of the time of a big export.
             # Numbers print as JSON does (float repr); outcomes are plain words.
             out.write(
@@ -68,6 +59,22 @@ def write(
             written += 1
             if written % REPORT_EVERY == 0:
                 progress(written, info.calls)
+        # Named after the calls, so that only the threads and processes an export
+        # holds are named: a filtered export shows no empty tracks.
+        pid_of_thread = {t: pid_of.get(t >> SLOT_PROCESS_SHIFT, 0) for t in threads}
+        metadata = [
+            {"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
+             "args": {"name": f"{' '.join(info.argv) or 'python'} (pid {pid})"}}
+            for pid in sorted(set(pid_of_thread.values()))
+        ]  # fmt: skip
+        metadata += [
+            {"ph": "M", "name": "thread_name", "pid": pid_of_thread[slot], "tid": slot,
+             "args": {"name": info.threads.get(slot, f"thread {slot}")}}
+            for slot in sorted(threads)
+        ]  # fmt: skip
+        if metadata:
+            out.write(",\n" if written else "")
+            out.write(",\n".join(json.dumps(m) for m in metadata))
         out.write("\n]}\n")
     progress(written, info.calls)
     return written
