@@ -105,8 +105,12 @@ def sql_string(text: str) -> str:
 
 def recording_files(path: str) -> tuple[list[str], list[str]]:
     """The files and folders DuckDB uses for the recording at ``path``: the file,
-    its write-ahead log and the log's checkpoint copy; its spill folder."""
-    return [path, f"{path}.wal", f"{path}.wal.checkpoint"], [f"{path}.tmp"]
+    its write-ahead log and the log's checkpoint copy; its spill folder.  For a
+    recording reached through a link, the same beside its target as well: DuckDB
+    puts the log there."""
+    names = [path, os.path.realpath(path)] if os.path.islink(path) else [path]
+    files = [f"{name}{suffix}" for name in names for suffix in ("", ".wal", ".wal.checkpoint")]
+    return files, [f"{path}.tmp"]
 
 
 def duckdb_path(path: str) -> str:

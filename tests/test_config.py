@@ -9,6 +9,8 @@ import pytest
 from scope.config import DEFAULT_DB, load_config
 from scope.errors import ConfigError
 
+from .conftest import wait_for_service_to_leave
+
 
 def test_defaults_put_the_recording_in_the_project_root(tmp_path):
     (tmp_path / "pyproject.toml").write_text("")
@@ -73,3 +75,23 @@ def test_bad_environment_value_names_the_variable(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(cwd=str(tmp_path), environ={"SCOPE_RING_SIZE": "lots"})
     assert "SCOPE_RING_SIZE" in str(info.value)
+
+
+@pytest.mark.parametrize("storer", ["service", "program"])
+def test_recording_through_a_link_stores_into_its_target(
+    project, write, scope, storer, monkeypatch
+):
+    # The service's sandbox allows the recording's files by name: given the link's
+    # name, DuckDB's log beside the target was refused and the run failed.
+    if storer == "program":
+        monkeypatch.setenv("SCOPE_TESTS_SERVICE", "0")
+    (project / "elsewhere").mkdir()
+    (project / "link.duckdb").symlink_to(project / "elsewhere" / "r.duckdb")
+    write("app.py", "def f():\n    return 1\n\nprint(f())\n")
+    for _ in range(2):
+        result = scope("run", "--db", "link.duckdb", "app.py")
+        assert result.returncode == 0 and result.stdout == "1\n", result.stderr
+        wait_for_service_to_leave(project, db=project / "elsewhere" / "r.duckdb")
+    runs = scope("runs", "--db", "link.duckdb", "--json")
+    assert runs.returncode == 0 and runs.stdout.count('"argv"') == 2, runs.stderr
+    assert (project / "link.duckdb").is_symlink()
