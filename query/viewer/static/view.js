@@ -201,7 +201,7 @@ function show(since, until) {
   since = Math.max(0, Math.min(since, state.span - length));
   state.since = since;
   state.until = since + length;
-  draw();  // at once, with what is known; the window's answer follows
+  drawSoon();  // at the next frame, with what is known; the window's answer follows
   clearTimeout(loadTimer);
   loadTimer = setTimeout(load, 30);
 }
