@@ -69,6 +69,7 @@ function laneTops() {
 // height × devicePixelRatio², whatever the lanes' depth): a spacer below it gives the
 // box its full scroll height, and only the rows within the scroll position are drawn.
 const scroller = document.getElementById("timeline-scroll");
+let boxWidth = 1;  // the canvas's width in CSS pixels, as last sized (read once, not per bar)
 const spacer = document.getElementById("timeline-spacer");
 
 function resize() {
@@ -77,13 +78,14 @@ function resize() {
   const visible = Math.max(scroller.clientHeight, 100);
   canvas.style.height = visible + "px";
   spacer.style.height = Math.max(height - visible, 0) + "px";
-  canvas.width = Math.floor(canvas.clientWidth * ratio);
+  boxWidth = Math.max(canvas.clientWidth, 1);
+  canvas.width = Math.floor(boxWidth * ratio);
   canvas.height = Math.floor(visible * ratio);
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
 }
 
 function x(ns) {
-  return ((ns - state.since) / (state.until - state.since)) * canvas.clientWidth;
+  return ((ns - state.since) / (state.until - state.since)) * boxWidth;
 }
 
 function label(text, x0, width, y) {
@@ -124,16 +126,20 @@ function draw() {
     ctx.fillStyle = "#444";
     ctx.fillText(laneTitle(lane), 4, top + 12);
   }
+  ctx.fillStyle = "#d5d5d5";
   for (const [thread, depth, start, end, count, task] of state.blocks) {
     const top = tops.get(laneKey(thread, task));
     if (top === undefined) continue;
     const y = top + LANE_HEAD + depth * ROW;
     if (!onCanvas(y, ROW)) continue;
-    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
-    ctx.fillStyle = "#d5d5d5";
+    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), boxWidth);
     ctx.fillRect(x0, y, x1 - x0, ROW - 1);
-    ctx.fillStyle = "#555";
-    label(`${count.toLocaleString("en")} calls`, x0, x1 - x0, y);
+    // Labelled only where it shows: a window holds thousands of blocks a few pixels wide.
+    if (x1 - x0 >= 24) {
+      ctx.fillStyle = "#555";
+      label(`${count.toLocaleString("en")} calls`, x0, x1 - x0, y);
+      ctx.fillStyle = "#d5d5d5";
+    }
   }
   for (const call of state.calls) {
     const [thread, start, duration, depth, fn, , outcome, task] = call;
@@ -142,7 +148,7 @@ function draw() {
     const y = top + LANE_HEAD + depth * ROW;
     if (!onCanvas(y, ROW)) continue;
     const end = duration < 0 ? state.span : start + duration;
-    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
+    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), boxWidth);
     const faded = state.matches !== null && !state.matches.has(fn);
     ctx.fillStyle = colour(fn, faded);
     ctx.fillRect(x0, y, x1 - x0, ROW - 1);
@@ -417,7 +423,9 @@ function listen() {
   scroller.addEventListener("scroll", drawSoon);
   // The box changes height with the page's other parts (the status line, the panels).
   new ResizeObserver(() => {
-    if (Math.floor(canvas.height / (window.devicePixelRatio || 1)) !== scroller.clientHeight) {
+    const ratio = window.devicePixelRatio || 1;
+    if (Math.floor(canvas.height / ratio) !== scroller.clientHeight
+        || canvas.clientWidth !== boxWidth) {
       resize();
       draw();
     }
