@@ -507,6 +507,12 @@ def test_the_canvas_is_the_visible_box_and_lower_lanes_scroll_into_it(
             assert page.page.inner_text("#details-name") == "__main__.down"
             assert "lane-11" in page.page.inner_text("#details-facts")
             assert len(page.page.locator("#details-path li").all_inner_texts()) == target[2] + 1
+            # A call selected elsewhere (a search's step, a path's link) is scrolled to.
+            page.page.evaluate("scroller.scrollTop = 0")
+            until(page.page, f"{lowest}.length === 0")
+            page.page.evaluate(f"select(state.calls.find(c => c[0] === {last} && c[3] > 20)[5])")
+            until(page.page, "scroller.scrollTop > 0")
+            until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")
             assert page.errors == []
         finally:
             context.close()
