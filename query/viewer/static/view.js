@@ -69,8 +69,9 @@ function laneTops() {
 // height × devicePixelRatio², whatever the lanes' depth): a spacer below it gives the
 // box its full scroll height, and only the rows within the scroll position are drawn.
 const scroller = document.getElementById("timeline-scroll");
-let boxWidth = 1;  // the canvas's width in CSS pixels, as last sized (read once, not per bar)
 const spacer = document.getElementById("timeline-spacer");
+// The canvas's size in CSS pixels, as last sized: read once, not once a bar.
+let boxWidth = 1, boxHeight = 1;
 
 function resize() {
   const ratio = window.devicePixelRatio || 1;
@@ -79,6 +80,7 @@ function resize() {
   canvas.style.height = visible + "px";
   spacer.style.height = Math.max(height - visible, 0) + "px";
   boxWidth = Math.max(canvas.clientWidth, 1);
+  boxHeight = visible;
   canvas.width = Math.floor(boxWidth * ratio);
   canvas.height = Math.floor(visible * ratio);
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -105,7 +107,7 @@ function shownTops() {
 
 // Whether a row at y (canvas pixels) is within the canvas.
 function onCanvas(y, height) {
-  return y + height >= 0 && y <= canvas.clientHeight;
+  return y + height >= 0 && y <= boxHeight;
 }
 
 let drawPending = 0;
@@ -117,7 +119,7 @@ function drawSoon() {
 function draw() {
   if (drawPending) { cancelAnimationFrame(drawPending); drawPending = 0; }
   const tops = shownTops();
-  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  ctx.clearRect(0, 0, boxWidth, boxHeight);
   ctx.font = "11px system-ui, sans-serif";
   state.drawn = [];
   for (const lane of state.lanes) {
