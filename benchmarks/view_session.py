@@ -1,7 +1,7 @@
 """How ``scope view`` fares on a real pytest session of about a million calls.
 
     python benchmarks/view_session.py [--keep PATH] [--repeat R] [--width PX] [--browser]
-                                      [--project NAME]
+                                      [--project NAME] [--pytest-args ARGS]
 
 Records sqlparse's own test suite (a regex lexer and recursive grouping:
 540 tests, about 960,000 calls) with ``pytest --scope``: the project comes
@@ -13,6 +13,10 @@ chromium: first paint, steps, memory), and selecting a test from the test list:
 the server's list of tests and its answer for the longest test's window, and in
 chromium the click on that test's row until its window is drawn.  Targets as for
 10 million calls: first paint 1.5 s, a step 100 ms, memory 300 MB.
+
+``--pytest-args`` selects part of a suite (more arguments to its pytest, split at
+spaces: ``--ignore=tests/test_more.py``, ``-k recipes``), to record a session of
+a given size; ``--keep`` a path per selection, as a kept recording is reused.
 """
 
 from __future__ import annotations
@@ -55,9 +59,9 @@ PROJECT = "sqlparse"
 LABEL = "view-session"
 
 
-def record_session(path: str, project: str = PROJECT) -> int:
+def record_session(path: str, project: str = PROJECT, pytest_args: str = "") -> int:
     """Record a corpus project's suite (sqlparse's) under ``pytest --scope`` into
-    ``path``; its calls."""
+    ``path``, with ``pytest_args`` added to its pytest's (split at spaces); its calls."""
     shared = corpus_scripts()
     if shared is None:
         raise SystemExit("view_session.py: the corpus scripts (../shared/corpus) are not here")
@@ -71,7 +75,7 @@ def record_session(path: str, project: str = PROJECT) -> int:
                 "--label",
                 LABEL,
                 "--args",
-                "--scope --scope-db={out}/scope.duckdb",
+                " ".join(["--scope --scope-db={out}/scope.duckdb", pytest_args]).strip(),
                 project,
             ],
         ):
@@ -100,7 +104,7 @@ def stored_calls(path: str) -> int:
     return int(row[0]) if row else 0
 
 
-def session(path: str | None, project: str = PROJECT) -> tuple[str, bool]:
+def session(path: str | None, project: str = PROJECT, pytest_args: str = "") -> tuple[str, bool]:
     """The recording at ``path`` (recorded there if missing), or a temporary one;
     whether it is temporary."""
     target = path or os.path.join(tempfile.mkdtemp(), "session.duckdb")
@@ -108,7 +112,7 @@ def session(path: str | None, project: str = PROJECT) -> tuple[str, bool]:
         raise SystemExit(f"view_session.py: no folder for {target}")
     if not os.path.exists(target):
         began = time.perf_counter()
-        calls = record_session(target, project)
+        calls = record_session(target, project, pytest_args)
         print(f"recorded {calls:,} calls in {time.perf_counter() - began:.1f} s: {target}")
     return target, path is None
 
@@ -144,8 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", metavar="PATH", help="record (or reuse) the session here")
     parser.add_argument("--width", type=int, default=1500, help="the timeline's width in pixels")
     parser.add_argument("--browser", action="store_true", help="also measure the page in chromium")
+    parser.add_argument(
+        "--pytest-args",
+        default="",
+        metavar="ARGS",
+        help="more arguments to the suite's pytest, split at spaces (a part of the suite)",
+    )
     args = parser.parse_args(argv)
-    path, temporary = session(args.keep, args.project)
+    if any(quote in args.pytest_args for quote in "'\""):
+        parser.error("--pytest-args is split at spaces, without quoting: no quotes in it")
+    path, temporary = session(args.keep, args.project, args.pytest_args)
     with serving(path) as server:
         rows = measure(server, args.repeat, args.width)
         index, test = longest_test(server, args.repeat, rows)

@@ -439,3 +439,80 @@ def test_ten_million_calls_draw_whole_and_zoom(
             assert page.errors == []
         finally:
             context.close()
+
+
+DEEP_LANES = """
+import threading
+import time
+
+def down(n):
+    if n == 0:
+        time.sleep(0.02)  # each lane's calls a twelfth of the run: wide enough to draw
+        return 0
+    return down(n - 1) + 1
+
+def work():
+    down(40)
+
+threads = [threading.Thread(target=work, name=f"lane-{i}") for i in range(12)]
+for thread in threads:
+    thread.start()
+    thread.join()
+"""
+
+#: the canvas's backing store, and the largest the visible box allows
+CANVAS_AND_BOX = """(() => {
+    const ratio = window.devicePixelRatio || 1;
+    const box = document.getElementById("timeline-scroll");
+    return [canvas.width * canvas.height,
+            Math.ceil(box.clientWidth * ratio) * Math.ceil(box.clientHeight * ratio),
+            box.scrollHeight];
+})()"""
+
+
+def test_the_canvas_is_the_visible_box_and_lower_lanes_scroll_into_it(
+    browser: Any, tmp_path: Path
+) -> None:
+    # Twelve lanes 41 calls deep: some 8,000 pixels of rows, in a box of a few hundred.
+    with (
+        Recording(str(record(tmp_path, DEEP_LANES))) as recording,
+        serving(recording) as running,
+    ):
+        context = browser.new_context(viewport={"width": 1200, "height": 700})
+        page = Watched(context.new_page())
+        try:
+            page.page.goto(running.url)
+            until(page.page, "Number(document.body.dataset.loaded || 0) > 0")
+            pixels, box, scrolled = page.page.evaluate(CANVAS_AND_BOX)
+            assert scrolled > 12 * 41 * 16  # every lane at full depth can be scrolled to
+            assert pixels <= box
+            last = page.page.evaluate("state.lanes[state.lanes.length - 1].thread")
+            lowest = f"state.drawn.filter(d => d[4][0] === {last} && d[2] - d[0] > 4)"
+            assert page.page.evaluate(f"{lowest}.length") == 0  # below the box at first
+            page.page.evaluate("document.getElementById('timeline-scroll').scrollTop = 1e9")
+            until(page.page, f"{lowest}.length > 0")
+            pixels, box, _ = page.page.evaluate(CANVAS_AND_BOX)
+            assert pixels <= box
+            target = page.page.evaluate(
+                f"""(() => {{
+                    const d = {lowest}.sort((a, b) => b[4][3] - a[4][3])[0];
+                    return [(d[0] + d[2]) / 2, (d[1] + d[3]) / 2, d[4][3]];
+                }})()"""
+            )
+            assert target[2] > 20  # deep in the lowest lane
+            canvas = page.page.locator("#timeline").bounding_box()
+            page.page.mouse.click(canvas["x"] + target[0], canvas["y"] + target[1])
+            page.page.wait_for_selector("#details:not([hidden])")
+            until(page.page, "document.querySelector('#details-path li') !== null")
+            assert page.page.inner_text("#details-name") == "__main__.down"
+            assert "lane-11" in page.page.inner_text("#details-facts")
+            assert len(page.page.locator("#details-path li").all_inner_texts()) == target[2] + 1
+            # A call selected elsewhere (a search's step, a path's link) is scrolled to.
+            page.page.evaluate("scroller.scrollTop = 0")
+            until(page.page, f"{lowest}.length === 0")
+            page.page.evaluate(f"select(state.calls.find(c => c[0] === {last} && c[3] > 20)[5])")
+            until(page.page, "scroller.scrollTop > 0")
+            until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")
+            assert page.errors == []
+        finally:
+            context.close()

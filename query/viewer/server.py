@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -347,19 +347,20 @@ class ViewServer:
         span = self.frame()
         # Zoomed out (a pixel no finer than the overview's buckets): merged from it.
         zoomed_out = self.overview() if pixel >= span.span_ns // windows.OVERVIEW_BUCKETS else None
-        answer = asdict(
-            windows.window(
-                self.rec.con,
-                self.run,
-                since,
-                until,
-                pixel,
-                span,
-                zoomed_out,
-                self.tasks(),
-                self.gaps(),
-            )
+        found = windows.window(
+            self.rec.con,
+            self.run,
+            since,
+            until,
+            pixel,
+            span,
+            zoomed_out,
+            self.tasks(),
+            self.gaps(),
         )
+        # Its fields as they are: the lists are the answer's own (``asdict`` would copy
+        # every row, as long as the window's query on a session of many blocks).
+        answer = {f.name: getattr(found, f.name) for f in fields(found)}
         for call in answer["calls"]:
             call[5] = _page_id(call[5])
         for gap in answer["gaps"]:

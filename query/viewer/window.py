@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 from scope.query.ids import PROCESS_SHIFT, THREAD_SHIFT
 from scope.query.viewer.tasks import Tasks
 
@@ -134,6 +135,8 @@ class Overview:
     #: the calls at least a bucket long, as ``Window.calls`` lists them, longest first
     #: (None: more than MAX_LONG, so windows ask DuckDB)
     long_calls: list[tuple[object, ...]] | None
+    #: ``buckets`` as an int64 table (a task lane of None as -1): windows merge it whole
+    table: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), dtype=np.int64))
 
 
 def overview(
@@ -160,7 +163,21 @@ def overview(
             ORDER BY {_END} - start_ns DESC LIMIT {MAX_LONG + 1}""",
         {**params, **task_params},
     ).fetchall()
-    return Overview(bucket, rows, long_calls if len(long_calls) <= MAX_LONG else None)
+    return Overview(
+        bucket,
+        rows,
+        long_calls if len(long_calls) <= MAX_LONG else None,
+        _as_table(rows),
+    )
+
+
+def _as_table(blocks: list[Block]) -> np.ndarray:
+    """Blocks as an int64 table of their six columns, a task lane of None as -1."""
+    table = np.array(
+        [(t, d, s, e, c, -1 if k is None else k) for t, d, s, e, c, k in blocks],
+        dtype=np.int64,
+    )
+    return table.reshape(-1, 6)
 
 
 def window(
@@ -301,22 +318,56 @@ def _regrouped(
     until: int,
     pixel: int,
 ) -> list[list[int | None]]:
-    """The overview's buckets in the window, with ``more`` blocks, merged per pixel."""
-    kept = [b for b in zoomed_out.buckets if b[2] < until and b[3] > since]
-    merged: dict[tuple[int, int, int, int], list[int]] = {}
-    for thread, depth, start, end, count, task in [*kept, *more]:
-        # -1: the thread's own lane (tasks are numbered from 0)
-        key = (thread, -1 if task is None else task, depth, (start - since) // pixel)
-        block = merged.get(key)
-        if block is None:
-            merged[key] = [thread, depth, start, end, count, key[1]]
-        else:
-            block[2], block[3] = min(block[2], start), max(block[3], end)
-            block[4] += count
-    ordered = sorted(merged.values(), key=lambda b: (b[0], b[5], b[1], b[2]))
-    return _coalesced(
-        [(b[0], b[1], b[2], b[3], b[4], None if b[5] < 0 else b[5]) for b in ordered], pixel
+    """The overview's buckets in the window, with ``more`` blocks, merged per pixel and
+    then as ``_coalesced`` merges them: in numpy, as an overview holds tens of thousands
+    of buckets on a run of many tasks."""
+    table = zoomed_out.table
+    table = table[(table[:, 2] < until) & (table[:, 3] > since)]
+    if more:
+        table = np.concatenate([table, _as_table(more)])
+    if not len(table):
+        return []
+    thread, depth, start, end, count, task = table.T
+    column = (start - since) // pixel
+    order = np.lexsort((column, depth, task, thread))
+    thread, depth, start, end, count, task, column = (
+        a[order] for a in (thread, depth, start, end, count, task, column)
     )
+    lane_changes = np.empty(len(order), dtype=bool)
+    lane_changes[0] = True
+    lane_changes[1:] = (
+        (thread[1:] != thread[:-1]) | (task[1:] != task[:-1]) | (depth[1:] != depth[:-1])
+    )
+    # One block per lane, depth and pixel.
+    firsts = np.flatnonzero(lane_changes | np.r_[True, column[1:] != column[:-1]])
+    thread, depth, task = thread[firsts], depth[firsts], task[firsts]
+    start = np.minimum.reduceat(start, firsts)
+    end = np.maximum.reduceat(end, firsts)
+    count = np.add.reduceat(count, firsts)
+    lanes = np.cumsum(lane_changes[firsts]) - 1
+    # Blocks of a lane and depth less than a pixel apart as one: a block begins a new
+    # one where it starts a pixel or more after every earlier block of its lane ended
+    # (sorted by start, those ends' maximum is the end of the block being grown).
+    # Each lane's times are shifted past the previous lane's, so one running maximum
+    # serves every lane.
+    base = min(int(start.min()), 0)
+    shift = lanes * (int(end.max()) - base + 1) - base
+    reach = np.maximum.accumulate(end + shift)
+    begins = np.empty(len(firsts), dtype=bool)
+    begins[0] = True
+    begins[1:] = (lanes[1:] != lanes[:-1]) | (start[1:] + shift[1:] - reach[:-1] >= pixel)
+    heads = np.flatnonzero(begins)
+    merged: list[list[int]] = np.column_stack(
+        (
+            thread[heads],
+            depth[heads],
+            start[heads],
+            np.maximum.reduceat(end, heads),
+            np.add.reduceat(count, heads),
+            task[heads],
+        )
+    ).tolist()
+    return [[*block[:5], block[5] if block[5] >= 0 else None] for block in merged]
 
 
 def _from_overview(

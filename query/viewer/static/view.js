@@ -15,6 +15,7 @@ const state = {
   drawn: [],              // [x0, y0, x1, y1, call] for clicks
   matches: null,          // Set of function ids, or null without a search
   selected: null,
+  reveal: null,           // a call selected before its window came: scrolled to once it does
   lastMatch: null,        // where the last match stepped to began, for the next step
   request: 0,
 };
@@ -64,19 +65,29 @@ function laneTops() {
   return [tops, y];
 }
 
+// The canvas is only as big as the box shows (its backing store is width × visible
+// height × devicePixelRatio², whatever the lanes' depth): a spacer below it gives the
+// box its full scroll height, and only the rows within the scroll position are drawn.
+const scroller = document.getElementById("timeline-scroll");
+const spacer = document.getElementById("timeline-spacer");
+// The canvas's size in CSS pixels, as last sized: read once, not once a bar.
+let boxWidth = 1, boxHeight = 1;
+
 function resize() {
   const ratio = window.devicePixelRatio || 1;
   const [, height] = laneTops();
-  const box = canvas.parentElement.getBoundingClientRect();
-  const cssHeight = Math.max(height, box.height - 4, 100);
-  canvas.style.height = cssHeight + "px";
-  canvas.width = Math.floor(canvas.clientWidth * ratio);
-  canvas.height = Math.floor(cssHeight * ratio);
+  const visible = Math.max(scroller.clientHeight, 100);
+  canvas.style.height = visible + "px";
+  spacer.style.height = Math.max(height - visible, 0) + "px";
+  boxWidth = Math.max(canvas.clientWidth, 1);
+  boxHeight = visible;
+  canvas.width = Math.floor(boxWidth * ratio);
+  canvas.height = Math.floor(visible * ratio);
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
 }
 
 function x(ns) {
-  return ((ns - state.since) / (state.until - state.since)) * canvas.clientWidth;
+  return ((ns - state.since) / (state.until - state.since)) * boxWidth;
 }
 
 function label(text, x0, width, y) {
@@ -86,33 +97,60 @@ function label(text, x0, width, y) {
   ctx.fillText(shown, x0 + 3, y + 12);
 }
 
-function draw() {
+// Lanes' tops as drawn: shifted up by the vertical scroll position.
+function shownTops() {
   const [tops] = laneTops();
-  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  const scrolled = scroller.scrollTop;
+  for (const [key, top] of tops) tops.set(key, top - scrolled);
+  return tops;
+}
+
+// Whether a row at y (canvas pixels) is within the canvas.
+function onCanvas(y, height) {
+  return y + height >= 0 && y <= boxHeight;
+}
+
+let drawPending = 0;
+// A draw at the next frame: many events in one frame draw once.
+function drawSoon() {
+  if (!drawPending) drawPending = requestAnimationFrame(() => { drawPending = 0; draw(); });
+}
+
+function draw() {
+  if (drawPending) { cancelAnimationFrame(drawPending); drawPending = 0; }
+  const tops = shownTops();
+  ctx.clearRect(0, 0, boxWidth, boxHeight);
   ctx.font = "11px system-ui, sans-serif";
   state.drawn = [];
   for (const lane of state.lanes) {
     const top = tops.get(laneKey(lane.thread, lane.task));
+    if (!onCanvas(top, LANE_HEAD)) continue;
     ctx.fillStyle = "#444";
     ctx.fillText(laneTitle(lane), 4, top + 12);
   }
+  ctx.fillStyle = "#d5d5d5";
   for (const [thread, depth, start, end, count, task] of state.blocks) {
     const top = tops.get(laneKey(thread, task));
     if (top === undefined) continue;
-    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
     const y = top + LANE_HEAD + depth * ROW;
-    ctx.fillStyle = "#d5d5d5";
+    if (!onCanvas(y, ROW)) continue;
+    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), boxWidth);
     ctx.fillRect(x0, y, x1 - x0, ROW - 1);
-    ctx.fillStyle = "#555";
-    label(`${count.toLocaleString("en")} calls`, x0, x1 - x0, y);
+    // Labelled only where it shows: a window holds thousands of blocks a few pixels wide.
+    if (x1 - x0 >= 24) {
+      ctx.fillStyle = "#555";
+      label(`${count.toLocaleString("en")} calls`, x0, x1 - x0, y);
+      ctx.fillStyle = "#d5d5d5";
+    }
   }
   for (const call of state.calls) {
     const [thread, start, duration, depth, fn, , outcome, task] = call;
     const top = tops.get(laneKey(thread, task));
     if (top === undefined) continue;
-    const end = duration < 0 ? state.span : start + duration;
-    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), canvas.clientWidth);
     const y = top + LANE_HEAD + depth * ROW;
+    if (!onCanvas(y, ROW)) continue;
+    const end = duration < 0 ? state.span : start + duration;
+    const x0 = Math.max(x(start), 0), x1 = Math.min(Math.max(x(end), x0 + 1), boxWidth);
     const faded = state.matches !== null && !state.matches.has(fn);
     ctx.fillStyle = colour(fn, faded);
     ctx.fillRect(x0, y, x1 - x0, ROW - 1);
@@ -171,7 +209,7 @@ function show(since, until) {
   since = Math.max(0, Math.min(since, state.span - length));
   state.since = since;
   state.until = since + length;
-  draw();  // at once, with what is known; the window's answer follows
+  drawSoon();  // at the next frame, with what is known; the window's answer follows
   clearTimeout(loadTimer);
   loadTimer = setTimeout(load, 30);
 }
@@ -197,6 +235,7 @@ async function load() {
   for (const [thread, , , depth, , , , task] of state.calls) seen(laneKey(thread, task), depth);
   for (const [thread, depth, , , , task] of state.blocks) seen(laneKey(thread, task), depth);
   if (grew) resize();
+  if (state.reveal !== null && reveal(state.reveal)) state.reveal = null;
   draw();
   document.body.dataset.loaded = String(request);
   windowChanged();
@@ -234,8 +273,24 @@ function fact(list, name, value, cls) {
   list.append(dt, dd);
 }
 
+// Scroll the call's row into view, if the window holds it: a call searched for, or a
+// step of a path, may be on a lane below the box.
+function reveal(id) {
+  const call = state.calls.find((c) => c[5] === id);
+  if (!call) return false;
+  const [tops] = laneTops();
+  const top = tops.get(laneKey(call[0], call[7]));
+  if (top === undefined) return false;
+  const y = top + LANE_HEAD + call[3] * ROW;
+  if (y < scroller.scrollTop || y + ROW > scroller.scrollTop + scroller.clientHeight) {
+    scroller.scrollTop = Math.max(y - scroller.clientHeight / 3, 0);
+  }
+  return true;
+}
+
 async function select(id) {
   state.selected = id;
+  state.reveal = reveal(id) ? null : id;
   draw();
   const call = await ask(`call?id=${encodeURIComponent(id)}`);
   $("details").hidden = false;
@@ -367,6 +422,16 @@ function listen() {
   $("search-form").addEventListener("submit", (event) => event.preventDefault());
   $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 150); });
   window.addEventListener("resize", () => { resize(); show(state.since, state.until); });
+  scroller.addEventListener("scroll", drawSoon);
+  // The box changes height with the page's other parts (the status line, the panels).
+  new ResizeObserver(() => {
+    const ratio = window.devicePixelRatio || 1;
+    if (Math.floor(canvas.height / ratio) !== scroller.clientHeight
+        || canvas.clientWidth !== boxWidth) {
+      resize();
+      draw();
+    }
+  }).observe(scroller);
 }
 
 function row(table, cells, call) {
