@@ -314,9 +314,16 @@ def test_the_mover_keeps_a_slow_drainers_rings_from_filling():
         try:
 
             def produce(_: int) -> None:
-                for start in range(0, 20_000, 100):
-                    produce_pairs(100, 1 + start)
-                    time.sleep(0.002)  # a ring fills only if the mover sleeps 20 ms
+                # The mover takes a ring's records once it is a quarter full (256):
+                # each batch of 400 is written only after it did, so a ring that
+                # the mover keeps from filling never holds more than 655 of 1024.
+                # Paced by the mover, not by sleeps: on a loaded machine the mover
+                # can be descheduled for longer than any sleep here.
+                deadline = time.monotonic() + 60  # without a mover: fails in a minute
+                for start in range(0, 20_000, 400):
+                    produce_pairs(400, 1 + start)
+                    while native.stats().pending >= 256 and time.monotonic() < deadline:
+                        time.sleep(0.0005)
 
             in_threads(produce)
         finally:
