@@ -122,7 +122,9 @@ def fitted_table(
     room = width - frame - fixed - TEXT_MIN * texts
     fitted = _name_widths(
         [natural[i] for i in names],
-        [min(natural[i], max(NAME_MIN, len(columns[i].header))) for i in names],
+        # a name's header gives way too (rich ends it with an ellipsis): else a
+        # table that cannot fit is squeezed by rich, which drops a column's cells
+        [min(natural[i], NAME_MIN) for i in names],
         room,
     )
     name_width = dict(zip(names, fitted, strict=True))
