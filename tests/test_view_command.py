@@ -148,7 +148,9 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
         try:
             run = ask_run(url)
             deadline = time.monotonic() + 60
-            while not run["functions"] and time.monotonic() < deadline:  # nothing stored yet
+            # Until its functions and calls are stored (a batch's functions can be
+            # stored a moment before its calls).
+            while not (run["functions"] and run["lanes"]) and time.monotonic() < deadline:
                 time.sleep(0.2)
                 run = ask_run(url)
             assert run["live"] is True
