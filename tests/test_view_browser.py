@@ -409,15 +409,19 @@ def test_a_step_of_the_path_clicked_is_the_call_outlined(page: Watched) -> None:
     until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")
 
 
-@pytest.mark.slow
-def test_ten_million_calls_draw_whole_and_zoom(
-    browser: Any, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    # query_speed.py's recording: a root, 100 batches of 100,000 calls, a deep recursion.
+@pytest.fixture(scope="session")
+def ten_million(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
+    """query_speed.py's recording (a root, 100 batches of 100,000 calls, a recursion
+    1,000 calls deep), built once a session: its path and how many calls it holds."""
     from benchmarks.query_speed import BATCH, build
 
     path = str(tmp_path_factory.mktemp("ten-million") / "ten-million.duckdb")
-    calls = build(path, 10_000_000 // BATCH)
+    return path, build(path, 10_000_000 // BATCH)
+
+
+@pytest.mark.slow
+def test_ten_million_calls_draw_whole_and_zoom(browser: Any, ten_million: tuple[str, int]) -> None:
+    path, calls = ten_million
     with Recording(path) as recording, serving(recording) as running:
         context = browser.new_context(viewport={"width": 1500, "height": 800})
         page = Watched(context.new_page())

@@ -23,6 +23,7 @@ browser = browsing.browser
 recording = browsing.recording
 server = browsing.server
 page = browsing.page
+ten_million = browsing.ten_million
 
 
 def open_flame(page: Watched) -> None:
@@ -185,14 +186,10 @@ def test_a_calls_children_are_paged_and_its_subtree_is_a_flame_graph(
 
 @pytest.mark.slow
 def test_ten_million_calls_have_a_bounded_flame_graph(
-    browser: Any, tmp_path_factory: pytest.TempPathFactory
+    browser: Any, ten_million: tuple[str, int]
 ) -> None:
-    # query_speed.py's recording: a root, 100 batches of 100,000 calls, a recursion
-    # 1,000 calls deep (deeper than the graph follows).
-    from benchmarks.query_speed import BATCH, build
-
-    path = str(tmp_path_factory.mktemp("ten-million-flame") / "ten-million.duckdb")
-    calls = build(path, 10_000_000 // BATCH)
+    # Its recursion is 1,000 calls deep: deeper than the graph follows.
+    path, calls = ten_million
     with Recording(path) as recording, serving(recording) as running:
         context = browser.new_context(viewport={"width": 1500, "height": 800})
         page = Watched(context.new_page())
