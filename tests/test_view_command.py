@@ -40,7 +40,11 @@ def start_view(project: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     assert process.stdout is not None
     line = process.stdout.readline()
     found = re.search(r"http://127\.0\.0\.1:\d+/[\w-]+/", line)
-    assert found, (line, process.stderr.read() if process.poll() is not None else "")
+    if not found:
+        # An empty line is its stdout closing: it is ending, and says why on stderr.
+        process.kill()
+        _, err = process.communicate(timeout=30)
+        raise AssertionError(f"scope view printed {line!r}, and on stderr: {err}")
     return process, found.group(0)
 
 
@@ -128,6 +132,12 @@ while not pathlib.Path("stop").exists():
 """
 
 
+def run_listed(scope) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``scope runs`` lists a run yet."""
+    runs = scope("runs", "--json")
+    return runs.returncode == 0 and bool(json.loads(runs.stdout))
+
+
 def ask_run(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url + "api/run", timeout=30) as answer:
         return json.load(answer)  # type: ignore[no-any-return]
@@ -139,6 +149,10 @@ def test_view_follows_a_run_being_recorded(project, write, scope) -> None:  # ty
         [sys.executable, "-m", "scope", "run", "app.py"], cwd=project, env=clean_env()
     )
     try:
+        # A page asked for before the run has begun says there is no recording yet.
+        deadline = time.monotonic() + 60
+        while not run_listed(scope) and time.monotonic() < deadline:
+            time.sleep(0.1)
         process, url = start_view(project)
     except BaseException:
         (project / "stop").write_text("")
