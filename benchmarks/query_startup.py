@@ -8,7 +8,9 @@ taking turns so that a busy moment of a shared machine spreads over all of
 them, and prints the median and the fastest wall time of each.  The rows to
 compare: ``scope --help`` against ``python -c pass`` (targets: 100 ms), and
 ``scope top`` against ``import duckdb`` and the engine alone (target: 150 ms; a
-query cannot start faster than Python, DuckDB's engine and opening the file).
+query cannot start faster than Python, DuckDB's engine and opening the file),
+and against itself with the recording opened in turn rather than ahead, on a
+thread while the command loads (``scope.storage.ahead``).
 
 Python writes bytecode caches here, as an installed scope has them: without
 them each start would compile scope's modules again.
@@ -47,6 +49,15 @@ COMMANDS = [
     ),
     ("scope --help", [PYTHON, "-m", "scope", "--help"]),
     ("scope top", [PYTHON, "-m", "scope", "top"]),
+    (
+        "scope top, the file not opened ahead",
+        [
+            PYTHON,
+            "-c",
+            "from scope.storage import ahead; ahead.start = lambda path: None; "
+            "from scope.launch import main; main(['top'])",
+        ],
+    ),
     ("scope top --json", [PYTHON, "-m", "scope", "top", "--json"]),
     ("scope runs", [PYTHON, "-m", "scope", "runs"]),
 ]

@@ -68,6 +68,9 @@ def _open(
     while True:
         remote = None if writable_folder else _service_connection(path)
         if remote is not None:
+            from scope.storage import ahead
+
+            ahead.discard()  # a file opened ahead would keep the service from writing it
             # It has the part of a connection the queries use (see scope.query.remote).
             return cast("duckdb.DuckDBPyConnection", remote)
         from scope.storage.database import open_for_reading
@@ -177,6 +180,9 @@ class Recording:
         self.con: duckdb.DuckDBPyConnection = _open(path, settings, writable_folder)
         #: run -> why it recorded no calls, for each such run a query has read
         self.why_empty: dict[int, str] = {}
+        #: runs found to exist and to have ended (noted in ``why_empty`` if empty):
+        #: a command resolves its run in each question it asks, and asks it once
+        self._settled_runs: set[int] = set()
 
     def __enter__(self) -> Recording:
         return self
@@ -258,11 +264,14 @@ class Recording:
             if row is None or row[0] is None:
                 raise QueryError(f"{self.path} holds no runs yet")
             run = int(row[0])
+        elif run in self._settled_runs:
+            return run
         else:
             row = self.con.execute("SELECT count(*) FROM run WHERE id = ?", [run]).fetchone()
             if not row or row[0] == 0:
                 raise QueryError(f"no run {run} in {self.path} (see 'scope runs')")
-        self._note_if_empty(run)
+        if run not in self._settled_runs and self._note_if_empty(run):
+            self._settled_runs.add(run)
         return run
 
     def records_values(self, run: int | None = None) -> bool:
@@ -274,17 +283,20 @@ class Recording:
         ).fetchone()
         return bool(row and row[0])
 
-    def _note_if_empty(self, run: int) -> None:
+    def _note_if_empty(self, run: int) -> bool:
         """Remember why run ``run`` recorded no calls, if it is over and recorded none:
-        no recorded function ran, or no module with one was recorded at all."""
+        no recorded function ran, or no module with one was recorded at all.  Whether
+        it is over (a run still recording is asked again)."""
         row = self.con.execute(
             """SELECT coalesce(calls_stored, 0) + coalesce(calls_unfinished, 0)
                       + coalesce(calls_summed, 0)
                FROM run WHERE id = ? AND ended_at IS NOT NULL""",
             [run],
         ).fetchone()
-        if row is None or row[0] != 0:
-            return
+        if row is None:
+            return False
+        if row[0] != 0:
+            return True
         recorded = self.con.execute(
             """SELECT DISTINCT CASE WHEN module IN ('__main__', '__mp_main__')
                                     THEN regexp_extract(file, '[^/]*$') ELSE module END
@@ -301,6 +313,7 @@ class Recording:
                 "record with --include or --only (scope plan shows why a module is left out)"
             )
         self.why_empty[run] = f"run {run} recorded no calls: {reason}"
+        return True
 
     def function_stats(
         self,

@@ -176,11 +176,44 @@ def fail(exc: ScopeError) -> NoReturn:
     sys.exit(1)
 
 
+#: commands that read one recording and write nothing: the launcher opens it ahead
+READING_COMMANDS = frozenset(
+    {"calls", "diff", "exceptions", "history", "path", "runs", "sql", "status", "test", "tests"}
+    | {"top", "tree"}
+)
+
+
+def open_ahead(words: Sequence[str]) -> None:
+    """Start opening the recording a reading command will read, on a thread, so that
+    DuckDB opens it while the command line loads (``scope.storage.ahead``): the file
+    ``--db`` names, or the configured one.  Anything amiss is left for the command."""
+    if not words or words[0] not in READING_COMMANDS or "-h" in words or "--help" in words:
+        return
+    db = None
+    for i, word in enumerate(words):
+        if word == "--db":
+            if i + 1 == len(words):
+                return
+            db = words[i + 1]
+        elif word.startswith("--db="):
+            db = word[len("--db=") :]
+    from scope.config import load_config
+
+    try:
+        path = load_config(overrides={"db": db}).db
+    except ScopeError:
+        return
+    from scope.storage import ahead
+
+    ahead.start(path)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``scope`` command and of ``python -m scope``."""
     words = list(sys.argv[1:] if argv is None else argv)
     request = read_run(words[1:]) if words[:1] == ["run"] else None
     if request is None:
+        open_ahead(words)
         from scope.cli import main as click_main
 
         click_main(words)

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 
-from scope.storage.engine import duckdb
+from scope.storage.engine import NO_EXTENSIONS, duckdb
 from scope.storage.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -59,13 +59,7 @@ def _describe(exc: BaseException) -> str:
 WRITER_THREADS = 1
 #: bytes per block of a recording scope creates (DuckDB's ``default_block_size``)
 BLOCK_SIZE = 64 * 1024
-#: every DuckDB scope starts loads no extension by itself, nor downloads one: a
-#: SQLite file given as ``--db`` would otherwise fetch ``sqlite_scanner``, and a
-#: query could ``INSTALL`` anything.  Scope needs none (Parquet is built in).
-NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {
-    "autoload_known_extensions": False,
-    "autoinstall_known_extensions": False,
-}
+#: how scope opens a recording to write it (loading no extension: NO_EXTENSIONS)
 WRITER_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     **NO_EXTENSIONS,
     "threads": WRITER_THREADS,
@@ -131,9 +125,14 @@ def duckdb_path(path: str) -> str:
 
 
 def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    path = duckdb_path(path)
     if read_only:
-        return duckdb.connect(path, read_only=True, config=dict(NO_EXTENSIONS))
+        from scope.storage import ahead
+
+        opened = ahead.take(path)  # opened as below, while the command loaded
+        if opened is not None:
+            return opened
+        return duckdb.connect(duckdb_path(path), read_only=True, config=dict(NO_EXTENSIONS))
+    path = duckdb_path(path)
     try:
         return duckdb.connect(path, config=dict(WRITER_CONFIG))
     except duckdb.InvalidInputException as exc:

@@ -25,4 +25,12 @@ else:
     except ImportError:  # DuckDB 1: the engine is duckdb.duckdb, loaded by the package
         import duckdb
 
-__all__ = ["duckdb"]
+#: every DuckDB scope starts loads no extension by itself, nor downloads one: a
+#: SQLite file given as ``--db`` would otherwise fetch ``sqlite_scanner``, and a
+#: query could ``INSTALL`` anything.  Scope needs none (Parquet is built in).
+NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+}
+
+__all__ = ["NO_EXTENSIONS", "duckdb"]

@@ -1,0 +1,199 @@
+"""Opening the recording ahead (``scope.storage.ahead``, ``scope.launch.open_ahead``).
+
+A reading command starts opening its recording on a thread before it loads the
+rest of itself.  What it prints must be what it printed without that; the
+connection must be the one the command then uses; and a connection nobody takes
+must let go of the file, since a read-only connection keeps every writer out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from scope.storage import ahead
+
+from scope.launch import READING_COMMANDS, open_ahead
+
+from .conftest import clean_env, run, wait_for_service_to_leave
+from .test_query_startup import APP, QUERIES, TESTS
+
+#: runs the command line in argv as ``scope`` does, with opening ahead on or off
+#: (argv[1]), and notes at exit whether the command took a connection opened ahead
+#: (in the file SCOPE_TEST_AHEAD names)
+NOTED = """
+import atexit, json, os, sys
+from scope.storage import ahead
+
+taken = []
+if sys.argv[1] == "off":
+    ahead.start = lambda path: None
+original = ahead.take
+
+def take(path):
+    con = original(path)
+    taken.append(con is not None)
+    return con
+
+ahead.take = take
+atexit.register(lambda: open(os.environ["SCOPE_TEST_AHEAD"], "w").write(json.dumps(taken)))
+from scope.launch import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with a recorded run (args level) and a recorded pytest session."""
+    project = tmp_path_factory.mktemp("ahead")
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    (project / "app.py").write_text(APP)
+    (project / "test_app.py").write_text(TESTS)
+    recorded = run([sys.executable, "-m", "scope", "run", "--level", "args", "app.py"], project)
+    assert recorded.returncode == 0, recorded.stderr
+    tested = run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--scope", "test_app.py"],
+        project,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    wait_for_service_to_leave(project)
+    return project
+
+
+def scope_noting(project: Path, switch: str, args: list[str]) -> tuple[str, str, list[bool]]:
+    """``scope ARGS`` with opening ahead ``on`` or ``off``: its output, and what each
+    opening of the recording took from ahead (True: a connection opened ahead)."""
+    noted = project / "ahead.json"
+    noted.unlink(missing_ok=True)
+    result = run(
+        [sys.executable, "-c", NOTED, switch, *args],
+        project,
+        env=clean_env({"SCOPE_TEST_AHEAD": str(noted)}),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, result.stderr, json.loads(noted.read_text())
+
+
+def writable(path: Path) -> bool:
+    """Whether another process can open ``path`` for writing now (no one holds it)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("command", sorted(READING_COMMANDS))
+def test_a_reading_command_answers_the_same_from_the_file_opened_ahead(
+    recording: Path, command: str
+) -> None:
+    args = QUERIES[command]
+    with_ahead, with_ahead_err, taken = scope_noting(recording, "on", args)
+    without, without_err, not_taken = scope_noting(recording, "off", args)
+    assert (with_ahead, with_ahead_err) == (without, without_err)
+    assert taken[:1] == [True] and not any(not_taken)
+
+
+def test_every_reading_command_is_a_query() -> None:
+    # Only a command that reads one recording and writes nothing may be opened ahead.
+    assert set(QUERIES) - {"export", "view"} >= READING_COMMANDS
+
+
+def test_help_opens_nothing(recording: Path) -> None:
+    _, _, taken = scope_noting(recording, "on", ["top", "--help"])
+    assert taken == []
+    open_ahead(["top", "-h"])
+    assert ahead.take(str(recording / ".scope" / "scope.duckdb")) is None
+
+
+@pytest.mark.parametrize("form", ["separate", "joined"])
+def test_the_file_db_names_is_opened_ahead(recording: Path, tmp_path: Path, form: str) -> None:
+    elsewhere = tmp_path / "copy.duckdb"
+    elsewhere.write_bytes((recording / ".scope" / "scope.duckdb").read_bytes())
+    words = ["--db", str(elsewhere)] if form == "separate" else [f"--db={elsewhere}"]
+    open_ahead(["top", *words])
+    con = ahead.take(str(elsewhere))
+    assert con is not None
+    try:
+        assert con.execute("SELECT count(*) FROM run").fetchone() == (2,)
+    finally:
+        con.close()
+
+
+def test_db_without_a_value_opens_nothing(recording: Path) -> None:
+    open_ahead(["top", "--db"])
+    assert ahead.take(str(recording / ".scope" / "scope.duckdb")) is None
+
+
+def test_a_connection_to_another_file_is_closed_when_taken(recording: Path) -> None:
+    path = recording / ".scope" / "scope.duckdb"
+    ahead.start(str(path))
+    assert ahead.take(str(path) + ".other") is None
+    assert writable(path)
+
+
+def test_a_connection_nobody_takes_lets_go_of_the_file(recording: Path) -> None:
+    path = recording / ".scope" / "scope.duckdb"
+    ahead.start(str(path))
+    ahead.discard()
+    assert writable(path)
+    assert ahead.take(str(path)) is None
+
+
+def test_a_command_that_fails_lets_go_at_exit(recording: Path) -> None:
+    # The recording was opened ahead; the command then refuses its arguments.
+    refused = run([sys.executable, "-m", "scope", "top", "--by", "nothing"], recording)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert writable(recording / ".scope" / "scope.duckdb")
+
+
+def after_at_most(seconds: float, work: object) -> bool:
+    """Whether ``work()`` returned within ``seconds`` (a thread left blocked otherwise)."""
+    done = threading.Event()
+
+    def body() -> None:
+        work()  # type: ignore[operator]
+        done.set()
+
+    threading.Thread(target=body, daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_nothing_but_a_regular_file_is_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.duckdb"
+    os.mkfifo(fifo)
+    # Opening a fifo blocks until a writer comes: none ever does here.
+    assert after_at_most(30, lambda: ahead.start(str(fifo)))
+    assert after_at_most(30, lambda: ahead.take(str(fifo)) is None)
+    ahead.start(str(tmp_path))
+    assert ahead.take(str(tmp_path)) is None
+    ahead.start(str(tmp_path / "missing.duckdb"))
+    assert ahead.take(str(tmp_path / "missing.duckdb")) is None
+
+
+def test_a_name_duckdb_cannot_take_is_left_to_the_command(tmp_path: Path) -> None:
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/r\xff.duckdb")
+    Path(name).write_bytes(b"")
+    ahead.start(name)
+    assert ahead.take(name) is None
+
+
+def test_a_file_a_recording_service_answers_for_is_not_opened(recording: Path) -> None:
+    from scope import live
+
+    path = str(recording / ".scope" / "scope.duckdb")
+    socket = Path(live.service_socket(path))
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    socket.write_text("")  # where the service would listen: its query goes there
+    try:
+        ahead.start(path)
+        assert ahead.take(path) is None
+    finally:
+        socket.unlink()
