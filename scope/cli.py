@@ -1153,13 +1153,16 @@ def top(
       scope top --by self --limit 10
       scope top --function parse --json
     """
+    # Loaded while DuckDB may still be opening the recording (scope.storage.ahead).
+    import scope.query.results.runs  # noqa: F401
+    from scope.query import plain
+
     with _recording(db) as recording:
         resolved = recording.resolve_run(run_id)
         stats = recording.function_stats(resolved, function=function, limit=limit, by=by)
     if as_json:
         _print_json(stats)
         return
-    from scope.query import plain
 
     title = "Most self time" if by == "self" else "Most total time"
     # Piped: the same table, drawn without loading rich (a third of top's start-up).
