@@ -361,5 +361,9 @@ def diff_view(diff: RecordingDiff) -> Group:
 def console(file: IO[str] | None = None, width: int | None = None) -> Console:
     """A console for stdout (or ``file``); colours only on a terminal, and a pipe's lines
     as long as they are (see ``scope.query.columns``).  No emoji codes: a path such as
-    ``:x:12`` is a path, not a cross mark."""
-    return Console(file=file, highlight=False, emoji=False, width=width or output_width())
+    ``:x:12`` is a path, not a cross mark.  No markup either: a test named
+    ``test_x[/]`` or a message ``bad [bold] input`` is printed as it is, styles
+    come from ``Text`` only."""
+    return Console(
+        file=file, highlight=False, emoji=False, markup=False, width=width or output_width()
+    )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 from scope.query.columns import LABEL, NAME, NUMBER, TEXT, Column, fitted_table, shorten_left
 
-from .conftest import clean_env
+from .conftest import clean_env, run
 
 names = st.text(st.sampled_from("abcdefghij._<>"), min_size=1, max_size=60)
 numbers = st.integers(0, 10**12).map(lambda n: f"{n:,}")
@@ -96,3 +97,52 @@ def test_a_query_fits_its_width_and_a_pipe_gets_it_whole(write, scope):  # type:
     whole = scope("top").stdout
     qualname = "AVeryLongClassNameForAParserThatNobodyWouldTypeTwice.parse_the_whole_document"
     assert f"│ {qualname}_without_caching_anything │" in whole
+
+
+BRACKETS = """
+import pytest
+
+from app import check
+
+
+@pytest.mark.parametrize("word", ["[/]", "[bold]x"], ids=["[/]", "[bold]x"])
+def test_words(word):
+    check(word)
+"""
+
+
+def test_brackets_in_names_and_messages_print_as_they_are(project, write, scope):  # type: ignore[no-untyped-def]
+    # rich reads "[bold]" as a style and fails on "[/]": a test id, an exception's
+    # message or a value may hold either, and is printed as it is.
+    write(
+        "app.py",
+        """
+        def refuse(word):
+            raise ValueError(f"bad {word} input")
+
+
+        def check(word):
+            try:
+                refuse(word)
+            except ValueError:
+                return word
+
+        check("[/]")
+        """,
+    )
+    write("test_brackets.py", BRACKETS)
+    assert scope("run", "--level", "args", "app.py").returncode == 0
+    exceptions = scope("exceptions", "--all")
+    assert exceptions.returncode == 0, exceptions.stderr
+    assert "bad [/] input" in exceptions.stdout
+    calls = scope("calls", "--function", "check", "--arg", "word=[/]")
+    assert calls.returncode == 0, calls.stderr
+    assert "'[/]'" in calls.stdout
+    tested = run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--scope", "test_brackets.py"],
+        project,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    tests = scope("tests", env=clean_env({"COLUMNS": "200"}))
+    assert tests.returncode == 0, tests.stderr
+    assert "test_words[[/]]" in tests.stdout and "test_words[[bold]x]" in tests.stdout
