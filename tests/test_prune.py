@@ -17,6 +17,10 @@ from scope.storage.pruning import parse_age
 
 from .conftest import clean_env, wait_for_service_to_leave
 
+# Removing runs rewrites a DuckDB file, the same from every CPython; recording the
+# runs it removes is tested on each version by the rest of the suite.
+pytestmark = pytest.mark.matrix_once
+
 #: a program of about 170 recorded calls
 SMALL = """
 def leaf(i):
