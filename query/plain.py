@@ -61,7 +61,10 @@ def where(module: str, file: str | None, line: int | None) -> str:
     under it (its module when the file is not known)."""
     if not file:
         return module
-    here = os.getcwd() + os.sep
+    try:
+        here = os.getcwd() + os.sep
+    except FileNotFoundError:  # the working folder was removed: nothing is under it
+        here = "\0"
     shown = file[len(here) :] if file.startswith(here) else file
     return f"{shown}:{line}" if line else shown
 

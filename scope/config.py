@@ -374,6 +374,15 @@ def pytest_requested(cwd: str, environ: Mapping[str, str]) -> bool:
         return False
 
 
+def _working_folder() -> str:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise ConfigError(
+            "the folder this runs in was removed; run scope from a folder that exists"
+        ) from None
+
+
 def load_config(
     cwd: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -383,7 +392,7 @@ def load_config(
 
     ``overrides`` are command-line values (``None`` values are ignored).
     """
-    cwd = os.path.abspath(cwd or os.getcwd())
+    cwd = os.path.abspath(cwd or _working_folder())
     environ = os.environ if environ is None else environ
     found_root = find_project_root(cwd)
     root = found_root or cwd

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 from scope.storage.schema import SCHEMA_VERSION
 
-from .conftest import clean_env, wait_for_service_to_leave
+from .conftest import clean_env, run, wait_for_service_to_leave
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -313,3 +314,14 @@ def test_a_damaged_recording_is_named_as_such_in_one_line(project: Path, write, 
         assert "in use" not in result.stderr
     result = scope("run", "ok.py")
     assert_one_line_error(result, "is a damaged recording")
+
+
+@pytest.mark.parametrize("command", [["top"], ["runs"], ["run", "app.py"]])
+def test_a_removed_working_folder_is_one_line(tmp_path, command) -> None:  # type: ignore[no-untyped-def]
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    # The shell's folder is removed under it (another terminal, a test's cleanup).
+    script = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+    script += f"from scope.launch import main; main({command!r})"
+    result = run([sys.executable, "-c", script], tmp_path)
+    assert_one_line_error(result, "was removed")
