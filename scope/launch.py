@@ -178,8 +178,20 @@ def fail(exc: ScopeError) -> NoReturn:
 
 #: commands that read one recording and write nothing: the launcher opens it ahead
 READING_COMMANDS = frozenset(
-    {"calls", "diff", "exceptions", "history", "path", "runs", "sql", "status", "test", "tests"}
-    | {"top", "tree"}
+    [
+        "calls",
+        "diff",
+        "exceptions",
+        "history",
+        "path",
+        "runs",
+        "sql",
+        "status",
+        "test",
+        "tests",
+        "top",
+        "tree",
+    ]
 )
 
 
@@ -201,7 +213,7 @@ def open_ahead(words: Sequence[str]) -> None:
 
     try:
         path = load_config(overrides={"db": db}).db
-    except ScopeError:
+    except ScopeError:  # the command says what is wrong with the configuration
         return
     from scope.storage import ahead
 
