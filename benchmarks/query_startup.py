@@ -54,8 +54,8 @@ COMMANDS = [
         [
             PYTHON,
             "-c",
-            "from scope.storage import ahead; ahead.start = lambda path: None; "
-            "from scope.launch import main; main(['top'])",
+            "from scope import launch; launch.open_ahead = lambda words: None; "
+            "launch.main(['top'])",
         ],
     ),
     ("scope top --json", [PYTHON, "-m", "scope", "top", "--json"]),

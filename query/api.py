@@ -68,9 +68,6 @@ def _open(
     while True:
         remote = None if writable_folder else _service_connection(path)
         if remote is not None:
-            from scope.storage import ahead
-
-            ahead.discard()  # a file opened ahead would keep the service from writing it
             # It has the part of a connection the queries use (see scope.query.remote).
             return cast("duckdb.DuckDBPyConnection", remote)
         from scope.storage.database import open_for_reading
@@ -92,6 +89,11 @@ def _service_connection(path: str) -> ServiceConnection | None:
     """A connection to the service writing ``path`` that has the file open, if there is one."""
     if not os.path.exists(live.service_socket(path)):
         return None  # no service: what talks to one (socket, its codecs) stays unloaded
+    from scope.storage import ahead
+
+    # Before asking: a service that is starting opens the file before it answers,
+    # and a reader keeps it out.
+    ahead.discard()
     from scope.query.remote import RemoteError, ServiceConnection
 
     try:
@@ -180,9 +182,12 @@ class Recording:
         self.con: duckdb.DuckDBPyConnection = _open(path, settings, writable_folder)
         #: run -> why it recorded no calls, for each such run a query has read
         self.why_empty: dict[int, str] = {}
-        #: runs found to exist and to have ended (noted in ``why_empty`` if empty):
-        #: a command resolves its run in each question it asks, and asks it once
+        #: runs found, through ``_settled_on``, to exist and to have ended (noted in
+        #: ``why_empty`` if empty): a command resolves its run in each question it
+        #: asks, and asks once.  Another connection (the viewer opens the file
+        #: again after letting go of it) may see runs removed meanwhile.
         self._settled_runs: set[int] = set()
+        self._settled_on: object = self.con
 
     def __enter__(self) -> Recording:
         return self
@@ -259,6 +264,8 @@ class Recording:
         """The run ``run`` if it exists, or the latest run when ``run`` is None.
 
         A finished run that recorded no calls is noted in ``why_empty``."""
+        if self._settled_on is not self.con:
+            self._settled_runs, self._settled_on = set(), self.con
         if run is None:
             row = self.con.execute("SELECT max(id) FROM run").fetchone()
             if row is None or row[0] is None:

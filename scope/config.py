@@ -333,7 +333,12 @@ def _from_pyproject(root: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    section = data.get("tool", {}).get("scope", {})
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib lets this one through
+        raise ConfigError(f"{path} is not valid TOML: not UTF-8 ({exc.reason})") from None
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"tool in {path} must be a table ([tool])")
+    section = tool.get("scope", {})
     if not isinstance(section, dict):
         raise ConfigError(f"[tool.scope] in {path} must be a table")
     for key in section:
@@ -363,9 +368,10 @@ def pytest_requested(cwd: str, environ: Mapping[str, str]) -> bool:
 
         try:
             with open(os.path.join(root, "pyproject.toml"), "rb") as f:
-                section = tomllib.load(f).get("tool", {}).get("scope", {})
-        except (OSError, tomllib.TOMLDecodeError):
+                tool = tomllib.load(f).get("tool", {})
+        except (OSError, ValueError):  # not TOML, or not UTF-8
             return False
+        section = tool.get("scope", {}) if isinstance(tool, dict) else None
         if isinstance(section, dict) and "pytest" in section:
             values["pytest"] = section["pytest"]
     try:

@@ -210,14 +210,12 @@ def open_ahead(words: Sequence[str]) -> None:
         elif word.startswith("--db="):
             db = word[len("--db=") :]
     from scope.config import load_config
-
-    try:
-        path = load_config(overrides={"db": db}).db
-    except ScopeError:  # the command says what is wrong with the configuration
-        return
     from scope.storage import ahead
 
-    ahead.start(path)
+    try:
+        ahead.start(load_config(overrides={"db": db}).db)
+    except Exception:  # only a help: what is wrong, the command itself says
+        return
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,9 +8,10 @@ takes the connection (``take``) when it is to the file it was about to open.
 
 A connection opened ahead is only ever a plain read-only one, as
 ``open_for_reading`` would have made: that function still checks it and
-confines it.  One that is not taken (the command failed, or a recording service
-answered instead) is closed (``discard``) as soon as that is known, and at exit
-in any case: while it is open, no program can write the recording.  Anything
+confines it.  One that is not taken is closed (``discard``): before the command
+asks a recording service anything (a service that is starting opens the file
+before it answers its first question), and at exit in any case (the command
+failed).  While it is open, no program can write the recording.  Anything
 that goes wrong here is left for the command's own opening to meet and report.
 """
 
@@ -75,6 +76,12 @@ def start(path: str) -> None:
         _opening.thread.start()
         atexit.unregister(discard)  # once, however many are started
         atexit.register(discard)
+
+
+def pending() -> str | None:
+    """The file being opened ahead (or opened and not yet taken), if any."""
+    with _lock:
+        return None if _opening is None else _opening.path
 
 
 def take(path: str) -> duckdb.DuckDBPyConnection | None:

@@ -71,6 +71,25 @@ def test_invalid_toml(write, project, scope):
     assert_one_line_error(scope("run", "ok.py"), "not valid TOML")
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b'tool = "x"\n', "tool in"),
+        (b"[tool.scope]\nlevel = 'calls' # caf\xe9\n", "not UTF-8"),
+    ],
+    ids=["tool-not-a-table", "not-utf8"],
+)
+@pytest.mark.parametrize("command", [["run", "ok.py"], ["runs"]])
+def test_a_pyproject_scope_cannot_read_is_one_line(write, project, scope, content, said, command):  # type: ignore[no-untyped-def]
+    write("ok.py", "")
+    (project / "pyproject.toml").write_bytes(content)
+    assert_one_line_error(scope(*command), said)
+    # A mistake on the command line is still said first, as click says it.
+    usage = scope("top", "--by", "nothing")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr, usage.stderr
+    assert "Invalid value for '--by'" in usage.stderr
+
+
 def test_tree_of_a_call_that_is_not_there(write, scope):
     write("ok.py", "def f():\n    pass\nf()\n")
     assert scope("run", "ok.py").returncode == 0

@@ -143,6 +143,24 @@ def test_rm_removes_one_run_and_leaves_the_others_as_they_were(three_runs: Path,
     assert query("SELECT count(*) FROM exception WHERE run = 2") == [(0,)]
 
 
+def test_a_recording_opened_again_does_not_remember_a_removed_run(three_runs: Path, scope):
+    # The viewer keeps its Recording and opens the file again after letting go of it:
+    # a run it resolved before may have been removed meanwhile.
+    from scope.query.api import Recording
+
+    from scope.errors import QueryError
+
+    recording_file = str(recording(three_runs))
+    held = Recording(recording_file)
+    assert held.resolve_run(2) == 2 and held.function_stats(2)
+    held.con.close()
+    assert scope("rm", "2").returncode == 0
+    held.con = Recording(recording_file).con
+    with pytest.raises(QueryError, match="no run 2"):
+        held.resolve_run(2)
+    held.close()
+
+
 @pytest.mark.parametrize("storer", ["service", "program"])
 def test_a_removed_runs_number_is_never_given_again(
     three_runs: Path, scope, query, storer, monkeypatch
