@@ -21,8 +21,12 @@ from scope.storage import ahead
 
 from scope.launch import READING_COMMANDS, open_ahead
 
+from . import test_query_startup
 from .conftest import clean_env, run, wait_for_service_to_leave
-from .test_query_startup import APP, QUERIES, TESTS
+from .test_query_startup import QUERIES
+
+#: a project with a recorded run (args level) and a recorded pytest session
+recording = test_query_startup.recording
 
 #: runs the command line in argv as ``scope`` does, with opening ahead on or off
 #: (argv[1]), and notes at exit whether the command took a connection opened ahead
@@ -46,24 +50,6 @@ atexit.register(lambda: open(os.environ["SCOPE_TEST_AHEAD"], "w").write(json.dum
 from scope.launch import main
 main(sys.argv[2:])
 """
-
-
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project with a recorded run (args level) and a recorded pytest session."""
-    project = tmp_path_factory.mktemp("ahead")
-    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
-    (project / "app.py").write_text(APP)
-    (project / "test_app.py").write_text(TESTS)
-    recorded = run([sys.executable, "-m", "scope", "run", "--level", "args", "app.py"], project)
-    assert recorded.returncode == 0, recorded.stderr
-    tested = run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--scope", "test_app.py"],
-        project,
-    )
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    wait_for_service_to_leave(project)
-    return project
 
 
 def scope_noting(project: Path, switch: str, args: list[str]) -> tuple[str, str, list[bool]]:
