@@ -232,9 +232,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         check_interpreter()  # before the recorder's extension loads
+        # Before the recorder's modules too: in a removed working folder CPython 3.13.0
+        # fails to import socket ("error return without exception set").
+        config = config_for(request.options)
         from scope.runner import Program, prepare
 
-        config = config_for(request.options)
         if config.service:
             # A service that lingers after a run opens the file while this one starts.
             from scope import live
