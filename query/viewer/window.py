@@ -145,24 +145,17 @@ def overview(
     """Count the run's calls narrower than a bucket into buckets (reads every call once),
     per lane: a thread's, or one of its ``tasks``'."""
     bucket = max(span.span_ns // OVERVIEW_BUCKETS, 1)
-    narrow, task, task_params = tasks.source(f"run = $run AND {_END} - start_ns < $bucket")
-    long, _, _ = tasks.source(f"run = $run AND {_END} - start_ns >= $bucket")
     params = {"run": run, "origin": span.start_ns, "run_end": span.end_ns, "bucket": bucket}
-    rows = con.execute(
-        f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*),
-                   {task}
-            FROM {narrow}
-            GROUP BY thread, {task}, depth, (start_ns - $origin) // $bucket
-            ORDER BY 1, 6 NULLS FIRST, 2, 3""",
-        {**params, **task_params},
-    ).fetchall()
-    long_calls = con.execute(
-        f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
-                   outcome::VARCHAR, {task}
-            FROM {long}
-            ORDER BY {_END} - start_ns DESC LIMIT {MAX_LONG + 1}""",
-        {**params, **task_params},
-    ).fetchall()
+    rows = _counted(
+        con,
+        f"run = $run AND {_END} - start_ns < $bucket",
+        "(start_ns - $origin) // $bucket",
+        params,
+        tasks,
+    )
+    long_calls = _longest(
+        con, f"run = $run AND {_END} - start_ns >= $bucket", MAX_LONG, params, tasks
+    )
     return Overview(
         bucket,
         rows,
@@ -255,14 +248,7 @@ def _window(
     if zoomed_out_enough and zoomed_out is not None and zoomed_out.long_calls is not None:
         return _all_from_overview(answer, zoomed_out, zoomed_out.long_calls, span)
     wide = f"{_IN_WINDOW} AND {_END} - start_ns >= $pixel"
-    source, task, task_params = tasks.source(wide)
-    rows = con.execute(
-        f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
-                   outcome::VARCHAR, {task}
-            FROM {source}
-            ORDER BY {_END} - start_ns DESC LIMIT {MAX_DRAWN + 1}""",
-        {**params, **task_params},
-    ).fetchall()
+    rows = _longest(con, wide, MAX_DRAWN, params, tasks)
     if len(rows) > MAX_DRAWN:
         counted = {k: v for k, v in params.items() if k != "origin"}  # DuckDB: no extras
         count = con.execute(f"SELECT count(*) FROM call WHERE {wide}", counted).fetchone()
@@ -272,17 +258,49 @@ def _window(
     if zoomed_out is not None and pixel_ns >= zoomed_out.bucket_ns:
         answer.blocks = _from_overview(con, zoomed_out, since, until, params, tasks)
         return answer
-    source, task, task_params = tasks.source(f"{_IN_WINDOW} AND {_END} - start_ns < $pixel")
-    blocks = con.execute(
+    narrow = f"{_IN_WINDOW} AND {_END} - start_ns < $pixel"
+    blocks = _counted(con, narrow, "(start_ns - $since) // $pixel", params, tasks)
+    answer.blocks = _coalesced(blocks, pixel_ns)
+    return answer
+
+
+def _longest(
+    con: duckdb.DuckDBPyConnection,
+    where: str,
+    most: int,
+    params: dict[str, int],
+    tasks: Tasks,
+) -> list[tuple[object, ...]]:
+    """The calls ``where`` holds, longest first, as ``Window.calls`` lists them: at most
+    ``most`` and one more, which tells that there were more."""
+    source, task, task_params = tasks.source(where)
+    return con.execute(
+        f"""SELECT thread, start_ns - $origin, duration_ns, depth, function, id,
+                   outcome::VARCHAR, {task}
+            FROM {source}
+            ORDER BY {_END} - start_ns DESC LIMIT {most + 1}""",
+        {**params, **task_params},
+    ).fetchall()
+
+
+def _counted(
+    con: duckdb.DuckDBPyConnection,
+    where: str,
+    slot: str,
+    params: dict[str, int],
+    tasks: Tasks,
+) -> list[Block]:
+    """The calls ``where`` holds, counted per lane, depth and ``slot`` (the SQL that
+    numbers a call's bucket or pixel), as blocks in order."""
+    source, task, task_params = tasks.source(where)
+    return con.execute(
         f"""SELECT thread, depth, min(start_ns) - $origin, max({_END}) - $origin, count(*),
                    {task}
             FROM {source}
-            GROUP BY thread, {task}, depth, (start_ns - $since) // $pixel
+            GROUP BY thread, {task}, depth, {slot}
             ORDER BY 1, 6 NULLS FIRST, 2, 3""",
         {**params, **task_params},
     ).fetchall()
-    answer.blocks = _coalesced(blocks, pixel_ns)
-    return answer
 
 
 def _all_from_overview(
