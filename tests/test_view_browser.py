@@ -10,6 +10,7 @@ session's token.  CI installs chromium (``.ci/run``) and sets
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -137,21 +138,41 @@ class Watched:
         return float(since), float(until)
 
 
+#: the page has drawn its first window
+LOADED = "Number(document.body.dataset.loaded || 0) > 0"
+
+
+@contextlib.contextmanager
+def opened(
+    browser: Any,
+    url: str,
+    viewport: tuple[int, int],
+    ready: str = LOADED,
+    timeout: float = 20.0,
+) -> Iterator[Watched]:
+    """``url`` in a page of its own, ``viewport`` (width, height) large, once the
+    JavaScript ``ready`` holds in it; its browser context closed after."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    try:
+        page = Watched(context.new_page())
+        page.page.goto(url)
+        until(page.page, ready, timeout)
+        yield page
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser: Any, server: ViewServer) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1200, "height": 700})
-    watched = Watched(context.new_page())
-    watched.page.goto(server.url)
-    until(watched.page, "Number(document.body.dataset.loaded || 0) > 0")
-    until(watched.page, "document.body.dataset.ready === '1'")  # the panels too
-    yield watched
-    origin = f"http://127.0.0.1:{server.port}/{server.token}/"
-    assert watched.requests and all(url.startswith(origin) for url in watched.requests), (
-        watched.requests
-    )
-    assert all(urlsplit(url).hostname == "127.0.0.1" for url in watched.requests)
-    assert watched.errors == []
-    context.close()
+    with opened(browser, server.url, (1200, 700)) as watched:
+        until(watched.page, "document.body.dataset.ready === '1'")  # the panels too
+        yield watched
+        origin = f"http://127.0.0.1:{server.port}/{server.token}/"
+        assert watched.requests and all(url.startswith(origin) for url in watched.requests), (
+            watched.requests
+        )
+        assert all(urlsplit(url).hostname == "127.0.0.1" for url in watched.requests)
+        assert watched.errors == []
 
 
 def test_the_page_draws_both_threads_of_the_run(page: Watched, recording: Recording) -> None:
@@ -373,11 +394,7 @@ def test_a_run_of_three_processes_has_a_lane_per_thread_named_with_its_pid(
 ) -> None:
     with Recording(str(record(tmp_path, PROCESSES))) as recording, serving(recording) as running:
         pids = {pid for (pid,) in recording.con.execute("SELECT pid FROM process").fetchall()}
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        page = Watched(context.new_page())
-        try:
-            page.page.goto(running.url)
-            until(page.page, "Number(document.body.dataset.loaded || 0) > 0")
+        with opened(browser, running.url, (1200, 900)) as page:
             lanes = page.page.evaluate("state.lanes")
             assert len(pids) == 3
             assert {lane["pid"] for lane in lanes} == pids
@@ -389,8 +406,6 @@ def test_a_run_of_three_processes_has_a_lane_per_thread_named_with_its_pid(
             )
             assert shown == 9  # every lane has calls on screen, drawn or merged
             assert page.errors == []
-        finally:
-            context.close()
 
 
 def test_a_step_of_the_path_clicked_is_the_call_outlined(page: Watched) -> None:
@@ -422,27 +437,29 @@ def ten_million(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
 @pytest.mark.slow
 def test_ten_million_calls_draw_whole_and_zoom(browser: Any, ten_million: tuple[str, int]) -> None:
     path, calls = ten_million
-    with Recording(path) as recording, serving(recording) as running:
-        context = browser.new_context(viewport={"width": 1500, "height": 800})
-        page = Watched(context.new_page())
-        try:
-            page.page.goto(running.url)
-            until(page.page, "Number(document.body.dataset.loaded || 0) > 0", timeout=60)
-            # Every call of the run is on screen, drawn or counted in a block.
-            shown = page.page.evaluate(
-                "state.calls.length + state.blocks.reduce((n, b) => n + b[4], 0)"
-            )
-            assert shown == calls > 10_000_000
-            assert page.page.evaluate("state.calls.length") < 5_000  # bounded by the screen
-            page.page.focus("#timeline")
-            for _ in range(3):
-                page.after(lambda: [page.page.keyboard.press("w") for _ in range(10)])
-            since, until_ns = page.window()
-            assert until_ns - since < page.page.evaluate("state.span") / 100
-            assert page.page.evaluate("state.calls.length") > 0
-            assert page.errors == []
-        finally:
-            context.close()
+    with (
+        Recording(path) as recording,
+        serving(recording) as running,
+        opened(
+            browser,
+            running.url,
+            (1500, 800),
+            timeout=60,
+        ) as page,
+    ):
+        # Every call of the run is on screen, drawn or counted in a block.
+        shown = page.page.evaluate(
+            "state.calls.length + state.blocks.reduce((n, b) => n + b[4], 0)"
+        )
+        assert shown == calls > 10_000_000
+        assert page.page.evaluate("state.calls.length") < 5_000  # bounded by the screen
+        page.page.focus("#timeline")
+        for _ in range(3):
+            page.after(lambda: [page.page.keyboard.press("w") for _ in range(10)])
+        since, until_ns = page.window()
+        assert until_ns - since < page.page.evaluate("state.span") / 100
+        assert page.page.evaluate("state.calls.length") > 0
+        assert page.errors == []
 
 
 DEEP_LANES = """
@@ -481,42 +498,36 @@ def test_the_canvas_is_the_visible_box_and_lower_lanes_scroll_into_it(
     with (
         Recording(str(record(tmp_path, DEEP_LANES))) as recording,
         serving(recording) as running,
+        opened(browser, running.url, (1200, 700)) as page,
     ):
-        context = browser.new_context(viewport={"width": 1200, "height": 700})
-        page = Watched(context.new_page())
-        try:
-            page.page.goto(running.url)
-            until(page.page, "Number(document.body.dataset.loaded || 0) > 0")
-            pixels, box, scrolled = page.page.evaluate(CANVAS_AND_BOX)
-            assert scrolled > 12 * 41 * 16  # every lane at full depth can be scrolled to
-            assert pixels <= box
-            last = page.page.evaluate("state.lanes[state.lanes.length - 1].thread")
-            lowest = f"state.drawn.filter(d => d[4][0] === {last} && d[2] - d[0] > 4)"
-            assert page.page.evaluate(f"{lowest}.length") == 0  # below the box at first
-            page.page.evaluate("document.getElementById('timeline-scroll').scrollTop = 1e9")
-            until(page.page, f"{lowest}.length > 0")
-            pixels, box, _ = page.page.evaluate(CANVAS_AND_BOX)
-            assert pixels <= box
-            target = page.page.evaluate(
-                f"""(() => {{
+        pixels, box, scrolled = page.page.evaluate(CANVAS_AND_BOX)
+        assert scrolled > 12 * 41 * 16  # every lane at full depth can be scrolled to
+        assert pixels <= box
+        last = page.page.evaluate("state.lanes[state.lanes.length - 1].thread")
+        lowest = f"state.drawn.filter(d => d[4][0] === {last} && d[2] - d[0] > 4)"
+        assert page.page.evaluate(f"{lowest}.length") == 0  # below the box at first
+        page.page.evaluate("document.getElementById('timeline-scroll').scrollTop = 1e9")
+        until(page.page, f"{lowest}.length > 0")
+        pixels, box, _ = page.page.evaluate(CANVAS_AND_BOX)
+        assert pixels <= box
+        target = page.page.evaluate(
+            f"""(() => {{
                     const d = {lowest}.sort((a, b) => b[4][3] - a[4][3])[0];
                     return [(d[0] + d[2]) / 2, (d[1] + d[3]) / 2, d[4][3]];
                 }})()"""
-            )
-            assert target[2] > 20  # deep in the lowest lane
-            canvas = page.page.locator("#timeline").bounding_box()
-            page.page.mouse.click(canvas["x"] + target[0], canvas["y"] + target[1])
-            page.page.wait_for_selector("#details:not([hidden])")
-            until(page.page, "document.querySelector('#details-path li') !== null")
-            assert page.page.inner_text("#details-name") == "__main__.down"
-            assert "lane-11" in page.page.inner_text("#details-facts")
-            assert len(page.page.locator("#details-path li").all_inner_texts()) == target[2] + 1
-            # A call selected elsewhere (a search's step, a path's link) is scrolled to.
-            page.page.evaluate("scroller.scrollTop = 0")
-            until(page.page, f"{lowest}.length === 0")
-            page.page.evaluate(f"select(state.calls.find(c => c[0] === {last} && c[3] > 20)[5])")
-            until(page.page, "scroller.scrollTop > 0")
-            until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")
-            assert page.errors == []
-        finally:
-            context.close()
+        )
+        assert target[2] > 20  # deep in the lowest lane
+        canvas = page.page.locator("#timeline").bounding_box()
+        page.page.mouse.click(canvas["x"] + target[0], canvas["y"] + target[1])
+        page.page.wait_for_selector("#details:not([hidden])")
+        until(page.page, "document.querySelector('#details-path li') !== null")
+        assert page.page.inner_text("#details-name") == "__main__.down"
+        assert "lane-11" in page.page.inner_text("#details-facts")
+        assert len(page.page.locator("#details-path li").all_inner_texts()) == target[2] + 1
+        # A call selected elsewhere (a search's step, a path's link) is scrolled to.
+        page.page.evaluate("scroller.scrollTop = 0")
+        until(page.page, f"{lowest}.length === 0")
+        page.page.evaluate(f"select(state.calls.find(c => c[0] === {last} && c[3] > 20)[5])")
+        until(page.page, "scroller.scrollTop > 0")
+        until(page.page, "state.drawn.some(d => d[4][5] === state.selected)")
+        assert page.errors == []

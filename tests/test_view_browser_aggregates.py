@@ -12,7 +12,7 @@ from scope.query.api import Recording
 from scope.query.viewer import flame as flames
 
 from . import test_view_browser as browsing
-from .test_view_browser import Watched, until
+from .test_view_browser import Watched, opened, until
 from .viewing import record, serving
 
 #: the page in chromium, as in test_view_browser
@@ -148,11 +148,9 @@ def test_a_calls_children_are_paged_and_its_subtree_is_a_flame_graph(
     caller_server: Any,
     tmp_path: Path,
 ) -> None:
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    page = Watched(context.new_page())
-    try:
-        page.page.goto(caller_server.url)
-        until(page.page, "document.body.dataset.ready === '1'")
+    with opened(
+        browser, caller_server.url, (1200, 800), "document.body.dataset.ready === '1'"
+    ) as page:
         main = page.page.evaluate(
             "state.calls.find(c => state.functions[c[4]] === '__main__.main')[5]"
         )
@@ -180,8 +178,6 @@ def test_a_calls_children_are_paged_and_its_subtree_is_a_flame_graph(
         until(page.page, "document.querySelector('#details-name').textContent === '__main__.leaf'")
         assert str(page.page.evaluate("state.selected")) == first
         assert page.errors == []
-    finally:
-        context.close()
 
 
 @pytest.mark.slow
@@ -190,23 +186,22 @@ def test_ten_million_calls_have_a_bounded_flame_graph(
 ) -> None:
     # Its recursion is 1,000 calls deep: deeper than the graph follows.
     path, calls = ten_million
-    with Recording(path) as recording, serving(recording) as running:
-        context = browser.new_context(viewport={"width": 1500, "height": 800})
-        page = Watched(context.new_page())
-        try:
-            page.page.goto(running.url)
-            until(page.page, "document.body.dataset.ready === '1'", timeout=120)
-            page.page.click('#tabs button[data-tab="flame"]')  # the whole run on screen
-            until(page.page, "Number(document.body.dataset.flame || 0) > 0", timeout=120)
-            assert page.page.evaluate("flame.nodes.filter(n => n[0] === null).length") == 1
-            assert page.page.evaluate("flame.nodes.reduce((s, n) => s + (n[4] || 0), 0)") < calls
-            assert page.page.evaluate("flame.nodes.length") <= flames.MAX_NODES + 200
-            assert "stacks cut deep down" in page.page.inner_text("#flame-info")
-            page.page.focus("#timeline")
-            since, until_ns = flame_of_the_window(
-                page, lambda: [page.page.keyboard.press("w") for _ in range(20)]
-            )
-            assert 0 < roots_total(page) <= until_ns - since
-            assert page.errors == []
-        finally:
-            context.close()
+    with (
+        Recording(path) as recording,
+        serving(recording) as running,
+        opened(
+            browser, running.url, (1500, 800), "document.body.dataset.ready === '1'", timeout=120
+        ) as page,
+    ):
+        page.page.click('#tabs button[data-tab="flame"]')  # the whole run on screen
+        until(page.page, "Number(document.body.dataset.flame || 0) > 0", timeout=120)
+        assert page.page.evaluate("flame.nodes.filter(n => n[0] === null).length") == 1
+        assert page.page.evaluate("flame.nodes.reduce((s, n) => s + (n[4] || 0), 0)") < calls
+        assert page.page.evaluate("flame.nodes.length") <= flames.MAX_NODES + 200
+        assert "stacks cut deep down" in page.page.inner_text("#flame-info")
+        page.page.focus("#timeline")
+        since, until_ns = flame_of_the_window(
+            page, lambda: [page.page.keyboard.press("w") for _ in range(20)]
+        )
+        assert 0 < roots_total(page) <= until_ns - since
+        assert page.errors == []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from scope.query.api import Recording
 
-from .test_view_browser import Watched, browser, until  # noqa: F401 (a fixture)
+from .test_view_browser import browser, opened  # noqa: F401 (a fixture)
 from .viewing import record, serving
 
 #: the page in chromium, as in test_view_browser
@@ -94,11 +94,7 @@ def test_a_lane_per_thread_and_per_task_and_a_long_await_is_a_gap(
 ) -> None:
     with Recording(str(record(tmp_path, PROGRAM))) as recording, serving(recording) as running:
         pids = {pid for (pid,) in recording.con.execute("SELECT pid FROM process").fetchall()}
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        page = Watched(context.new_page())
-        try:
-            page.page.goto(running.url)
-            until(page.page, "Number(document.body.dataset.loaded || 0) > 0")
+        with opened(browser, running.url, (1200, 900)) as page:
             lanes = page.page.evaluate("state.lanes")
             threads = [lane for lane in lanes if lane["task"] is None]
             tasks = [lane for lane in lanes if lane["task"] is not None]
@@ -141,5 +137,3 @@ def test_a_lane_per_thread_and_per_task_and_a_long_await_is_a_gap(
             assert alpha(page.page, found["bar"]) == 255
             assert alpha(page.page, found["gap"]) == 0
             assert page.errors == []
-        finally:
-            context.close()
